@@ -1,0 +1,207 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them (fmt.Errorf("…: %w", ErrNotFound)) so
+// callers test with errors.Is; the gRPC edge maps them to status codes.
+var (
+	// ErrNotFound: the user, session, group or membership does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyExists: a unique value (username, id) is taken.
+	ErrAlreadyExists = errors.New("already exists")
+	// ErrGroupFull: adding members would pass the group's size limit.
+	ErrGroupFull = errors.New("group is full")
+)
+
+// Store is everything the server keeps in the database.
+type Store interface {
+	Users
+	Sessions
+	Groups
+	Messages
+	Cursors
+	// Close releases the database. Calls after Close fail.
+	Close() error
+}
+
+// User is an account.
+type User struct {
+	ID           string
+	Username     string
+	DisplayName  string
+	PasswordHash []byte
+	CreatedAt    time.Time
+}
+
+// Users stores accounts.
+type Users interface {
+	// CreateUser stores u. ErrAlreadyExists if its ID or Username is taken.
+	CreateUser(ctx context.Context, u User) error
+	// GetUser returns the user with this id, or ErrNotFound.
+	GetUser(ctx context.Context, id string) (User, error)
+	// GetUserByUsername returns the user with this username, or ErrNotFound.
+	GetUserByUsername(ctx context.Context, username string) (User, error)
+}
+
+// Session is one device's login: the token names it, and revoking it makes
+// the token stop working before it expires.
+type Session struct {
+	ID        string
+	UserID    string
+	DeviceID  string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	Revoked   bool
+}
+
+// Sessions stores logins.
+type Sessions interface {
+	// CreateSession stores s. ErrAlreadyExists if its ID is taken.
+	CreateSession(ctx context.Context, s Session) error
+	// GetSession returns the session with this id, or ErrNotFound.
+	GetSession(ctx context.Context, id string) (Session, error)
+	// RevokeSession marks the session revoked; revoking twice is not an
+	// error. ErrNotFound if there is no such session.
+	RevokeSession(ctx context.Context, id string) error
+}
+
+// Group is a group chat. Its conversation id is GroupConversationID(ID).
+type Group struct {
+	ID          string
+	Name        string
+	OwnerID     string
+	CreatedAt   time.Time
+	MemberCount int // current members; filled in by GetGroup
+}
+
+// Membership is a user's place in a conversation. For one-to-one
+// conversations both users have one, created with the first message
+// (JoinedSeq 0, never left). For groups, the user sees messages with
+// JoinedSeq < seq, and, once they left, seq <= LeftSeq.
+type Membership struct {
+	ConversationID string
+	UserID         string
+	JoinedSeq      int64
+	Active         bool  // false once the user left
+	LeftSeq        int64 // meaningful only when !Active
+}
+
+// Groups stores groups and their members.
+type Groups interface {
+	// CreateGroup stores g with the given members (the owner among them),
+	// all joining at seq 0. ErrAlreadyExists if g.ID is taken; ErrNotFound
+	// if a member is not a user; ErrGroupFull if len(memberIDs) > maxMembers.
+	CreateGroup(ctx context.Context, g Group, memberIDs []string, maxMembers int) error
+	// GetGroup returns the group with its MemberCount, or ErrNotFound.
+	GetGroup(ctx context.Context, id string) (Group, error)
+	// AddMembers makes the users active members, joining at the group's
+	// current latest seq, and returns those that were not active before
+	// (a user who had left rejoins). Users already active are left alone.
+	// ErrNotFound if the group or a user does not exist; ErrGroupFull if
+	// the group would have more than maxMembers; then nothing changes.
+	AddMembers(ctx context.Context, groupID string, userIDs []string, maxMembers int) (added []string, err error)
+	// LeaveGroup ends the user's membership at the group's current latest
+	// seq. ErrNotFound if the group does not exist or the user is not an
+	// active member.
+	LeaveGroup(ctx context.Context, groupID, userID string) error
+	// ListMembers returns the ids of the group's active members, in no
+	// particular order. ErrNotFound if the group does not exist.
+	ListMembers(ctx context.Context, groupID string) ([]string, error)
+	// GetMembership returns the user's membership in a conversation (c2c or
+	// group, active or not), or ErrNotFound.
+	GetMembership(ctx context.Context, conversationID, userID string) (Membership, error)
+}
+
+// NewMessage is a message to store. The caller assigns MsgID and CreatedAt;
+// the store assigns Seq.
+type NewMessage struct {
+	ConversationID string
+	MsgID          int64
+	SenderID       string
+	SenderDeviceID string
+	ClientMsgID    string
+	Content        []byte // encoded starling.v1.Content; opaque here
+	CreatedAt      time.Time
+	// Members are the users who must hold a Membership once the message is
+	// stored. For one-to-one conversations: both users (a membership is
+	// created, at JoinedSeq 0, if missing). Empty for groups, whose
+	// memberships the Groups methods manage.
+	Members []string
+}
+
+// Message is a stored message.
+type Message struct {
+	ConversationID string
+	Seq            int64
+	MsgID          int64
+	SenderID       string
+	SenderDeviceID string
+	ClientMsgID    string
+	Content        []byte
+	CreatedAt      time.Time
+}
+
+// AppendResult is the outcome of storing one NewMessage.
+type AppendResult struct {
+	// The stored message: the new one, or, when Duplicate, the message first
+	// stored under the same (SenderID, ClientMsgID).
+	Message Message
+	// Duplicate is true when nothing new was stored.
+	Duplicate bool
+}
+
+// Messages stores conversations' messages.
+type Messages interface {
+	// AppendMessages stores msgs in ONE transaction and returns one result
+	// per input, in input order. Messages of the same conversation get
+	// consecutive seqs in input order. A message whose (SenderID,
+	// ClientMsgID) was stored before — earlier, or earlier in this batch —
+	// is not stored again: its result is the first copy with Duplicate set.
+	// When it returns nil, everything is durable; on error nothing is
+	// stored. Empty ClientMsgID is not allowed.
+	AppendMessages(ctx context.Context, msgs []NewMessage) ([]AppendResult, error)
+	// ListMessages returns messages of the conversation with
+	// afterSeq < seq <= uptoSeq, ascending, at most limit of them
+	// (uptoSeq <= 0 means no upper bound).
+	ListMessages(ctx context.Context, conversationID string, afterSeq, uptoSeq int64, limit int) ([]Message, error)
+	// ListMessagesBefore returns the newest messages with
+	// afterSeq < seq < beforeSeq, at most limit of them, ascending
+	// (beforeSeq <= 0 means no upper bound).
+	ListMessagesBefore(ctx context.Context, conversationID string, afterSeq, beforeSeq int64, limit int) ([]Message, error)
+	// LatestSeq returns the conversation's newest seq, 0 if it has none.
+	LatestSeq(ctx context.Context, conversationID string) (int64, error)
+}
+
+// DeviceCursor is how far one device has acknowledged one conversation.
+type DeviceCursor struct {
+	UserID         string
+	DeviceID       string
+	ConversationID string
+	DeliveredSeq   int64
+}
+
+// ConversationState is one conversation as one device sees it.
+type ConversationState struct {
+	ConversationID string
+	// LatestSeq is the newest seq the user may see: the conversation's
+	// latest, or LeftSeq for a group the user left.
+	LatestSeq    int64
+	DeliveredSeq int64 // the device's cursor, 0 if none
+	JoinedSeq    int64
+	UpdatedAt    time.Time // when the newest message was stored
+}
+
+// Cursors stores per-device delivery cursors.
+type Cursors interface {
+	// AdvanceCursors moves each cursor to max(current, DeliveredSeq), in one
+	// transaction. Cursors never move back.
+	AdvanceCursors(ctx context.Context, cursors []DeviceCursor) error
+	// ListConversations returns every conversation the user is or was a
+	// member of, with the device's cursor, newest activity first. With
+	// onlyBehind, only those whose LatestSeq > max(DeliveredSeq, JoinedSeq).
+	ListConversations(ctx context.Context, userID, deviceID string, onlyBehind bool) ([]ConversationState, error)
+}

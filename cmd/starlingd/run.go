@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/starling-im/starling/server"
+	"github.com/starling-im/starling/storage"
+	"github.com/starling-im/starling/storage/postgres"
+	"github.com/starling-im/starling/storage/sqlite"
+)
+
+var flagOutput io.Writer = os.Stderr
+
+// run wires the concrete backends together and serves until ctx ends.
+func run(ctx context.Context, c config, logOut io.Writer) error {
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: c.LogLevel}))
+	if c.Redis != "" {
+		return errors.New("--redis: cluster mode is not available in this version yet; run a single node without --redis")
+	}
+	cfg := server.DefaultConfig()
+	cfg.NodeID = c.NodeID
+	if cfg.NodeID == "" {
+		cfg.NodeID, _ = os.Hostname()
+	}
+	cfg.TokenTTL = c.TokenTTL
+	cfg.SendRate = rate.Limit(c.SendRate)
+	cfg.SendBurst = max(1, int(2*c.SendRate))
+	cfg.Window = c.Window
+	cfg.QueueSize = max(cfg.QueueSize, 4*c.Window)
+
+	store, err := openStore(ctx, c, &cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	secret, err := tokenSecret(c)
+	if err != nil {
+		return err
+	}
+	cfg.TokenSecret = secret
+
+	var opts []grpc.ServerOption
+	if c.TLSCert != "" {
+		creds, err := credentials.NewServerTLSFromFile(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		opts = append(opts, grpc.Creds(creds))
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Registerer = reg
+
+	srv, err := server.New(cfg, store, log, opts...)
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+	}
+	if c.MetricsListen != "" {
+		stopMetrics, err := serveMetrics(c.MetricsListen, reg, log)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		defer stopMetrics()
+	}
+	return srv.Serve(ctx, lis)
+}
+
+// openStore opens the database --db names, or the embedded SQLite file.
+// It also picks the commit parallelism that suits the backend: SQLite has
+// one writer, so one pipeline batches best; a server database commits
+// transactions in parallel.
+func openStore(ctx context.Context, c config, cfg *server.Config) (storage.Store, error) {
+	if c.DB != "" {
+		st, err := postgres.Open(ctx, c.DB)
+		if err != nil {
+			return nil, fmt.Errorf("open database: %w", err)
+		}
+		cfg.SendShards = 8
+		return st, nil
+	}
+	path := filepath.Join(c.DataDir, "starling.db")
+	st, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("open embedded database: %w", err)
+	}
+	cfg.SendShards = 1
+	return st, nil
+}
+
+// tokenSecret returns --token-secret, or the secret kept in the data dir,
+// made on first start. Nodes of a cluster must share one secret, so the
+// generated one is for a single node only.
+func tokenSecret(c config) ([]byte, error) {
+	if c.TokenSecret != "" {
+		return []byte(c.TokenSecret), nil
+	}
+	if c.DB != "" {
+		return nil, errors.New("--token-secret is required with --db: every node of a cluster must sign tokens with the same secret")
+	}
+	path := filepath.Join(c.DataDir, "token-secret")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		s := strings.TrimSpace(string(b))
+		if len(s) < 32 {
+			return nil, fmt.Errorf("%s holds fewer than 32 bytes; delete it to make a new one", path)
+		}
+		return []byte(s), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read token secret: %w", err)
+	}
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	s := hex.EncodeToString(raw)
+	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write token secret: %w", err)
+	}
+	return []byte(s), nil
+}
+
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server failed", "err", err)
+		}
+	}()
+	log.Info("metrics", "addr", lis.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hs.Shutdown(ctx)
+		<-done
+	}, nil
+}

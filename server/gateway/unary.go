@@ -1,0 +1,166 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server/apierr"
+	"github.com/starling-im/starling/server/auth"
+	"github.com/starling-im/starling/server/chat"
+	"github.com/starling-im/starling/server/hub"
+	"github.com/starling-im/starling/storage"
+)
+
+// AuthServer serves starling.v1.AuthService.
+type AuthServer struct {
+	starlingv1.UnimplementedAuthServiceServer
+	Accounts *auth.Accounts
+	Hub      *hub.Hub
+	Log      *slog.Logger
+}
+
+// Register creates a user.
+func (s *AuthServer) Register(ctx context.Context, req *starlingv1.RegisterRequest) (*starlingv1.RegisterResponse, error) {
+	u, err := s.Accounts.Register(ctx, req.GetUsername(), req.GetPassword(), req.GetDisplayName())
+	if err != nil {
+		return nil, toError(s.Log, err)
+	}
+	return &starlingv1.RegisterResponse{User: userProto(u)}, nil
+}
+
+// Login issues a token.
+func (s *AuthServer) Login(ctx context.Context, req *starlingv1.LoginRequest) (*starlingv1.LoginResponse, error) {
+	token, exp, u, err := s.Accounts.Login(ctx, req.GetUsername(), req.GetPassword(), req.GetDeviceId())
+	if err != nil {
+		return nil, toError(s.Log, err)
+	}
+	return &starlingv1.LoginResponse{Token: token, ExpiresAt: timestamppb.New(exp), User: userProto(u), DeviceId: req.GetDeviceId()}, nil
+}
+
+// Logout revokes the caller's token and closes its stream.
+func (s *AuthServer) Logout(ctx context.Context, _ *starlingv1.LogoutRequest) (*starlingv1.LogoutResponse, error) {
+	id, err := identity(ctx)
+	if err != nil {
+		return nil, toError(s.Log, err)
+	}
+	if err := logout(ctx, s.Accounts, s.Hub, id); err != nil {
+		return nil, toError(s.Log, err)
+	}
+	return &starlingv1.LogoutResponse{}, nil
+}
+
+// logout is shared by the unary call and the Logout frame: revoke first, so
+// a reconnect racing the kick is refused.
+func logout(ctx context.Context, accounts *auth.Accounts, h *hub.Hub, id auth.Identity) error {
+	if err := accounts.Logout(ctx, id); err != nil {
+		return err
+	}
+	h.Kick(id.UserID, id.DeviceID, &starlingv1.Disconnect{
+		Reason:  starlingv1.DisconnectReason_DISCONNECT_REASON_LOGGED_OUT,
+		Message: "logged out",
+	})
+	return nil
+}
+
+func identity(ctx context.Context) (auth.Identity, error) {
+	id, ok := auth.FromContext(ctx)
+	if !ok {
+		// The interceptor guarantees one; reaching here is a wiring bug.
+		return auth.Identity{}, fmt.Errorf("%w: no token", apierr.ErrUnauthenticated)
+	}
+	return id, nil
+}
+
+func userProto(u storage.User) *starlingv1.User {
+	return &starlingv1.User{UserId: u.ID, Username: u.Username, DisplayName: u.DisplayName}
+}
+
+// UserServer serves starling.v1.UserService.
+type UserServer struct {
+	starlingv1.UnimplementedUserServiceServer
+	Chat *chat.Service
+	Log  *slog.Logger
+}
+
+// GetUser finds a user.
+func (s *UserServer) GetUser(ctx context.Context, req *starlingv1.GetUserRequest) (*starlingv1.GetUserResponse, error) {
+	u, err := s.Chat.GetUser(ctx, req.GetUserId(), req.GetUsername())
+	if err != nil {
+		return nil, toError(s.Log, err)
+	}
+	return &starlingv1.GetUserResponse{User: userProto(u)}, nil
+}
+
+// GroupServer serves starling.v1.GroupService.
+type GroupServer struct {
+	starlingv1.UnimplementedGroupServiceServer
+	Chat *chat.Service
+	Log  *slog.Logger
+}
+
+func groupProto(g storage.Group) *starlingv1.Group {
+	return &starlingv1.Group{
+		GroupId:        g.ID,
+		ConversationId: storage.GroupConversationID(g.ID),
+		Name:           g.Name,
+		OwnerId:        g.OwnerID,
+		CreateTime:     timestamppb.New(g.CreatedAt),
+		MemberCount:    int32(g.MemberCount),
+	}
+}
+
+// CreateGroup creates a group owned by the caller.
+func (s *GroupServer) CreateGroup(ctx context.Context, req *starlingv1.CreateGroupRequest) (*starlingv1.CreateGroupResponse, error) {
+	id, err := identity(ctx)
+	if err != nil {
+		return nil, toError(s.Log, err)
+	}
+	g, err := s.Chat.CreateGroup(ctx, id.UserID, req.GetName(), req.GetMemberIds())
+	if err != nil {
+		return nil, toError(s.Log, err)
+	}
+	return &starlingv1.CreateGroupResponse{Group: groupProto(g)}, nil
+}
+
+// AddMembers adds users to a group.
+func (s *GroupServer) AddMembers(ctx context.Context, req *starlingv1.AddMembersRequest) (*starlingv1.AddMembersResponse, error) {
+	id, err := identity(ctx)
+	if err != nil {
+		return nil, toError(s.Log, err)
+	}
+	added, err := s.Chat.AddMembers(ctx, id.UserID, req.GetGroupId(), req.GetUserIds())
+	if err != nil {
+		return nil, toError(s.Log, err)
+	}
+	return &starlingv1.AddMembersResponse{AddedUserIds: added}, nil
+}
+
+// LeaveGroup removes the caller from a group.
+func (s *GroupServer) LeaveGroup(ctx context.Context, req *starlingv1.LeaveGroupRequest) (*starlingv1.LeaveGroupResponse, error) {
+	id, err := identity(ctx)
+	if err != nil {
+		return nil, toError(s.Log, err)
+	}
+	if err := s.Chat.LeaveGroup(ctx, id.UserID, req.GetGroupId()); err != nil {
+		return nil, toError(s.Log, err)
+	}
+	return &starlingv1.LeaveGroupResponse{}, nil
+}
+
+// GetGroup returns a group and its members.
+func (s *GroupServer) GetGroup(ctx context.Context, req *starlingv1.GetGroupRequest) (*starlingv1.GetGroupResponse, error) {
+	id, err := identity(ctx)
+	if err != nil {
+		return nil, toError(s.Log, err)
+	}
+	g, members, err := s.Chat.GetGroup(ctx, id.UserID, req.GetGroupId())
+	if err != nil {
+		return nil, toError(s.Log, err)
+	}
+	g.MemberCount = len(members)
+	return &starlingv1.GetGroupResponse{Group: groupProto(g), MemberIds: members}, nil
+}

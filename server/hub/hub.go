@@ -1,0 +1,319 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server/apierr"
+	"github.com/starling-im/starling/storage"
+)
+
+// Config bounds what one device may hold on this node.
+type Config struct {
+	// Window is how many pushes may await an ack per device before its
+	// conversations switch to pull mode (Notify + Sync).
+	Window int
+	// QueueSize bounds a session's outbound queue; a device whose queue
+	// fills is disconnected as slow. It must leave room above Window for
+	// answers and Notifies.
+	QueueSize int
+	// MaxDevices is how many devices of one user may be online on this node.
+	MaxDevices int
+	// IdleTimeout closes a session that sent no frame for this long (0: never).
+	IdleTimeout time.Duration
+	// CursorFlushInterval is how often acknowledged cursors are written.
+	CursorFlushInterval time.Duration
+}
+
+// CursorStore persists delivery cursors.
+type CursorStore interface {
+	AdvanceCursors(ctx context.Context, cursors []storage.DeviceCursor) error
+}
+
+const shardCount = 64
+
+// Hub holds this node's sessions.
+type Hub struct {
+	cfg     Config
+	cursors CursorStore
+	log     *slog.Logger
+	seed    maphash.Seed
+	shards  [shardCount]shard
+	nextID  atomic.Uint64
+	metrics counters
+
+	pendingMu sync.Mutex
+	pending   map[cursorKey]int64 // acked cursors not yet written
+}
+
+type counters struct {
+	slowDisconnects atomic.Int64
+	notifies        atomic.Int64
+}
+
+type shard struct {
+	mu    sync.RWMutex
+	users map[string]*userSessions
+}
+
+// userSessions is one user's devices on this node.
+type userSessions struct {
+	devices map[string]*Session
+}
+
+type cursorKey struct{ user, device, conv string }
+
+// New returns a Hub. Run must be running for cursors to be written and idle
+// sessions to be closed.
+func New(cfg Config, cursors CursorStore, log *slog.Logger) *Hub {
+	h := &Hub{cfg: cfg, cursors: cursors, log: log, seed: maphash.MakeSeed(), pending: make(map[cursorKey]int64)}
+	for i := range h.shards {
+		h.shards[i].users = make(map[string]*userSessions)
+	}
+	return h
+}
+
+func (h *Hub) shard(user string) *shard {
+	return &h.shards[maphash.String(h.seed, user)%shardCount]
+}
+
+// Register adds a session for a device. The session starts in the starting
+// phase (offers are held until FinishStart). A session already open for the
+// same device is closed as replaced. Errors: apierr.ErrResourceExhausted
+// when the user already has MaxDevices other devices online.
+func (h *Hub) Register(userID, deviceID string) (*Session, error) {
+	s := &Session{
+		UserID:   userID,
+		DeviceID: deviceID,
+		id:       h.nextID.Add(1),
+		hub:      h,
+		out:      make(chan item, h.cfg.QueueSize),
+		done:     make(chan struct{}),
+		starting: true,
+		convs:    make(map[string]*convState),
+	}
+	s.Touch()
+	sh := h.shard(userID)
+	sh.mu.Lock()
+	u := sh.users[userID]
+	if u == nil {
+		u = &userSessions{devices: make(map[string]*Session)}
+		sh.users[userID] = u
+	}
+	old := u.devices[deviceID]
+	if old == nil && len(u.devices) >= h.cfg.MaxDevices {
+		sh.mu.Unlock()
+		return nil, fmt.Errorf("%w: user already has %d devices online", apierr.ErrResourceExhausted, len(u.devices))
+	}
+	u.devices[deviceID] = s
+	sh.mu.Unlock()
+	if old != nil {
+		old.Close(&starlingv1.Disconnect{
+			Reason:  starlingv1.DisconnectReason_DISCONNECT_REASON_REPLACED,
+			Message: "a newer stream of this device replaced this one",
+		})
+	}
+	return s, nil
+}
+
+// Unregister removes s (if it is still the device's current session) and
+// closes it.
+func (h *Hub) Unregister(s *Session) {
+	s.Close(nil)
+	sh := h.shard(s.UserID)
+	sh.mu.Lock()
+	if u := sh.users[s.UserID]; u != nil && u.devices[s.DeviceID] == s {
+		delete(u.devices, s.DeviceID)
+		if len(u.devices) == 0 {
+			delete(sh.users, s.UserID)
+		}
+	}
+	sh.mu.Unlock()
+}
+
+// Kick closes the session of one device, if it is on this node.
+func (h *Hub) Kick(userID, deviceID string, reason *starlingv1.Disconnect) {
+	sh := h.shard(userID)
+	sh.mu.RLock()
+	var s *Session
+	if u := sh.users[userID]; u != nil {
+		s = u.devices[deviceID]
+	}
+	sh.mu.RUnlock()
+	if s != nil {
+		s.Close(reason)
+	}
+}
+
+// Online reports how many devices of the user are online on this node.
+func (h *Hub) Online(userID string) int {
+	sh := h.shard(userID)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if u := sh.users[userID]; u != nil {
+		return len(u.devices)
+	}
+	return 0
+}
+
+// Deliver offers a committed message to every online device of the given
+// users, except the session that sent it (which learns from its SendAck).
+// Messages of one conversation must be delivered in seq order.
+func (h *Hub) Deliver(userIDs []string, except *Session, m *starlingv1.Message) {
+	var targets []*Session
+	for _, uid := range userIDs {
+		sh := h.shard(uid)
+		sh.mu.RLock()
+		if u := sh.users[uid]; u != nil {
+			for _, s := range u.devices {
+				if s != except {
+					targets = append(targets, s)
+				}
+			}
+		}
+		sh.mu.RUnlock()
+		// Offer outside the shard lock: a session lock is never taken under it.
+		for _, s := range targets {
+			s.offer(m)
+		}
+		targets = targets[:0]
+	}
+}
+
+// Ack records a PushAck from s and queues its cursor for writing.
+func (h *Hub) Ack(s *Session, conversationID string, seq int64) {
+	if cur := s.Ack(conversationID, seq); cur > 0 {
+		k := cursorKey{s.UserID, s.DeviceID, conversationID}
+		h.pendingMu.Lock()
+		if cur > h.pending[k] {
+			h.pending[k] = cur
+		}
+		h.pendingMu.Unlock()
+	}
+}
+
+// Run writes cursors and closes idle sessions until ctx ends, then writes
+// the cursors still pending.
+func (h *Hub) Run(ctx context.Context) error {
+	flush := time.NewTicker(h.cfg.CursorFlushInterval)
+	defer flush.Stop()
+	var sweep <-chan time.Time
+	if h.cfg.IdleTimeout > 0 {
+		t := time.NewTicker(h.cfg.IdleTimeout / 3)
+		defer t.Stop()
+		sweep = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			// The request context is gone; give the last write its own short deadline.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := h.FlushCursors(fctx); err != nil {
+				h.log.Error("final cursor flush failed", "err", err)
+			}
+			return nil
+		case <-flush.C:
+			if err := h.FlushCursors(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				h.log.Warn("cursor flush failed; will retry", "err", err)
+			}
+		case <-sweep:
+			h.closeIdle(time.Now().Add(-h.cfg.IdleTimeout))
+		}
+	}
+}
+
+// FlushCursors writes the pending cursors. On failure they are put back, so
+// nothing acknowledged is forgotten while the process lives.
+func (h *Hub) FlushCursors(ctx context.Context) error {
+	h.pendingMu.Lock()
+	if len(h.pending) == 0 {
+		h.pendingMu.Unlock()
+		return nil
+	}
+	batch := h.pending
+	h.pending = make(map[cursorKey]int64)
+	h.pendingMu.Unlock()
+
+	cursors := make([]storage.DeviceCursor, 0, len(batch))
+	for k, seq := range batch {
+		cursors = append(cursors, storage.DeviceCursor{UserID: k.user, DeviceID: k.device, ConversationID: k.conv, DeliveredSeq: seq})
+	}
+	if err := h.cursors.AdvanceCursors(ctx, cursors); err != nil {
+		h.pendingMu.Lock()
+		for k, seq := range batch {
+			if seq > h.pending[k] {
+				h.pending[k] = seq
+			}
+		}
+		h.pendingMu.Unlock()
+		return fmt.Errorf("hub: write %d cursors: %w", len(cursors), err)
+	}
+	return nil
+}
+
+func (h *Hub) closeIdle(cutoff time.Time) {
+	c := cutoff.UnixNano()
+	var idle []*Session
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for _, u := range sh.users {
+			for _, s := range u.devices {
+				if s.lastSeen.Load() < c {
+					idle = append(idle, s)
+				}
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	for _, s := range idle {
+		s.Close(&starlingv1.Disconnect{
+			Reason:    starlingv1.DisconnectReason_DISCONNECT_REASON_IDLE,
+			Message:   "no frame for too long; send Ping at the heartbeat interval",
+			Reconnect: true,
+		})
+	}
+}
+
+// CloseAll closes every session with reason, for shutdown.
+func (h *Hub) CloseAll(reason *starlingv1.Disconnect) {
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for _, u := range sh.users {
+			for _, s := range u.devices {
+				s.Close(reason)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+}
+
+// Stats is a snapshot of the hub's counters.
+type Stats struct {
+	Sessions        int
+	SlowDisconnects int64
+	Notifies        int64
+}
+
+// Stats counts sessions and reads the counters.
+func (h *Hub) Stats() Stats {
+	st := Stats{SlowDisconnects: h.metrics.slowDisconnects.Load(), Notifies: h.metrics.notifies.Load()}
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for _, u := range sh.users {
+			st.Sessions += len(u.devices)
+		}
+		sh.mu.RUnlock()
+	}
+	return st
+}

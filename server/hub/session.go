@@ -1,0 +1,263 @@
+package hub
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+)
+
+// item is one entry of a session's outbound queue: either a ready frame or a
+// message to push. Pushes are kept apart so the writer can pack consecutive
+// ones into a single Push frame.
+type item struct {
+	frame *starlingv1.StreamResponse
+	msg   *starlingv1.Message
+	end   bool // the writer stops here (End)
+}
+
+// convState is what the hub knows about one conversation on one device.
+type convState struct {
+	pushed int64 // highest seq sent to the device by push
+	base   int64 // highest seq the device got otherwise (sync, own send): not in the window
+	acked  int64 // highest seq the device acknowledged
+	pull   bool  // pull mode: the device was sent a Notify, pushes are suspended
+	latest int64 // highest seq offered while in pull mode
+}
+
+// inflight is how many pushes of this conversation await an ack.
+func (c *convState) inflight() int64 {
+	return max(0, c.pushed-max(c.acked, c.base))
+}
+
+// top is the highest seq the device is known to have been given.
+func (c *convState) top() int64 { return max(c.pushed, c.base) }
+
+// Session is one device's stream on this node.
+type Session struct {
+	UserID   string
+	DeviceID string
+	id       uint64 // tells apart two sessions of the same device (replaced)
+
+	hub      *Hub
+	out      chan item
+	done     chan struct{}
+	closing  sync.Once
+	reason   atomic.Pointer[starlingv1.Disconnect]
+	carry    *item        // taken from out by Next but not yet written; writer goroutine only
+	lastSeen atomic.Int64 // unix nanoseconds of the last frame received
+
+	mu       sync.Mutex
+	starting bool                  // catch-up not yet computed: offers are held
+	held     []*starlingv1.Message // offers held while starting
+	convs    map[string]*convState
+	unacked  int64 // sum of inflight over convs
+}
+
+// Done is closed when the session must end; Reason says why.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Reason is the Disconnect frame to send before closing, or nil when the
+// stream ended from the client side.
+func (s *Session) Reason() *starlingv1.Disconnect { return s.reason.Load() }
+
+// Touch records that a frame arrived, for the idle sweeper.
+func (s *Session) Touch() { s.lastSeen.Store(time.Now().UnixNano()) }
+
+// Close ends the session with reason (nil: the client went away). The first
+// call wins; later ones do nothing.
+func (s *Session) Close(reason *starlingv1.Disconnect) {
+	s.closing.Do(func() {
+		if reason != nil {
+			s.reason.Store(reason)
+		}
+		close(s.done)
+	})
+}
+
+// Send queues a frame (an answer, a Welcome, an Error). It never blocks: if
+// the queue is full the session is closed as slow.
+func (s *Session) Send(f *starlingv1.StreamResponse) {
+	s.enqueue(item{frame: f})
+}
+
+// End asks the writer to stop once it has written everything queued
+// before this call.
+func (s *Session) End() { s.enqueue(item{end: true}) }
+
+func (s *Session) enqueue(it item) {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	select {
+	case s.out <- it:
+	default:
+		s.hub.metrics.slowDisconnects.Add(1)
+		s.Close(&starlingv1.Disconnect{
+			Reason:    starlingv1.DisconnectReason_DISCONNECT_REASON_SLOW,
+			Message:   "outbound queue full: the device is not reading; reconnect and sync",
+			Reconnect: true,
+		})
+	}
+}
+
+func (s *Session) conv(id string) *convState {
+	c := s.convs[id]
+	if c == nil {
+		c = &convState{}
+		s.convs[id] = c
+	}
+	return c
+}
+
+// setInflight applies a change to c and keeps the session's unacked total
+// in step with it.
+func (s *Session) update(c *convState, change func()) {
+	before := c.inflight()
+	change()
+	s.unacked += c.inflight() - before
+}
+
+// offer decides what the device gets for a newly committed message.
+func (s *Session) offer(m *starlingv1.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.starting {
+		s.held = append(s.held, m)
+		return
+	}
+	s.offerLocked(m)
+}
+
+func (s *Session) offerLocked(m *starlingv1.Message) {
+	c, known := s.convs[m.ConversationId]
+	if !known {
+		// Not behind at connect (or it would be in pull mode), so the
+		// device has everything before this message.
+		c = s.conv(m.ConversationId)
+		c.base = m.Seq - 1
+		c.acked = m.Seq - 1
+	}
+	switch {
+	case c.pull:
+		c.latest = max(c.latest, m.Seq)
+	case m.Seq <= c.top():
+		// Already sent (a late duplicate delivery from the bus): drop.
+	case s.unacked >= int64(s.hub.cfg.Window):
+		c.pull = true
+		c.latest = m.Seq
+		s.hub.metrics.notifies.Add(1)
+		s.enqueue(item{frame: notifyFrame(m.ConversationId, m.Seq, c.acked)})
+	default:
+		s.update(c, func() { c.pushed = m.Seq })
+		s.enqueue(item{msg: m})
+	}
+}
+
+// CatchUp is one conversation the device is behind on at connect.
+type CatchUp struct {
+	ConversationID string
+	LatestSeq      int64
+	DeliveredSeq   int64 // where the device's Sync should start
+}
+
+// FinishStart ends the starting phase: every conversation in behind is put
+// in pull mode with a Notify, then the messages offered meanwhile are
+// replayed (pushed, or folded into a pending Notify). The caller computes
+// behind AFTER registering the session, so a message is either in behind,
+// or among the held offers, or both — never in neither (invariant 2).
+func (s *Session) FinishStart(behind []CatchUp) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range behind {
+		c := s.conv(b.ConversationID)
+		c.pull = true
+		c.latest = max(c.latest, b.LatestSeq)
+		c.acked = max(c.acked, b.DeliveredSeq)
+		c.base = max(c.base, b.DeliveredSeq)
+	}
+	held := s.held
+	s.starting, s.held = false, nil
+	for _, m := range held {
+		if c := s.convs[m.ConversationId]; c != nil && c.pull {
+			c.latest = max(c.latest, m.Seq)
+		}
+	}
+	for _, b := range behind {
+		c := s.convs[b.ConversationID]
+		s.enqueue(item{frame: notifyFrame(b.ConversationID, c.latest, b.DeliveredSeq)})
+	}
+	for _, m := range held {
+		s.offerLocked(m)
+	}
+}
+
+// Ack records a PushAck and returns the cursor to persist (0 when nothing
+// moved). Acks past what this session gave the device are clamped: a client
+// cannot move its cursor over messages it never received.
+func (s *Session) Ack(conversationID string, seq int64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.convs[conversationID]
+	if c == nil {
+		return 0
+	}
+	seq = min(seq, c.top())
+	if seq <= c.acked {
+		return 0
+	}
+	s.update(c, func() { c.acked = seq })
+	return seq
+}
+
+// SyncDone records that the device was sent a SyncBatch of conversationID
+// ending at lastSeq (0: empty), and leaves pull mode when the device has
+// caught up. When more arrived while it was syncing, it is told again.
+func (s *Session) SyncDone(conversationID string, lastSeq int64, hasMore bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.convs[conversationID]
+	if c == nil {
+		c = s.conv(conversationID)
+	}
+	if lastSeq > 0 {
+		s.update(c, func() { c.base = max(c.base, lastSeq) })
+	}
+	if !c.pull || hasMore {
+		return
+	}
+	if c.latest > c.top() {
+		// Messages came while the device was syncing and its Sync did not
+		// reach them: keep it pulling.
+		s.enqueue(item{frame: notifyFrame(conversationID, c.latest, c.acked)})
+		return
+	}
+	c.pull = false
+}
+
+// SentOwn records that the device itself sent seq (it learns it from the
+// SendAck), so the next push of the conversation follows on without a gap.
+// Only a contiguous seq moves the state: if earlier messages are still on
+// their way, they must not be mistaken for duplicates.
+func (s *Session) SentOwn(conversationID string, seq int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, known := s.convs[conversationID]
+	if !known {
+		c = s.conv(conversationID)
+		c.base, c.acked = seq, seq-1
+		return
+	}
+	if !c.pull && seq == c.top()+1 {
+		s.update(c, func() { c.base = seq })
+	}
+}
+
+func notifyFrame(conv string, latest, delivered int64) *starlingv1.StreamResponse {
+	return &starlingv1.StreamResponse{Frame: &starlingv1.StreamResponse_Notify{Notify: &starlingv1.Notify{
+		ConversationId: conv, LatestSeq: latest, DeliveredSeq: delivered,
+	}}}
+}

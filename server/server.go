@@ -1,0 +1,251 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server/auth"
+	"github.com/starling-im/starling/server/chat"
+	"github.com/starling-im/starling/server/gateway"
+	"github.com/starling-im/starling/server/hub"
+	"github.com/starling-im/starling/server/idgen"
+	"github.com/starling-im/starling/storage"
+)
+
+// Server is one Starling node.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	grpc     *grpc.Server
+	health   *health.Server
+	hub      *hub.Hub
+	chat     *chat.Service
+	accounts *auth.Accounts
+}
+
+// New builds a node on store. Extra grpc.ServerOptions (TLS credentials,
+// say) are appended to Starling's own.
+func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerOption) (*Server, error) {
+	tokens, err := auth.NewTokens(cfg.TokenSecret, cfg.TokenTTL)
+	if err != nil {
+		return nil, err
+	}
+	accounts, err := auth.NewAccounts(store, tokens, cfg.BcryptCost)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := idgen.NewSnowflake(cfg.NodeNumber)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Window <= 0 || cfg.QueueSize <= cfg.Window {
+		return nil, fmt.Errorf("server: queue size (%d) must exceed the push window (%d)", cfg.QueueSize, cfg.Window)
+	}
+	h := hub.New(hub.Config{
+		Window:              cfg.Window,
+		QueueSize:           cfg.QueueSize,
+		MaxDevices:          cfg.MaxDevices,
+		IdleTimeout:         3 * cfg.HeartbeatInterval,
+		CursorFlushInterval: cfg.CursorFlushInterval,
+	}, store, log)
+	c := chat.New(chat.Config{
+		MaxContentBytes: cfg.MaxContentBytes,
+		MaxGroupMembers: cfg.MaxGroupMembers,
+		SendRate:        cfg.SendRate,
+		SendBurst:       cfg.SendBurst,
+		SendShards:      cfg.SendShards,
+		MaxBatch:        cfg.MaxBatch,
+		QueuePerShard:   4 * cfg.MaxBatch,
+	}, store, h, ids, log)
+
+	s := &Server{cfg: cfg, log: log, hub: h, chat: c, accounts: accounts, health: health.NewServer()}
+
+	var metrics *grpcprom.ServerMetrics
+	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered))}
+	streams := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered))}
+	if cfg.Registerer != nil {
+		metrics = grpcprom.NewServerMetrics()
+		if err := cfg.Registerer.Register(metrics); err != nil {
+			return nil, fmt.Errorf("server: register gRPC metrics: %w", err)
+		}
+		if err := registerHubMetrics(cfg.Registerer, h); err != nil {
+			return nil, err
+		}
+		unary = append(unary, metrics.UnaryServerInterceptor())
+		streams = append(streams, metrics.StreamServerInterceptor())
+	}
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	authFn := s.authenticate
+	unary = append(unary,
+		logging.UnaryServerInterceptor(interceptorLogger(log), logOpts...),
+		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(authFn), selector.MatchFunc(needsAuth)),
+	)
+	streams = append(streams,
+		logging.StreamServerInterceptor(interceptorLogger(log), logOpts...),
+		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), selector.MatchFunc(needsAuth)),
+		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(s.authenticateIfToken), selector.MatchFunc(isStream)),
+	)
+
+	base := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(streams...),
+		grpc.MaxRecvMsgSize(cfg.MaxFrameBytes),
+		// Keepalive under the app heartbeat: detects dead TCP peers, and
+		// tolerates clients that ping as often as every 10 s.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	s.grpc = grpc.NewServer(append(base, opts...)...)
+
+	starlingv1.RegisterAuthServiceServer(s.grpc, &gateway.AuthServer{Accounts: accounts, Hub: h, Log: log})
+	starlingv1.RegisterUserServiceServer(s.grpc, &gateway.UserServer{Chat: c, Log: log})
+	starlingv1.RegisterGroupServiceServer(s.grpc, &gateway.GroupServer{Chat: c, Log: log})
+	starlingv1.RegisterChatServiceServer(s.grpc, &gateway.ChatServer{
+		Accounts:          accounts,
+		Chat:              c,
+		Hub:               h,
+		Log:               log,
+		NodeID:            cfg.NodeID,
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		AuthTimeout:       cfg.AuthTimeout,
+		MaxInflightSends:  cfg.MaxInflightSends,
+	})
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	if metrics != nil {
+		metrics.InitializeMetrics(s.grpc)
+	}
+	return s, nil
+}
+
+// Methods reachable without a token. The Stream is absent on purpose: it is
+// authenticated by metadata here OR by its first frame in the handler.
+var public = map[string]bool{
+	starlingv1.AuthService_Register_FullMethodName: true,
+	starlingv1.AuthService_Login_FullMethodName:    true,
+	starlingv1.ChatService_Stream_FullMethodName:   true,
+}
+
+func needsAuth(_ context.Context, c interceptors.CallMeta) bool {
+	if public[c.FullMethod()] {
+		return false
+	}
+	svc := c.Service
+	return !strings.HasPrefix(svc, "grpc.health.") && !strings.HasPrefix(svc, "grpc.reflection.")
+}
+
+// authenticate is the auth interceptor's function: the bearer token from
+// the "authorization" metadata becomes an auth.Identity in the context.
+func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
+	token, err := grpcauth.AuthFromMD(ctx, "bearer")
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.accounts.Authenticate(ctx, token)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, strings.TrimPrefix(err.Error(), "unauthenticated: "))
+	}
+	return auth.WithIdentity(ctx, id), nil
+}
+
+func isStream(_ context.Context, c interceptors.CallMeta) bool {
+	return c.FullMethod() == starlingv1.ChatService_Stream_FullMethodName
+}
+
+// authenticateIfToken authenticates the Stream when its metadata carries a
+// token; without one the handler waits for an Auth frame instead.
+func (s *Server) authenticateIfToken(ctx context.Context) (context.Context, error) {
+	if len(metadata.ValueFromIncomingContext(ctx, "authorization")) == 0 {
+		return ctx, nil
+	}
+	return s.authenticate(ctx)
+}
+
+func (s *Server) recovered(ctx context.Context, p any) error {
+	s.log.Error("panic in handler", "panic", p, "stack", string(debug.Stack()))
+	return status.Error(codes.Internal, "internal error")
+}
+
+// Serve serves on lis until ctx ends, then shuts down gracefully: streams
+// get a Disconnect, in-flight sends are committed, cursors written. The
+// store stays open: its owner closes it after Serve returns.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	chatCtx, stopChat := context.WithCancel(bg)
+	wg.Go(func() { s.chat.Run(chatCtx) })
+	hubCtx, stopHub := context.WithCancel(bg)
+	hubDone := make(chan struct{})
+	go func() {
+		defer close(hubDone)
+		_ = s.hub.Run(hubCtx)
+	}()
+	defer stopBackground()
+
+	served := make(chan error, 1)
+	go func() { served <- s.grpc.Serve(lis) }()
+	s.log.Info("serving", "addr", lis.Addr().String(), "node", s.cfg.NodeID)
+
+	var err error
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+	}
+	s.health.Shutdown()
+	s.hub.CloseAll(&starlingv1.Disconnect{
+		Reason:    starlingv1.DisconnectReason_DISCONNECT_REASON_SHUTDOWN,
+		Message:   "server shutting down",
+		Reconnect: true,
+	})
+	stopped := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		s.grpc.Stop()
+		<-stopped
+	}
+	// Streams are gone: commit what they queued, then write the cursors.
+	stopChat()
+	wg.Wait()
+	stopHub()
+	<-hubDone
+	s.log.Info("stopped", "node", s.cfg.NodeID)
+	if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("server: serve: %w", err)
+	}
+	return nil
+}
+
+// interceptorLogger adapts slog to the logging interceptor.
+func interceptorLogger(l *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		l.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+}

@@ -1,0 +1,21 @@
+# The recipes a developer runs; .ci/run runs the same checks.
+BUF := go tool -modfile=tools.mod buf
+
+.PHONY: run gen lint test bench ci
+run:        ## run a single node on the embedded database in ./data
+	go run ./cmd/starlingd
+gen:        ## regenerate gen/ from proto/
+	$(BUF) format -w
+	$(BUF) generate
+lint:       ## formatting, vet, buf lint and breaking
+	test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))"
+	go vet ./...
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	$(BUF) breaking --against '.git#ref=HEAD~1'
+test:       ## the README's test command
+	go test -race ./...
+bench:      ## Go benchmarks of the hot paths
+	go test -run '^$$' -bench . -benchmem ./...
+ci:         ## what CI runs
+	bash .ci/run

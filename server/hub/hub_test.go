@@ -1,0 +1,219 @@
+package hub
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/storage"
+)
+
+type memCursors struct {
+	mu  sync.Mutex
+	got map[string]int64
+	err error
+}
+
+func (m *memCursors) AdvanceCursors(_ context.Context, cs []storage.DeviceCursor) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return m.err
+	}
+	for _, c := range cs {
+		k := c.UserID + "/" + c.DeviceID + "/" + c.ConversationID
+		m.got[k] = max(m.got[k], c.DeliveredSeq)
+	}
+	return nil
+}
+
+func newHub(window int) (*Hub, *memCursors) {
+	cur := &memCursors{got: map[string]int64{}}
+	return New(Config{Window: window, QueueSize: 64, MaxDevices: 2, CursorFlushInterval: time.Hour}, cur, slog.New(slog.NewTextHandler(io.Discard, nil))), cur
+}
+
+func msg(conv string, seq int64) *starlingv1.Message {
+	return &starlingv1.Message{ConversationId: conv, Seq: seq}
+}
+
+// drain returns what the writer would write now.
+func drain(s *Session) []*starlingv1.StreamResponse {
+	var out []*starlingv1.StreamResponse
+	for len(s.out) > 0 || s.carry != nil {
+		f, ok := s.Next()
+		if !ok {
+			break
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func describe(fs []*starlingv1.StreamResponse) []string {
+	var out []string
+	for _, f := range fs {
+		switch {
+		case f.GetPush() != nil:
+			for _, m := range f.GetPush().GetMessages() {
+				out = append(out, "push "+m.GetConversationId()+" "+itoa(m.GetSeq()))
+			}
+		case f.GetNotify() != nil:
+			out = append(out, "notify "+f.GetNotify().GetConversationId()+" "+itoa(f.GetNotify().GetLatestSeq()))
+		default:
+			out = append(out, "frame")
+		}
+	}
+	return out
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestOffersDuringStartAreNotLost(t *testing.T) {
+	h, _ := newHub(8)
+	s, err := h.Register("u", "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Committed after registration, before the catch-up read finished.
+	h.Deliver([]string{"u"}, nil, msg("a", 5)) // a is behind: in the catch-up too
+	h.Deliver([]string{"u"}, nil, msg("b", 1)) // b was not behind when read
+	if got := drain(s); len(got) != 0 {
+		t.Fatalf("written before FinishStart: %v", describe(got))
+	}
+	s.FinishStart([]CatchUp{{ConversationID: "a", LatestSeq: 4, DeliveredSeq: 2}})
+	want := []string{"notify a 5", "push b 1"}
+	if got := describe(drain(s)); !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestWindowSwitchesToPullAndBack(t *testing.T) {
+	h, cur := newHub(2)
+	s, _ := h.Register("u", "d")
+	s.FinishStart(nil)
+	for seq := int64(1); seq <= 5; seq++ {
+		h.Deliver([]string{"u"}, nil, msg("c", seq))
+	}
+	// Two pushes fill the window; the third becomes one Notify; the rest wait.
+	want := []string{"push c 1", "push c 2", "notify c 3"}
+	if got := describe(drain(s)); !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	h.Ack(s, "c", 2)
+	// The device syncs to 4 while 5 is committed: it must be told again.
+	s.SyncDone("c", 4, false)
+	if got := describe(drain(s)); !slices.Equal(got, []string{"notify c 5"}) {
+		t.Fatalf("after a short sync got %v", got)
+	}
+	s.SyncDone("c", 5, false)
+	h.Ack(s, "c", 5)
+	h.Deliver([]string{"u"}, nil, msg("c", 6))
+	if got := describe(drain(s)); !slices.Equal(got, []string{"push c 6"}) {
+		t.Fatalf("after catching up got %v", got)
+	}
+	// Acks past what the device was given are clamped; cursors are written.
+	h.Ack(s, "c", 99)
+	if err := h.FlushCursors(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := cur.got["u/d/c"]; got != 6 {
+		t.Fatalf("cursor %d, want 6", got)
+	}
+}
+
+func TestDuplicateOffersAndOwnSends(t *testing.T) {
+	h, _ := newHub(8)
+	s, _ := h.Register("u", "d")
+	s.FinishStart(nil)
+	h.Deliver([]string{"u"}, nil, msg("c", 1))
+	h.Deliver([]string{"u"}, nil, msg("c", 1)) // a late duplicate from the bus
+	s.SentOwn("c", 2)                          // the device sent seq 2 itself
+	h.Deliver([]string{"u"}, s, msg("c", 2))   // never pushed to the sender
+	h.Deliver([]string{"u"}, nil, msg("c", 3))
+	want := []string{"push c 1", "push c 3"}
+	if got := describe(drain(s)); !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestPushesArePacked(t *testing.T) {
+	h, _ := newHub(64)
+	s, _ := h.Register("u", "d")
+	s.FinishStart(nil)
+	for seq := int64(1); seq <= 3; seq++ {
+		h.Deliver([]string{"u"}, nil, msg("c", seq))
+	}
+	s.Send(&starlingv1.StreamResponse{Ref: 7})
+	h.Deliver([]string{"u"}, nil, msg("c", 4))
+	f1, _ := s.Next()
+	f2, _ := s.Next()
+	f3, _ := s.Next()
+	if len(f1.GetPush().GetMessages()) != 3 || f2.GetRef() != 7 || len(f3.GetPush().GetMessages()) != 1 {
+		t.Fatalf("frames %v / %v / %v: want 3 packed pushes, the answer, then 1 push", f1, f2, f3)
+	}
+}
+
+func TestSlowDeviceIsCutNotWaitedFor(t *testing.T) {
+	h, _ := newHub(1000)
+	s, _ := h.Register("u", "d")
+	s.FinishStart(nil)
+	for seq := int64(1); seq <= 100; seq++ { // queue holds 64
+		h.Deliver([]string{"u"}, nil, msg("c", seq))
+	}
+	select {
+	case <-s.Done():
+	default:
+		t.Fatal("session with a full queue is still open")
+	}
+	if r := s.Reason(); r.GetReason() != starlingv1.DisconnectReason_DISCONNECT_REASON_SLOW || !r.GetReconnect() {
+		t.Fatalf("reason %v", r)
+	}
+}
+
+func TestDeviceLimitAndReplace(t *testing.T) {
+	h, _ := newHub(8)
+	a, _ := h.Register("u", "phone")
+	if _, err := h.Register("u", "laptop"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Register("u", "tablet"); err == nil {
+		t.Fatal("third device accepted with MaxDevices 2")
+	}
+	b, err := h.Register("u", "phone")
+	if err != nil {
+		t.Fatalf("same device again: %v", err)
+	}
+	if a.Reason().GetReason() != starlingv1.DisconnectReason_DISCONNECT_REASON_REPLACED {
+		t.Fatalf("old session reason %v", a.Reason())
+	}
+	h.Unregister(a) // the old stream's handler ends: it must not remove b
+	if h.Online("u") != 2 {
+		t.Fatalf("online %d, want 2", h.Online("u"))
+	}
+	h.Unregister(b)
+	if h.Online("u") != 1 {
+		t.Fatalf("online %d after unregister, want 1", h.Online("u"))
+	}
+}
+
+func TestFailedCursorFlushIsRetried(t *testing.T) {
+	h, cur := newHub(8)
+	s, _ := h.Register("u", "d")
+	s.FinishStart(nil)
+	h.Deliver([]string{"u"}, nil, msg("c", 1))
+	h.Ack(s, "c", 1)
+	cur.err = io.ErrUnexpectedEOF
+	if err := h.FlushCursors(t.Context()); err == nil {
+		t.Fatal("flush error swallowed")
+	}
+	cur.err = nil
+	if err := h.FlushCursors(t.Context()); err != nil || cur.got["u/d/c"] != 1 {
+		t.Fatalf("retry: %v, cursor %d", err, cur.got["u/d/c"])
+	}
+}

@@ -46,19 +46,20 @@ func run(ctx context.Context, c config, logOut io.Writer) error {
 	cfg.SendRate = rate.Limit(c.SendRate)
 	cfg.SendBurst = max(1, int(2*c.SendRate))
 	cfg.Window = c.Window
+	cfg.BcryptCost = c.BcryptCost
 	cfg.QueueSize = max(cfg.QueueSize, 4*c.Window)
-
-	store, err := openStore(ctx, c, &cfg)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
 
 	secret, err := tokenSecret(c)
 	if err != nil {
 		return err
 	}
 	cfg.TokenSecret = secret
+
+	store, err := openStore(ctx, c, &cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
 
 	var opts []grpc.ServerOption
 	if c.TLSCert != "" {

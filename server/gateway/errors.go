@@ -27,6 +27,9 @@ var codeTable = []struct {
 	{apierr.ErrResourceExhausted, codes.ResourceExhausted},
 	{storage.ErrGroupFull, codes.ResourceExhausted},
 	{apierr.ErrUnavailable, codes.Unavailable},
+	// The commit may or may not have happened: the client resends with the
+	// same client_msg_id, and dedup makes that safe.
+	{storage.ErrAmbiguousCommit, codes.Unavailable},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 }

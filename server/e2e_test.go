@@ -654,6 +654,11 @@ func testBadFrames(t *testing.T, srv *servertest.Server) {
 			expectError(t, alice, alice.Send(t, f), codes.InvalidArgument)
 		})
 	}
+	for name, to := range map[string]string{"unknown user": "unobody", "malformed user id": "c2c:x"} {
+		t.Run(name, func(t *testing.T) {
+			expectError(t, alice, alice.Text(t, to, "", "x-"+name, "hello?"), codes.NotFound)
+		})
+	}
 	// The stream survived all of them.
 	ref := alice.Send(t, &starlingv1.StreamRequest{Frame: &starlingv1.StreamRequest_Ping{Ping: &starlingv1.Ping{}}})
 	if f := alice.Next(t); f.GetRef() != ref || f.GetPong() == nil {

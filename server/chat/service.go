@@ -57,7 +57,15 @@ type Service struct {
 
 	limMu    sync.Mutex
 	limiters map[string]*limiter
+
+	// known remembers user ids that exist, so a c2c send costs no lookup
+	// of its recipient after the first. Users are never deleted, so an
+	// entry cannot go stale; the set is cleared when it grows past its cap.
+	knownMu sync.RWMutex
+	known   map[string]struct{}
 }
+
+const knownUsersCap = 1 << 17
 
 type limiter struct {
 	lim      *rate.Limiter
@@ -72,6 +80,7 @@ func New(cfg Config, store Store, fanout Fanout, ids *idgen.Snowflake, log *slog
 		log:      log,
 		pipe:     newPipeline(store, fanout, ids, log, max(cfg.SendShards, 1), max(cfg.MaxBatch, 1), max(cfg.QueuePerShard, 1)),
 		limiters: make(map[string]*limiter),
+		known:    make(map[string]struct{}),
 	}
 }
 
@@ -141,13 +150,8 @@ func (s *Service) Send(ctx context.Context, req SendRequest, done func(SendResul
 		if strings.Contains(req.ToUser, ":") {
 			return fmt.Errorf("%w: no user %q", apierr.ErrNotFound, req.ToUser)
 		}
-		if req.ToUser != req.From.UserID {
-			if _, err := s.store.GetUser(ctx, req.ToUser); err != nil {
-				if errors.Is(err, storage.ErrNotFound) {
-					return fmt.Errorf("%w: no user %q", apierr.ErrNotFound, req.ToUser)
-				}
-				return fmt.Errorf("chat: look up recipient: %w", err)
-			}
+		if err := s.requireUser(ctx, req.ToUser); err != nil {
+			return err
 		}
 		p.msg.ConversationID = storage.C2CConversationID(req.From.UserID, req.ToUser)
 		p.users = []string{req.From.UserID, req.ToUser}
@@ -169,6 +173,28 @@ func (s *Service) Send(ctx context.Context, req SendRequest, done func(SendResul
 		return fmt.Errorf("%w: sending too fast; the limit is %v messages/s", apierr.ErrResourceExhausted, float64(s.cfg.SendRate))
 	}
 	return s.pipe.submit(ctx, p)
+}
+
+func (s *Service) requireUser(ctx context.Context, id string) error {
+	s.knownMu.RLock()
+	_, ok := s.known[id]
+	s.knownMu.RUnlock()
+	if ok {
+		return nil
+	}
+	if _, err := s.store.GetUser(ctx, id); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("%w: no user %q", apierr.ErrNotFound, id)
+		}
+		return fmt.Errorf("chat: look up recipient: %w", err)
+	}
+	s.knownMu.Lock()
+	if len(s.known) >= knownUsersCap {
+		clear(s.known)
+	}
+	s.known[id] = struct{}{}
+	s.knownMu.Unlock()
+	return nil
 }
 
 func (s *Service) allow(user string) bool {

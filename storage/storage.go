@@ -15,6 +15,11 @@ var (
 	ErrAlreadyExists = errors.New("already exists")
 	// ErrGroupFull: adding members would pass the group's size limit.
 	ErrGroupFull = errors.New("group is full")
+	// ErrAmbiguousCommit: the connection failed while a transaction was
+	// committing, so it may or may not have been stored. The caller cannot
+	// tell which: it reports a retryable error (gRPC Unavailable), and the
+	// client's resend with the same client_msg_id is absorbed by dedup.
+	ErrAmbiguousCommit = errors.New("commit outcome unknown")
 )
 
 // Store is everything the server keeps in the database.

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+
+	"github.com/starling-im/starling/client"
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+)
+
+func cmdListen(ctx context.Context, a *app, args []string) error {
+	fs := newFlags("listen")
+	asJSON := fs.Bool("json", false, "one JSON object per message")
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	c, cl, err := a.loggedIn()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	s, err := a.openSession(ctx, c, cl)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	p := newPrinter(a.stdout, cl, c, *asJSON)
+	for m := range s.Messages() {
+		if err := p.message(ctx, m); err != nil {
+			return err
+		}
+	}
+	return sessionEnd(ctx, s)
+}
+
+// openSession opens this device's stream with the per-device state file, so
+// only what is new since the last run is printed.
+func (a *app) openSession(ctx context.Context, c *config, cl *client.Client) (*client.Session, error) {
+	store, err := a.openState(c)
+	if err != nil {
+		return nil, err
+	}
+	return cl.Open(ctx, client.WithStateStore(store))
+}
+
+// sessionEnd is the command's result once the session is over: nil when
+// the user interrupted it, else why it ended (logged out, replaced, …).
+func sessionEnd(ctx context.Context, s *client.Session) error {
+	<-s.Done()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return s.Err()
+}
+
+// cmdChat sends each line of stdin to a user and prints every incoming
+// message (all conversations, so none is skipped for a later listen). At
+// the end of stdin it waits for its last message to come back, then stops.
+func cmdChat(ctx context.Context, a *app, args []string) error {
+	pos, err := parse(newFlags("chat"), args, 1, 1)
+	if err != nil {
+		return err
+	}
+	c, cl, err := a.loggedIn()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	to, err := userID(ctx, cl, pos[0])
+	if err != nil {
+		return err
+	}
+	s, err := a.openSession(ctx, c, cl)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+
+	// The reader ends at EOF; a read blocked on a terminal cannot be
+	// interrupted, so when the session ends first it is left to the exit.
+	finished := make(chan *starlingv1.SendAck, 1)
+	go func() {
+		var last *starlingv1.SendAck
+		sc := bufio.NewScanner(a.stdin)
+		for sc.Scan() && ctx.Err() == nil {
+			if sc.Text() == "" {
+				continue
+			}
+			ack, err := s.SendText(ctx, client.ToUser(to), sc.Text())
+			if err != nil {
+				fmt.Fprintln(a.stderr, "starling: "+describe(err))
+				continue
+			}
+			last = ack
+		}
+		finished <- last
+	}()
+
+	p := newPrinter(a.stdout, cl, c, false)
+	printed := make(map[string]int64) // conversation → highest seq printed
+	var until *starlingv1.SendAck
+	for {
+		select {
+		case m, ok := <-s.Messages():
+			if !ok {
+				return sessionEnd(ctx, s)
+			}
+			if err := p.message(ctx, m); err != nil {
+				return err
+			}
+			printed[m.GetConversationId()] = m.GetSeq()
+			if until != nil && m.GetConversationId() == until.GetConversationId() && m.GetSeq() >= until.GetSeq() {
+				return nil
+			}
+		case ack := <-finished:
+			finished = nil
+			if ack == nil || printed[ack.GetConversationId()] >= ack.GetSeq() {
+				return nil
+			}
+			until = ack
+		}
+	}
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/starling-im/starling/client"
+)
+
+const defaultServer = "127.0.0.1:7070"
+
+const usage = `usage: starling [--server HOST:PORT] [--tls] <command> [arguments]
+
+Accounts:
+  register <username> [--password P] [--display-name NAME]
+  login <username> [--device NAME] [--password P]
+  logout
+  whoami [--json]
+
+Messages:
+  send <username> <text…> [--json]       one-to-one message
+  gsend <group-id> <text…> [--json]      group message
+  listen [--json]                        print incoming messages until interrupted
+  chat <username>                        send stdin lines, print incoming messages
+  history <username|group-id> [--before SEQ] [--limit N] [--json]
+  conversations [--json]
+
+Groups:
+  group create <name> [usernames…] [--json]
+  group add <group-id> <usernames…>
+  group leave <group-id>
+  group show <group-id> [--json]
+
+The password comes from --password, STARLING_PASSWORD, or a prompt.
+Login state lives in $STARLING_CONFIG_DIR (default: the user config dir,
+e.g. ~/.config/starling). --server also reads STARLING_SERVER; after login
+the server logged in to is the default.
+`
+
+// app is one invocation: its I/O and global flags.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	server         string // --server or STARLING_SERVER; "" means from the config
+	tls            bool
+	dir            string // config directory
+}
+
+// command is one subcommand; args are what follows its name.
+type command func(ctx context.Context, a *app, args []string) error
+
+var commands = map[string]command{
+	"register":      cmdRegister,
+	"login":         cmdLogin,
+	"logout":        cmdLogout,
+	"whoami":        cmdWhoami,
+	"send":          cmdSend,
+	"gsend":         cmdGsend,
+	"listen":        cmdListen,
+	"chat":          cmdChat,
+	"history":       cmdHistory,
+	"conversations": cmdConversations,
+	"group":         cmdGroup,
+}
+
+// run is the whole program, callable in-process by tests: it parses the
+// global flags, dispatches, and turns errors into one line on stderr and an
+// exit code (0 ok, 1 failed, 2 bad usage).
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	fs := flag.NewFlagSet("starling", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&a.server, "server", os.Getenv("STARLING_SERVER"), "server address")
+	fs.BoolVar(&a.tls, "tls", false, "use TLS")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		return a.fail(usageErrorf("%v", err))
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	name, rest := fs.Arg(0), fs.Args()[1:]
+	if name == "help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		return a.fail(usageErrorf("unknown command %q (try 'starling help')", name))
+	}
+	dir, err := configDir()
+	if err != nil {
+		return a.fail(err)
+	}
+	a.dir = dir
+	return a.fail(cmd(ctx, a, rest))
+}
+
+// usageError is a mistake in the command line: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+// fail prints err as one line and returns the exit code for it.
+func (a *app) fail(err error) int {
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(a.stderr, "starling: "+describe(err))
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+// describe makes the one line a person reads: the server's status message
+// (it is written for clients) rather than gRPC's "rpc error: code = …"
+// framing, with a hint where one helps.
+func describe(err error) string {
+	var gs interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &gs) {
+		// The client library's own errors start with "starling: " too.
+		return strings.ReplaceAll(err.Error(), "starling: ", "")
+	}
+	st := gs.GRPCStatus()
+	msg := st.Message()
+	// Keep what the CLI said before the status ("send to bob: …").
+	if full, inner := err.Error(), st.Err().Error(); strings.HasSuffix(full, inner) && full != inner {
+		msg = strings.TrimSuffix(full, inner) + msg
+	}
+	switch st.Code() {
+	case codes.Unauthenticated:
+		if errors.Is(err, client.ErrUnauthenticated) || strings.Contains(msg, "token") {
+			msg += " (log in again: starling login <username>)"
+		}
+	case codes.Unavailable:
+		msg = "server unavailable: " + msg
+	}
+	return msg
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/starling-im/starling/client"
+)
+
+func cmdSend(ctx context.Context, a *app, args []string) error {
+	return sendCommand(ctx, a, "send", args, func(ctx context.Context, cl *client.Client, to string) (client.Recipient, error) {
+		id, err := userID(ctx, cl, to)
+		return client.ToUser(id), err
+	})
+}
+
+func cmdGsend(ctx context.Context, a *app, args []string) error {
+	return sendCommand(ctx, a, "gsend", args, func(_ context.Context, _ *client.Client, to string) (client.Recipient, error) {
+		return client.ToGroup(to), nil
+	})
+}
+
+// sendCommand sends one message: `<name> <to> <text…>`; the words of the
+// text are joined with spaces.
+func sendCommand(ctx context.Context, a *app, name string, args []string,
+	resolve func(context.Context, *client.Client, string) (client.Recipient, error)) error {
+	fs := newFlags(name)
+	asJSON := fs.Bool("json", false, "print the SendAck as JSON")
+	pos, err := parse(fs, args, 2, -1)
+	if err != nil {
+		return err
+	}
+	to, text := pos[0], strings.Join(pos[1:], " ")
+	c, err := a.loadConfig()
+	if err != nil {
+		return err
+	}
+	token := c.SendToken
+	if token == "" {
+		token = c.Token // a login saved before send tokens existed
+	}
+	cl, err := a.dial(c, token)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	rcpt, err := resolve(ctx, cl, to)
+	if err != nil {
+		return err
+	}
+	// A send-only stream: it must not take this device's messages away
+	// from a listen or chat running elsewhere.
+	s, err := cl.Open(ctx, client.SendOnly())
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ack, err := s.SendText(ctx, rcpt, text)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(a.stdout, map[string]any{
+			"conversation_id": ack.GetConversationId(), "seq": ack.GetSeq(), "msg_id": ack.GetMsgId(),
+			"server_time": ack.GetServerTime().AsTime(), "duplicate": ack.GetDuplicate(),
+		})
+	}
+	fmt.Fprintf(a.stdout, "sent to %s: %s #%d\n", to, ack.GetConversationId(), ack.GetSeq())
+	return nil
+}

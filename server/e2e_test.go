@@ -63,6 +63,7 @@ var e2eCases = []e2eCase{
 	{name: "logout unary", run: testLogoutUnary},
 	{name: "window then notify and sync", run: testWindowNotify, opts: []servertest.Option{servertest.WithConfig(func(c *server.Config) { c.Window = 4 })}},
 	{name: "leave group", run: testLeaveGroup},
+	{name: "notify for what the device has", run: testNotifyAlreadyHeld},
 	{name: "device replaced", run: testReplaced},
 	{name: "rate limit", run: testRateLimit, opts: []servertest.Option{servertest.WithConfig(func(c *server.Config) { c.SendRate, c.SendBurst = 1, 3 })}},
 }
@@ -575,7 +576,7 @@ func testNonMember(t *testing.T, srv *servertest.Server) {
 	expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), "a", "secret"))
 
 	expectError(t, outsider, outsider.Text(t, "", g.GetGroupId(), "b", "let me in"), codes.PermissionDenied)
-	expectError(t, outsider, outsider.Text(t, "", "gdoesnotexist", "c", "hello?"), codes.PermissionDenied)
+	expectError(t, outsider, outsider.Text(t, "", "gdoesnotexist", "c", "hello?"), codes.NotFound)
 	expectError(t, outsider, outsider.Send(t, &starlingv1.StreamRequest{Frame: &starlingv1.StreamRequest_Sync{Sync: &starlingv1.Sync{ConversationId: g.GetConversationId()}}}), codes.PermissionDenied)
 	// Someone else's one-to-one conversation.
 	other := storage.C2CConversationID(ownerU.ID, "uzzzzzzzzzzzzzzzz")
@@ -595,6 +596,24 @@ func testNonMember(t *testing.T, srv *servertest.Server) {
 	}
 	if _, err := groups.AddMembers(ctx, &starlingv1.AddMembersRequest{GroupId: g.GetGroupId(), UserIds: []string{outsiderU.ID}}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("non-member adding itself: %v", err)
+	}
+	for name, call := range map[string]func() error{
+		"get": func() error {
+			_, err := groups.GetGroup(ctx, &starlingv1.GetGroupRequest{GroupId: "gmissing"})
+			return err
+		},
+		"add": func() error {
+			_, err := groups.AddMembers(ctx, &starlingv1.AddMembersRequest{GroupId: "gmissing", UserIds: []string{ownerU.ID}})
+			return err
+		},
+		"leave": func() error {
+			_, err := groups.LeaveGroup(ctx, &starlingv1.LeaveGroupRequest{GroupId: "gmissing"})
+			return err
+		},
+	} {
+		if err := call(); status.Code(err) != codes.NotFound {
+			t.Errorf("%s on a group that does not exist: %v, want NotFound", name, err)
+		}
 	}
 	// Nothing the outsider tried was stored.
 	if latest, _ := srv.Store().LatestSeq(t.Context(), g.GetConversationId()); latest != 1 {
@@ -891,5 +910,35 @@ func testRateLimit(t *testing.T, srv *servertest.Server) {
 	}
 	if acked != 3 || limited != 3 {
 		t.Fatalf("%d acked, %d limited; want 3 and 3 (burst 3)", acked, limited)
+	}
+}
+
+func testNotifyAlreadyHeld(t *testing.T, srv *servertest.Server) {
+	// Bob shows three messages but his acks die with his stream.
+	aliceU, bobU := srv.NewUser(t, "alice"), srv.NewUser(t, "bob")
+	alice := connect(t, srv, aliceU, "phone")
+	bob := connect(t, srv, bobU, "phone")
+	for i := 1; i <= 3; i++ {
+		expectAck(t, alice, alice.Text(t, bobU.ID, "", fmt.Sprintf("m%d", i), "x"))
+	}
+	for got := 0; got < 3; {
+		if p := bob.Next(t).GetPush(); p != nil {
+			got += len(p.GetMessages())
+		}
+	}
+	bob.Close()
+	bob = device{user: bobU, token: bob.token, Stream: srv.OpenStream(t, bob.token)}
+	nt := bob.Next(t).GetNotify()
+	if nt.GetLatestSeq() != 3 || nt.GetDeliveredSeq() != 0 {
+		t.Fatalf("catch-up %v, want latest 3 delivered 0", nt)
+	}
+	// He has all three: one Sync after his last comes back empty and
+	// resumes pushes.
+	if got := syncAll(t, bob, nt.GetConversationId(), 3); len(got) != 0 {
+		t.Fatalf("sync after 3 returned %v", seqs(got))
+	}
+	expectAck(t, alice, alice.Text(t, bobU.ID, "", "m4", "pushed again"))
+	if m := pushed(t, bob, 1)[0]; m.GetSeq() != 4 {
+		t.Fatalf("got %v, want seq 4 pushed", m)
 	}
 }

@@ -253,15 +253,24 @@ func (s *Service) access(ctx context.Context, conv, user string) (after, upto in
 	return m.JoinedSeq, 0, nil
 }
 
+// requireActiveMember checks that user may write to (and manage) a group
+// conversation. Errors: apierr.ErrNotFound when the group does not exist,
+// apierr.ErrPermissionDenied when the user is not (or no longer) a member.
 func (s *Service) requireActiveMember(ctx context.Context, conv, user string) error {
 	m, err := s.store.GetMembership(ctx, conv, user)
-	if errors.Is(err, storage.ErrNotFound) || err == nil && !m.Active {
-		return fmt.Errorf("%w: not a member of %s", apierr.ErrPermissionDenied, conv)
+	if err == nil && m.Active {
+		return nil
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("chat: look up membership: %w", err)
 	}
-	return nil
+	// Only the refusal pays for telling a missing group from a closed one.
+	if pc, perr := storage.ParseConversationID(conv); perr == nil && pc.Kind == storage.KindGroup {
+		if _, gerr := s.store.GetGroup(ctx, pc.GroupID); errors.Is(gerr, storage.ErrNotFound) {
+			return fmt.Errorf("%w: no group %q", apierr.ErrNotFound, pc.GroupID)
+		}
+	}
+	return fmt.Errorf("%w: not a member of %s", apierr.ErrPermissionDenied, conv)
 }
 
 // Limits for pulls.

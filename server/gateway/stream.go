@@ -314,11 +314,11 @@ func (s *ChatServer) handleSync(ctx context.Context, sess *hub.Session, id auth.
 		HasMore:        b.HasMore,
 		LatestSeq:      b.LatestSeq,
 	}}})
-	var last int64
+	reached := min(m.GetAfterSeq(), b.LatestSeq)
 	if n := len(b.Messages); n > 0 {
-		last = b.Messages[n-1].Seq
+		reached = b.Messages[n-1].Seq
 	}
-	sess.SyncDone(m.GetConversationId(), last, b.HasMore)
+	sess.SyncDone(m.GetConversationId(), reached, b.HasMore)
 }
 
 // refuse answers a frame with an Error frame; the stream stays open.

@@ -213,18 +213,22 @@ func (s *Session) Ack(conversationID string, seq int64) int64 {
 	return seq
 }
 
-// SyncDone records that the device was sent a SyncBatch of conversationID
-// ending at lastSeq (0: empty), and leaves pull mode when the device has
-// caught up. When more arrived while it was syncing, it is told again.
-func (s *Session) SyncDone(conversationID string, lastSeq int64, hasMore bool) {
+// SyncDone records that the device was answered a Sync of conversationID:
+// it now holds everything up to reached (the batch's last seq, or, for an
+// empty batch, the after_seq it asked from, capped at the latest seq). When
+// the batch was the last one the conversation leaves pull mode — unless more
+// arrived while the device was syncing, in which case it is told again.
+// A device that already had everything when it was sent a Notify resumes
+// pushes with one Sync that comes back empty.
+func (s *Session) SyncDone(conversationID string, reached int64, hasMore bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.convs[conversationID]
 	if c == nil {
 		c = s.conv(conversationID)
 	}
-	if lastSeq > 0 {
-		s.update(c, func() { c.base = max(c.base, lastSeq) })
+	if reached > 0 {
+		s.update(c, func() { c.base = max(c.base, reached) })
 	}
 	if !c.pull || hasMore {
 		return

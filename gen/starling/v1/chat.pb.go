@@ -976,7 +976,10 @@ func (x *PushAck) GetSeq() int64 {
 }
 
 // Notify says a conversation has messages this device has not been pushed:
-// pull them with Sync.
+// pull them with Sync. Pushes of the conversation stop until the device has
+// synced to the end (a SyncBatch with has_more false). A device that already
+// holds everything up to latest_seq sends one Sync with after_seq set to its
+// last seq: the empty answer resumes pushes.
 type Notify struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The conversation.

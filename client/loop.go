@@ -176,11 +176,11 @@ func (s *Session) run(first *conn) {
 	s.loop.connSeq = first.id
 	s.connected(first)
 
-	var resync <-chan time.Time
+	var periodic <-chan time.Time // the safety-net resync
 	if s.cfg.resyncInterval > 0 && !s.cfg.sendOnly {
 		t := time.NewTicker(s.cfg.resyncInterval)
 		defer t.Stop()
-		resync = t.C
+		periodic = t.C
 	}
 	for {
 		var heartbeat, retry <-chan time.Time
@@ -205,9 +205,9 @@ func (s *Session) run(first *conn) {
 		case <-retry:
 			s.loop.retry = nil
 			s.startDial()
-		case <-resync:
+		case <-periodic:
 			s.startList()
-		case <-s.resync:
+		case <-s.resyncReq:
 			s.startList()
 		case <-s.out.poke:
 			s.collectDelivered()

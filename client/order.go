@@ -188,14 +188,12 @@ func (s *Session) onNotify(n *starlingv1.Notify) {
 	s.serverCursor(cs, n.GetDeliveredSeq())
 	cs.target = max(cs.target, n.GetLatestSeq())
 	if latest := n.GetLatestSeq(); cs.last >= latest && n.GetDeliveredSeq() < latest && !cs.syncing && cs.pulledAt != latest {
-		// We already have everything, but the server stops pushing this
-		// conversation after a Notify until a Sync of this stream reaches
-		// latest_seq, and it ignores acks past what this stream was given.
-		// That happens when the app got messages in an earlier session
-		// whose acks were lost. Pull again from the server's cursor (the
-		// repeats are dropped) so that pushing resumes; once per latest_seq,
-		// so a Sync that cannot get there does not loop.
-		cs.syncFrom, cs.hasSyncFrom, cs.pulledAt = n.GetDeliveredSeq(), true, latest
+		// We already have everything (the acks of an earlier session were
+		// lost), but the server stops pushing a conversation after a Notify
+		// until this stream has synced to its end. One Sync after our last
+		// seq comes back empty and resumes pushes; the re-sent PushAck then
+		// moves the server's cursor. Once per latest_seq, so it cannot loop.
+		cs.syncFrom, cs.hasSyncFrom, cs.pulledAt = cs.last, true, latest
 		s.startSync(cs)
 	}
 	s.settle(cs)

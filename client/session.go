@@ -29,13 +29,13 @@ type Session struct {
 	wg     sync.WaitGroup // every goroutine but the loop itself
 	done   chan struct{}  // closed when the loop and all goroutines stopped
 
-	events  chan any          // from receiver, dialer and lister goroutines to the loop
-	sends   chan *pendingSend // from Send to the loop
-	logouts chan struct{}     // from Logout to the loop
-	resync  chan struct{}     // cap 1: from Resync to the loop
-	msgs    chan *starlingv1.Message
-	out     *outbox
-	outDone chan struct{} // closed when the outbox goroutine stopped
+	events    chan any          // from receiver, dialer and lister goroutines to the loop
+	sends     chan *pendingSend // from Send to the loop
+	logouts   chan struct{}     // from Logout to the loop
+	resyncReq chan struct{}     // cap 1: from Resync to the loop
+	msgs      chan *starlingv1.Message
+	out       *outbox
+	outDone   chan struct{} // closed when the outbox goroutine stopped
 
 	welcome atomic.Pointer[starlingv1.Welcome]
 
@@ -121,19 +121,19 @@ func (c *Client) Open(ctx context.Context, opts ...SessionOption) (*Session, err
 
 	sctx, cancel := context.WithCancelCause(ctx)
 	s := &Session{
-		c:       c,
-		cfg:     cfg,
-		log:     c.log,
-		ctx:     sctx,
-		cancel:  cancel,
-		done:    make(chan struct{}),
-		events:  make(chan any, 256),
-		sends:   make(chan *pendingSend),
-		logouts: make(chan struct{}),
-		resync:  make(chan struct{}, 1),
-		msgs:    make(chan *starlingv1.Message),
-		out:     newOutbox(),
-		outDone: make(chan struct{}),
+		c:         c,
+		cfg:       cfg,
+		log:       c.log,
+		ctx:       sctx,
+		cancel:    cancel,
+		done:      make(chan struct{}),
+		events:    make(chan any, 256),
+		sends:     make(chan *pendingSend),
+		logouts:   make(chan struct{}),
+		resyncReq: make(chan struct{}, 1),
+		msgs:      make(chan *starlingv1.Message),
+		out:       newOutbox(),
+		outDone:   make(chan struct{}),
 	}
 	if c.Token() == "" {
 		// Without metadata the server would wait for an Auth frame; there
@@ -207,7 +207,7 @@ func (s *Session) Close() error {
 
 // Resync asks the session to compare every conversation with the server
 // now (as it does periodically), e.g. when an app comes to the foreground.
-func (s *Session) Resync() { signal(s.resync) }
+func (s *Session) Resync() { signal(s.resyncReq) }
 
 // Logout logs this device out through the stream: the server revokes the
 // token and closes the stream, and the session ends with ErrLoggedOut. It

@@ -78,7 +78,10 @@
 // error (InvalidArgument: bad content or too big; NotFound: no such user or
 // group; PermissionDenied: not a member or blocked; ResourceExhausted: rate
 // or in-flight limit), its context's error, or the session's Err once it
-// has ended. A refused Send leaves the session usable.
+// has ended. A refused Send leaves the session usable. Unavailable is never
+// returned: it means the server could not store the message now or cannot
+// tell whether its commit went through, so the session resends the same
+// client_msg_id with backoff until it is answered or Send's context ends.
 //
 // Session.Err says why a session ended (nil while it runs); Messages is
 // closed and Done is closed then:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc/codes"
 	"io"
 	"math/rand/v2"
 	"slices"
@@ -249,7 +250,31 @@ func (s *Session) handle(ev any) {
 		}
 	case listEvent:
 		s.onList(ev)
+	case resendEvent:
+		s.resend(ev.p)
 	}
+}
+
+// resendEvent: a send refused as Unavailable is due to go again.
+type resendEvent struct{ p *pendingSend }
+
+// resend writes p again unless it was answered, given up, or already
+// rewritten by a reconnect meanwhile.
+func (s *Session) resend(p *pendingSend) {
+	if s.loop.cur == nil || !slices.Contains(s.loop.pending, p) {
+		return
+	}
+	for _, q := range s.loop.sendRefs {
+		if q == p {
+			return
+		}
+	}
+	if err := p.ctx.Err(); err != nil {
+		s.loop.pending = slices.DeleteFunc(s.loop.pending, func(q *pendingSend) bool { return q == p })
+		p.resolve(nil, err)
+		return
+	}
+	s.writeSend(p)
 }
 
 func (s *Session) onFrame(f *starlingv1.StreamResponse) {
@@ -456,7 +481,19 @@ func (s *Session) onSendAck(ref uint64, ack *starlingv1.SendAck) {
 func (s *Session) onError(ref uint64, e *starlingv1.Error) {
 	err := frameError(e)
 	if p := s.finishSend(ref); p != nil {
-		p.resolve(nil, err)
+		if codes.Code(e.GetCode()) == codes.Unavailable && p.ctx.Err() == nil {
+			// The server could not tell whether it stored the message (a
+			// commit whose outcome is unknown) or could not store it now.
+			// Resending the same client_msg_id is safe: keep it pending and
+			// try again after a backoff, until Send's context ends.
+			p.tries++
+			s.loop.pending = append(s.loop.pending, p)
+			time.AfterFunc(backoff(s.cfg.minBackoff, s.cfg.maxBackoff, p.tries-1), func() {
+				s.post(s.ctx, resendEvent{p})
+			})
+		} else {
+			p.resolve(nil, err)
+		}
 	} else if id, ok := s.loop.syncRefs[ref]; ok {
 		delete(s.loop.syncRefs, ref)
 		if cs := s.loop.convs[id]; cs != nil {

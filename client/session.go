@@ -252,6 +252,7 @@ func (r Recipient) String() string {
 // the loop resends it with the same client_msg_id until it is answered or
 // its context ends.
 type pendingSend struct {
+	tries  int // refusals as Unavailable so far, for the resend backoff
 	ctx    context.Context
 	frame  *starlingv1.Send
 	result chan sendResult // cap 1, so the loop never waits for Send

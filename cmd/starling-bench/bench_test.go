@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/starling-im/starling/server"
+	"github.com/starling-im/starling/server/servertest"
+)
+
+// TestMain fails the package if any goroutine outlives the tests: every
+// goroutine a run starts must stop by the end of the run.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// runBench runs the command as main does against a fresh in-process
+// server (servertest's config: SendRate 0, bcrypt MinCost) and returns its
+// exit code and JSON report.
+func runBench(t *testing.T, args ...string) (int, *Report, string) {
+	t.Helper()
+	srv := servertest.Start(t)
+	args = append([]string{"--target", srv.Target(), "--json", "--server-pid", strconv.Itoa(os.Getpid())}, args...)
+	var stdout, stderr bytes.Buffer
+	code := realMain(context.Background(), args, &stdout, &stderr)
+	if testing.Verbose() {
+		t.Logf("stderr:\n%s", stderr.String())
+	}
+	var rep *Report
+	if stdout.Len() > 0 {
+		rep = new(Report)
+		if err := json.Unmarshal(stdout.Bytes(), rep); err != nil {
+			t.Fatalf("report is not JSON: %v\n%s", err, stdout.String())
+		}
+	}
+	return code, rep, stderr.String()
+}
+
+// checkSane asserts what every sending run must show: exit 0, a clean
+// delivery check, and no errors.
+func checkSane(t *testing.T, code int, rep *Report, stderr string) {
+	t.Helper()
+	if code != exitOK {
+		t.Fatalf("exit code %d, want 0; stderr:\n%s", code, stderr)
+	}
+	if rep == nil {
+		t.Fatal("no report")
+	}
+	if !rep.Check.OK || rep.Check.Lost != 0 || rep.Check.Duplicates != 0 || rep.Check.Altered != 0 {
+		t.Fatalf("delivery check failed: %+v", rep.Check)
+	}
+	c := rep.Counts
+	if c.SendErrors != 0 || c.FrameErrors != 0 {
+		t.Errorf("errors: %d sends refused, %d error frames; notes: %q", c.SendErrors, c.FrameErrors, rep.Notes)
+	}
+	if rep.Server == nil || rep.Server.CPUSeconds <= 0 || rep.Server.RSSAfter <= 0 {
+		t.Errorf("server stats missing: %+v", rep.Server)
+	}
+}
+
+func TestC2C(t *testing.T) {
+	code, rep, stderr := runBench(t, "--scenario", "c2c", "--pairs", "3", "--duration", "1s")
+	checkSane(t, code, rep, stderr)
+	c := rep.Counts
+	if c.Acked == 0 || c.Delivered == 0 || c.Delivered != c.Expected || c.Delivered != c.Acked {
+		t.Errorf("acked %d, delivered %d of %d promised; want all delivered, > 0", c.Acked, c.Delivered, c.Expected)
+	}
+	if rep.AckedPerSec <= 0 || rep.DeliveredPerSec <= 0 {
+		t.Errorf("rates %v acked/s, %v delivered/s", rep.AckedPerSec, rep.DeliveredPerSec)
+	}
+	for _, name := range []string{"send_ack", "send_push"} {
+		p, ok := rep.Latency[name]
+		if !ok || p.Count == 0 || p.P50 <= 0 || p.P50 > p.P99 || p.P99 > p.Max {
+			t.Errorf("latency %s = %+v, want ordered percentiles", name, p)
+		}
+	}
+}
+
+// TestC2CRateAndPull sends at a fixed rate to receivers whose push window
+// (2) is far below the sender's in-flight sends, so delivery goes through
+// Notify and Sync too.
+func TestC2CRateAndPull(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.Window = 2; c.QueueSize = 64 }))
+	var stdout, stderr bytes.Buffer
+	code := realMain(context.Background(), []string{"--target", srv.Target(), "--json", "--scenario", "c2c",
+		"--pairs", "2", "--rate", "400", "--inflight", "64", "--duration", "1s"}, &stdout, &stderr)
+	var rep Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, stderr.String())
+	}
+	if code != exitOK || !rep.Check.OK {
+		t.Fatalf("exit %d, check %+v\n%s", code, rep.Check, stderr.String())
+	}
+	c := rep.Counts
+	if c.Delivered == 0 || c.Delivered != c.Expected {
+		t.Errorf("delivered %d of %d", c.Delivered, c.Expected)
+	}
+	if c.Notifies == 0 || c.ViaSync == 0 {
+		t.Errorf("%d notifies, %d delivered by sync; want the pull path used", c.Notifies, c.ViaSync)
+	}
+	// 2 senders at 400/s for 1 s: about 800 messages.
+	if a := rep.Counts.Acked; a < 400 || a > 1000 {
+		t.Errorf("acked %d messages at 2×400/s for 1s", a)
+	}
+}
+
+func TestGroup(t *testing.T) {
+	code, rep, stderr := runBench(t, "--scenario", "group", "--members", "10", "--online", "0.8", "--senders", "2", "--duration", "1s")
+	checkSane(t, code, rep, stderr)
+	g := rep.Group
+	if g == nil || g.Members != 10 || g.Online != 8 || g.Senders != 2 {
+		t.Fatalf("group = %+v", g)
+	}
+	c := rep.Counts
+	// Each message reaches the 7 other online members.
+	if c.Acked == 0 || c.Expected != 7*c.Acked || c.Delivered != c.Expected {
+		t.Errorf("acked %d, delivered %d of %d promised; want 7 per message", c.Acked, c.Delivered, c.Expected)
+	}
+}
+
+func TestIdle(t *testing.T) {
+	code, rep, stderr := runBench(t, "--scenario", "idle", "--conns", "20", "--streams-per-conn", "2", "--source-addrs", "2", "--duration", "1s")
+	checkSane(t, code, rep, stderr)
+	id := rep.Idle
+	if id == nil || id.Opened != 20 || id.Held != 20 || id.Connections != 10 {
+		t.Fatalf("idle = %+v, want 20 streams opened and held over 10 connections", id)
+	}
+	if id.AuthPerSec <= 0 || id.RSSOpen <= 0 {
+		t.Errorf("idle = %+v, want auth rate and memory", id)
+	}
+}
+
+func TestReconnect(t *testing.T) {
+	code, rep, stderr := runBench(t, "--scenario", "reconnect", "--clients", "20", "--senders", "3", "--messages", "4")
+	checkSane(t, code, rep, stderr)
+	r := rep.Reconnect
+	if r == nil || !r.Complete || r.Reconnected != 20 || r.AllSyncedSec <= 0 || r.AllSyncedSec < r.AllWelcomedSec-0.01 {
+		t.Fatalf("reconnect = %+v", r)
+	}
+	c := rep.Counts
+	// 1 warm-up message and 4 sent while away, to each of 20 clients.
+	if c.Acked != 100 || c.Delivered != 100 || c.ViaSync < 80 {
+		t.Errorf("acked %d, delivered %d (%d by sync); want 100, 100, ≥ 80", c.Acked, c.Delivered, c.ViaSync)
+	}
+}
+
+// TestReconnectNothingNew reconnects clients that already have every
+// message while the server's cursors lag (never flushed): each gets a
+// Notify for what it has and answers with one empty Sync, as the protocol
+// asks, without looping.
+func TestReconnectNothingNew(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.CursorFlushInterval = time.Hour }))
+	var stdout, stderr bytes.Buffer
+	code := realMain(context.Background(), []string{"--target", srv.Target(), "--json", "--scenario", "reconnect",
+		"--clients", "10", "--senders", "2", "--messages", "0"}, &stdout, &stderr)
+	var rep Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, stderr.String())
+	}
+	if code != exitOK || !rep.Check.OK || rep.Reconnect == nil || !rep.Reconnect.Complete {
+		t.Fatalf("exit %d, check %+v, reconnect %+v\n%s", code, rep.Check, rep.Reconnect, stderr.String())
+	}
+	c := rep.Counts
+	if c.StaleNotifies != 10 || c.Notifies != 10 || c.Syncs != 10 {
+		t.Errorf("%d notifies (%d stale), %d syncs; want 10 each: one empty Sync per client", c.Notifies, c.StaleNotifies, c.Syncs)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--scenario", "nope"},
+		{"--inflight", "1000"},
+		{"--target", "192.0.2.1:7070"}, // not loopback: never loaded
+		{"--duration", "1h"},
+		{"extra"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := realMain(context.Background(), args, &stdout, &stderr); code != exitError {
+			t.Errorf("%q: exit %d, want %d", args, code, exitError)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := realMain(context.Background(), []string{"--help"}, &stdout, &stderr); code != exitOK || !strings.Contains(stdout.String(), "--bcrypt-cost 4 --send-rate 0") {
+		t.Errorf("--help: exit %d, output:\n%s", code, stdout.String())
+	}
+}

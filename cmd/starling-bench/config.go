@@ -1,0 +1,178 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// config is starling-bench's command line.
+type config struct {
+	Target        string
+	TLS           bool
+	TLSCA         string
+	TLSSkipVerify bool
+
+	Scenario string
+	Duration time.Duration
+	Timeout  time.Duration // bound on every wait: setup calls, drains, the reconnect storm
+
+	// c2c
+	Pairs    int
+	Rate     float64 // messages/s per sender; 0 = as fast as Inflight allows
+	Inflight int     // sends per stream awaiting their SendAck
+	Payload  int     // text bytes per message
+
+	// group
+	Members int
+	Online  float64
+	Senders int
+
+	// idle
+	Conns          int
+	StreamsPerConn int
+	SourceAddrs    int
+
+	// reconnect
+	Clients  int
+	Messages int // messages each client is sent while it is away
+
+	ServerPID        int
+	SetupConcurrency int
+	DialConcurrency  int
+	SyncLimit        int
+
+	JSON     bool
+	Quiet    bool
+	LogLevel slog.Level
+}
+
+var scenarios = []string{"c2c", "group", "idle", "reconnect"}
+
+const usageHead = `starling-bench: load generator for a running Starling server.
+
+  starling-bench --target 127.0.0.1:7070 --scenario c2c --pairs 100 --duration 15s
+
+Start the server for a benchmark with cheap passwords and no per-user send
+limit, or setup crawls and c2c/group runs hit the rate limiter:
+
+  starlingd --bcrypt-cost 4 --send-rate 0 --log-level warn
+
+Scenarios:
+  c2c        --pairs P senders each send to their own receiver, at --rate msgs/s
+             or as fast as --inflight unacknowledged sends allow.
+  group      one group of --members users, --online of them connected,
+             --senders of them sending; measures fan-out deliveries/s.
+  idle       --conns authenticated streams held open with heartbeats for
+             --duration; server memory per connection (--server-pid) and
+             stream authentications per second while opening.
+  reconnect  --clients connected clients all drop, are sent --messages each,
+             and reconnect at once; time until every one has caught up.
+
+Every run checks that each acknowledged message reached every online
+recipient exactly once and in seq order, and exits 1 if not (2 on errors).
+Targets must be loopback addresses.
+
+Flags:
+`
+
+// parseConfig parses args. It returns flag.ErrHelp after printing usage
+// for -h/--help.
+func parseConfig(args []string, out io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("starling-bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.Target, "target", "127.0.0.1:7070", "server host:port (loopback only)")
+	fs.BoolVar(&c.TLS, "tls", false, "connect with TLS")
+	fs.StringVar(&c.TLSCA, "tls-ca", "", "PEM file of the CA that signed the server's certificate (default: system roots)")
+	fs.BoolVar(&c.TLSSkipVerify, "tls-skip-verify", false, "do not verify the server's certificate (self-signed test servers)")
+	fs.StringVar(&c.Scenario, "scenario", "c2c", "c2c, group, idle or reconnect")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long to send (c2c, group) or hold (idle)")
+	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "bound on every wait: a setup call, the drain after sending, the reconnect storm")
+	fs.IntVar(&c.Pairs, "pairs", 100, "c2c: sender/receiver pairs")
+	fs.Float64Var(&c.Rate, "rate", 0, "c2c, group: messages/s per sender (0: as fast as --inflight allows)")
+	fs.IntVar(&c.Inflight, "inflight", 16, "sends per stream awaiting their SendAck (the server allows 256)")
+	fs.IntVar(&c.Payload, "payload", 50, "text bytes per message, besides the 8-byte send timestamp")
+	fs.IntVar(&c.Members, "members", 100, "group: members of the group")
+	fs.Float64Var(&c.Online, "online", 1, "group: fraction of members with a stream open (0-1]")
+	fs.IntVar(&c.Senders, "senders", 1, "group: members that send; reconnect: users that send to the clients")
+	fs.IntVar(&c.Conns, "conns", 1000, "idle: streams to open")
+	fs.IntVar(&c.StreamsPerConn, "streams-per-conn", 1, "streams sharing one gRPC connection (1 = one per stream, as phones)")
+	fs.IntVar(&c.SourceAddrs, "source-addrs", 8, "spread connections over this many source addresses 127.0.0.1.. (each has its own ephemeral port range)")
+	fs.IntVar(&c.Clients, "clients", 1000, "reconnect: clients that drop and reconnect")
+	fs.IntVar(&c.Messages, "messages", 5, "reconnect: messages sent to each client while it is away")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's process id, to report its CPU time and memory (from /proc)")
+	fs.IntVar(&c.SetupConcurrency, "setup-concurrency", 32, "parallel Register/Login calls while setting up")
+	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 256, "streams opened in parallel (0: all at once)")
+	fs.IntVar(&c.SyncLimit, "sync-limit", 200, "messages one Sync asks for (1-500)")
+	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON instead of a table")
+	fs.BoolVar(&c.Quiet, "quiet", false, "no progress or live lines on stderr")
+	level := fs.String("log-level", "warn", "debug, info, warn or error")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(out, usageHead)
+			fs.SetOutput(out)
+			fs.PrintDefaults()
+		}
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
+		return config{}, fmt.Errorf("--log-level: %w", err)
+	}
+	return c, c.validate()
+}
+
+// validate keeps every run bounded: sizes and durations have ceilings, so
+// a typo cannot start a run that never ends.
+func (c config) validate() error {
+	var errs []string
+	check := func(ok bool, msg string) {
+		if !ok {
+			errs = append(errs, msg)
+		}
+	}
+	check(slices.Contains(scenarios, c.Scenario), "--scenario must be one of "+strings.Join(scenarios, ", "))
+	check(c.Duration > 0 && c.Duration <= 10*time.Minute, "--duration must be in (0, 10m]")
+	check(c.Timeout > 0 && c.Timeout <= 10*time.Minute, "--timeout must be in (0, 10m]")
+	check(c.Pairs >= 1 && c.Pairs <= 100_000, "--pairs must be 1-100000")
+	check(c.Rate >= 0 && !math.IsInf(c.Rate, 0) && c.Rate <= 1e6, "--rate must be 0-1000000")
+	check(c.Inflight >= 1 && c.Inflight <= 256, "--inflight must be 1-256 (the server refuses more)")
+	check(c.Payload >= 0 && c.Payload <= 60_000, "--payload must be 0-60000 (the server limits content to 64 KiB)")
+	check(c.Members >= 2 && c.Members <= 100_000, "--members must be 2-100000")
+	check(c.Online > 0 && c.Online <= 1, "--online must be in (0, 1]")
+	check(c.Senders >= 1, "--senders must be at least 1")
+	check(c.Conns >= 1 && c.Conns <= 1_000_000, "--conns must be 1-1000000")
+	check(c.StreamsPerConn >= 1 && c.StreamsPerConn <= 10_000, "--streams-per-conn must be 1-10000")
+	check(c.SourceAddrs >= 1 && c.SourceAddrs <= 250, "--source-addrs must be 1-250")
+	check(c.Clients >= 1 && c.Clients <= 1_000_000, "--clients must be 1-1000000")
+	check(c.Messages >= 0 && c.Messages <= 10_000, "--messages must be 0-10000")
+	check(c.ServerPID >= 0, "--server-pid must not be negative")
+	check(c.SetupConcurrency >= 1 && c.SetupConcurrency <= 4096, "--setup-concurrency must be 1-4096")
+	check(c.DialConcurrency >= 0, "--dial-concurrency must not be negative")
+	check(c.SyncLimit >= 1 && c.SyncLimit <= 500, "--sync-limit must be 1-500")
+	if c.Scenario == "group" {
+		check(c.Senders <= c.onlineMembers(), "--senders must not exceed the online members")
+	}
+	if c.TLSCA != "" || c.TLSSkipVerify {
+		check(c.TLS, "--tls-ca and --tls-skip-verify need --tls")
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// onlineMembers is how many group members open a stream.
+func (c config) onlineMembers() int {
+	return max(1, int(math.Ceil(float64(c.Members)*c.Online)))
+}

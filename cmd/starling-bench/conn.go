@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// pool hands out gRPC connections to the server: several streams may
+// share one (--streams-per-conn), and connections are spread over several
+// loopback source addresses, since each source address has its own
+// ephemeral port range (about 28,000 ports on Linux) and one address alone
+// caps how many connections one host can open to one server port.
+type pool struct {
+	target  string
+	opts    []grpc.DialOption
+	perConn int
+	sources []net.IP
+
+	mu    sync.Mutex
+	conns map[int]*grpc.ClientConn // by connection index
+}
+
+// newPool checks that target is a loopback address and prepares the
+// connection options. small asks for small client buffers, for runs that
+// hold many idle connections: the figure measured is the server's memory,
+// and the load generator's own must not run the machine out first.
+func newPool(ctx context.Context, cfg config, small bool) (*pool, error) {
+	if err := checkLoopback(ctx, cfg.Target); err != nil {
+		return nil, err
+	}
+	creds := insecure.NewCredentials()
+	if cfg.TLS {
+		tc := &tls.Config{InsecureSkipVerify: cfg.TLSSkipVerify} //nolint:gosec // an explicit flag, for self-signed test servers
+		if cfg.TLSCA != "" {
+			pem, err := os.ReadFile(cfg.TLSCA)
+			if err != nil {
+				return nil, fmt.Errorf("--tls-ca: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--tls-ca: no certificate in %s", cfg.TLSCA)
+			}
+		}
+		creds = credentials.NewTLS(tc)
+	}
+	p := &pool{target: cfg.Target, perConn: cfg.StreamsPerConn, conns: make(map[int]*grpc.ClientConn)}
+	for i := range cfg.SourceAddrs {
+		p.sources = append(p.sources, net.IPv4(127, 0, 0, byte(1+i)))
+	}
+	p.opts = []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if small {
+		p.opts = append(p.opts,
+			grpc.WithReadBufferSize(4<<10),
+			grpc.WithWriteBufferSize(4<<10),
+			grpc.WithSharedWriteBuffer(true),
+		)
+	}
+	return p, nil
+}
+
+// checkLoopback refuses any target that is not on this machine: the bench
+// only ever loads a server of ours on the loopback interface.
+func checkLoopback(ctx context.Context, target string) error {
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
+		return fmt.Errorf("--target %q: %w", target, err)
+	}
+	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return fmt.Errorf("--target %q: %w", target, err)
+	}
+	if len(ips) == 0 {
+		return fmt.Errorf("--target %q: no address", target)
+	}
+	for _, ip := range ips {
+		if !ip.IP.IsLoopback() {
+			return fmt.Errorf("--target %q resolves to %s: only loopback addresses may be loaded", target, ip.IP)
+		}
+	}
+	return nil
+}
+
+// conn returns the connection stream i uses, opening it if needed.
+// grpc.NewClient connects lazily, so this never blocks on the network.
+func (p *pool) conn(i int) (*grpc.ClientConn, error) {
+	ci := i / p.perConn
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cc := p.conns[ci]; cc != nil {
+		return cc, nil
+	}
+	src := &net.TCPAddr{IP: p.sources[ci%len(p.sources)]}
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: src}
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	opts := append(p.opts[:len(p.opts):len(p.opts)], grpc.WithContextDialer(dial))
+	// passthrough: the target is an address; no resolver goroutine per
+	// connection.
+	cc, err := grpc.NewClient("passthrough:///"+p.target, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("new client for %s: %w", p.target, err)
+	}
+	p.conns[ci] = cc
+	return cc, nil
+}
+
+// closeAll closes every connection; later calls to conn open new ones (a
+// reconnect storm: phones come back on new TCP connections).
+func (p *pool) closeAll() error {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = make(map[int]*grpc.ClientConn)
+	p.mu.Unlock()
+	var errs []error
+	for _, cc := range conns {
+		if err := cc.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// size is how many connections are open.
+func (p *pool) size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}

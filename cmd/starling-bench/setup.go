@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+)
+
+// benchPassword is every bench user's password. Register it cheaply: the
+// server should run with --bcrypt-cost 4 for benchmarks.
+const benchPassword = "starling-bench-password"
+
+// benchDevice is the device id every bench user logs in with.
+const benchDevice = "bench"
+
+// account is a registered bench user; Token is empty until it logged in.
+type account struct {
+	Username string
+	UserID   string
+	Token    string
+}
+
+// withToken returns ctx carrying token as the bearer credential.
+func withToken(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// setupUsers registers n fresh users, in parallel, and logs the first
+// login of them in. Names carry the run id, so runs never collide.
+func (e *env) setupUsers(ctx context.Context, role string, n, login int) ([]account, error) {
+	cc, err := e.setupConn()
+	if err != nil {
+		return nil, err
+	}
+	auth := starlingv1.NewAuthServiceClient(cc)
+	accts := make([]account, n)
+	var registered, loggedIn atomic.Int64
+	stop := e.progress(func(el time.Duration) string {
+		r, l := registered.Load(), loggedIn.Load()
+		return fmt.Sprintf("setup %s: registered %d/%d, logged in %d/%d (%.0f calls/s)",
+			role, r, n, l, login, float64(r+l)/el.Seconds())
+	})
+	defer stop()
+	err = parallel(ctx, n, e.cfg.SetupConcurrency, func(ctx context.Context, i int) error {
+		name := fmt.Sprintf("%s-%s%d", e.runID, role, i)
+		cctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
+		defer cancel()
+		res, err := auth.Register(cctx, &starlingv1.RegisterRequest{Username: name, Password: benchPassword})
+		if err != nil {
+			return fmt.Errorf("register %s: %w", name, err)
+		}
+		accts[i] = account{Username: name, UserID: res.GetUser().GetUserId()}
+		registered.Add(1)
+		if i >= login {
+			return nil
+		}
+		lres, err := auth.Login(cctx, &starlingv1.LoginRequest{Username: name, Password: benchPassword, DeviceId: benchDevice})
+		if err != nil {
+			return fmt.Errorf("log %s in: %w", name, err)
+		}
+		accts[i].Token = lres.GetToken()
+		loggedIn.Add(1)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up %s users: %w", role, err)
+	}
+	return accts, nil
+}
+
+// groupChunk is how many members one CreateGroup/AddMembers call carries:
+// it keeps each request far below the server's frame limit.
+const groupChunk = 500
+
+// createGroup makes a group owned by owner with every member in it and
+// returns its id.
+func (e *env) createGroup(ctx context.Context, owner account, members []account) (string, error) {
+	cc, err := e.setupConn()
+	if err != nil {
+		return "", err
+	}
+	gs := starlingv1.NewGroupServiceClient(cc)
+	ids := make([]string, 0, len(members))
+	for _, m := range members {
+		if m.UserID != owner.UserID {
+			ids = append(ids, m.UserID)
+		}
+	}
+	ctx = withToken(ctx, owner.Token)
+	first := ids[:min(groupChunk, len(ids))]
+	cctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
+	defer cancel()
+	res, err := gs.CreateGroup(cctx, &starlingv1.CreateGroupRequest{Name: "bench " + e.runID, MemberIds: first})
+	if err != nil {
+		return "", fmt.Errorf("create group: %w", err)
+	}
+	gid := res.GetGroup().GetGroupId()
+	for rest := ids[len(first):]; len(rest) > 0; {
+		chunk := rest[:min(groupChunk, len(rest))]
+		rest = rest[len(chunk):]
+		if _, err := gs.AddMembers(cctx, &starlingv1.AddMembersRequest{GroupId: gid, UserIds: chunk}); err != nil {
+			return "", fmt.Errorf("add %d members to group %s: %w", len(chunk), gid, err)
+		}
+	}
+	return gid, nil
+}
+
+// setupConn is the connection setup calls share (a pool of its own, apart
+// from the streams' connections): unary calls multiplex well over one
+// HTTP/2 connection.
+func (e *env) setupConn() (*grpc.ClientConn, error) {
+	return e.setup.conn(0)
+}
+
+// parallel runs fn(0..n-1) with at most conc at once (conc <= 0: all at
+// once). The first error cancels the rest and is returned.
+func parallel(ctx context.Context, n, conc int, fn func(ctx context.Context, i int) error) error {
+	if conc <= 0 || conc > n {
+		conc = n
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(ctx, i); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
+}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/starling-im/starling/storage"
 )
 
@@ -27,6 +29,17 @@ func BenchmarkAppendMessages(b *testing.B) {
 			reportRate(b, batch)
 		})
 	}
+	// What the server's pipeline commits under c2c load from many pairs:
+	// every message of the batch in a conversation of its own.
+	b.Run("spread/batch=100", func(b *testing.B) {
+		s, users := benchStore(b)
+		var next atomic.Int64
+		b.ReportAllocs()
+		for b.Loop() {
+			appendSpread(b, s, users, 100, &next)
+		}
+		reportRate(b, 100)
+	})
 	for _, batch := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("parallel/batch=%d", batch), func(b *testing.B) {
 			s, users := benchStore(b)
@@ -82,6 +95,43 @@ func appendBatch(b *testing.B, s *Store, users []string, n int, next *atomic.Int
 	}
 	if _, err := s.AppendMessages(b.Context(), msgs); err != nil {
 		b.Error(err)
+	}
+}
+
+// appendSpread stores n new messages, each in another c2c conversation of
+// the users' 120 pairs.
+func appendSpread(b *testing.B, s *Store, users []string, n int, next *atomic.Int64) {
+	first := next.Add(int64(n)) - int64(n)
+	content := []byte("a typical short chat message, about this long")
+	msgs := make([]storage.NewMessage, n)
+	for i := range msgs {
+		id := first + int64(i)
+		p := id % (benchUsers * (benchUsers - 1) / 2)
+		x, y := pair(p)
+		msgs[i] = storage.NewMessage{
+			ConversationID: storage.C2CConversationID(users[x], users[y]),
+			MsgID:          id,
+			SenderID:       users[x],
+			SenderDeviceID: "bench",
+			ClientMsgID:    uuid.NewString(), // random, as clients make them
+			Content:        content,
+			CreatedAt:      time.Now(),
+			Members:        []string{users[x], users[y]},
+		}
+	}
+	if _, err := s.AppendMessages(b.Context(), msgs); err != nil {
+		b.Error(err)
+	}
+}
+
+// pair returns the p-th pair (x < y) of benchUsers users.
+func pair(p int64) (x, y int) {
+	for x = 0; ; x++ {
+		n := int64(benchUsers - 1 - x)
+		if p < n {
+			return x, x + 1 + int(p)
+		}
+		p -= n
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/starling-im/starling/storage"
 )
@@ -53,9 +54,7 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMess
 	type key struct{ sender, clientMsgID string }
 	first := make(map[key]int, len(msgs))
 	dupOf := make(map[int]int)
-	var convs []*convBatch // in order of first appearance
-	byID := make(map[string]*convBatch)
-	find := tx.StmtContext(ctx, s.findMessage)
+	var fresh []int
 	for i, m := range msgs {
 		k := key{m.SenderID, m.ClientMsgID}
 		if j, ok := first[k]; ok {
@@ -63,13 +62,19 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMess
 			continue
 		}
 		first[k] = i
-		stored, err := scanMessage(find.QueryRowContext(ctx, m.SenderID, m.ClientMsgID))
-		switch {
-		case err == nil:
-			results[i] = storage.AppendResult{Message: stored, Duplicate: true}
+		fresh = append(fresh, i)
+	}
+	stored, err := s.findStored(ctx, tx, msgs, fresh)
+	if err != nil {
+		return nil, err
+	}
+	var convs []*convBatch // in order of first appearance
+	byID := make(map[string]*convBatch)
+	for _, i := range fresh {
+		m := msgs[i]
+		if prev, ok := stored[key{m.SenderID, m.ClientMsgID}]; ok {
+			results[i] = storage.AppendResult{Message: prev, Duplicate: true}
 			continue
-		case !errors.Is(err, sql.ErrNoRows):
-			return nil, fmt.Errorf("dedup lookup: %w", err)
 		}
 		c := byID[m.ConversationID]
 		if c == nil {
@@ -84,23 +89,34 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMess
 			}
 		}
 	}
-
-	bump := tx.StmtContext(ctx, s.bumpSeq)
-	insert := tx.StmtContext(ctx, s.insertMessage)
-	member := tx.StmtContext(ctx, s.insertMember)
-	for _, c := range convs {
-		// One statement reserves the conversation's seqs (and creates the
-		// conversation on its first message).
-		last := msgs[c.msgs[len(c.msgs)-1]]
-		var latest int64
-		if err := bump.QueryRowContext(ctx, c.id, len(c.msgs), millis(last.CreatedAt)).Scan(&latest); err != nil {
-			return nil, fmt.Errorf("conversation %q: reserve seqs: %w", c.id, err)
+	if len(convs) == 0 {
+		for i, j := range dupOf {
+			results[i] = storage.AppendResult{Message: results[j].Message, Duplicate: true}
 		}
-		seq := latest - int64(len(c.msgs))
+		return results, nil
+	}
+
+	latest, err := reserveSeqs(ctx, tx, msgs, convs)
+	if err != nil {
+		return nil, err
+	}
+	member := tx.StmtContext(ctx, s.insertMember)
+	var rows []storage.Message
+	for _, c := range convs {
+		seq := latest[c.id] - int64(len(c.msgs))
+		if seq == 0 {
+			// The conversation is new: its members get their memberships.
+			// Later batches skip this, since they were made with it.
+			for _, u := range c.members {
+				if _, err := member.ExecContext(ctx, c.id, u); err != nil {
+					return nil, fmt.Errorf("conversation %q: membership of %q: %w", c.id, u, mapErr(err))
+				}
+			}
+		}
 		for _, i := range c.msgs {
 			seq++
 			m := msgs[i]
-			stored := storage.Message{
+			msg := storage.Message{
 				ConversationID: m.ConversationID,
 				Seq:            seq,
 				MsgID:          m.MsgID,
@@ -110,23 +126,124 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMess
 				Content:        nonNil(m.Content),
 				CreatedAt:      fromMillis(millis(m.CreatedAt)), // as a later read returns it
 			}
-			if _, err := insert.ExecContext(ctx, stored.ConversationID, stored.Seq, stored.MsgID, stored.SenderID,
-				stored.SenderDeviceID, stored.ClientMsgID, stored.Content, millis(stored.CreatedAt)); err != nil {
-				return nil, fmt.Errorf("conversation %q: insert seq %d: %w", c.id, seq, mapErr(err))
-			}
-			results[i] = storage.AppendResult{Message: stored}
-		}
-		for _, u := range c.members {
-			if _, err := member.ExecContext(ctx, c.id, u); err != nil {
-				return nil, fmt.Errorf("conversation %q: membership of %q: %w", c.id, u, mapErr(err))
-			}
+			rows = append(rows, msg)
+			results[i] = storage.AppendResult{Message: msg}
 		}
 	}
-
+	if err := s.insertMessages(ctx, tx, rows); err != nil {
+		return nil, err
+	}
 	for i, j := range dupOf {
 		results[i] = storage.AppendResult{Message: results[j].Message, Duplicate: true}
 	}
 	return results, nil
+}
+
+// chunk bounds the rows of one multi-row statement, well under SQLite's
+// limit on bound parameters (32766).
+const chunk = 256
+
+// findStored looks up, in one statement per chunk, which of msgs[idx] were
+// stored before under the same (sender, client_msg_id).
+func (s *Store) findStored(ctx context.Context, tx *sql.Tx, msgs []storage.NewMessage, idx []int) (map[struct{ sender, clientMsgID string }]storage.Message, error) {
+	found := make(map[struct{ sender, clientMsgID string }]storage.Message)
+	for len(idx) > 0 {
+		n := min(len(idx), chunk)
+		var q strings.Builder
+		q.WriteString(`SELECT ` + messageColumns + ` FROM messages WHERE (sender_id, client_msg_id) IN (VALUES `)
+		args := make([]any, 0, 2*n)
+		for k, i := range idx[:n] {
+			if k > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?)")
+			args = append(args, msgs[i].SenderID, msgs[i].ClientMsgID)
+		}
+		q.WriteString(")")
+		rows, err := tx.QueryContext(ctx, q.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("dedup lookup: %w", err)
+		}
+		for rows.Next() {
+			m, err := scanMessage(rows)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("dedup lookup: %w", err)
+			}
+			found[struct{ sender, clientMsgID string }{m.SenderID, m.ClientMsgID}] = m
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("dedup lookup: %w", err)
+		}
+		idx = idx[n:]
+	}
+	return found, nil
+}
+
+// reserveSeqs bumps every conversation of the batch by its count of new
+// messages, creating the ones that are new, in one statement per chunk, and
+// returns each one's latest seq: its messages get latest-n+1 … latest.
+// updated_at never goes back, even if nodes' clocks disagree.
+func reserveSeqs(ctx context.Context, tx *sql.Tx, msgs []storage.NewMessage, convs []*convBatch) (map[string]int64, error) {
+	latest := make(map[string]int64, len(convs))
+	for len(convs) > 0 {
+		n := min(len(convs), chunk)
+		var q strings.Builder
+		q.WriteString(`INSERT INTO conversations (id, latest_seq, updated_at) VALUES `)
+		args := make([]any, 0, 3*n)
+		for k, c := range convs[:n] {
+			if k > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?)")
+			last := msgs[c.msgs[len(c.msgs)-1]]
+			args = append(args, c.id, len(c.msgs), millis(last.CreatedAt))
+		}
+		q.WriteString(` ON CONFLICT (id) DO UPDATE SET
+			latest_seq = latest_seq + excluded.latest_seq,
+			updated_at = max(updated_at, excluded.updated_at)
+			RETURNING id, latest_seq`)
+		rows, err := tx.QueryContext(ctx, q.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("reserve seqs: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			var seq int64
+			if err := rows.Scan(&id, &seq); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("reserve seqs: %w", err)
+			}
+			latest[id] = seq
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("reserve seqs: %w", err)
+		}
+		convs = convs[n:]
+	}
+	return latest, nil
+}
+
+// insertMessages inserts rows with one multi-row INSERT per chunk.
+func (s *Store) insertMessages(ctx context.Context, tx *sql.Tx, rows []storage.Message) error {
+	for len(rows) > 0 {
+		n := min(len(rows), chunk)
+		var q strings.Builder
+		q.WriteString(`INSERT INTO messages (` + messageColumns + `) VALUES `)
+		args := make([]any, 0, 8*n)
+		for k, m := range rows[:n] {
+			if k > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, m.ConversationID, m.Seq, m.MsgID, m.SenderID, m.SenderDeviceID, m.ClientMsgID, m.Content, millis(m.CreatedAt))
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("insert %d messages: %w", n, mapErr(err))
+		}
+		rows = rows[n:]
+	}
+	return nil
 }
 
 // ListMessages implements storage.Messages. A limit <= 0 returns nothing.

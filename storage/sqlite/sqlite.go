@@ -38,10 +38,8 @@ type Store struct {
 	r *sql.DB
 
 	// Statements of the send path, prepared once on w.
-	findMessage   *sql.Stmt
-	bumpSeq       *sql.Stmt
-	insertMessage *sql.Stmt
-	insertMember  *sql.Stmt
+	bumpSeq      *sql.Stmt
+	insertMember *sql.Stmt
 
 	closeOnce sync.Once
 	closeErr  error
@@ -88,6 +86,12 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	wq := maps.Clone(common)       // shallow is enough: Set replaces values
 	wq.Set("_journal_mode", "WAL") // persistent: set once, by the writer
 	wq.Set("_txlock", "immediate")
+	// Multi-row statements keep a statement journal so a failing row can be
+	// undone alone; in memory it costs no file writes (it is never needed
+	// after a crash: the WAL is what makes commits durable). A larger page
+	// cache keeps a batch's dirty pages from spilling before the commit.
+	wq.Add("_pragma", "temp_store(memory)")
+	wq.Add("_pragma", "cache_size(-32768)")
 	if s.w, err = sql.Open("sqlite", dsn(abs, wq)); err != nil {
 		return nil, err
 	}
@@ -140,15 +144,6 @@ func (s *Store) prepare(ctx context.Context) error {
 		stmt **sql.Stmt
 		sql  string
 	}{
-		{&s.findMessage, `SELECT ` + messageColumns + ` FROM messages WHERE sender_id = ? AND client_msg_id = ?`},
-		// Reserves n seqs: the new messages get latest_seq-n+1 … latest_seq.
-		// updated_at never goes back, even if nodes' clocks disagree.
-		{&s.bumpSeq, `INSERT INTO conversations (id, latest_seq, updated_at) VALUES (?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET
-				latest_seq = latest_seq + excluded.latest_seq,
-				updated_at = max(updated_at, excluded.updated_at)
-			RETURNING latest_seq`},
-		{&s.insertMessage, `INSERT INTO messages (` + messageColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&s.insertMember, `INSERT INTO memberships (conversation_id, user_id, joined_seq, left_seq)
 			VALUES (?, ?, 0, NULL) ON CONFLICT DO NOTHING`},
 	} {
@@ -166,7 +161,7 @@ func (s *Store) prepare(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
-		for _, st := range []*sql.Stmt{s.findMessage, s.bumpSeq, s.insertMessage, s.insertMember} {
+		for _, st := range []*sql.Stmt{s.insertMember} {
 			if st != nil {
 				errs = append(errs, st.Close())
 			}

@@ -32,6 +32,7 @@ import (
 	"github.com/starling-im/starling/server/gateway"
 	"github.com/starling-im/starling/server/hub"
 	"github.com/starling-im/starling/server/idgen"
+	"github.com/starling-im/starling/server/wire"
 	"github.com/starling-im/starling/storage"
 )
 
@@ -113,6 +114,10 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(streams...),
 		grpc.MaxRecvMsgSize(cfg.MaxFrameBytes),
+		// Protobuf, plus pushes encoded once for all their recipients.
+		grpc.ForceServerCodecV2(wire.NewCodec()),
+		// An idle connection gives its write buffer back to a pool.
+		grpc.SharedWriteBuffer(true),
 		// Keepalive under the app heartbeat: detects dead TCP peers, and
 		// tolerates clients that ping as often as every 10 s.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),

@@ -20,6 +20,7 @@ import (
 	"github.com/starling-im/starling/server/auth"
 	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/hub"
+	"github.com/starling-im/starling/server/wire"
 )
 
 // ChatServer serves starling.v1.ChatService: the Stream and the unary
@@ -68,16 +69,17 @@ func (s *ChatServer) Stream(st stream) error {
 	written := make(chan error, 1)
 	go func() { written <- writeLoop(st, sess) }()
 
-	sess.Send(&starlingv1.StreamResponse{Ref: authRef, Frame: &starlingv1.StreamResponse_Welcome{Welcome: &starlingv1.Welcome{
+	welcome := &starlingv1.StreamResponse{Ref: authRef, Frame: &starlingv1.StreamResponse_Welcome{Welcome: &starlingv1.Welcome{
 		UserId:            id.UserID,
 		DeviceId:          id.DeviceID,
 		NodeId:            s.NodeID,
 		HeartbeatInterval: durationpb.New(s.HeartbeatInterval),
 		ServerTime:        timestamppb.Now(),
-	}}})
+	}}}
 	// The session is registered, so whatever commits from now on is offered
-	// to it; read what it is behind on only now (invariant 2).
-	if err := s.catchUp(ctx, sess, id); err != nil {
+	// to it; read what it is behind on only now (invariant 2). Welcome goes
+	// out with the catch-up, so it marks where live pushes begin.
+	if err := s.catchUp(ctx, sess, id, welcome); err != nil {
 		log.Error("catch-up failed", "err", err)
 		sess.Close(&starlingv1.Disconnect{Reason: starlingv1.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, Message: "could not read conversation state; reconnect", Reconnect: true})
 	}
@@ -195,31 +197,40 @@ func (s *ChatServer) drain(sess *hub.Session, inflight *atomic.Int64, written <-
 }
 
 // catchUp tells the device about every conversation it is behind on.
-func (s *ChatServer) catchUp(ctx context.Context, sess *hub.Session, id auth.Identity) error {
+func (s *ChatServer) catchUp(ctx context.Context, sess *hub.Session, id auth.Identity, welcome *starlingv1.StreamResponse) error {
 	states, err := s.Chat.Conversations(ctx, id.UserID, id.DeviceID, true)
 	if err != nil {
-		sess.FinishStart(nil)
+		sess.FinishStart(welcome, nil)
 		return err
 	}
 	behind := make([]hub.CatchUp, len(states))
 	for i, c := range states {
 		behind[i] = hub.CatchUp{ConversationID: c.ConversationID, LatestSeq: c.LatestSeq, DeliveredSeq: max(c.DeliveredSeq, c.JoinedSeq)}
 	}
-	sess.FinishStart(behind)
+	sess.FinishStart(welcome, behind)
 	return nil
 }
 
 // writeLoop is the stream's only writer.
 func writeLoop(st stream, sess *hub.Session) error {
 	for {
-		f, ok := sess.Next()
+		o, ok := sess.Next()
 		if !ok {
 			if r := sess.Reason(); r != nil {
 				return st.Send(&starlingv1.StreamResponse{Frame: &starlingv1.StreamResponse_Disconnect{Disconnect: r}})
 			}
 			return nil
 		}
-		if err := st.Send(f); err != nil {
+		var err error
+		if o.Shared != nil {
+			var b wire.Encoded
+			if b, err = o.Shared.Bytes(); err == nil {
+				err = st.SendMsg(b) // encoded once for every recipient (wire.Codec)
+			}
+		} else {
+			err = st.Send(o.Frame)
+		}
+		if err != nil {
 			return err
 		}
 	}

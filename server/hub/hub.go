@@ -12,6 +12,7 @@ import (
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/apierr"
+	"github.com/starling-im/starling/server/wire"
 	"github.com/starling-im/starling/storage"
 )
 
@@ -94,7 +95,7 @@ func (h *Hub) Register(userID, deviceID string) (*Session, error) {
 		DeviceID: deviceID,
 		id:       h.nextID.Add(1),
 		hub:      h,
-		out:      make(chan item, h.cfg.QueueSize),
+		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		starting: true,
 		convs:    make(map[string]*convState),
@@ -169,21 +170,26 @@ func (h *Hub) Online(userID string) int {
 func (h *Hub) Deliver(userIDs []string, except *Session, m *starlingv1.Message) {
 	var targets []*Session
 	for _, uid := range userIDs {
-		sh := h.shard(uid)
-		sh.mu.RLock()
-		if u := sh.users[uid]; u != nil {
+		shard := h.shard(uid)
+		shard.mu.RLock()
+		if u := shard.users[uid]; u != nil {
 			for _, s := range u.devices {
 				if s != except {
 					targets = append(targets, s)
 				}
 			}
 		}
-		sh.mu.RUnlock()
-		// Offer outside the shard lock: a session lock is never taken under it.
-		for _, s := range targets {
-			s.offer(m)
-		}
-		targets = targets[:0]
+		shard.mu.RUnlock()
+	}
+	if len(targets) == 0 {
+		return
+	}
+	// One Push frame for every recipient, encoded once (by the first
+	// writer that sends it alone).
+	sh := &wire.Shared{Msg: pushFrame([]*starlingv1.Message{m})}
+	// Offer outside the shard locks: a session lock is never taken under one.
+	for _, s := range targets {
+		s.offer(m, sh)
 	}
 }
 

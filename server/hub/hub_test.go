@@ -45,12 +45,12 @@ func msg(conv string, seq int64) *starlingv1.Message {
 // drain returns what the writer would write now.
 func drain(s *Session) []*starlingv1.StreamResponse {
 	var out []*starlingv1.StreamResponse
-	for len(s.out) > 0 || s.carry != nil {
-		f, ok := s.Next()
-		if !ok {
+	for {
+		o, ok, ready := s.take()
+		if !ready || !ok {
 			break
 		}
-		out = append(out, f)
+		out = append(out, o.Frame)
 	}
 	return out
 }
@@ -86,7 +86,7 @@ func TestOffersDuringStartAreNotLost(t *testing.T) {
 	if got := drain(s); len(got) != 0 {
 		t.Fatalf("written before FinishStart: %v", describe(got))
 	}
-	s.FinishStart([]CatchUp{{ConversationID: "a", LatestSeq: 4, DeliveredSeq: 2}})
+	s.FinishStart(nil, []CatchUp{{ConversationID: "a", LatestSeq: 4, DeliveredSeq: 2}})
 	want := []string{"notify a 5", "push b 1"}
 	if got := describe(drain(s)); !slices.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
@@ -96,7 +96,7 @@ func TestOffersDuringStartAreNotLost(t *testing.T) {
 func TestWindowSwitchesToPullAndBack(t *testing.T) {
 	h, cur := newHub(2)
 	s, _ := h.Register("u", "d")
-	s.FinishStart(nil)
+	s.FinishStart(nil, nil)
 	for seq := int64(1); seq <= 5; seq++ {
 		h.Deliver([]string{"u"}, nil, msg("c", seq))
 	}
@@ -130,7 +130,7 @@ func TestWindowSwitchesToPullAndBack(t *testing.T) {
 func TestDuplicateOffersAndOwnSends(t *testing.T) {
 	h, _ := newHub(8)
 	s, _ := h.Register("u", "d")
-	s.FinishStart(nil)
+	s.FinishStart(nil, nil)
 	h.Deliver([]string{"u"}, nil, msg("c", 1))
 	h.Deliver([]string{"u"}, nil, msg("c", 1)) // a late duplicate from the bus
 	s.SentOwn("c", 2)                          // the device sent seq 2 itself
@@ -145,24 +145,24 @@ func TestDuplicateOffersAndOwnSends(t *testing.T) {
 func TestPushesArePacked(t *testing.T) {
 	h, _ := newHub(64)
 	s, _ := h.Register("u", "d")
-	s.FinishStart(nil)
+	s.FinishStart(nil, nil)
 	for seq := int64(1); seq <= 3; seq++ {
 		h.Deliver([]string{"u"}, nil, msg("c", seq))
 	}
 	s.Send(&starlingv1.StreamResponse{Ref: 7})
 	h.Deliver([]string{"u"}, nil, msg("c", 4))
-	f1, _ := s.Next()
-	f2, _ := s.Next()
-	f3, _ := s.Next()
-	if len(f1.GetPush().GetMessages()) != 3 || f2.GetRef() != 7 || len(f3.GetPush().GetMessages()) != 1 {
-		t.Fatalf("frames %v / %v / %v: want 3 packed pushes, the answer, then 1 push", f1, f2, f3)
+	o1, _ := s.Next()
+	o2, _ := s.Next()
+	o3, _ := s.Next()
+	if len(o1.Frame.GetPush().GetMessages()) != 3 || o1.Shared != nil || o2.Frame.GetRef() != 7 || len(o3.Frame.GetPush().GetMessages()) != 1 || o3.Shared == nil {
+		t.Fatalf("frames %v / %v / %v: want 3 packed pushes, the answer, then 1 shared push", o1, o2, o3)
 	}
 }
 
 func TestSlowDeviceIsCutNotWaitedFor(t *testing.T) {
 	h, _ := newHub(1000)
 	s, _ := h.Register("u", "d")
-	s.FinishStart(nil)
+	s.FinishStart(nil, nil)
 	for seq := int64(1); seq <= 100; seq++ { // queue holds 64
 		h.Deliver([]string{"u"}, nil, msg("c", seq))
 	}
@@ -205,7 +205,7 @@ func TestDeviceLimitAndReplace(t *testing.T) {
 func TestFailedCursorFlushIsRetried(t *testing.T) {
 	h, cur := newHub(8)
 	s, _ := h.Register("u", "d")
-	s.FinishStart(nil)
+	s.FinishStart(nil, nil)
 	h.Deliver([]string{"u"}, nil, msg("c", 1))
 	h.Ack(s, "c", 1)
 	cur.err = io.ErrUnexpectedEOF

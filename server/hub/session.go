@@ -6,15 +6,17 @@ import (
 	"time"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server/wire"
 )
 
 // item is one entry of a session's outbound queue: either a ready frame or a
 // message to push. Pushes are kept apart so the writer can pack consecutive
 // ones into a single Push frame.
 type item struct {
-	frame *starlingv1.StreamResponse
-	msg   *starlingv1.Message
-	end   bool // the writer stops here (End)
+	frame  *starlingv1.StreamResponse
+	msg    *starlingv1.Message
+	shared *wire.Shared // msg alone in a Push, encoded once for every recipient
+	end    bool         // the writer stops here (End)
 }
 
 // convState is what the hub knows about one conversation on one device.
@@ -41,12 +43,17 @@ type Session struct {
 	id       uint64 // tells apart two sessions of the same device (replaced)
 
 	hub      *Hub
-	out      chan item
 	done     chan struct{}
 	closing  sync.Once
 	reason   atomic.Pointer[starlingv1.Disconnect]
-	carry    *item        // taken from out by Next but not yet written; writer goroutine only
 	lastSeen atomic.Int64 // unix nanoseconds of the last frame received
+
+	// The outbound queue: a slice rather than a buffered channel, so an
+	// idle session holds no buffer (a 1,024-slot channel would cost every
+	// connection 24 KiB whether it is used or not).
+	qmu   sync.Mutex
+	queue []item
+	wake  chan struct{} // cap 1: the queue got items
 
 	mu       sync.Mutex
 	starting bool                  // catch-up not yet computed: offers are held
@@ -92,15 +99,24 @@ func (s *Session) enqueue(it item) {
 		return
 	default:
 	}
-	select {
-	case s.out <- it:
-	default:
+	s.qmu.Lock()
+	full := len(s.queue) >= s.hub.cfg.QueueSize
+	if !full {
+		s.queue = append(s.queue, it)
+	}
+	s.qmu.Unlock()
+	if full {
 		s.hub.metrics.slowDisconnects.Add(1)
 		s.Close(&starlingv1.Disconnect{
 			Reason:    starlingv1.DisconnectReason_DISCONNECT_REASON_SLOW,
 			Message:   "outbound queue full: the device is not reading; reconnect and sync",
 			Reconnect: true,
 		})
+		return
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default: // a wake-up is already pending; the writer takes everything queued
 	}
 }
 
@@ -121,18 +137,19 @@ func (s *Session) update(c *convState, change func()) {
 	s.unacked += c.inflight() - before
 }
 
-// offer decides what the device gets for a newly committed message.
-func (s *Session) offer(m *starlingv1.Message) {
+// offer decides what the device gets for a newly committed message. sh is
+// the message's single-message Push, shared by all its recipients.
+func (s *Session) offer(m *starlingv1.Message, sh *wire.Shared) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.starting {
 		s.held = append(s.held, m)
 		return
 	}
-	s.offerLocked(m)
+	s.offerLocked(m, sh)
 }
 
-func (s *Session) offerLocked(m *starlingv1.Message) {
+func (s *Session) offerLocked(m *starlingv1.Message, sh *wire.Shared) {
 	c, known := s.convs[m.ConversationId]
 	if !known {
 		// Not behind at connect (or it would be in pull mode), so the
@@ -153,7 +170,7 @@ func (s *Session) offerLocked(m *starlingv1.Message) {
 		s.enqueue(item{frame: notifyFrame(m.ConversationId, m.Seq, c.acked)})
 	default:
 		s.update(c, func() { c.pushed = m.Seq })
-		s.enqueue(item{msg: m})
+		s.enqueue(item{msg: m, shared: sh})
 	}
 }
 
@@ -164,14 +181,20 @@ type CatchUp struct {
 	DeliveredSeq   int64 // where the device's Sync should start
 }
 
-// FinishStart ends the starting phase: every conversation in behind is put
-// in pull mode with a Notify, then the messages offered meanwhile are
-// replayed (pushed, or folded into a pending Notify). The caller computes
-// behind AFTER registering the session, so a message is either in behind,
-// or among the held offers, or both — never in neither (invariant 2).
-func (s *Session) FinishStart(behind []CatchUp) {
+// FinishStart ends the starting phase: it queues welcome (if not nil),
+// puts every conversation in behind in pull mode with a Notify, then
+// replays the messages offered meanwhile (pushed, or folded into a pending
+// Notify). The caller computes behind AFTER registering the session, so a
+// message is either in behind, or among the held offers, or both — never
+// in neither (invariant 2). Since nothing is queued before welcome, a
+// device that sees Welcome knows the catch-up Notifies follow it at once
+// and that whatever is committed later is pushed.
+func (s *Session) FinishStart(welcome *starlingv1.StreamResponse, behind []CatchUp) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if welcome != nil {
+		s.enqueue(item{frame: welcome})
+	}
 	for _, b := range behind {
 		c := s.conv(b.ConversationID)
 		c.pull = true
@@ -191,7 +214,7 @@ func (s *Session) FinishStart(behind []CatchUp) {
 		s.enqueue(item{frame: notifyFrame(b.ConversationID, c.latest, b.DeliveredSeq)})
 	}
 	for _, m := range held {
-		s.offerLocked(m)
+		s.offerLocked(m, nil)
 	}
 }
 

@@ -41,7 +41,8 @@ type ChatServiceClient interface {
 	// device keeps up. A device that falls behind gets one Notify per
 	// conversation and pulls with Sync. Right after Welcome the server sends a
 	// Notify for every conversation that has messages past the device's
-	// delivered cursor.
+	// delivered cursor; every message committed after that point is pushed
+	// (or announced by a Notify), so Welcome marks where live delivery begins.
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
 	// GetHistory pages back through a conversation, newest first by page and
 	// ascending within a page. Errors: InvalidArgument, PermissionDenied (not
@@ -110,7 +111,8 @@ type ChatServiceServer interface {
 	// device keeps up. A device that falls behind gets one Notify per
 	// conversation and pulls with Sync. Right after Welcome the server sends a
 	// Notify for every conversation that has messages past the device's
-	// delivered cursor.
+	// delivered cursor; every message committed after that point is pushed
+	// (or announced by a Notify), so Welcome marks where live delivery begins.
 	Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
 	// GetHistory pages back through a conversation, newest first by page and
 	// ascending within a page. Errors: InvalidArgument, PermissionDenied (not

@@ -185,7 +185,7 @@ func (p *pipeline) deliver(c committed) {
 				var ok bool
 				if users, ok = members[s.groupID]; !ok {
 					var err error
-					users, err = p.store.ListMembers(context.Background(), s.groupID)
+					users, err = p.listMembers(s.groupID)
 					if err != nil {
 						// Stored but not pushed: members get it by sync (invariant 6).
 						p.log.Warn("list members for fan-out failed", "group", s.groupID, "err", err)
@@ -197,4 +197,13 @@ func (p *pipeline) deliver(c committed) {
 		}
 		s.done(SendResult{Message: m, Duplicate: r.Duplicate})
 	}
+}
+
+// listMembers reads a group's members for fan-out. It has its own deadline:
+// the fan-out stage must not hang on a stuck database, and a member missed
+// here catches up by sync.
+func (p *pipeline) listMembers(groupID string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return p.store.ListMembers(ctx, groupID)
 }

@@ -57,7 +57,7 @@ func (s *Store) createGroup(ctx context.Context, g storage.Group, memberIDs []st
 func (s *Store) GetGroup(ctx context.Context, id string) (storage.Group, error) {
 	var g storage.Group
 	var created int64
-	err := s.r.QueryRowContext(ctx, `SELECT id, name, owner_id, created_at,
+	err := s.reads.QueryRowContext(ctx, `SELECT id, name, owner_id, created_at,
 			(SELECT count(*) FROM memberships WHERE conversation_id = ? AND left_seq IS NULL)
 		FROM groups WHERE id = ?`, storage.GroupConversationID(id), id).
 		Scan(&g.ID, &g.Name, &g.OwnerID, &created, &g.MemberCount)
@@ -152,7 +152,7 @@ func (s *Store) LeaveGroup(ctx context.Context, groupID, userID string) error {
 func (s *Store) ListMembers(ctx context.Context, groupID string) ([]string, error) {
 	// The LEFT JOIN tells a missing group (no row) from a group without
 	// active members (one row with a NULL user) in one query.
-	rows, err := s.r.QueryContext(ctx, `SELECT m.user_id FROM groups g
+	rows, err := s.reads.QueryContext(ctx, `SELECT m.user_id FROM groups g
 		LEFT JOIN memberships m ON m.conversation_id = ? AND m.left_seq IS NULL
 		WHERE g.id = ?`, storage.GroupConversationID(groupID), groupID)
 	if err != nil {
@@ -184,7 +184,7 @@ func (s *Store) ListMembers(ctx context.Context, groupID string) ([]string, erro
 func (s *Store) GetMembership(ctx context.Context, conversationID, userID string) (storage.Membership, error) {
 	m := storage.Membership{ConversationID: conversationID, UserID: userID}
 	var left sql.NullInt64
-	err := s.r.QueryRowContext(ctx, `SELECT joined_seq, left_seq FROM memberships
+	err := s.reads.QueryRowContext(ctx, `SELECT joined_seq, left_seq FROM memberships
 		WHERE user_id = ? AND conversation_id = ?`, userID, conversationID).Scan(&m.JoinedSeq, &left)
 	if err != nil {
 		return storage.Membership{}, fmt.Errorf("sqlite: get membership of %q in %q: %w", userID, conversationID, mapErr(err))

@@ -276,7 +276,7 @@ func (s *Store) ListMessagesBefore(ctx context.Context, conversationID string, a
 }
 
 func (s *Store) queryMessages(ctx context.Context, query string, args ...any) ([]storage.Message, error) {
-	rows, err := s.r.QueryContext(ctx, query, args...)
+	rows, err := s.reads.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +306,7 @@ func scanMessage(row scanner) (storage.Message, error) {
 // LatestSeq implements storage.Messages.
 func (s *Store) LatestSeq(ctx context.Context, conversationID string) (int64, error) {
 	var seq int64
-	err := s.r.QueryRowContext(ctx, `SELECT latest_seq FROM conversations WHERE id = ?`, conversationID).Scan(&seq)
+	err := s.reads.QueryRowContext(ctx, `SELECT latest_seq FROM conversations WHERE id = ?`, conversationID).Scan(&seq)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("sqlite: latest seq of %q: %w", conversationID, err)
 	}
@@ -343,7 +343,7 @@ func (s *Store) AdvanceCursors(ctx context.Context, cursors []storage.DeviceCurs
 func (s *Store) ListConversations(ctx context.Context, userID, deviceID string, onlyBehind bool) ([]storage.ConversationState, error) {
 	// The user may see up to left_seq of a group they left, else up to the
 	// conversation's latest seq.
-	rows, err := s.r.QueryContext(ctx, `SELECT m.conversation_id,
+	rows, err := s.reads.QueryContext(ctx, `SELECT m.conversation_id,
 			coalesce(m.left_seq, c.latest_seq),
 			coalesce(d.delivered_seq, 0),
 			m.joined_seq,

@@ -35,7 +35,8 @@ type Store struct {
 	w *sql.DB
 	// r is a pool of query-only connections: in WAL mode readers see the
 	// last commit and never wait for the writer.
-	r *sql.DB
+	r     *sql.DB
+	reads *reader // s.r's queries, prepared once
 
 	// Statements of the send path, prepared once on w.
 	bumpSeq      *sql.Stmt
@@ -126,6 +127,7 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	if err := s.r.PingContext(ctx); err != nil {
 		return nil, err
 	}
+	s.reads = newReader(s.r)
 
 	if err := s.prepare(ctx); err != nil {
 		return nil, err
@@ -165,6 +167,9 @@ func (s *Store) Close() error {
 			if st != nil {
 				errs = append(errs, st.Close())
 			}
+		}
+		if s.reads != nil {
+			errs = append(errs, s.reads.close())
 		}
 		// The writer closes last: the last connection to close checkpoints
 		// the log into the database file.

@@ -21,7 +21,7 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 
 // GetUser implements storage.Users.
 func (s *Store) GetUser(ctx context.Context, id string) (storage.User, error) {
-	u, err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+	u, err := scanUser(s.reads.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
 	if err != nil {
 		return storage.User{}, fmt.Errorf("sqlite: get user %q: %w", id, mapErr(err))
 	}
@@ -30,7 +30,7 @@ func (s *Store) GetUser(ctx context.Context, id string) (storage.User, error) {
 
 // GetUserByUsername implements storage.Users.
 func (s *Store) GetUserByUsername(ctx context.Context, username string) (storage.User, error) {
-	u, err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = ?`, username))
+	u, err := scanUser(s.reads.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = ?`, username))
 	if err != nil {
 		return storage.User{}, fmt.Errorf("sqlite: get user by username %q: %w", username, mapErr(err))
 	}
@@ -62,7 +62,7 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, error) {
 	var sess storage.Session
 	var created, expires int64
-	err := s.r.QueryRowContext(ctx, `SELECT id, user_id, device_id, created_at, expires_at, revoked
+	err := s.reads.QueryRowContext(ctx, `SELECT id, user_id, device_id, created_at, expires_at, revoked
 		FROM sessions WHERE id = ?`, id).
 		Scan(&sess.ID, &sess.UserID, &sess.DeviceID, &created, &expires, &sess.Revoked)
 	if err != nil {

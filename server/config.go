@@ -32,6 +32,7 @@ type Config struct {
 
 	SendShards          int           // parallel commit pipelines
 	MaxBatch            int           // messages per commit
+	BatchLinger         time.Duration // under load, how long a commit waits to fill
 	CursorFlushInterval time.Duration // how often acked cursors are written
 
 	// Registerer receives the gRPC and hub metrics; nil: no metrics.
@@ -56,6 +57,7 @@ func DefaultConfig() Config {
 		SendBurst:           200,
 		SendShards:          1,
 		MaxBatch:            256,
+		BatchLinger:         time.Millisecond,
 		CursorFlushInterval: time.Second,
 	}
 }

@@ -79,6 +79,7 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		SendBurst:       cfg.SendBurst,
 		SendShards:      cfg.SendShards,
 		MaxBatch:        cfg.MaxBatch,
+		BatchLinger:     cfg.BatchLinger,
 		QueuePerShard:   4 * cfg.MaxBatch,
 	}, store, h, ids, log)
 

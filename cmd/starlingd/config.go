@@ -25,6 +25,7 @@ type config struct {
 	LogLevel      slog.Level
 	SendRate      float64
 	BcryptCost    int
+	Pprof         bool
 	Window        int
 }
 
@@ -46,6 +47,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.NodeID, "node-id", "", "this node's name in logs and Welcome frames (default: host name)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Float64Var(&c.SendRate, "send-rate", 100, "messages per second one user may send (0: unlimited)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "also serve /debug/pprof/ on --metrics-listen")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", 10, "bcrypt cost of stored passwords (4-31); lower only for load tests that register many users")
 	fs.IntVar(&c.Window, "window", 64, "pushes a device may leave unacknowledged before it is sent Notify instead")
 
@@ -83,6 +85,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.TokenSecret != "" && len(c.TokenSecret) < 32 {
 		return config{}, errors.New("--token-secret must be at least 32 bytes")
+	}
+	if c.Pprof && c.MetricsListen == "" {
+		return config{}, errors.New("--pprof needs --metrics-listen")
 	}
 	if c.BcryptCost < 4 || c.BcryptCost > 31 {
 		return config{}, errors.New("--bcrypt-cost must be 4-31")

@@ -43,9 +43,10 @@ type Config struct {
 	MaxGroupMembers int        // members per group
 	SendRate        rate.Limit // messages per second per user; 0 = unlimited
 	SendBurst       int
-	SendShards      int // parallel commit pipelines (1 for SQLite)
-	MaxBatch        int // messages per commit
-	QueuePerShard   int // sends waiting per shard before Send blocks
+	SendShards      int           // parallel commit pipelines (1 for SQLite)
+	MaxBatch        int           // messages per commit
+	BatchLinger     time.Duration // under load, how long a commit waits for more sends
+	QueuePerShard   int           // sends waiting per shard before Send blocks
 }
 
 // Service is the logic layer.
@@ -78,7 +79,7 @@ func New(cfg Config, store Store, fanout Fanout, ids *idgen.Snowflake, log *slog
 		cfg:      cfg,
 		store:    store,
 		log:      log,
-		pipe:     newPipeline(store, fanout, ids, log, max(cfg.SendShards, 1), max(cfg.MaxBatch, 1), max(cfg.QueuePerShard, 1)),
+		pipe:     newPipeline(store, fanout, ids, log, max(cfg.SendShards, 1), max(cfg.MaxBatch, 1), max(cfg.QueuePerShard, 1), cfg.BatchLinger),
 		limiters: make(map[string]*limiter),
 		known:    make(map[string]struct{}),
 	}

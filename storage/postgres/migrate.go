@@ -4,14 +4,11 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/starling-im/starling/storage/migrations"
 )
 
 // The schema lives in embedded, numbered files (0001_init.sql,
@@ -32,38 +29,9 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-type migration struct {
-	version int64
-	name    string
-	sql     string
-}
-
 // loadMigrations returns the embedded migrations ordered by version.
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		prefix, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.ParseInt(prefix, 10, 64)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %q: name must start with a positive version and '_'", e.Name())
-		}
-		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return int(a.version - b.version) })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations %q and %q share version %d", ms[i-1].name, ms[i].name, ms[i].version)
-		}
-	}
-	return ms, nil
+func loadMigrations() ([]migrations.Migration, error) {
+	return migrations.Load(migrationFiles, "migrations")
 }
 
 // migrate brings the database up to the newest embedded version. Running
@@ -82,15 +50,15 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(max(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	if known := ms[len(ms)-1].version; newest > known {
+	if known := ms[len(ms)-1].Version; newest > known {
 		return fmt.Errorf("database schema version %d is newer than this binary's %d", newest, known)
 	}
 	for _, m := range ms {
-		if newest >= m.version {
+		if newest >= m.Version {
 			continue // applied by an earlier start
 		}
 		if err := s.inTx(ctx, func(tx pgx.Tx) error { return applyMigration(ctx, tx, m) }); err != nil {
-			return fmt.Errorf("%s: %w", m.name, err)
+			return fmt.Errorf("%s: %w", m.Name, err)
 		}
 	}
 	return nil
@@ -135,15 +103,15 @@ func (s *Store) createMigrationsTable(ctx context.Context) error {
 // committed but not in its snapshot). Both are retried, and the retry
 // finds the version applied. Migrations use IF NOT EXISTS, so a DDL that
 // runs after the other node committed its tables is a no-op.
-func applyMigration(ctx context.Context, tx pgx.Tx, m migration) error {
+func applyMigration(ctx context.Context, tx pgx.Tx, m migrations.Migration) error {
 	var applied bool
-	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.version).Scan(&applied)
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.Version).Scan(&applied)
 	if err != nil || applied {
 		return err
 	}
 	// No arguments: pgx sends the file with the simple protocol, which
 	// accepts several statements.
-	if _, err := tx.Exec(ctx, m.sql); err != nil {
+	if _, err := tx.Exec(ctx, m.SQL); err != nil {
 		switch sqlState(err) {
 		case codeUniqueViolation, // PostgreSQL: a catalog row the other node inserted
 			"42P07", // duplicate_table
@@ -156,6 +124,6 @@ func applyMigration(ctx context.Context, tx pgx.Tx, m migration) error {
 	_, err = tx.Exec(ctx, `
 		INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)
 		ON CONFLICT (version) DO NOTHING`,
-		m.version, m.name, time.Now().UnixMilli())
+		m.Version, m.Name, time.Now().UnixMilli())
 	return err
 }

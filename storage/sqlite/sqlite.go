@@ -39,7 +39,6 @@ type Store struct {
 	reads *reader // s.r's queries, prepared once
 
 	// Statements of the send path, prepared once on w.
-	bumpSeq      *sql.Stmt
 	insertMember *sql.Stmt
 
 	closeOnce sync.Once

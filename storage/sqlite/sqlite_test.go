@@ -151,12 +151,13 @@ func TestMigrationsRecorded(t *testing.T) {
 	}
 	for range 2 {
 		s := openTest(t, path)
-		var n, newest int
+		var n int
+		var newest int64
 		if err := s.r.QueryRowContext(t.Context(), `SELECT count(*), max(version) FROM schema_migrations`).Scan(&n, &newest); err != nil {
 			t.Fatal(err)
 		}
-		if n != len(ms) || newest != ms[len(ms)-1].version {
-			t.Fatalf("schema_migrations holds %d rows up to version %d, want %d up to %d", n, newest, len(ms), ms[len(ms)-1].version)
+		if n != len(ms) || newest != ms[len(ms)-1].Version {
+			t.Fatalf("schema_migrations holds %d rows up to version %d, want %d up to %d", n, newest, len(ms), ms[len(ms)-1].Version)
 		}
 		s.Close()
 	}

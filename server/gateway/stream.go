@@ -222,10 +222,10 @@ func writeLoop(st stream, sess *hub.Session) error {
 			return nil
 		}
 		var err error
-		if o.Shared != nil {
+		if len(o.Push) > 0 {
 			var b wire.Encoded
-			if b, err = o.Shared.Bytes(); err == nil {
-				err = st.SendMsg(b) // encoded once for every recipient (wire.Codec)
+			if b, err = hub.EncodePush(o.Push); err == nil {
+				err = st.SendMsg(b) // messages encoded once for every recipient (wire.Codec)
 			}
 		} else {
 			err = st.Send(o.Frame)

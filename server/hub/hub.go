@@ -184,9 +184,9 @@ func (h *Hub) Deliver(userIDs []string, except *Session, m *starlingv1.Message) 
 	if len(targets) == 0 {
 		return
 	}
-	// One Push frame for every recipient, encoded once (by the first
-	// writer that sends it alone).
-	sh := &wire.Shared{Msg: pushFrame([]*starlingv1.Message{m})}
+	// The message is encoded once, by the first writer that sends it, for
+	// every recipient's Push frame.
+	sh := &wire.Shared{Msg: m}
 	// Offer outside the shard locks: a session lock is never taken under one.
 	for _, s := range targets {
 		s.offer(m, sh)

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 	"time"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
@@ -154,8 +156,19 @@ func TestPushesArePacked(t *testing.T) {
 	o1, _ := s.Next()
 	o2, _ := s.Next()
 	o3, _ := s.Next()
-	if len(o1.Frame.GetPush().GetMessages()) != 3 || o1.Shared != nil || o2.Frame.GetRef() != 7 || len(o3.Frame.GetPush().GetMessages()) != 1 || o3.Shared == nil {
-		t.Fatalf("frames %v / %v / %v: want 3 packed pushes, the answer, then 1 shared push", o1, o2, o3)
+	if len(o1.Frame.GetPush().GetMessages()) != 3 || len(o1.Push) != 3 || o2.Frame.GetRef() != 7 || len(o3.Frame.GetPush().GetMessages()) != 1 || len(o3.Push) != 1 {
+		t.Fatalf("frames %v / %v / %v: want 3 packed pushes, the answer, then 1 push", o1, o2, o3)
+	}
+	// What the writer sends is exactly the frame, encoded.
+	for _, o := range []Out{o1, o3} {
+		b, err := EncodePush(o.Push)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := new(starlingv1.StreamResponse)
+		if err := proto.Unmarshal(b, got); err != nil || !proto.Equal(got, o.Frame) {
+			t.Fatalf("EncodePush gave %v (%v), want %v", got, err, o.Frame)
+		}
 	}
 }
 

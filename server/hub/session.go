@@ -15,7 +15,7 @@ import (
 type item struct {
 	frame  *starlingv1.StreamResponse
 	msg    *starlingv1.Message
-	shared *wire.Shared // msg alone in a Push, encoded once for every recipient
+	shared *wire.Shared // msg, encoded once for every recipient
 	end    bool         // the writer stops here (End)
 }
 
@@ -138,7 +138,7 @@ func (s *Session) update(c *convState, change func()) {
 }
 
 // offer decides what the device gets for a newly committed message. sh is
-// the message's single-message Push, shared by all its recipients.
+// the message's shared encoding.
 func (s *Session) offer(m *starlingv1.Message, sh *wire.Shared) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -150,6 +150,9 @@ func (s *Session) offer(m *starlingv1.Message, sh *wire.Shared) {
 }
 
 func (s *Session) offerLocked(m *starlingv1.Message, sh *wire.Shared) {
+	if sh == nil {
+		sh = &wire.Shared{Msg: m}
+	}
 	c, known := s.convs[m.ConversationId]
 	if !known {
 		// Not behind at connect (or it would be in pull mode), so the

@@ -1,16 +1,18 @@
 package hub
 
 import (
+	"google.golang.org/protobuf/encoding/protowire"
+
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/wire"
 )
 
-// Out is one frame for the writer. When Shared is set, Frame is its
-// message and the writer should send Shared's bytes, encoded once for
-// every recipient.
+// Out is one frame for the writer. When Push is set, Frame is a Push of
+// those messages, and the writer should send EncodePush(Push) instead of
+// encoding Frame: each message is encoded once for all its recipients.
 type Out struct {
-	Frame  *starlingv1.StreamResponse
-	Shared *wire.Shared
+	Frame *starlingv1.StreamResponse
+	Push  []*wire.Shared
 }
 
 // maxPack bounds how many messages go in one Push frame. Packing a backlog
@@ -50,16 +52,13 @@ func (s *Session) take() (o Out, ok, ready bool) {
 		o, ok = Out{Frame: it.frame}, true
 	default:
 		msgs := []*starlingv1.Message{it.msg}
+		shared := []*wire.Shared{it.shared}
 		for n < len(s.queue) && len(msgs) < maxPack && s.queue[n].msg != nil {
 			msgs = append(msgs, s.queue[n].msg)
+			shared = append(shared, s.queue[n].shared)
 			n++
 		}
-		if n == 1 && it.shared != nil {
-			o = Out{Frame: it.shared.Msg.(*starlingv1.StreamResponse), Shared: it.shared}
-		} else {
-			o = Out{Frame: pushFrame(msgs)}
-		}
-		ok = true
+		o, ok = Out{Frame: pushFrame(msgs), Push: shared}, true
 	}
 	clear(s.queue[:n])
 	s.queue = s.queue[n:]
@@ -72,4 +71,35 @@ func (s *Session) take() (o Out, ok, ready bool) {
 
 func pushFrame(msgs []*starlingv1.Message) *starlingv1.StreamResponse {
 	return &starlingv1.StreamResponse{Frame: &starlingv1.StreamResponse_Push{Push: &starlingv1.Push{Messages: msgs}}}
+}
+
+// Field numbers of a Push frame, read from the schema so the assembly
+// below cannot drift from it (TestEncodePushMatchesProto checks the bytes).
+var (
+	pushField     = protowire.Number((&starlingv1.StreamResponse{}).ProtoReflect().Descriptor().Fields().ByName("push").Number())
+	messagesField = protowire.Number((&starlingv1.Push{}).ProtoReflect().Descriptor().Fields().ByName("messages").Number())
+)
+
+// EncodePush returns the wire form of StreamResponse{push: {messages}}
+// (ref 0), built from each message's shared encoding: a packed frame costs
+// a copy, not a marshal, per device.
+func EncodePush(msgs []*wire.Shared) (wire.Encoded, error) {
+	encoded := make([][]byte, len(msgs))
+	inner := 0
+	for i, m := range msgs {
+		b, err := m.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		encoded[i] = b
+		inner += protowire.SizeTag(messagesField) + protowire.SizeBytes(len(b))
+	}
+	out := make([]byte, 0, protowire.SizeTag(pushField)+protowire.SizeBytes(inner))
+	out = protowire.AppendTag(out, pushField, protowire.BytesType)
+	out = protowire.AppendVarint(out, uint64(inner))
+	for _, b := range encoded {
+		out = protowire.AppendTag(out, messagesField, protowire.BytesType)
+		out = protowire.AppendBytes(out, b)
+	}
+	return out, nil
 }

@@ -1,7 +1,8 @@
-// Package wire is the server's gRPC codec: protobuf, plus frames that were
+// Package wire is the server's gRPC codec: protobuf, plus bytes that were
 // encoded once and are written to many streams. A group message pushed to a
-// thousand devices is the same Push frame a thousand times; encoding it once
-// instead of per stream removes most of the fan-out's encoding cost.
+// thousand devices is the same message a thousand times; encoding it once
+// (Shared) and assembling each device's Push frame from the encoded
+// messages removes most of the fan-out's encoding cost.
 // Compression, if a client asks for it, still happens per stream, after the
 // codec.
 package wire
@@ -27,8 +28,8 @@ type Shared struct {
 	err  error
 }
 
-// Encoded is what a stream sends for a Shared message: the bytes, which the
-// codec passes through as they are.
+// Encoded is a frame already in wire form: the codec passes it through as
+// it is.
 type Encoded []byte
 
 // Bytes returns the message's wire form, encoding it the first time.

@@ -96,7 +96,7 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMess
 		return results, nil
 	}
 
-	latest, err := reserveSeqs(ctx, tx, msgs, convs)
+	latest, err := s.reserveSeqs(ctx, tx, msgs, convs)
 	if err != nil {
 		return nil, err
 	}
@@ -143,24 +143,71 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMess
 // limit on bound parameters (32766).
 const chunk = 256
 
+// The multi-row statements of the send path, by kind.
+const (
+	stmtDedup = iota
+	stmtReserve
+	stmtInsert
+	stmtKinds
+)
+
+// smallBatch is the largest row count whose statements are prepared once at
+// Open: at low load batches are small and their shapes repeat, and
+// preparing costs about as much as running. Larger ones are prepared per
+// use (their parse cost is spread over many rows).
+const smallBatch = 16
+
+// batchSQL returns the statement of a kind for n rows.
+func batchSQL(kind, n int) string {
+	var row, head, tail string
+	switch kind {
+	case stmtDedup:
+		head, row, tail = `SELECT `+messageColumns+` FROM messages WHERE (sender_id, client_msg_id) IN (VALUES `, "(?, ?)", ")"
+	case stmtReserve:
+		head, row = `INSERT INTO conversations (id, latest_seq, updated_at) VALUES `, "(?, ?, ?)"
+		tail = ` ON CONFLICT (id) DO UPDATE SET
+			latest_seq = latest_seq + excluded.latest_seq,
+			updated_at = max(updated_at, excluded.updated_at)
+			RETURNING id, latest_seq`
+	case stmtInsert:
+		head, row = `INSERT INTO messages (`+messageColumns+`) VALUES `, "(?, ?, ?, ?, ?, ?, ?, ?)"
+	}
+	var q strings.Builder
+	q.WriteString(head)
+	for k := range n {
+		if k > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(row)
+	}
+	q.WriteString(tail)
+	return q.String()
+}
+
+// batchStmt returns the kind's statement for n rows, bound to tx: one
+// prepared at Open for small n, else prepared now for this transaction.
+func (s *Store) batchStmt(ctx context.Context, tx *sql.Tx, kind, n int) (*sql.Stmt, error) {
+	if n <= smallBatch {
+		return tx.StmtContext(ctx, s.small[kind][n]), nil
+	}
+	return tx.PrepareContext(ctx, batchSQL(kind, n))
+}
+
 // findStored looks up, in one statement per chunk, which of msgs[idx] were
 // stored before under the same (sender, client_msg_id).
 func (s *Store) findStored(ctx context.Context, tx *sql.Tx, msgs []storage.NewMessage, idx []int) (map[struct{ sender, clientMsgID string }]storage.Message, error) {
 	found := make(map[struct{ sender, clientMsgID string }]storage.Message)
 	for len(idx) > 0 {
 		n := min(len(idx), chunk)
-		var q strings.Builder
-		q.WriteString(`SELECT ` + messageColumns + ` FROM messages WHERE (sender_id, client_msg_id) IN (VALUES `)
 		args := make([]any, 0, 2*n)
-		for k, i := range idx[:n] {
-			if k > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?)")
+		for _, i := range idx[:n] {
 			args = append(args, msgs[i].SenderID, msgs[i].ClientMsgID)
 		}
-		q.WriteString(")")
-		rows, err := tx.QueryContext(ctx, q.String(), args...)
+		st, err := s.batchStmt(ctx, tx, stmtDedup, n)
+		if err != nil {
+			return nil, fmt.Errorf("dedup lookup: %w", err)
+		}
+		rows, err := st.QueryContext(ctx, args...)
 		if err != nil {
 			return nil, fmt.Errorf("dedup lookup: %w", err)
 		}
@@ -184,26 +231,20 @@ func (s *Store) findStored(ctx context.Context, tx *sql.Tx, msgs []storage.NewMe
 // messages, creating the ones that are new, in one statement per chunk, and
 // returns each one's latest seq: its messages get latest-n+1 … latest.
 // updated_at never goes back, even if nodes' clocks disagree.
-func reserveSeqs(ctx context.Context, tx *sql.Tx, msgs []storage.NewMessage, convs []*convBatch) (map[string]int64, error) {
+func (s *Store) reserveSeqs(ctx context.Context, tx *sql.Tx, msgs []storage.NewMessage, convs []*convBatch) (map[string]int64, error) {
 	latest := make(map[string]int64, len(convs))
 	for len(convs) > 0 {
 		n := min(len(convs), chunk)
-		var q strings.Builder
-		q.WriteString(`INSERT INTO conversations (id, latest_seq, updated_at) VALUES `)
 		args := make([]any, 0, 3*n)
-		for k, c := range convs[:n] {
-			if k > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?)")
+		for _, c := range convs[:n] {
 			last := msgs[c.msgs[len(c.msgs)-1]]
 			args = append(args, c.id, len(c.msgs), millis(last.CreatedAt))
 		}
-		q.WriteString(` ON CONFLICT (id) DO UPDATE SET
-			latest_seq = latest_seq + excluded.latest_seq,
-			updated_at = max(updated_at, excluded.updated_at)
-			RETURNING id, latest_seq`)
-		rows, err := tx.QueryContext(ctx, q.String(), args...)
+		st, err := s.batchStmt(ctx, tx, stmtReserve, n)
+		if err != nil {
+			return nil, fmt.Errorf("reserve seqs: %w", err)
+		}
+		rows, err := st.QueryContext(ctx, args...)
 		if err != nil {
 			return nil, fmt.Errorf("reserve seqs: %w", err)
 		}
@@ -228,17 +269,15 @@ func reserveSeqs(ctx context.Context, tx *sql.Tx, msgs []storage.NewMessage, con
 func (s *Store) insertMessages(ctx context.Context, tx *sql.Tx, rows []storage.Message) error {
 	for len(rows) > 0 {
 		n := min(len(rows), chunk)
-		var q strings.Builder
-		q.WriteString(`INSERT INTO messages (` + messageColumns + `) VALUES `)
 		args := make([]any, 0, 8*n)
-		for k, m := range rows[:n] {
-			if k > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+		for _, m := range rows[:n] {
 			args = append(args, m.ConversationID, m.Seq, m.MsgID, m.SenderID, m.SenderDeviceID, m.ClientMsgID, m.Content, millis(m.CreatedAt))
 		}
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		st, err := s.batchStmt(ctx, tx, stmtInsert, n)
+		if err != nil {
+			return fmt.Errorf("insert %d messages: %w", n, err)
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("insert %d messages: %w", n, mapErr(err))
 		}
 		rows = rows[n:]

@@ -40,6 +40,8 @@ type Store struct {
 
 	// Statements of the send path, prepared once on w.
 	insertMember *sql.Stmt
+	// small[kind][n]: the send path's multi-row statements for n rows.
+	small [stmtKinds][smallBatch + 1]*sql.Stmt
 
 	closeOnce sync.Once
 	closeErr  error
@@ -154,6 +156,15 @@ func (s *Store) prepare(ctx context.Context) error {
 		}
 		*p.stmt = st
 	}
+	for kind := range stmtKinds {
+		for n := 1; n <= smallBatch; n++ {
+			st, err := s.w.PrepareContext(ctx, batchSQL(kind, n))
+			if err != nil {
+				return fmt.Errorf("prepare batch statement %d×%d: %w", kind, n, err)
+			}
+			s.small[kind][n] = st
+		}
+	}
 	return nil
 }
 
@@ -162,7 +173,11 @@ func (s *Store) prepare(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
-		for _, st := range []*sql.Stmt{s.insertMember} {
+		stmts := []*sql.Stmt{s.insertMember}
+		for kind := range s.small {
+			stmts = append(stmts, s.small[kind][:]...)
+		}
+		for _, st := range stmts {
 			if st != nil {
 				errs = append(errs, st.Close())
 			}

@@ -16,6 +16,9 @@ func registerHubMetrics(r prometheus.Registerer, h *hub.Hub) error {
 			Name: "starling_sessions", Help: "Device streams open on this node.",
 		}, func() float64 { return float64(h.Stats().Sessions) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "starling_sessions_opened_total", Help: "Device streams authenticated and registered since start.",
+		}, func() float64 { return float64(h.Stats().Opened) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "starling_slow_disconnects_total", Help: "Streams cut because their outbound queue was full.",
 		}, func() float64 { return float64(h.Stats().SlowDisconnects) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -64,7 +64,7 @@ func (s *ChatServer) Stream(st stream) error {
 	}
 	defer s.Hub.Unregister(sess)
 	log := s.Log.With("user", id.UserID, "device", id.DeviceID)
-	log.Debug("stream opened")
+	log.Info("stream opened")
 
 	written := make(chan error, 1)
 	go func() { written <- writeLoop(st, sess) }()
@@ -109,7 +109,7 @@ func (s *ChatServer) Stream(st stream) error {
 	case <-time.After(time.Second):
 	}
 	if r := sess.Reason(); r != nil {
-		log.Debug("stream closed", "reason", r.Reason.String())
+		log.Info("stream closed", "reason", r.Reason.String())
 		if r.Reason == starlingv1.DisconnectReason_DISCONNECT_REASON_SLOW {
 			return status.Error(codes.ResourceExhausted, r.Message)
 		}
@@ -118,7 +118,7 @@ func (s *ChatServer) Stream(st stream) error {
 		}
 		return nil
 	}
-	log.Debug("stream closed")
+	log.Info("stream closed", "err", result)
 	return result
 }
 

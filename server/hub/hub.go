@@ -57,6 +57,7 @@ type Hub struct {
 type counters struct {
 	slowDisconnects atomic.Int64
 	notifies        atomic.Int64
+	opened          atomic.Int64
 }
 
 type shard struct {
@@ -101,6 +102,7 @@ func (h *Hub) Register(userID, deviceID string) (*Session, error) {
 		convs:    make(map[string]*convState),
 	}
 	s.Touch()
+	h.metrics.opened.Add(1)
 	sh := h.shard(userID)
 	sh.mu.Lock()
 	u := sh.users[userID]
@@ -306,13 +308,14 @@ func (h *Hub) CloseAll(reason *starlingv1.Disconnect) {
 // Stats is a snapshot of the hub's counters.
 type Stats struct {
 	Sessions        int
+	Opened          int64 // sessions registered since start
 	SlowDisconnects int64
 	Notifies        int64
 }
 
 // Stats counts sessions and reads the counters.
 func (h *Hub) Stats() Stats {
-	st := Stats{SlowDisconnects: h.metrics.slowDisconnects.Load(), Notifies: h.metrics.notifies.Load()}
+	st := Stats{SlowDisconnects: h.metrics.slowDisconnects.Load(), Notifies: h.metrics.notifies.Load(), Opened: h.metrics.opened.Load()}
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.RLock()

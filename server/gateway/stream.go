@@ -319,17 +319,17 @@ func (s *ChatServer) handleSync(ctx context.Context, sess *hub.Session, id auth.
 		s.refuse(sess, ref, err)
 		return
 	}
-	sess.Send(&starlingv1.StreamResponse{Ref: ref, Frame: &starlingv1.StreamResponse_SyncBatch{SyncBatch: &starlingv1.SyncBatch{
+	answer := &starlingv1.StreamResponse{Ref: ref, Frame: &starlingv1.StreamResponse_SyncBatch{SyncBatch: &starlingv1.SyncBatch{
 		ConversationId: m.GetConversationId(),
 		Messages:       b.Messages,
 		HasMore:        b.HasMore,
 		LatestSeq:      b.LatestSeq,
-	}}})
+	}}}
 	reached := min(m.GetAfterSeq(), b.LatestSeq)
 	if n := len(b.Messages); n > 0 {
 		reached = b.Messages[n-1].Seq
 	}
-	sess.SyncDone(m.GetConversationId(), reached, b.HasMore)
+	sess.SyncDone(m.GetConversationId(), reached, b.HasMore, answer)
 }
 
 // refuse answers a frame with an Error frame; the stream stays open.

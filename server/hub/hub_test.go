@@ -109,11 +109,11 @@ func TestWindowSwitchesToPullAndBack(t *testing.T) {
 	}
 	h.Ack(s, "c", 2)
 	// The device syncs to 4 while 5 is committed: it must be told again.
-	s.SyncDone("c", 4, false)
+	s.SyncDone("c", 4, false, nil)
 	if got := describe(drain(s)); !slices.Equal(got, []string{"notify c 5"}) {
 		t.Fatalf("after a short sync got %v", got)
 	}
-	s.SyncDone("c", 5, false)
+	s.SyncDone("c", 5, false, nil)
 	h.Ack(s, "c", 5)
 	h.Deliver([]string{"u"}, nil, msg("c", 6))
 	if got := describe(drain(s)); !slices.Equal(got, []string{"push c 6"}) {

@@ -246,9 +246,17 @@ func (s *Session) Ack(conversationID string, seq int64) int64 {
 // arrived while the device was syncing, in which case it is told again.
 // A device that already had everything when it was sent a Notify resumes
 // pushes with one Sync that comes back empty.
-func (s *Session) SyncDone(conversationID string, reached int64, hasMore bool) {
+//
+// answer (the SyncBatch) is queued under the same lock, so no push of the
+// conversation can slip in between the answer and the end of pull mode: a
+// message offered after the device got its answer is pushed, one offered
+// before it is in the answer or announced by a new Notify.
+func (s *Session) SyncDone(conversationID string, reached int64, hasMore bool, answer *starlingv1.StreamResponse) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if answer != nil {
+		s.enqueue(item{frame: answer})
+	}
 	c := s.convs[conversationID]
 	if c == nil {
 		c = s.conv(conversationID)

@@ -40,6 +40,7 @@ type dialConfig struct {
 	dialOpts []grpc.DialOption
 	token    string
 	log      *slog.Logger
+	maxRecv  int
 }
 
 // WithTLS makes the connection use TLS. A nil cfg uses the system roots and
@@ -53,6 +54,17 @@ func WithTLS(cfg *tls.Config) Option {
 // dialer, …). They are applied after the client's own, so they win.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(c *dialConfig) { c.dialOpts = append(c.dialOpts, opts...) }
+}
+
+// WithMaxRecvBytes sets the largest message, in bytes, the client accepts
+// from the server on any call; 0 or less keeps gRPC's default of 4 MiB.
+// The server bounds what it sends (a Push, SyncBatch or GetHistory answer
+// stops at about 1 MiB and says has_more), so the default is ample for it;
+// raise the limit for a server that sends more. A frame over the limit
+// ends a Session with ErrFrameTooLarge (a reconnect would be sent the same
+// frame) and fails a unary call with codes.ResourceExhausted.
+func WithMaxRecvBytes(n int) Option {
+	return func(c *dialConfig) { c.maxRecv = n }
 }
 
 // WithToken sets the token sent with every call; the same as SetToken.
@@ -89,6 +101,10 @@ func Dial(target string, opts ...Option) (*Client, error) {
 		// the calls and streams that start after them.
 		grpc.WithPerRPCCredentials(bearer{c}),
 	}, cfg.dialOpts...)
+	if cfg.maxRecv > 0 {
+		// Before the caller's options, which win.
+		dialOpts = append([]grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.maxRecv))}, dialOpts...)
+	}
 	conn, err := grpc.NewClient(target, dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("starling: dial %s: %w", target, err)

@@ -2,7 +2,7 @@ package client
 
 import "strings"
 
-// Conversation ids are derived by the server (DESIGN.md, "Identities"):
+// Conversation ids are derived by the server (docs/design.md, "Identities"):
 // "c2c:<smaller uid>:<larger uid>" and "grp:<group id>", uids compared as
 // strings. The helpers below let an app name a conversation before it has
 // a message of it, e.g. to page its history.

@@ -16,7 +16,8 @@
 // message on a channel (Messages). It pings the server every
 // Welcome.heartbeat_interval, and when the stream or connection breaks it
 // reconnects by itself with exponential backoff and jitter (100 ms to 10 s by
-// default) until Close, the Open context ending, or the server ending it.
+// default) until Close, the Open context ending, the server ending it, or
+// an error that no reconnect can cure (see "Errors").
 //
 // # Delivery guarantees
 //
@@ -76,15 +77,19 @@
 //
 // Session.Send returns the server's refusal of the message as a status
 // error (InvalidArgument: bad content or too big; NotFound: no such user or
-// group; PermissionDenied: not a member or blocked; ResourceExhausted: rate
-// or in-flight limit), its context's error, or the session's Err once it
-// has ended. A refused Send leaves the session usable. Unavailable is never
-// returned: it means the server could not store the message now or cannot
-// tell whether its commit went through, so the session resends the same
-// client_msg_id with backoff until it is answered or Send's context ends.
+// group; PermissionDenied: not a member or blocked; AlreadyExists: a
+// SendWithID id already used for a different message; ResourceExhausted:
+// rate or in-flight limit, or a Send frame over the server's frame limit,
+// see below), its context's error, or the session's Err once it has ended
+// (every Send still waiting then returns it). A refused Send leaves the
+// session usable. Unavailable is never returned: it means the server could
+// not store the message now or cannot tell whether its commit went
+// through, so the session resends the same client_msg_id with backoff
+// until it is answered or Send's context ends.
 //
 // Session.Err says why a session ended (nil while it runs); Messages is
-// closed and Done is closed then:
+// closed and Done is closed then, and every Send waiting for its SendAck
+// returns the same error:
 //
 //   - ErrClosed: Session.Close or Client.Close.
 //   - the Open context's error (context.Canceled, context.DeadlineExceeded).
@@ -95,6 +100,47 @@
 //     took over.
 //   - an error matching ErrUnauthenticated: the token stopped working
 //     (expired or revoked) and a reconnect was refused.
+//   - an error matching ErrFrameTooLarge (status.Code ResourceExhausted):
+//     the server sent a frame larger than the client's receive limit, 4 MiB
+//     unless WithMaxRecvBytes says otherwise. After a reconnect it would
+//     send the same frame (the same backlog), so retrying would spin.
+//   - a status error with code PermissionDenied (the server refuses this
+//     device a stream) or Unimplemented (the target is not a Starling
+//     server).
+//
+// # Which stream errors are retried
+//
+// When a stream breaks or a reconnect fails, the session sorts the error
+// by its gRPC status code, or by the Disconnect or fatal Error frame the
+// server sent:
+//
+//   - Reconnect with the usual backoff: Unavailable (server down,
+//     restarting or draining; connection refused or lost), Canceled,
+//     DeadlineExceeded, Aborted, a Disconnect with reconnect=true (slow,
+//     idle, shutdown), the stream closed without a status, no Welcome
+//     within WithWelcomeTimeout, no frame for three heartbeat intervals,
+//     and ResourceExhausted other than the frame-size case (the server cut
+//     the device as slow, or the user has too many devices online).
+//   - Reconnect, but only ever after the longest backoff (WithBackoff's
+//     max, 10 s by default), logged at error level: Internal, Unknown,
+//     DataLoss, and the codes the server never ends a stream with
+//     (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition,
+//     OutOfRange). They mean a bug, in the server (which answers Internal
+//     only for bugs) or here, or trouble in between: gRPC reports an HTTP/2
+//     stream reset, as a proxy sends when it restarts, as Internal too. A
+//     server deploy may cure a bug, so the session keeps trying, slowly.
+//   - End the session: Unauthenticated, PermissionDenied, Unimplemented, a
+//     Disconnect with reconnect=false, and ResourceExhausted "received
+//     message larger than max" for a frame from the server (ErrFrameTooLarge),
+//     as listed above.
+//
+// gRPC words "received message larger than max (N vs. LIMIT)" the same
+// whichever side refused the message. The server can only have refused a
+// frame of this client if one was over LIMIT, and the only frames that can
+// be are Sends, which stay pending until answered; so if a pending Send is
+// over LIMIT, the server refused it: those Sends fail with
+// ResourceExhausted, and the session reconnects without them. Otherwise
+// the refusal was this client's, and the session ends.
 //
 // Any other failure (server restart, network loss, idle or slow
 // disconnects) is not an error the app sees: the session reconnects and

@@ -3,10 +3,13 @@ package client
 import (
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 )
@@ -28,6 +31,11 @@ var (
 	ErrLoggedOut = errors.New("starling: logged out")
 	// ErrReplaced: a newer stream of the same device replaced this one.
 	ErrReplaced = errors.New("starling: replaced by a newer stream of this device")
+	// ErrFrameTooLarge: the server sent a frame larger than the client's
+	// receive limit (WithMaxRecvBytes). A reconnect would be sent the same
+	// frame, so the session ends. The error also carries gRPC's status, so
+	// status.Code(err) is codes.ResourceExhausted.
+	ErrFrameTooLarge = errors.New("starling: a frame from the server is larger than the client's receive limit")
 )
 
 // DisconnectError is why a Session ended when the server sent a Disconnect
@@ -92,17 +100,143 @@ func frameError(e *starlingv1.Error) error {
 	return st.Err()
 }
 
-// streamError classifies an error from opening or reading the stream:
-// Unauthenticated becomes an authError, anything else is returned as is.
+// How a session reacts to an error that ended a stream or a reconnect.
+type errClass int
+
+const (
+	// retry: reconnect with the usual backoff (WithBackoff).
+	retry errClass = iota
+	// retrySlow: reconnect, but every attempt waits the longest backoff;
+	// for failures a reconnect cures only if the server changes (a bug on
+	// its side, a proxy answering oddly).
+	retrySlow
+	// fatal: end the session with the error; a reconnect with the same
+	// token and the same client cannot help.
+	fatal
+)
+
+// classify decides what an error from opening or reading the stream, a
+// fatal Error frame or a Disconnect means for the session, and returns it
+// in the form Session.Err reports (package documentation, "Which stream
+// errors are retried"). An error that is no gRPC status (the server closed
+// the stream, no Welcome in time) is a broken connection: retry.
+func (s *Session) classify(err error) (error, errClass) {
+	if errors.Is(err, ErrUnauthenticated) || errors.Is(err, ErrDisconnected) || errors.Is(err, ErrFrameTooLarge) {
+		return err, fatal
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err, retry
+	}
+	switch st.Code() {
+	case codes.Unauthenticated:
+		return &authError{st: st}, fatal
+	case codes.PermissionDenied, codes.Unimplemented:
+		// The server refuses this device the stream, or is not a
+		// Starling server: it will answer the same next time.
+		return err, fatal
+	case codes.ResourceExhausted:
+		if got, limit, ok := tooLarge(st.Message()); ok && s.receivedTooLarge(limit) {
+			// This client refused a frame from the server as larger than
+			// its receive limit. The server sends the same frame again
+			// after a reconnect (the same backlog), so retrying spins.
+			return &tooLargeError{st: st, size: got, limit: limit}, fatal
+		}
+		// The server cut a slow device, refused a frame of ours as too
+		// large (see failOversized), or has too many of the user's
+		// devices online: all may pass.
+		return err, retry
+	case codes.Unavailable, codes.Canceled, codes.DeadlineExceeded, codes.Aborted:
+		return err, retry
+	default:
+		// Internal, Unknown, DataLoss and codes the server never ends a
+		// stream with: a bug (ours or the server's) or something between
+		// us. gRPC also reports an HTTP/2 stream reset (by a proxy, say)
+		// as Internal, so the session does not give up, but it does not
+		// hammer the server either.
+		return err, retrySlow
+	}
+}
+
+// tooLarge parses gRPC's "received message larger than max (N vs. LIMIT)"
+// (and its decompression variants, which may give only LIMIT; got is then
+// 0). ok is false for any other message.
+func tooLarge(msg string) (got, limit int, ok bool) {
+	_, rest, found := strings.Cut(msg, "larger than max")
+	if !found {
+		return 0, 0, false
+	}
+	rest = strings.TrimSpace(rest)
+	if _, err := fmt.Sscanf(rest, "(%d vs. %d)", &got, &limit); err == nil {
+		return got, limit, true
+	}
+	if _, err := fmt.Sscanf(rest, "%d", &limit); err == nil {
+		return 0, limit, true
+	}
+	return 0, 0, false
+}
+
+// receivedTooLarge tells which side refused a message larger than limit.
+// gRPC words it the same on both sides, but the server can only have
+// refused a frame of ours if one was larger than limit, and the only big
+// frames a session writes are its sends, which stay pending until
+// answered; small Syncs, acks and pings never are. So: the server's
+// refusal if a pending send is larger than limit, this client's otherwise.
+func (s *Session) receivedTooLarge(limit int) bool {
+	return !slices.ContainsFunc(s.loop.pending, func(p *pendingSend) bool { return frameSize(p) > limit })
+}
+
+// frameSize is the encoded size of p's Send frame, with the largest ref.
+func frameSize(p *pendingSend) int {
+	return proto.Size(&starlingv1.StreamRequest{Ref: math.MaxUint64, Frame: &starlingv1.StreamRequest_Send{Send: p.frame}})
+}
+
+// failOversized answers, with a ResourceExhausted error, the pending sends
+// too large for the server's limit when err says the server refused a
+// frame as larger than that (classify: not this client's refusal).
+// Resending them would only break the next stream the same way.
+func (s *Session) failOversized(err error) {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.ResourceExhausted {
+		return
+	}
+	_, limit, ok := tooLarge(st.Message())
+	if !ok {
+		return
+	}
+	s.loop.pending = slices.DeleteFunc(s.loop.pending, func(p *pendingSend) bool {
+		n := frameSize(p)
+		if n <= limit {
+			return false
+		}
+		p.resolve(nil, status.Errorf(codes.ResourceExhausted, "message too large: the Send frame is %d bytes, the server accepts %d", n, limit))
+		return true
+	})
+}
+
+// tooLargeError ends a session whose client refused a frame from the
+// server as larger than its receive limit (WithMaxRecvBytes). It matches
+// ErrFrameTooLarge and keeps gRPC's ResourceExhausted status.
+type tooLargeError struct {
+	st          *status.Status
+	size, limit int
+}
+
+func (e *tooLargeError) Error() string {
+	if e.size > 0 {
+		return fmt.Sprintf("%v (%d bytes, limit %d; see WithMaxRecvBytes)", ErrFrameTooLarge, e.size, e.limit)
+	}
+	return fmt.Sprintf("%v (limit %d; see WithMaxRecvBytes)", ErrFrameTooLarge, e.limit)
+}
+
+func (e *tooLargeError) Is(target error) bool       { return target == ErrFrameTooLarge }
+func (e *tooLargeError) GRPCStatus() *status.Status { return e.st }
+
+// streamError gives an Unauthenticated status from opening the stream the
+// authError form Open returns; anything else is returned as is.
 func streamError(err error) error {
 	if st, ok := status.FromError(err); ok && st.Code() == codes.Unauthenticated {
 		return &authError{st: st}
 	}
 	return err
-}
-
-// permanent reports whether a session must end instead of reconnecting:
-// retrying with the same token cannot help.
-func permanent(err error) bool {
-	return errors.Is(err, ErrUnauthenticated) || errors.Is(err, ErrDisconnected)
 }

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"google.golang.org/grpc/codes"
 	"io"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
@@ -232,22 +233,24 @@ func (s *Session) handle(ev any) {
 		if ev.c != s.loop.cur {
 			return // a stream already given up on
 		}
-		if err := streamError(ev.err); permanent(err) {
-			s.cancel(err)
-		} else {
-			s.dropConn(err)
-		}
+		s.streamEnded(ev.err)
 	case dialEvent:
 		s.loop.dialing = false
-		switch {
-		case ev.err == nil:
+		if ev.err == nil {
 			s.connected(ev.c)
-		case permanent(ev.err):
-			s.cancel(ev.err)
-		default:
-			s.log.Warn("reconnect failed", "attempt", s.loop.attempts, "err", ev.err)
-			s.scheduleRetry()
+			return
 		}
+		err, class := s.classify(ev.err)
+		if class == fatal {
+			s.cancel(err)
+			return
+		}
+		if class == retrySlow {
+			s.log.Error("reconnect failed, next attempt after the longest backoff", "attempt", s.loop.attempts, "err", err)
+		} else {
+			s.log.Warn("reconnect failed", "attempt", s.loop.attempts, "err", err)
+		}
+		s.scheduleRetry(class == retrySlow)
 	case listEvent:
 		s.onList(ev)
 	case resendEvent:
@@ -300,11 +303,7 @@ func (s *Session) onFrame(f *starlingv1.StreamResponse) {
 	case *starlingv1.StreamResponse_Error:
 		s.onError(f.GetRef(), fr.Error)
 	case *starlingv1.StreamResponse_Disconnect:
-		if err := disconnectError(fr.Disconnect); permanent(err) {
-			s.cancel(err)
-		} else {
-			s.dropConn(err)
-		}
+		s.streamEnded(disconnectError(fr.Disconnect))
 	default:
 		s.log.Debug("ignoring frame", "frame", fmt.Sprintf("%T", fr))
 	}
@@ -344,8 +343,21 @@ func (s *Session) connected(c *conn) {
 	}
 }
 
-// dropConn gives up on the current stream and schedules a reconnect.
-func (s *Session) dropConn(err error) {
+// streamEnded handles the end of the current stream: the session ends on
+// an error no reconnect can cure (classify), and reconnects otherwise.
+func (s *Session) streamEnded(err error) {
+	err, class := s.classify(err)
+	if class == fatal {
+		s.cancel(err)
+		return
+	}
+	s.failOversized(err)
+	s.dropConn(err, class == retrySlow)
+}
+
+// dropConn gives up on the current stream and schedules a reconnect, after
+// the longest backoff if slow.
+func (s *Session) dropConn(err error, slow bool) {
 	c := s.loop.cur
 	if c == nil {
 		return
@@ -358,16 +370,26 @@ func (s *Session) dropConn(err error) {
 	for _, cs := range s.loop.convs {
 		cs.syncing = false
 	}
-	s.log.Warn("stream broken, reconnecting", "err", err)
+	if slow {
+		s.log.Error("stream broken, reconnecting after the longest backoff", "err", err)
+	} else {
+		s.log.Warn("stream broken, reconnecting", "err", err)
+	}
 	// A stream that lived a while was a success: start the backoff over.
 	if time.Since(c.since) >= s.cfg.maxBackoff {
 		s.loop.attempts = 0
 	}
-	s.scheduleRetry()
+	s.scheduleRetry(slow)
 }
 
-func (s *Session) scheduleRetry() {
-	d := backoff(s.cfg.minBackoff, s.cfg.maxBackoff, s.loop.attempts)
+// scheduleRetry arms the next reconnect: after the usual exponential
+// backoff, or after the longest one if slow.
+func (s *Session) scheduleRetry(slow bool) {
+	n := s.loop.attempts
+	if slow {
+		n = math.MaxInt
+	}
+	d := backoff(s.cfg.minBackoff, s.cfg.maxBackoff, n)
 	s.loop.attempts++
 	s.loop.retry = time.NewTimer(d)
 }
@@ -406,7 +428,7 @@ func (s *Session) heartbeat() {
 	// The server closes a stream silent for three intervals; the client
 	// gives up on one just as fast, rather than wait for TCP to notice.
 	if time.Since(c.lastRecv) > 3*c.interval {
-		s.dropConn(errors.New("no frame from server for 3 heartbeat intervals"))
+		s.dropConn(errors.New("no frame from server for 3 heartbeat intervals"), false)
 		return
 	}
 	s.write(&starlingv1.StreamRequest{Frame: &starlingv1.StreamRequest_Ping{Ping: &starlingv1.Ping{}}})
@@ -504,11 +526,7 @@ func (s *Session) onError(ref uint64, e *starlingv1.Error) {
 		s.log.Warn("server refused a frame", "ref", ref, "err", err)
 	}
 	if e.GetFatal() {
-		if permanent(err) {
-			s.cancel(err)
-		} else {
-			s.dropConn(err)
-		}
+		s.streamEnded(err)
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 
 // convState is what the loop knows about one conversation.
 //
-// The invariant behind exactly-once, in-order delivery (DESIGN.md,
+// The invariant behind exactly-once, in-order delivery (docs/design.md,
 // delivery invariant 3): every message with seq <= last has been handed to
 // the app, in order, and nothing after last has. A message is handed over
 // only when its seq is last+1, or when a SyncBatch vouches that nothing

@@ -100,7 +100,8 @@ func SendOnly() SessionOption {
 // once the server has welcomed the stream, or with the first attempt's
 // error: ErrUnauthenticated for a refused token, a codes.Unavailable status
 // when the server cannot be reached. From then on the session reconnects by
-// itself until ctx ends, Close is called or the server ends it (see Err).
+// itself until ctx ends, Close is called, the server ends it or an error
+// comes that a reconnect cannot cure (see Err).
 func (c *Client) Open(ctx context.Context, opts ...SessionOption) (*Session, error) {
 	cfg := sessionConfig{
 		resyncInterval: 5 * time.Minute,
@@ -188,7 +189,9 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 
 // Err is nil while the session runs and says why it ended afterwards:
 // ErrClosed (Close), the Open context's error, a *DisconnectError
-// (ErrLoggedOut, ErrReplaced) or an ErrUnauthenticated error.
+// (ErrLoggedOut, ErrReplaced), an ErrUnauthenticated or ErrFrameTooLarge
+// error, or a PermissionDenied or Unimplemented status (package
+// documentation, "Errors").
 func (s *Session) Err() error {
 	if s.ctx.Err() == nil {
 		return nil
@@ -275,7 +278,8 @@ func (p *pendingSend) resolve(ack *starlingv1.SendAck, err error) {
 // before the ack, the message is resent with the same client_msg_id after
 // reconnect (the server stores it once) until ctx ends. Errors: the
 // server's refusal as a gRPC status error (InvalidArgument, PermissionDenied,
-// ResourceExhausted, …), ctx's error, or the session's Err once it ended.
+// ResourceExhausted, …), ctx's error, or the session's Err once it ended,
+// also when it ends while the Send waits.
 func (s *Session) Send(ctx context.Context, to Recipient, content *starlingv1.Content) (*starlingv1.SendAck, error) {
 	return s.SendWithID(ctx, to, uuid.NewString(), content)
 }

@@ -20,15 +20,22 @@ type Config struct {
 	HeartbeatInterval time.Duration // announced in Welcome; 3 silent intervals close a stream
 	AuthTimeout       time.Duration // wait for the Auth frame
 
-	MaxFrameBytes    int        // largest gRPC message accepted
-	MaxContentBytes  int        // largest encoded Content
-	MaxGroupMembers  int        // members per group
-	MaxDevices       int        // devices of one user online on one node
-	MaxInflightSends int        // sends of one stream awaiting SendAck
-	Window           int        // unacked pushes per device before Notify
-	QueueSize        int        // outbound frames per device before it is cut as slow
-	SendRate         rate.Limit // messages/s per user (0: unlimited)
-	SendBurst        int
+	MaxFrameBytes    int // largest gRPC message accepted
+	MaxContentBytes  int // largest encoded Content
+	MaxGroupMembers  int // members per group
+	MaxDevices       int // devices of one user online on one node
+	MaxInflightSends int // sends of one stream awaiting SendAck
+	Window           int // unacked pushes per device before Notify
+	QueueSize        int // outbound frames per device before it is cut as slow
+	// MaxResponseBytes bounds the messages of one Push, SyncBatch or
+	// history page by encoded size; has_more (or the next Push) carries
+	// the rest. Well under gRPC's default 4 MiB receive limit.
+	MaxResponseBytes int
+	// WriteTimeout is how long an ending stream may stay blocked writing to
+	// a device that does not read before its connection is closed.
+	WriteTimeout time.Duration
+	SendRate     rate.Limit // messages/s per user (0: unlimited)
+	SendBurst    int
 
 	SendShards          int           // parallel commit pipelines
 	MaxBatch            int           // messages per commit
@@ -53,6 +60,8 @@ func DefaultConfig() Config {
 		MaxInflightSends:    256,
 		Window:              64,
 		QueueSize:           1024,
+		MaxResponseBytes:    1 << 20,
+		WriteTimeout:        10 * time.Second,
 		SendRate:            100,
 		SendBurst:           200,
 		SendShards:          1,

@@ -673,9 +673,16 @@ func testBadFrames(t *testing.T, srv *servertest.Server) {
 			expectError(t, alice, alice.Send(t, f), codes.InvalidArgument)
 		})
 	}
-	for name, to := range map[string]string{"unknown user": "unobody", "malformed user id": "c2c:x"} {
+	for name, c := range map[string]struct {
+		to   string
+		code codes.Code
+	}{
+		"unknown user":      {"unobody", codes.NotFound},
+		"malformed user id": {"c2c:x", codes.InvalidArgument},
+		"huge user id":      {strings.Repeat("u", 100<<10), codes.InvalidArgument},
+	} {
 		t.Run(name, func(t *testing.T) {
-			expectError(t, alice, alice.Text(t, to, "", "x-"+name, "hello?"), codes.NotFound)
+			expectError(t, alice, alice.Text(t, c.to, "", "x-"+name[:4], "hello?"), c.code)
 		})
 	}
 	// The stream survived all of them.

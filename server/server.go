@@ -45,6 +45,9 @@ type Server struct {
 	hub      *hub.Hub
 	chat     *chat.Service
 	accounts *auth.Accounts
+
+	connsMu sync.Mutex
+	conns   *connListener // the listener Serve accepts on
 }
 
 // New builds a node on store. Extra grpc.ServerOptions (TLS credentials,
@@ -71,16 +74,18 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		MaxDevices:          cfg.MaxDevices,
 		IdleTimeout:         3 * cfg.HeartbeatInterval,
 		CursorFlushInterval: cfg.CursorFlushInterval,
+		MaxPushBytes:        cfg.MaxResponseBytes,
 	}, store, log)
 	c := chat.New(chat.Config{
-		MaxContentBytes: cfg.MaxContentBytes,
-		MaxGroupMembers: cfg.MaxGroupMembers,
-		SendRate:        cfg.SendRate,
-		SendBurst:       cfg.SendBurst,
-		SendShards:      cfg.SendShards,
-		MaxBatch:        cfg.MaxBatch,
-		BatchLinger:     cfg.BatchLinger,
-		QueuePerShard:   4 * cfg.MaxBatch,
+		MaxContentBytes:  cfg.MaxContentBytes,
+		MaxGroupMembers:  cfg.MaxGroupMembers,
+		MaxResponseBytes: cfg.MaxResponseBytes,
+		SendRate:         cfg.SendRate,
+		SendBurst:        cfg.SendBurst,
+		SendShards:       cfg.SendShards,
+		MaxBatch:         cfg.MaxBatch,
+		BatchLinger:      cfg.BatchLinger,
+		QueuePerShard:    4 * cfg.MaxBatch,
 	}, store, h, ids, log)
 
 	s := &Server{cfg: cfg, log: log, hub: h, chat: c, accounts: accounts, health: health.NewServer()}
@@ -143,6 +148,8 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		AuthTimeout:       cfg.AuthTimeout,
 		MaxInflightSends:  cfg.MaxInflightSends,
+		WriteTimeout:      cfg.WriteTimeout,
+		AbortConn:         s.closeConn,
 	})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -177,7 +184,9 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	}
 	id, err := s.accounts.Authenticate(ctx, token)
 	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, strings.TrimPrefix(err.Error(), "unauthenticated: "))
+		// Unauthenticated for a bad token; Unavailable when the session
+		// could not be read.
+		return nil, gateway.ToError(s.log, err)
 	}
 	return auth.WithIdentity(ctx, id), nil
 }
@@ -202,24 +211,41 @@ func (s *Server) recovered(ctx context.Context, p any) error {
 	return status.Error(codes.Internal, "internal error")
 }
 
-// Serve serves on lis until ctx ends, then shuts down gracefully: streams
-// get a Disconnect, in-flight sends are committed, cursors written. The
-// store stays open: its owner closes it after Serve returns.
+// Serve serves on lis until ctx ends, then shuts down gracefully, in an
+// order that loses no answer:
+//
+//  1. health turns NOT_SERVING (load balancers stop sending new devices);
+//  2. the send pipeline stops taking sends — a Send frame is refused with
+//     Unavailable (ShuttingDown), which the client resends elsewhere — and
+//     commits, fans out and answers every send it had taken, in batches;
+//  3. every stream is sent what was queued for it (those SendAcks), then
+//     Disconnect{SHUTDOWN, reconnect}; new streams are refused;
+//  4. gRPC stops (GracefulStop, forced after shutdownGrace);
+//  5. the acknowledged cursors are written.
+//
+// The store stays open: its owner closes it after Serve returns.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
+	defer stopBackground()
 	chatCtx, stopChat := context.WithCancel(bg)
-	wg.Go(func() { s.chat.Run(chatCtx) })
+	chatDone := make(chan struct{})
+	go func() {
+		defer close(chatDone)
+		s.chat.Run(chatCtx)
+	}()
 	hubCtx, stopHub := context.WithCancel(bg)
 	hubDone := make(chan struct{})
 	go func() {
 		defer close(hubDone)
 		_ = s.hub.Run(hubCtx)
 	}()
-	defer stopBackground()
 
+	tracked := newConnListener(lis)
+	s.connsMu.Lock()
+	s.conns = tracked
+	s.connsMu.Unlock()
 	served := make(chan error, 1)
-	go func() { served <- s.grpc.Serve(lis) }()
+	go func() { served <- s.grpc.Serve(tracked) }()
 	s.log.Info("serving", "addr", lis.Addr().String(), "node", s.cfg.NodeID)
 
 	var err error
@@ -228,6 +254,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.health.Shutdown()
+	stopChat()
+	<-chatDone
 	s.hub.CloseAll(&starlingv1.Disconnect{
 		Reason:    starlingv1.DisconnectReason_DISCONNECT_REASON_SHUTDOWN,
 		Message:   "server shutting down",
@@ -240,13 +268,10 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}()
 	select {
 	case <-stopped:
-	case <-time.After(10 * time.Second):
+	case <-time.After(shutdownGrace):
 		s.grpc.Stop()
 		<-stopped
 	}
-	// Streams are gone: commit what they queued, then write the cursors.
-	stopChat()
-	wg.Wait()
 	stopHub()
 	<-hubDone
 	s.log.Info("stopped", "node", s.cfg.NodeID)
@@ -254,6 +279,18 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		return fmt.Errorf("server: serve: %w", err)
 	}
 	return nil
+}
+
+// shutdownGrace bounds how long streams get to say goodbye before gRPC
+// cuts them.
+const shutdownGrace = 10 * time.Second
+
+// closeConn closes a client connection (see gateway.ChatServer.AbortConn).
+func (s *Server) closeConn(addr net.Addr) bool {
+	s.connsMu.Lock()
+	l := s.conns
+	s.connsMu.Unlock()
+	return l != nil && l.closeConn(addr)
 }
 
 // interceptorLogger adapts slog to the logging interceptor.

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 )
 
@@ -20,6 +21,11 @@ var (
 	// tell which: it reports a retryable error (gRPC Unavailable), and the
 	// client's resend with the same client_msg_id is absorbed by dedup.
 	ErrAmbiguousCommit = errors.New("commit outcome unknown")
+	// ErrUnavailable: the database could not be reached or did not answer
+	// in time (connection refused or lost before a commit was sent, server
+	// shutting down or restarting, failover, a deadline passed). Nothing
+	// was written; the same call may succeed if tried again.
+	ErrUnavailable = errors.New("database unavailable")
 )
 
 // Store is everything the server keeps in the database.
@@ -83,41 +89,99 @@ type Group struct {
 	MemberCount int // current members; filled in by GetGroup
 }
 
-// Membership is a user's place in a conversation. For one-to-one
-// conversations both users have one, created with the first message
-// (JoinedSeq 0, never left). For groups, the user sees messages with
-// JoinedSeq < seq, and, once they left, seq <= LeftSeq.
+// OpenSeq is the LeftSeq of a membership period that has not ended, and
+// the upper bound to pass for "no upper bound". It is a seq no message
+// reaches, so "left at seq 0" (left before the first message) can never
+// be mistaken for "never left".
+const OpenSeq int64 = math.MaxInt64
+
+// Period is one span of a user's membership in a conversation: the user may
+// read the messages with JoinedSeq < seq <= LeftSeq. LeftSeq is OpenSeq
+// while the membership is active.
+type Period struct {
+	JoinedSeq int64
+	LeftSeq   int64
+}
+
+// Active reports whether the period has not ended.
+func (p Period) Active() bool { return p.LeftSeq == OpenSeq }
+
+// Contains reports whether the message with this seq falls in the period.
+func (p Period) Contains(seq int64) bool { return p.JoinedSeq < seq && seq <= p.LeftSeq }
+
+// Membership is a user's place in a conversation: every period in which
+// they were a member. For one-to-one conversations both users have one
+// period (0, OpenSeq), created with the first message. A group member who
+// leaves and is added again has one period per stay; each stays readable.
 type Membership struct {
 	ConversationID string
 	UserID         string
-	JoinedSeq      int64
-	Active         bool  // false once the user left
-	LeftSeq        int64 // meaningful only when !Active
+	// Periods in ascending order, not overlapping (a period may start at
+	// the seq where the previous one ended). Only the last can be active.
+	// Never empty.
+	Periods []Period
+}
+
+// Active reports whether the user is a member now.
+func (m Membership) Active() bool {
+	return len(m.Periods) > 0 && m.Periods[len(m.Periods)-1].Active()
+}
+
+// Contains reports whether the user may read the message with this seq.
+func (m Membership) Contains(seq int64) bool {
+	for _, p := range m.Periods {
+		if p.Contains(seq) {
+			return true
+		}
+	}
+	return false
+}
+
+// MemberSet is a group's active members as of one membership epoch.
+//
+// Every change of a group's membership (create, add, leave) increments the
+// group conversation's epoch in the same transaction, and AppendMessages
+// reports the epoch each message was stored under. A message stored under
+// epoch E goes to exactly the members of the MemberSet with Epoch E: they
+// joined before it was stored and had not left. So a MemberSet read once
+// serves the fan-out of every later message with the same epoch, on any
+// node, and is known stale the moment a message reports a newer one.
+type MemberSet struct {
+	Epoch   int64
+	Members []string // in no particular order
 }
 
 // Groups stores groups and their members.
 type Groups interface {
 	// CreateGroup stores g with the given members (the owner among them),
-	// all joining at seq 0. ErrAlreadyExists if g.ID is taken; ErrNotFound
-	// if a member is not a user; ErrGroupFull if len(memberIDs) > maxMembers.
+	// all joining at seq 0, and sets the membership epoch to 1.
+	// ErrAlreadyExists if g.ID is taken; ErrNotFound if a member is not a
+	// user; ErrGroupFull if len(memberIDs) > maxMembers.
 	CreateGroup(ctx context.Context, g Group, memberIDs []string, maxMembers int) error
 	// GetGroup returns the group with its MemberCount, or ErrNotFound.
 	GetGroup(ctx context.Context, id string) (Group, error)
 	// AddMembers makes the users active members, joining at the group's
 	// current latest seq, and returns those that were not active before
-	// (a user who had left rejoins). Users already active are left alone.
+	// (a user who had left starts a new period; the old one stays
+	// readable). Users already active are left alone. When anyone was
+	// added, the epoch is incremented in the same transaction.
 	// ErrNotFound if the group or a user does not exist; ErrGroupFull if
 	// the group would have more than maxMembers; then nothing changes.
 	AddMembers(ctx context.Context, groupID string, userIDs []string, maxMembers int) (added []string, err error)
-	// LeaveGroup ends the user's membership at the group's current latest
-	// seq. ErrNotFound if the group does not exist or the user is not an
-	// active member.
+	// LeaveGroup ends the user's current period at the group's current
+	// latest seq and increments the epoch, in one transaction. ErrNotFound
+	// if the group does not exist or the user is not an active member.
 	LeaveGroup(ctx context.Context, groupID, userID string) error
-	// ListMembers returns the ids of the group's active members, in no
+	// ListMembers returns the group's active members with the epoch they
+	// belong to, read consistently (one statement or one transaction).
+	// ErrNotFound if the group does not exist.
+	ListMembers(ctx context.Context, groupID string) (MemberSet, error)
+	// MembersAt returns the users who may read the group's message with
+	// this seq: those with a period containing it (active or ended), in no
 	// particular order. ErrNotFound if the group does not exist.
-	ListMembers(ctx context.Context, groupID string) ([]string, error)
+	MembersAt(ctx context.Context, groupID string, seq int64) ([]string, error)
 	// GetMembership returns the user's membership in a conversation (c2c or
-	// group, active or not), or ErrNotFound.
+	// group, active or not, every period), or ErrNotFound.
 	GetMembership(ctx context.Context, conversationID, userID string) (Membership, error)
 }
 
@@ -157,6 +221,10 @@ type AppendResult struct {
 	Message Message
 	// Duplicate is true when nothing new was stored.
 	Duplicate bool
+	// MemberEpoch is, for a new message of a group conversation, the
+	// group's membership epoch when it was stored (see MemberSet); 0
+	// otherwise.
+	MemberEpoch int64
 }
 
 // Messages stores conversations' messages.
@@ -170,12 +238,12 @@ type Messages interface {
 	// stored. Empty ClientMsgID is not allowed.
 	AppendMessages(ctx context.Context, msgs []NewMessage) ([]AppendResult, error)
 	// ListMessages returns messages of the conversation with
-	// afterSeq < seq <= uptoSeq, ascending, at most limit of them
-	// (uptoSeq <= 0 means no upper bound).
+	// afterSeq < seq <= uptoSeq, ascending, at most limit of them. Pass
+	// OpenSeq for no upper bound; uptoSeq <= afterSeq returns nothing.
 	ListMessages(ctx context.Context, conversationID string, afterSeq, uptoSeq int64, limit int) ([]Message, error)
 	// ListMessagesBefore returns the newest messages with
-	// afterSeq < seq < beforeSeq, at most limit of them, ascending
-	// (beforeSeq <= 0 means no upper bound).
+	// afterSeq < seq < beforeSeq, at most limit of them, ascending. Pass
+	// OpenSeq for no upper bound.
 	ListMessagesBefore(ctx context.Context, conversationID string, afterSeq, beforeSeq int64, limit int) ([]Message, error)
 	// LatestSeq returns the conversation's newest seq, 0 if it has none.
 	LatestSeq(ctx context.Context, conversationID string) (int64, error)
@@ -193,17 +261,22 @@ type DeviceCursor struct {
 type ConversationState struct {
 	ConversationID string
 	// LatestSeq is the newest seq the user may see: the conversation's
-	// latest, or LeftSeq for a group the user left.
+	// latest while a member, else min(latest, the last period's LeftSeq).
 	LatestSeq    int64
 	DeliveredSeq int64 // the device's cursor, 0 if none
-	JoinedSeq    int64
-	UpdatedAt    time.Time // when the newest message was stored
+	// JoinedSeq is the JoinedSeq of the user's first period: nothing at or
+	// below it is readable. (Later periods may leave gaps above it; Sync
+	// skips them.)
+	JoinedSeq int64
+	UpdatedAt time.Time // when the newest message was stored
 }
 
 // Cursors stores per-device delivery cursors.
 type Cursors interface {
 	// AdvanceCursors moves each cursor to max(current, DeliveredSeq), in one
-	// transaction. Cursors never move back.
+	// transaction. Cursors never move back. Callers bound the batch (the
+	// hub writes at most a few hundred per call), since the transaction
+	// holds SQLite's single writer.
 	AdvanceCursors(ctx context.Context, cursors []DeviceCursor) error
 	// ListConversations returns every conversation the user is or was a
 	// member of, with the device's cursor, newest activity first. With

@@ -84,14 +84,18 @@ func TestC2C(t *testing.T) {
 	}
 }
 
-// TestC2CRateAndPull sends at a fixed rate to receivers whose push window
-// (2) is far below the sender's in-flight sends, so delivery goes through
-// Notify and Sync too.
+// TestC2CRateAndPull sends at a fixed rate to receivers that never ack a
+// push (--no-ack), with the server's push window at 2: once a receiver
+// has 2 unacknowledged pushes of its conversation, which happens by its
+// third message whatever the machine's speed, the server must switch it to
+// Notify, and the rest comes by Sync until the receiver has caught up
+// (then pushes resume, and the window fills again). The delivery check
+// still requires every message exactly once, in seq order.
 func TestC2CRateAndPull(t *testing.T) {
 	srv := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.Window = 2; c.QueueSize = 64 }))
 	var stdout, stderr bytes.Buffer
 	code := realMain(context.Background(), []string{"--target", srv.Target(), "--json", "--scenario", "c2c",
-		"--pairs", "2", "--rate", "400", "--inflight", "64", "--duration", "1s"}, &stdout, &stderr)
+		"--pairs", "2", "--rate", "400", "--inflight", "64", "--duration", "1s", "--no-ack"}, &stdout, &stderr)
 	var rep Report
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 		t.Fatalf("report: %v\n%s", err, stderr.String())
@@ -100,11 +104,22 @@ func TestC2CRateAndPull(t *testing.T) {
 		t.Fatalf("exit %d, check %+v\n%s", code, rep.Check, stderr.String())
 	}
 	c := rep.Counts
-	if c.Delivered == 0 || c.Delivered != c.Expected {
-		t.Errorf("delivered %d of %d", c.Delivered, c.Expected)
+	t.Logf("counts: %+v", c)
+	if c.Delivered == 0 || c.Delivered != c.Expected || c.Delivered != c.Acked {
+		t.Errorf("delivered %d of %d expected, %d acked", c.Delivered, c.Expected, c.Acked)
 	}
-	if c.Notifies == 0 || c.ViaSync == 0 {
-		t.Errorf("%d notifies, %d delivered by sync; want the pull path used", c.Notifies, c.ViaSync)
+	if c.ViaPush+c.ViaSync != c.Delivered {
+		t.Errorf("%d by push + %d by sync != %d delivered", c.ViaPush, c.ViaSync, c.Delivered)
+	}
+	// Each receiver gets its first 2 messages by push, then a Notify for
+	// the third, which it fetches by Sync.
+	if c.ViaPush < 2*2 || c.Notifies < 2 || c.ViaSync < 2 || c.Syncs < 2 {
+		t.Errorf("%d by push, %d notifies, %d syncs, %d delivered by sync; want the window to fill and the pull path used for each receiver",
+			c.ViaPush, c.Notifies, c.Syncs, c.ViaSync)
+	}
+	if c.Disconnects != 0 || c.Reconnects != 0 || c.SendErrors != 0 || c.FrameErrors != 0 {
+		t.Errorf("%d disconnects, %d reconnects, %d send errors, %d error frames; notes %q",
+			c.Disconnects, c.Reconnects, c.SendErrors, c.FrameErrors, rep.Notes)
 	}
 	// 2 senders at 400/s for 1 s: about 800 messages; never more than the
 	// rate allows, and at least half even on a loaded CI machine (-race).

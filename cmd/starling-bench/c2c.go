@@ -7,7 +7,7 @@ import (
 
 // runC2C: P pairs; each sender sends to its own receiver for --duration,
 // at --rate or as fast as its window allows. Receivers ack every push
-// and pull on Notify. Measures send→SendAck and send→Push latency and
+// (not with --no-ack) and pull on Notify. Measures send→SendAck and send→Push latency and
 // delivered messages/s.
 func runC2C(ctx context.Context, e *env) (*Report, error) {
 	p := e.cfg.Pairs

@@ -43,7 +43,7 @@ const (
 	// broke exactly-once.
 	duplicate
 	// gap: beyond the next seq; something before it has not arrived. The
-	// device drops it and pulls from where it is (DESIGN invariant 3).
+	// device drops it and pulls from where it is (docs/design.md, invariant 3).
 	gap
 )
 

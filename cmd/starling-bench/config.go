@@ -28,6 +28,7 @@ type config struct {
 	Rate     float64 // messages/s per sender; 0 = as fast as Inflight allows
 	Inflight int     // sends per stream awaiting their SendAck
 	Payload  int     // text bytes per message
+	NoAck    bool    // devices never send PushAck (the pull path under test)
 
 	// group
 	Members int
@@ -99,6 +100,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.Float64Var(&c.Rate, "rate", 0, "c2c, group: messages/s per sender (0: as fast as --inflight allows)")
 	fs.IntVar(&c.Inflight, "inflight", 16, "sends per stream awaiting their SendAck (the server allows 256)")
 	fs.IntVar(&c.Payload, "payload", 50, "text bytes per message, besides the 8-byte send timestamp")
+	fs.BoolVar(&c.NoAck, "no-ack", false, "devices never send PushAck, so each one's push window fills and delivery goes through Notify and Sync (the pull path)")
 	fs.IntVar(&c.Members, "members", 100, "group: members of the group")
 	fs.Float64Var(&c.Online, "online", 1, "group: fraction of members with a stream open (0-1]")
 	fs.IntVar(&c.Senders, "senders", 1, "group: members that send; reconnect: users that send to the clients")

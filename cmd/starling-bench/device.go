@@ -20,7 +20,7 @@ import (
 // device is one bench client: a user's device and its Stream, on the raw
 // generated stubs. It behaves as a minimal correct Starling client, so the
 // server is loaded the way real apps load it: it acknowledges every Push
-// (cumulative PushAck), pulls with Sync on Notify or on a gap until
+// (cumulative PushAck; never with --no-ack), pulls with Sync on Notify or on a gap until
 // has_more is false, keeps its sends until their SendAck and sends them
 // again with the same client_msg_id on a new stream, and hands all it
 // receives to its receiver for the delivery check.
@@ -361,8 +361,13 @@ func (d *device) onPush(s *session, p *starlingv1.Push) {
 	}
 }
 
-// ack acknowledges everything of conv the device has, cumulatively.
+// ack acknowledges everything of conv the device has, cumulatively; with
+// --no-ack it does nothing, so the device's push window stays full and the
+// server must announce (Notify) rather than push.
 func (d *device) ack(s *session, conv string) {
+	if d.e.cfg.NoAck {
+		return
+	}
 	if last := d.recv.last(conv); last > 0 {
 		_ = s.write(&starlingv1.StreamRequest{Frame: &starlingv1.StreamRequest_PushAck{PushAck: &starlingv1.PushAck{ConversationId: conv, Seq: last}}})
 	}

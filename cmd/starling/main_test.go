@@ -94,7 +94,7 @@ func TestAccounts(t *testing.T) {
 	if out := alice.ok("register", "alice", "--password", pw); !strings.Contains(out, "registered alice") {
 		t.Fatalf("register: %q", out)
 	}
-	alice.fails(1, "already exists", "register", "alice", "--password", pw)
+	alice.fails(1, "username is taken", "register", "alice", "--password", pw)
 	alice.fails(1, "password", "register", "bob", "--password", "short")
 	alice.fails(1, "not logged in", "whoami")
 	alice.fails(1, "wrong username or password", "login", "alice", "--password", "wrong password")

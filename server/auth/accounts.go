@@ -53,19 +53,19 @@ var (
 // ValidDeviceID reports whether id is acceptable as a device id.
 func ValidDeviceID(id string) bool { return deviceRE.MatchString(id) }
 
-// Register creates a user. Errors: apierr.ErrInvalidArgument,
-// storage.ErrAlreadyExists (username taken).
+// Register creates a user. Errors: apierr.BadUsername, BadPassword,
+// BadDisplayName, UsernameTaken, Unavailable.
 func (a *Accounts) Register(ctx context.Context, username, password, displayName string) (storage.User, error) {
 	if !usernameRE.MatchString(username) {
-		return storage.User{}, fmt.Errorf("%w: username must be 3-32 characters of a-z, 0-9, '_', '.', '-'", apierr.ErrInvalidArgument)
+		return storage.User{}, apierr.BadUsername
 	}
 	if len(password) < 8 || len(password) > 72 {
 		// 72 is bcrypt's limit: longer passwords would be silently truncated.
-		return storage.User{}, fmt.Errorf("%w: password must be 8-72 bytes", apierr.ErrInvalidArgument)
+		return storage.User{}, apierr.BadPassword
 	}
 	displayName = strings.TrimSpace(displayName)
 	if !utf8.ValidString(displayName) || utf8.RuneCountInString(displayName) > 64 {
-		return storage.User{}, fmt.Errorf("%w: display name must be valid UTF-8 of at most 64 characters", apierr.ErrInvalidArgument)
+		return storage.User{}, apierr.BadDisplayName
 	}
 	if displayName == "" {
 		displayName = username
@@ -83,29 +83,29 @@ func (a *Accounts) Register(ctx context.Context, username, password, displayName
 	}
 	if err := a.store.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, storage.ErrAlreadyExists) {
-			return storage.User{}, fmt.Errorf("%w: username %q is taken", storage.ErrAlreadyExists, username)
+			return storage.User{}, fmt.Errorf("%w: %q", apierr.UsernameTaken, username)
 		}
-		return storage.User{}, fmt.Errorf("auth: register: %w", err)
+		return storage.User{}, apierr.FromStorage("auth: register", err)
 	}
 	return u, nil
 }
 
 // Login checks the password and issues a token for the device.
-// Errors: apierr.ErrInvalidArgument, apierr.ErrUnauthenticated.
+// Errors: apierr.BadDeviceID, BadCredentials, Unavailable.
 func (a *Accounts) Login(ctx context.Context, username, password, deviceID string) (token string, expires time.Time, user storage.User, err error) {
 	if !ValidDeviceID(deviceID) {
-		return "", time.Time{}, storage.User{}, fmt.Errorf("%w: device_id must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'", apierr.ErrInvalidArgument)
+		return "", time.Time{}, storage.User{}, apierr.BadDeviceID
 	}
 	user, err = a.store.GetUserByUsername(ctx, username)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		_ = bcrypt.CompareHashAndPassword(a.dummyHash, []byte(password))
-		return "", time.Time{}, storage.User{}, fmt.Errorf("%w: wrong username or password", apierr.ErrUnauthenticated)
+		return "", time.Time{}, storage.User{}, apierr.BadCredentials
 	case err != nil:
-		return "", time.Time{}, storage.User{}, fmt.Errorf("auth: login: %w", err)
+		return "", time.Time{}, storage.User{}, apierr.FromStorage("auth: login", err)
 	}
 	if bcrypt.CompareHashAndPassword(user.PasswordHash, []byte(password)) != nil {
-		return "", time.Time{}, storage.User{}, fmt.Errorf("%w: wrong username or password", apierr.ErrUnauthenticated)
+		return "", time.Time{}, storage.User{}, apierr.BadCredentials
 	}
 	id := Identity{UserID: user.ID, DeviceID: deviceID, SessionID: idgen.Random("s")}
 	token, expires, err = a.tokens.Issue(id)
@@ -114,28 +114,28 @@ func (a *Accounts) Login(ctx context.Context, username, password, deviceID strin
 	}
 	s := storage.Session{ID: id.SessionID, UserID: id.UserID, DeviceID: deviceID, CreatedAt: a.now().UTC(), ExpiresAt: expires.UTC()}
 	if err := a.store.CreateSession(ctx, s); err != nil {
-		return "", time.Time{}, storage.User{}, fmt.Errorf("auth: store session: %w", err)
+		return "", time.Time{}, storage.User{}, apierr.FromStorage("auth: store session", err)
 	}
 	return token, expires, user, nil
 }
 
 // Authenticate verifies a token and checks that its session is not revoked.
-// Errors: apierr.ErrUnauthenticated.
+// Errors: apierr.BadToken, TokenExpired, TokenRevoked, Unavailable.
 func (a *Accounts) Authenticate(ctx context.Context, token string) (Identity, error) {
 	id, err := a.tokens.Verify(token)
 	if err != nil {
-		return Identity{}, fmt.Errorf("%w: %v", apierr.ErrUnauthenticated, err)
+		return Identity{}, err
 	}
 	s, err := a.store.GetSession(ctx, id.SessionID)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return Identity{}, fmt.Errorf("%w: %v", apierr.ErrUnauthenticated, errBadToken)
+		return Identity{}, fmt.Errorf("%w: no session %s", apierr.BadToken, id.SessionID)
 	case err != nil:
-		return Identity{}, fmt.Errorf("auth: look up session: %w", err)
+		return Identity{}, apierr.FromStorage("auth: look up session", err)
 	case s.Revoked:
-		return Identity{}, fmt.Errorf("%w: token was revoked (logged out)", apierr.ErrUnauthenticated)
+		return Identity{}, apierr.TokenRevoked
 	case s.UserID != id.UserID || s.DeviceID != id.DeviceID:
-		return Identity{}, fmt.Errorf("%w: %v", apierr.ErrUnauthenticated, errBadToken)
+		return Identity{}, fmt.Errorf("%w: session %s names another user or device", apierr.BadToken, id.SessionID)
 	}
 	return id, nil
 }
@@ -143,7 +143,7 @@ func (a *Accounts) Authenticate(ctx context.Context, token string) (Identity, er
 // Logout revokes the session behind id's token.
 func (a *Accounts) Logout(ctx context.Context, id Identity) error {
 	if err := a.store.RevokeSession(ctx, id.SessionID); err != nil {
-		return fmt.Errorf("auth: logout: %w", err)
+		return apierr.FromStorage("auth: logout", err)
 	}
 	return nil
 }

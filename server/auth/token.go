@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/starling-im/starling/server/apierr"
 )
 
 const issuer = "starling"
@@ -66,22 +68,19 @@ func (t *Tokens) Issue(id Identity) (token string, expires time.Time, err error)
 	return token, expires, nil
 }
 
-// errBadToken is what every verification failure becomes: the client learns
-// that the token is not good, and whether it expired, nothing more.
-var errBadToken = errors.New("invalid token")
-
 // Verify checks the signature, issuer and expiry and returns the identity
 // the token names. It does not check revocation (see Accounts.Authenticate).
 func (t *Tokens) Verify(token string) (Identity, error) {
 	var c claims
 	if _, err := t.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.secret, nil }); err != nil {
 		if errors.Is(err, jwt.ErrTokenExpired) {
-			return Identity{}, fmt.Errorf("%w: token expired", errBadToken)
+			return Identity{}, apierr.TokenExpired
 		}
-		return Identity{}, errBadToken
+		// The client learns that the token is not good, nothing more.
+		return Identity{}, fmt.Errorf("%w: %w", apierr.BadToken, err)
 	}
 	if c.Subject == "" || c.Device == "" || c.Session == "" {
-		return Identity{}, errBadToken
+		return Identity{}, fmt.Errorf("%w: claims incomplete", apierr.BadToken)
 	}
 	return Identity{UserID: c.Subject, DeviceID: c.Device, SessionID: c.Session}, nil
 }

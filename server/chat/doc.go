@@ -7,7 +7,7 @@
 // while its previous transaction ran as ONE transaction (group commit), so
 // at low load a send costs one commit and under load many sends share one.
 // Fan-out and the SendAck happen strictly after the commit, in seq order per
-// conversation (DESIGN.md, delivery invariant 1).
+// conversation (docs/design.md, delivery invariant 1).
 //
 // Service is safe for concurrent use.
 package chat

@@ -1,15 +1,19 @@
 package chat
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server/apierr"
 	"github.com/starling-im/starling/server/hub"
 	"github.com/starling-im/starling/server/idgen"
 	"github.com/starling-im/starling/storage"
@@ -32,10 +36,12 @@ type pending struct {
 	done    func(SendResult)
 }
 
+// committed is a batch after its commit: results[i] or errs[i] for each
+// send (errs is nil when the whole batch committed).
 type committed struct {
 	batch   []*pending
 	results []storage.AppendResult
-	err     error
+	errs    []error
 }
 
 // pipeline commits sends in batches and fans them out in commit order.
@@ -45,16 +51,22 @@ type committed struct {
 type pipeline struct {
 	store    Store
 	fanout   Fanout
+	members  *memberCache
 	ids      *idgen.Snowflake
 	log      *slog.Logger
 	maxBatch int
 	linger   time.Duration // see fill
 	seed     maphash.Seed
 	shards   []chan *pending
+
+	// submit holds mu shared while it queues; stopping takes it
+	// exclusively, so no send slips into a shard after its queue closed.
+	mu     sync.RWMutex
+	closed bool
 }
 
-func newPipeline(store Store, fanout Fanout, ids *idgen.Snowflake, log *slog.Logger, shards, maxBatch, queue int, linger time.Duration) *pipeline {
-	p := &pipeline{store: store, fanout: fanout, ids: ids, log: log, maxBatch: maxBatch, linger: linger, seed: maphash.MakeSeed()}
+func newPipeline(store Store, fanout Fanout, members *memberCache, ids *idgen.Snowflake, log *slog.Logger, shards, maxBatch, queue int, linger time.Duration) *pipeline {
+	p := &pipeline{store: store, fanout: fanout, members: members, ids: ids, log: log, maxBatch: maxBatch, linger: linger, seed: maphash.MakeSeed()}
 	p.shards = make([]chan *pending, shards)
 	for i := range p.shards {
 		p.shards[i] = make(chan *pending, queue)
@@ -64,7 +76,14 @@ func newPipeline(store Store, fanout Fanout, ids *idgen.Snowflake, log *slog.Log
 
 // submit queues a send; it blocks only while the shard's queue is full,
 // which is the back-pressure that keeps memory bounded under overload.
+// Once the pipeline stops it refuses with ShuttingDown: nothing is taken
+// that would not be answered.
 func (p *pipeline) submit(ctx context.Context, s *pending) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return apierr.ShuttingDown
+	}
 	ch := p.shards[maphash.String(p.seed, s.msg.ConversationID)%uint64(len(p.shards))]
 	select {
 	case ch <- s:
@@ -74,67 +93,57 @@ func (p *pipeline) submit(ctx context.Context, s *pending) error {
 	}
 }
 
-// run drives every shard until ctx ends. Sends still queued then are
-// committed before it returns, so nothing accepted is dropped on shutdown.
+// run drives every shard until ctx ends, then closes the queues and waits
+// while the shards commit, fan out and answer everything accepted before
+// (in batches, as always).
 func (p *pipeline) run(ctx context.Context) {
-	done := make(chan struct{})
+	var wg sync.WaitGroup
 	for _, ch := range p.shards {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			p.runShard(ctx, ch)
-		}()
+		wg.Go(func() { p.runShard(ch) })
 	}
-	for range p.shards {
-		<-done
+	<-ctx.Done()
+	p.mu.Lock()
+	p.closed = true
+	for _, ch := range p.shards {
+		close(ch)
 	}
+	p.mu.Unlock()
+	wg.Wait()
 }
 
-func (p *pipeline) runShard(ctx context.Context, in chan *pending) {
+// runShard commits what arrives on in until in is closed and drained.
+func (p *pipeline) runShard(in chan *pending) {
 	// Two stages: the committer starts the next transaction while the
 	// fan-out stage pushes the previous batch. The channel keeps order.
 	out := make(chan committed, 1)
-	fanDone := make(chan struct{})
-	go func() {
-		defer close(fanDone)
+	var fan sync.WaitGroup
+	fan.Go(func() {
 		for c := range out {
 			p.deliver(c)
 		}
-	}()
-	defer func() {
-		close(out)
-		<-fanDone
-	}()
+	})
 	lastSize := 0
-	for {
-		var first *pending
-		select {
-		case first = <-in:
-		case <-ctx.Done():
-			// Drain what was accepted before the stop.
-			for {
-				select {
-				case s := <-in:
-					out <- p.commit([]*pending{s})
-				default:
-					return
-				}
-			}
-		}
+	for first := range in {
 		batch := p.fill([]*pending{first}, in, lastSize)
 		lastSize = len(batch)
 		out <- p.commit(batch)
 	}
+	close(out)
+	fan.Wait()
 }
 
 // fill adds to batch what is queued. Under concurrent load (the previous
 // batch held several sends) it also waits up to p.linger for more: a commit
 // costs the same for one message or many, so at moderate load a short wait
 // buys far bigger batches and less CPU and fsync per message, while a lone
-// send at low load still commits at once.
+// send at low load still commits at once. A closed queue ends the wait.
 func (p *pipeline) fill(batch []*pending, in chan *pending, lastSize int) []*pending {
 	for len(batch) < p.maxBatch {
 		select {
-		case s := <-in:
+		case s, ok := <-in:
+			if !ok {
+				return batch
+			}
 			batch = append(batch, s)
 			continue
 		default:
@@ -148,7 +157,10 @@ func (p *pipeline) fill(batch []*pending, in chan *pending, lastSize int) []*pen
 	defer timer.Stop()
 	for len(batch) < p.maxBatch {
 		select {
-		case s := <-in:
+		case s, ok := <-in:
+			if !ok {
+				return batch
+			}
 			batch = append(batch, s)
 		case <-timer.C:
 			return batch
@@ -157,6 +169,10 @@ func (p *pipeline) fill(batch []*pending, in chan *pending, lastSize int) []*pen
 	return batch
 }
 
+// commit stores a batch in one transaction. If that fails for a reason
+// other than the database being unavailable, one bad send must not fail
+// the others: the sends are committed one by one, and only those that fail
+// alone are refused.
 func (p *pipeline) commit(batch []*pending) committed {
 	msgs := make([]storage.NewMessage, len(batch))
 	now := time.Now().UTC().Truncate(time.Millisecond)
@@ -165,70 +181,141 @@ func (p *pipeline) commit(batch []*pending) committed {
 		s.msg.CreatedAt = now
 		msgs[i] = s.msg
 	}
+	results, err := p.append(msgs)
+	if err == nil {
+		return committed{batch: batch, results: results}
+	}
+	c := committed{batch: batch, results: make([]storage.AppendResult, len(batch)), errs: make([]error, len(batch))}
+	if len(batch) == 1 || retryable(err) {
+		for i := range batch {
+			c.errs[i] = err
+		}
+		return c
+	}
+	p.log.Warn("batch commit failed; committing its sends one by one", "messages", len(batch), "err", err)
+	for i := range msgs {
+		r, err := p.append(msgs[i : i+1])
+		if err != nil {
+			c.errs[i] = err
+			continue
+		}
+		c.results[i] = r[0]
+	}
+	return c
+}
+
+// retryable tells database failures that a resend may overcome (and that
+// would fail every send of a batch alike) from ones caused by a send.
+func retryable(err error) bool {
+	return errors.Is(err, storage.ErrUnavailable) || errors.Is(err, storage.ErrAmbiguousCommit)
+}
+
+func (p *pipeline) append(msgs []storage.NewMessage) ([]storage.AppendResult, error) {
 	// The commit must not be cut short by a shutdown: a half-sent batch
 	// would leave clients retrying sends that may have been stored.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	results, err := p.store.AppendMessages(ctx, msgs)
-	if err == nil && len(results) != len(batch) {
-		err = fmt.Errorf("chat: store returned %d results for %d messages", len(results), len(batch))
+	if err == nil && len(results) != len(msgs) {
+		err = fmt.Errorf("chat: store returned %d results for %d messages", len(results), len(msgs))
 	}
-	return committed{batch: batch, results: results, err: err}
+	return results, err
 }
 
+// deliver fans a committed batch out and answers its senders, in order.
 func (p *pipeline) deliver(c committed) {
-	if c.err != nil {
-		p.log.Error("commit failed", "messages", len(c.batch), "err", c.err)
-		for _, s := range c.batch {
-			s.done(SendResult{Err: fmt.Errorf("chat: store message: %w", c.err)})
-		}
-		return
-	}
-	members := make(map[string][]string) // group id → members, read once per batch
 	for i, s := range c.batch {
+		if c.errs != nil && c.errs[i] != nil {
+			p.log.Error("commit failed", "conversation", s.msg.ConversationID, "err", c.errs[i])
+			s.done(SendResult{Err: apierr.FromStorage("chat: store message", c.errs[i])})
+			continue
+		}
 		r := c.results[i]
-		var m *starlingv1.Message
 		if r.Duplicate {
-			var err error
-			if m, err = toProto(r.Message); err != nil {
-				s.done(SendResult{Err: err})
-				continue
+			s.done(duplicateResult(s, r.Message))
+			continue
+		}
+		m := &starlingv1.Message{
+			MsgId:          r.Message.MsgID,
+			ConversationId: r.Message.ConversationID,
+			Seq:            r.Message.Seq,
+			SenderId:       r.Message.SenderID,
+			SenderDeviceId: r.Message.SenderDeviceID,
+			ClientMsgId:    r.Message.ClientMsgID,
+			Content:        s.content,
+			ServerTime:     timestamppb.New(r.Message.CreatedAt),
+		}
+		if s.groupID == "" {
+			p.fanout.Deliver(s.users, s.origin, m)
+		} else if users, err := p.recipients(s.groupID, m.Seq, r.MemberEpoch); err != nil {
+			// Stored, but who may read it is unknown for now: tell every
+			// device that may care to pull; Sync checks membership.
+			p.log.Error("group fan-out: members unreadable; announcing instead", "group", s.groupID, "seq", m.Seq, "err", err)
+			var guess []string
+			if set := p.members.get(s.groupID); set != nil {
+				guess = set.members
 			}
+			p.fanout.Announce(guess, m.ConversationId, m.Seq)
 		} else {
-			m = &starlingv1.Message{
-				MsgId:          r.Message.MsgID,
-				ConversationId: r.Message.ConversationID,
-				Seq:            r.Message.Seq,
-				SenderId:       r.Message.SenderID,
-				SenderDeviceId: r.Message.SenderDeviceID,
-				ClientMsgId:    r.Message.ClientMsgID,
-				Content:        s.content,
-				ServerTime:     timestamppb.New(r.Message.CreatedAt),
-			}
-			users := s.users
-			if s.groupID != "" {
-				var ok bool
-				if users, ok = members[s.groupID]; !ok {
-					var err error
-					users, err = p.listMembers(s.groupID)
-					if err != nil {
-						// Stored but not pushed: members get it by sync (invariant 6).
-						p.log.Warn("list members for fan-out failed", "group", s.groupID, "err", err)
-					}
-					members[s.groupID] = users
-				}
-			}
 			p.fanout.Deliver(users, s.origin, m)
 		}
-		s.done(SendResult{Message: m, Duplicate: r.Duplicate})
+		s.done(SendResult{Message: m})
 	}
 }
 
-// listMembers reads a group's members for fan-out. It has its own deadline:
-// the fan-out stage must not hang on a stuck database, and a member missed
-// here catches up by sync.
-func (p *pipeline) listMembers(groupID string) ([]string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return p.store.ListMembers(ctx, groupID)
+// duplicateResult answers a resend: the first send's message, unless the
+// client_msg_id was first used for another conversation or other content,
+// which is a client bug that must not pass for a stored message.
+func duplicateResult(s *pending, first storage.Message) SendResult {
+	if first.ConversationID != s.msg.ConversationID || !bytes.Equal(first.Content, s.msg.Content) {
+		return SendResult{Err: fmt.Errorf("%w: first used in %s (seq %d)", apierr.ClientMsgIDReused, first.ConversationID, first.Seq)}
+	}
+	m, err := toProto(first)
+	if err != nil {
+		return SendResult{Err: err}
+	}
+	return SendResult{Message: m, Duplicate: true}
+}
+
+// Fan-out reads retry a few times before giving up: the shard waits
+// meanwhile, which keeps the conversation's pushes in order.
+var memberReadBackoff = []time.Duration{0, 20 * time.Millisecond, 200 * time.Millisecond, time.Second}
+
+// recipients returns who may read the group message with seq, stored under
+// membership epoch epoch: the cached members when the cache is of that
+// epoch, else the members read now when they still are of that epoch,
+// else (the membership changed since) the users whose membership period
+// contains seq.
+func (p *pipeline) recipients(group string, seq, epoch int64) ([]string, error) {
+	if set := p.members.get(group); set != nil && set.epoch == epoch {
+		return set.members, nil
+	}
+	var users []string
+	err := p.retry(func(ctx context.Context) error {
+		set, err := p.members.load(ctx, group)
+		if err != nil {
+			return err
+		}
+		if set.epoch == epoch {
+			users = set.members
+			return nil
+		}
+		users, err = p.store.MembersAt(ctx, group, seq)
+		return err
+	})
+	return users, err
+}
+
+func (p *pipeline) retry(read func(ctx context.Context) error) error {
+	var err error
+	for _, wait := range memberReadBackoff {
+		time.Sleep(wait)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err = read(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	return err
 }

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/apierr"
@@ -30,11 +31,16 @@ type Store interface {
 	storage.Cursors
 }
 
-// Fanout delivers a committed message to the online devices of users.
-// Delivery is best effort: a device that misses a push finds the gap and
-// syncs. except is the sending session (nil for sends without one).
+// Fanout delivers committed messages to online devices. Delivery is best
+// effort: a device that misses a push finds the gap and syncs.
 type Fanout interface {
+	// Deliver offers m to every online device of users; except is the
+	// sending session (nil for sends without one).
 	Deliver(userIDs []string, except *hub.Session, m *starlingv1.Message)
+	// Announce tells the online devices of users, and every online device
+	// that has seen conv on this node, that conv has messages up to latest
+	// they may not have been offered: they are sent a Notify and pull.
+	Announce(userIDs []string, conv string, latest int64)
 }
 
 // Config bounds what clients may do.
@@ -43,18 +49,23 @@ type Config struct {
 	MaxGroupMembers int        // members per group
 	SendRate        rate.Limit // messages per second per user; 0 = unlimited
 	SendBurst       int
-	SendShards      int           // parallel commit pipelines (1 for SQLite)
-	MaxBatch        int           // messages per commit
-	BatchLinger     time.Duration // under load, how long a commit waits for more sends
-	QueuePerShard   int           // sends waiting per shard before Send blocks
+	// MaxResponseBytes bounds the encoded messages of one SyncBatch or
+	// history page (has_more covers the rest), well under gRPC's default
+	// 4 MiB receive limit.
+	MaxResponseBytes int
+	SendShards       int           // parallel commit pipelines (1 for SQLite)
+	MaxBatch         int           // messages per commit
+	BatchLinger      time.Duration // under load, how long a commit waits for more sends
+	QueuePerShard    int           // sends waiting per shard before Send blocks
 }
 
 // Service is the logic layer.
 type Service struct {
-	cfg   Config
-	store Store
-	log   *slog.Logger
-	pipe  *pipeline
+	cfg     Config
+	store   Store
+	log     *slog.Logger
+	pipe    *pipeline
+	members *memberCache
 
 	limMu    sync.Mutex
 	limiters map[string]*limiter
@@ -75,18 +86,27 @@ type limiter struct {
 
 // New returns a Service. Run must be running for sends to complete.
 func New(cfg Config, store Store, fanout Fanout, ids *idgen.Snowflake, log *slog.Logger) *Service {
+	if cfg.MaxResponseBytes <= 0 {
+		cfg.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	members := newMemberCache(store)
 	return &Service{
 		cfg:      cfg,
 		store:    store,
 		log:      log,
-		pipe:     newPipeline(store, fanout, ids, log, max(cfg.SendShards, 1), max(cfg.MaxBatch, 1), max(cfg.QueuePerShard, 1), cfg.BatchLinger),
+		members:  members,
+		pipe:     newPipeline(store, fanout, members, ids, log, max(cfg.SendShards, 1), max(cfg.MaxBatch, 1), max(cfg.QueuePerShard, 1), cfg.BatchLinger),
 		limiters: make(map[string]*limiter),
 		known:    make(map[string]struct{}),
 	}
 }
 
+// DefaultMaxResponseBytes is the default of Config.MaxResponseBytes.
+const DefaultMaxResponseBytes = 1 << 20
+
 // Run runs the send pipeline and forgets idle rate limiters until ctx
-// ends. Sends accepted before then are committed before it returns.
+// ends. Then it stops taking sends (Send answers ShuttingDown) and commits
+// and answers every send accepted before, in batches, before it returns.
 func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.pipe.run(ctx) })
@@ -117,21 +137,26 @@ type SendRequest struct {
 // called once, after the commit and the fan-out (or with the error). done
 // runs on the pipeline's goroutine and must not block. An error returned
 // directly means done will not be called.
-// Errors: apierr.ErrInvalidArgument, apierr.ErrPermissionDenied,
-// apierr.ErrNotFound (unknown recipient), apierr.ErrResourceExhausted (rate).
+// Errors: apierr.RateLimited (checked first, before any database read),
+// BadClientMsgID, ContentRequired, ContentTooLarge, BadRecipient,
+// UserNotFound, GroupNotFound, NotMember, ShuttingDown, Unavailable; done
+// may also get ClientMsgIDReused and Unavailable.
 func (s *Service) Send(ctx context.Context, req SendRequest, done func(SendResult)) error {
+	if !s.allow(req.From.UserID) {
+		return fmt.Errorf("%w: %v messages/s", apierr.RateLimited, float64(s.cfg.SendRate))
+	}
 	if n := len(req.ClientMsgID); n == 0 || n > 64 {
-		return fmt.Errorf("%w: client_msg_id must be 1-64 bytes, got %d", apierr.ErrInvalidArgument, n)
+		return fmt.Errorf("%w: got %d bytes", apierr.BadClientMsgID, n)
 	}
 	if req.Content == nil {
-		return fmt.Errorf("%w: content is required", apierr.ErrInvalidArgument)
+		return apierr.ContentRequired
 	}
 	content, err := proto.Marshal(req.Content)
 	if err != nil {
-		return fmt.Errorf("%w: content cannot be encoded: %v", apierr.ErrInvalidArgument, err)
+		return fmt.Errorf("%w: cannot be encoded: %v", apierr.ContentRequired, err)
 	}
 	if len(content) > s.cfg.MaxContentBytes {
-		return fmt.Errorf("%w: content is %d bytes; the limit is %d", apierr.ErrInvalidArgument, len(content), s.cfg.MaxContentBytes)
+		return fmt.Errorf("%w: %d bytes, limit %d", apierr.ContentTooLarge, len(content), s.cfg.MaxContentBytes)
 	}
 	p := &pending{
 		msg: storage.NewMessage{
@@ -146,11 +171,8 @@ func (s *Service) Send(ctx context.Context, req SendRequest, done func(SendResul
 	}
 	switch {
 	case req.ToUser != "" && req.ToGroup != "":
-		return fmt.Errorf("%w: send to a user or a group, not both", apierr.ErrInvalidArgument)
+		return fmt.Errorf("%w: both given", apierr.BadRecipient)
 	case req.ToUser != "":
-		if strings.Contains(req.ToUser, ":") {
-			return fmt.Errorf("%w: no user %q", apierr.ErrNotFound, req.ToUser)
-		}
 		if err := s.requireUser(ctx, req.ToUser); err != nil {
 			return err
 		}
@@ -161,22 +183,32 @@ func (s *Service) Send(ctx context.Context, req SendRequest, done func(SendResul
 		}
 		p.msg.Members = p.users
 	case req.ToGroup != "":
-		conv := storage.GroupConversationID(req.ToGroup)
-		if err := s.requireActiveMember(ctx, conv, req.From.UserID); err != nil {
+		if err := s.members.requireActive(ctx, req.ToGroup, req.From.UserID); err != nil {
 			return err
 		}
-		p.msg.ConversationID = conv
+		p.msg.ConversationID = storage.GroupConversationID(req.ToGroup)
 		p.groupID = req.ToGroup
 	default:
-		return fmt.Errorf("%w: a recipient (user_id or group_id) is required", apierr.ErrInvalidArgument)
-	}
-	if !s.allow(req.From.UserID) {
-		return fmt.Errorf("%w: sending too fast; the limit is %v messages/s", apierr.ErrResourceExhausted, float64(s.cfg.SendRate))
+		return fmt.Errorf("%w: neither given", apierr.BadRecipient)
 	}
 	return s.pipe.submit(ctx, p)
 }
 
+// maxIDBytes bounds user and group ids a client names. Server-made ids are
+// far shorter; anything longer is refused before it reaches the database
+// or any per-session state.
+const maxIDBytes = 128
+
+func validID(id string) bool {
+	return id != "" && len(id) <= maxIDBytes && !strings.Contains(id, ":")
+}
+
+// requireUser checks that a user exists. Errors: BadUserID, UserNotFound,
+// Unavailable.
 func (s *Service) requireUser(ctx context.Context, id string) error {
+	if !validID(id) {
+		return fmt.Errorf("%w: %d bytes", apierr.BadUserID, len(id))
+	}
 	s.knownMu.RLock()
 	_, ok := s.known[id]
 	s.knownMu.RUnlock()
@@ -185,9 +217,9 @@ func (s *Service) requireUser(ctx context.Context, id string) error {
 	}
 	if _, err := s.store.GetUser(ctx, id); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("%w: no user %q", apierr.ErrNotFound, id)
+			return fmt.Errorf("%w: %q", apierr.UserNotFound, id)
 		}
-		return fmt.Errorf("chat: look up recipient: %w", err)
+		return apierr.FromStorage("chat: look up recipient", err)
 	}
 	s.knownMu.Lock()
 	if len(s.known) >= knownUsersCap {
@@ -226,52 +258,47 @@ func (s *Service) forgetIdleLimiters(cutoff time.Time) {
 	}
 }
 
-// access returns the seq range (after, upto] a user may read in a
-// conversation (upto 0: no bound). Errors: apierr.ErrInvalidArgument for a
-// malformed id, apierr.ErrPermissionDenied for a non-member.
-func (s *Service) access(ctx context.Context, conv, user string) (after, upto int64, err error) {
+// everything is the one period of a one-to-one conversation.
+var everything = []storage.Period{{JoinedSeq: 0, LeftSeq: storage.OpenSeq}}
+
+// readable returns the periods of conv that user may read, ascending.
+// Errors: BadConversationID, NotMember, UserNotFound (a c2c id naming no
+// user), Unavailable.
+func (s *Service) readable(ctx context.Context, conv, user string) ([]storage.Period, error) {
+	if len(conv) > 2*maxIDBytes+8 {
+		return nil, fmt.Errorf("%w: %d bytes", apierr.BadConversationID, len(conv))
+	}
 	pc, err := storage.ParseConversationID(conv)
 	if err != nil {
-		return 0, 0, fmt.Errorf("%w: %v", apierr.ErrInvalidArgument, err)
+		return nil, fmt.Errorf("%w: %v", apierr.BadConversationID, err)
 	}
 	if pc.Kind == storage.KindC2C {
-		// The id names both members; no lookup needed.
-		if pc.Users[0] != user && pc.Users[1] != user {
-			return 0, 0, fmt.Errorf("%w: not a member of %s", apierr.ErrPermissionDenied, conv)
+		// The id names both members; the peer must exist, so made-up ids
+		// create no state anywhere.
+		peer := pc.Users[0]
+		switch user {
+		case pc.Users[0]:
+			peer = pc.Users[1]
+		case pc.Users[1]:
+		default:
+			return nil, apierr.NotMember
 		}
-		return 0, 0, nil
+		if err := s.requireUser(ctx, peer); err != nil {
+			return nil, err
+		}
+		return everything, nil
+	}
+	if !validID(pc.GroupID) {
+		return nil, fmt.Errorf("%w: group id of %d bytes", apierr.BadConversationID, len(pc.GroupID))
 	}
 	m, err := s.store.GetMembership(ctx, conv, user)
 	if errors.Is(err, storage.ErrNotFound) {
-		return 0, 0, fmt.Errorf("%w: not a member of %s", apierr.ErrPermissionDenied, conv)
+		return nil, apierr.NotMember
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("chat: look up membership: %w", err)
+		return nil, apierr.FromStorage("chat: look up membership", err)
 	}
-	if !m.Active {
-		return m.JoinedSeq, m.LeftSeq, nil
-	}
-	return m.JoinedSeq, 0, nil
-}
-
-// requireActiveMember checks that user may write to (and manage) a group
-// conversation. Errors: apierr.ErrNotFound when the group does not exist,
-// apierr.ErrPermissionDenied when the user is not (or no longer) a member.
-func (s *Service) requireActiveMember(ctx context.Context, conv, user string) error {
-	m, err := s.store.GetMembership(ctx, conv, user)
-	if err == nil && m.Active {
-		return nil
-	}
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("chat: look up membership: %w", err)
-	}
-	// Only the refusal pays for telling a missing group from a closed one.
-	if pc, perr := storage.ParseConversationID(conv); perr == nil && pc.Kind == storage.KindGroup {
-		if _, gerr := s.store.GetGroup(ctx, pc.GroupID); errors.Is(gerr, storage.ErrNotFound) {
-			return fmt.Errorf("%w: no group %q", apierr.ErrNotFound, pc.GroupID)
-		}
-	}
-	return fmt.Errorf("%w: not a member of %s", apierr.ErrPermissionDenied, conv)
+	return m.Periods, nil
 }
 
 // Limits for pulls.
@@ -284,7 +311,7 @@ const (
 func pageLimit(limit int32, def int) (int, error) {
 	switch {
 	case limit < 0 || limit > MaxPageLimit:
-		return 0, fmt.Errorf("%w: limit must be 0-%d, got %d", apierr.ErrInvalidArgument, MaxPageLimit, limit)
+		return 0, fmt.Errorf("%w: %d, want 0-%d", apierr.BadLimit, limit, MaxPageLimit)
 	case limit == 0:
 		return def, nil
 	}
@@ -295,73 +322,133 @@ func pageLimit(limit int32, def int) (int, error) {
 type SyncBatch struct {
 	Messages  []*starlingv1.Message
 	HasMore   bool
-	LatestSeq int64
+	LatestSeq int64 // the newest seq the user may read
+	// Reached is how far the device holds the conversation once it has
+	// this batch (given it held everything up to the after_seq it asked
+	// from): the last message's seq, or LatestSeq when nothing is left.
+	Reached int64
 }
 
-// Sync returns the messages of conv after afterSeq that user may read.
+// Sync returns the messages of conv after afterSeq that user may read,
+// within every membership period, at most limit of them and at most
+// MaxResponseBytes encoded; HasMore says there are more.
 func (s *Service) Sync(ctx context.Context, user, conv string, afterSeq int64, limit int32) (SyncBatch, error) {
 	n, err := pageLimit(limit, DefaultSyncLimit)
 	if err != nil {
 		return SyncBatch{}, err
 	}
 	if afterSeq < 0 {
-		return SyncBatch{}, fmt.Errorf("%w: after_seq must not be negative", apierr.ErrInvalidArgument)
+		return SyncBatch{}, fmt.Errorf("%w: after_seq %d", apierr.BadSeq, afterSeq)
 	}
-	joined, upto, err := s.access(ctx, conv, user)
+	periods, err := s.readable(ctx, conv, user)
 	if err != nil {
 		return SyncBatch{}, err
 	}
-	ms, err := s.store.ListMessages(ctx, conv, max(afterSeq, joined), upto, n+1)
+	// Latest first: every message up to it is committed, so a batch that
+	// reaches it without more has everything up to it (a message committed
+	// after this read is pushed, or announced by a Notify).
+	latest, err := s.store.LatestSeq(ctx, conv)
 	if err != nil {
-		return SyncBatch{}, fmt.Errorf("chat: sync %s: %w", conv, err)
+		return SyncBatch{}, apierr.FromStorage("chat: latest seq", err)
 	}
-	b := SyncBatch{HasMore: len(ms) > n}
+	var ms []storage.Message
+	for _, p := range periods {
+		lo, hi := max(afterSeq, p.JoinedSeq), min(p.LeftSeq, latest)
+		if lo >= hi {
+			continue
+		}
+		page, err := s.store.ListMessages(ctx, conv, lo, hi, n+1-len(ms))
+		if err != nil {
+			return SyncBatch{}, apierr.FromStorage("chat: sync", err)
+		}
+		if ms = append(ms, page...); len(ms) > n {
+			break
+		}
+	}
+	b := SyncBatch{HasMore: len(ms) > n, LatestSeq: visibleTop(periods, latest)}
 	if b.HasMore {
 		ms = ms[:n]
 	}
 	if b.Messages, err = toProtos(ms); err != nil {
 		return SyncBatch{}, err
 	}
-	switch {
-	case upto > 0:
-		b.LatestSeq = upto
-	case !b.HasMore && len(ms) > 0:
-		b.LatestSeq = ms[len(ms)-1].Seq
-	default:
-		if b.LatestSeq, err = s.store.LatestSeq(ctx, conv); err != nil {
-			return SyncBatch{}, fmt.Errorf("chat: latest seq of %s: %w", conv, err)
-		}
+	if fit := fitOldest(b.Messages, s.cfg.MaxResponseBytes); fit < len(b.Messages) {
+		b.Messages, b.HasMore = b.Messages[:fit], true
+	}
+	b.Reached = b.LatestSeq
+	if b.HasMore {
+		b.Reached = b.Messages[len(b.Messages)-1].Seq
 	}
 	return b, nil
 }
 
+// visibleTop is the newest seq a reader with these periods may see when the
+// conversation's latest is latest.
+func visibleTop(periods []storage.Period, latest int64) int64 {
+	top := int64(0)
+	for _, p := range periods {
+		if hi := min(p.LeftSeq, latest); hi > p.JoinedSeq {
+			top = max(top, hi)
+		}
+	}
+	return top
+}
+
 // History returns one page of conv before beforeSeq (0: from the newest),
-// ascending, and whether older messages remain.
+// ascending, within every membership period, at most limit messages and
+// MaxResponseBytes encoded, and whether older messages remain.
 func (s *Service) History(ctx context.Context, user, conv string, beforeSeq int64, limit int32) ([]*starlingv1.Message, bool, error) {
 	n, err := pageLimit(limit, DefaultHistoryLimit)
 	if err != nil {
 		return nil, false, err
 	}
 	if beforeSeq < 0 {
-		return nil, false, fmt.Errorf("%w: before_seq must not be negative", apierr.ErrInvalidArgument)
+		return nil, false, fmt.Errorf("%w: before_seq %d", apierr.BadSeq, beforeSeq)
 	}
-	joined, upto, err := s.access(ctx, conv, user)
+	periods, err := s.readable(ctx, conv, user)
 	if err != nil {
 		return nil, false, err
 	}
-	if upto > 0 && (beforeSeq == 0 || beforeSeq > upto+1) {
-		beforeSeq = upto + 1
+	before := beforeSeq
+	if before == 0 {
+		before = storage.OpenSeq
 	}
-	ms, err := s.store.ListMessagesBefore(ctx, conv, joined, beforeSeq, n+1)
-	if err != nil {
-		return nil, false, fmt.Errorf("chat: history of %s: %w", conv, err)
+	// Newest period first, each page ascending; pages are then joined
+	// oldest first.
+	var pages [][]storage.Message
+	total := 0
+	for i := len(periods) - 1; i >= 0 && total <= n; i-- {
+		p := periods[i]
+		upper := before
+		if !p.Active() {
+			upper = min(before, p.LeftSeq+1)
+		}
+		if upper <= p.JoinedSeq+1 {
+			continue
+		}
+		page, err := s.store.ListMessagesBefore(ctx, conv, p.JoinedSeq, upper, n+1-total)
+		if err != nil {
+			return nil, false, apierr.FromStorage("chat: history", err)
+		}
+		pages = append(pages, page)
+		total += len(page)
+	}
+	ms := make([]storage.Message, 0, total)
+	for i := len(pages) - 1; i >= 0; i-- {
+		ms = append(ms, pages[i]...)
 	}
 	more := len(ms) > n
 	if more {
-		ms = ms[1:]
+		ms = ms[len(ms)-n:]
 	}
 	out, err := toProtos(ms)
-	return out, more, err
+	if err != nil {
+		return nil, false, err
+	}
+	if fit := fitNewest(out, s.cfg.MaxResponseBytes); fit < len(out) {
+		out, more = out[len(out)-fit:], true
+	}
+	return out, more, nil
 }
 
 // Conversations lists the user's conversations as the device sees them;
@@ -369,56 +456,78 @@ func (s *Service) History(ctx context.Context, user, conv string, beforeSeq int6
 func (s *Service) Conversations(ctx context.Context, user, device string, onlyBehind bool) ([]storage.ConversationState, error) {
 	cs, err := s.store.ListConversations(ctx, user, device, onlyBehind)
 	if err != nil {
-		return nil, fmt.Errorf("chat: list conversations: %w", err)
+		return nil, apierr.FromStorage("chat: list conversations", err)
 	}
 	return cs, nil
 }
 
 // GetUser finds a user by id or username.
-func (s *Service) GetUser(ctx context.Context, id, username string) (storage.User, error) {
+func (s *Service) GetUser(ctx context.Context, id, username string) (*starlingv1.User, error) {
 	var (
 		u   storage.User
 		err error
 	)
 	switch {
 	case id != "":
+		if !validID(id) {
+			return nil, fmt.Errorf("%w: %d bytes", apierr.BadUserID, len(id))
+		}
 		u, err = s.store.GetUser(ctx, id)
 	case username != "":
+		if len(username) > maxIDBytes {
+			return nil, fmt.Errorf("%w: username of %d bytes", apierr.UserNotFound, len(username))
+		}
 		u, err = s.store.GetUserByUsername(ctx, username)
 	default:
-		return storage.User{}, fmt.Errorf("%w: user_id or username is required", apierr.ErrInvalidArgument)
+		return nil, apierr.UserRequired
 	}
 	if errors.Is(err, storage.ErrNotFound) {
-		return storage.User{}, fmt.Errorf("%w: no such user", apierr.ErrNotFound)
+		return nil, apierr.UserNotFound
 	}
 	if err != nil {
-		return storage.User{}, fmt.Errorf("chat: get user: %w", err)
+		return nil, apierr.FromStorage("chat: get user", err)
 	}
-	return u, nil
+	return UserProto(u), nil
+}
+
+// UserProto is a user as clients see it.
+func UserProto(u storage.User) *starlingv1.User {
+	return &starlingv1.User{UserId: u.ID, Username: u.Username, DisplayName: u.DisplayName}
+}
+
+func groupProto(g storage.Group) *starlingv1.Group {
+	return &starlingv1.Group{
+		GroupId:        g.ID,
+		ConversationId: storage.GroupConversationID(g.ID),
+		Name:           g.Name,
+		OwnerId:        g.OwnerID,
+		CreateTime:     timestamppb.New(g.CreatedAt),
+		MemberCount:    int32(g.MemberCount),
+	}
 }
 
 // CreateGroup creates a group owned by owner with owner and memberIDs.
-func (s *Service) CreateGroup(ctx context.Context, owner, name string, memberIDs []string) (storage.Group, error) {
+func (s *Service) CreateGroup(ctx context.Context, owner, name string, memberIDs []string) (*starlingv1.Group, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || !utf8.ValidString(name) || utf8.RuneCountInString(name) > 64 {
-		return storage.Group{}, fmt.Errorf("%w: group name must be 1-64 characters", apierr.ErrInvalidArgument)
+		return nil, apierr.BadGroupName
 	}
 	members, err := s.memberList(memberIDs)
 	if err != nil {
-		return storage.Group{}, err
+		return nil, err
 	}
 	if !slices.Contains(members, owner) {
 		members = append(members, owner)
 	}
 	if len(members) > s.cfg.MaxGroupMembers {
-		return storage.Group{}, fmt.Errorf("%w: a group holds at most %d members", apierr.ErrResourceExhausted, s.cfg.MaxGroupMembers)
+		return nil, fmt.Errorf("%w: %d, limit %d", apierr.TooManyMembers, len(members), s.cfg.MaxGroupMembers)
 	}
 	g := storage.Group{ID: idgen.Random("g"), Name: name, OwnerID: owner, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
 	if err := s.store.CreateGroup(ctx, g, members, s.cfg.MaxGroupMembers); err != nil {
-		return storage.Group{}, groupErr("create group", err)
+		return nil, groupErr("chat: create group", err)
 	}
 	g.MemberCount = len(members)
-	return g, nil
+	return groupProto(g), nil
 }
 
 // AddMembers adds users to a group the caller is a member of.
@@ -428,55 +537,62 @@ func (s *Service) AddMembers(ctx context.Context, caller, groupID string, userID
 		return nil, err
 	}
 	if len(users) == 0 {
-		return nil, fmt.Errorf("%w: user_ids is empty", apierr.ErrInvalidArgument)
+		return nil, apierr.MembersRequired
 	}
-	if err := s.requireActiveMember(ctx, storage.GroupConversationID(groupID), caller); err != nil {
+	if err := s.members.requireActive(ctx, groupID, caller); err != nil {
 		return nil, err
 	}
 	added, err := s.store.AddMembers(ctx, groupID, users, s.cfg.MaxGroupMembers)
 	if err != nil {
-		return nil, groupErr("add members", err)
+		return nil, groupErr("chat: add members", err)
+	}
+	if len(added) > 0 {
+		s.members.forget(groupID)
 	}
 	return added, nil
 }
 
 // LeaveGroup removes the caller from a group.
 func (s *Service) LeaveGroup(ctx context.Context, caller, groupID string) error {
-	if err := s.requireActiveMember(ctx, storage.GroupConversationID(groupID), caller); err != nil {
+	if err := s.members.requireActive(ctx, groupID, caller); err != nil {
 		return err
 	}
-	if err := s.store.LeaveGroup(ctx, groupID, caller); err != nil {
-		return groupErr("leave group", err)
+	err := s.store.LeaveGroup(ctx, groupID, caller)
+	// Forget even on error: an ambiguous commit may have left.
+	s.members.forget(groupID)
+	if err != nil {
+		return groupErr("chat: leave group", err)
 	}
 	return nil
 }
 
 // GetGroup returns a group and its members to one of its members.
-func (s *Service) GetGroup(ctx context.Context, caller, groupID string) (storage.Group, []string, error) {
-	if err := s.requireActiveMember(ctx, storage.GroupConversationID(groupID), caller); err != nil {
-		return storage.Group{}, nil, err
+func (s *Service) GetGroup(ctx context.Context, caller, groupID string) (*starlingv1.Group, []string, error) {
+	if err := s.members.requireActive(ctx, groupID, caller); err != nil {
+		return nil, nil, err
 	}
 	g, err := s.store.GetGroup(ctx, groupID)
 	if err != nil {
-		return storage.Group{}, nil, groupErr("get group", err)
+		return nil, nil, groupErr("chat: get group", err)
 	}
-	members, err := s.store.ListMembers(ctx, groupID)
+	set, err := s.store.ListMembers(ctx, groupID)
 	if err != nil {
-		return storage.Group{}, nil, groupErr("list members", err)
+		return nil, nil, groupErr("chat: list members", err)
 	}
-	return g, members, nil
+	g.MemberCount = len(set.Members)
+	return groupProto(g), set.Members, nil
 }
 
 // memberList checks and de-duplicates user ids given by a client.
 func (s *Service) memberList(ids []string) ([]string, error) {
 	if len(ids) > s.cfg.MaxGroupMembers {
-		return nil, fmt.Errorf("%w: a group holds at most %d members", apierr.ErrResourceExhausted, s.cfg.MaxGroupMembers)
+		return nil, fmt.Errorf("%w: %d, limit %d", apierr.TooManyMembers, len(ids), s.cfg.MaxGroupMembers)
 	}
 	seen := make(map[string]bool, len(ids))
 	out := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if id == "" || strings.Contains(id, ":") {
-			return nil, fmt.Errorf("%w: %q is not a user id", apierr.ErrInvalidArgument, id)
+		if !validID(id) {
+			return nil, fmt.Errorf("%w: %d bytes", apierr.BadUserID, len(id))
 		}
 		if !seen[id] {
 			seen[id] = true
@@ -489,9 +605,9 @@ func (s *Service) memberList(ids []string) ([]string, error) {
 func groupErr(op string, err error) error {
 	switch {
 	case errors.Is(err, storage.ErrGroupFull):
-		return fmt.Errorf("%w: %v", apierr.ErrResourceExhausted, err)
+		return fmt.Errorf("%w: %s: %w", apierr.GroupFull, op, err)
 	case errors.Is(err, storage.ErrNotFound):
-		return fmt.Errorf("%w: %s: a group or user does not exist", apierr.ErrNotFound, op)
+		return fmt.Errorf("%w: %s: %w", apierr.MemberNotFound, op, err)
 	}
-	return fmt.Errorf("chat: %s: %w", op, err)
+	return apierr.FromStorage(op, err)
 }

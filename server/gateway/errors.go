@@ -9,48 +9,32 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/starling-im/starling/server/apierr"
-	"github.com/starling-im/starling/storage"
 )
 
-// codeTable maps error kinds to gRPC codes. The first match wins.
-var codeTable = []struct {
-	err  error
-	code codes.Code
-}{
-	{apierr.ErrInvalidArgument, codes.InvalidArgument},
-	{apierr.ErrUnauthenticated, codes.Unauthenticated},
-	{apierr.ErrPermissionDenied, codes.PermissionDenied},
-	{apierr.ErrNotFound, codes.NotFound},
-	{storage.ErrNotFound, codes.NotFound},
-	{apierr.ErrAlreadyExists, codes.AlreadyExists},
-	{storage.ErrAlreadyExists, codes.AlreadyExists},
-	{apierr.ErrResourceExhausted, codes.ResourceExhausted},
-	{storage.ErrGroupFull, codes.ResourceExhausted},
-	{apierr.ErrUnavailable, codes.Unavailable},
-	// The commit may or may not have happened: the client resends with the
-	// same client_msg_id, and dedup makes that safe.
-	{storage.ErrAmbiguousCommit, codes.Unavailable},
-	{context.Canceled, codes.Canceled},
-	{context.DeadlineExceeded, codes.DeadlineExceeded},
-}
-
-// toStatus turns a domain error into the status a client sees. Known kinds
-// keep their message (domain messages are written for clients); anything
-// else is logged and becomes a bare Internal, so no internal detail leaks.
+// toStatus turns a domain error into the status a client sees: the code and
+// fixed message of the apierr entry it wraps (the detail around it goes to
+// the log, at debug: refusals are routine). Anything else is a bug: it is
+// logged and becomes a bare Internal, so no internal detail leaks.
 func toStatus(log *slog.Logger, err error) *status.Status {
 	if err == nil {
 		return nil
 	}
+	var ae *apierr.Error
+	switch {
+	case errors.As(err, &ae):
+		log.Debug("refused", "code", ae.Code.String(), "err", err)
+		return status.New(ae.Code, ae.Message)
+	case errors.Is(err, context.Canceled):
+		return status.New(codes.Canceled, "canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.New(codes.DeadlineExceeded, "deadline exceeded")
+	}
 	if s, ok := status.FromError(err); ok {
+		// A status from gRPC itself (the stream broke): pass it on.
 		return s
 	}
-	for _, e := range codeTable {
-		if errors.Is(err, e.err) {
-			return status.New(e.code, err.Error())
-		}
-	}
 	log.Error("internal error", "err", err)
-	return status.New(codes.Internal, "internal error")
+	return status.New(codes.Internal, apierr.Internal.Message)
 }
 
 func toError(log *slog.Logger, err error) error {
@@ -59,3 +43,6 @@ func toError(log *slog.Logger, err error) error {
 	}
 	return toStatus(log, err).Err()
 }
+
+// ToError is toStatus for the interceptors outside this package.
+func ToError(log *slog.Logger, err error) error { return toError(log, err) }

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -38,22 +40,43 @@ type ChatServer struct {
 	AuthTimeout time.Duration
 	// MaxInflightSends bounds sends of one stream awaiting their SendAck.
 	MaxInflightSends int
+	// WriteTimeout bounds how long an ended stream's writer may stay
+	// blocked writing to a device that does not read; then AbortConn
+	// closes the device's connection, which ends the write.
+	WriteTimeout time.Duration
+	// AbortConn closes the connection of the peer at addr; nil or false
+	// when it cannot (then the handler returns anyway, see Stream).
+	AbortConn func(addr net.Addr) bool
 }
 
 type stream = grpc.BidiStreamingServer[starlingv1.StreamRequest, starlingv1.StreamResponse]
 
+// catchUpTimeout bounds the read of what a connecting device is behind on.
+const catchUpTimeout = 10 * time.Second
+
 // Stream serves one device. Lifecycle: authenticate (metadata or first
-// frame) → register in the hub → Welcome → catch-up Notifies → frames until
-// the client leaves or the session is closed (logout, replaced, slow, idle,
-// shutdown). One goroutine reads and dispatches frames, one writes; the
-// handler returns when either ends or the session closes.
+// frame) → register in the hub → Welcome with the catch-up Notifies →
+// frames until the client leaves or the session is closed (logout,
+// replaced, slow, idle, shutdown).
+//
+// Goroutines: one reader calls Recv for the whole stream, the first frame
+// included, and dispatches frames (readLoop); one writer calls Send
+// (writeLoop); the handler waits for either to end or the session to
+// close. The handler always waits for the writer before it returns, so
+// nothing sends on the stream after it: a writer blocked on a device that
+// does not read is ended by closing that device's connection. The reader
+// is the one goroutine that can outlive the handler, blocked in Recv until
+// gRPC ends the stream as the handler returns (etcd's watch server does the
+// same): after Recv fails it touches the stream no more.
 func (s *ChatServer) Stream(st stream) error {
 	ctx := st.Context()
 	id, authed := auth.FromContext(ctx)
+	r := newReader(st, !authed)
+	defer r.abandon()
 	var authRef uint64
 	if !authed {
 		var err error
-		if id, authRef, err = s.authenticateFirstFrame(ctx, st); err != nil {
+		if id, authRef, err = s.authenticateFirstFrame(ctx, st, r); err != nil {
 			return err
 		}
 	}
@@ -84,9 +107,8 @@ func (s *ChatServer) Stream(st stream) error {
 		sess.Close(&starlingv1.Disconnect{Reason: starlingv1.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, Message: "could not read conversation state; reconnect", Reconnect: true})
 	}
 
-	var inflight atomic.Int64 // sends awaiting their SendAck
-	read := make(chan error, 1)
-	go func() { read <- s.readLoop(ctx, st, sess, id, &inflight) }()
+	sends := newSendTracker()
+	read := r.start(func() error { return s.readLoop(ctx, st, sess, id, sends) })
 
 	var result error
 	select {
@@ -95,31 +117,49 @@ func (s *ChatServer) Stream(st stream) error {
 		if errors.Is(err, io.EOF) {
 			// The client half-closed (grpcurl does after its last frame):
 			// it still expects the answers to what it sent.
-			s.drain(sess, &inflight, written)
+			s.drain(sess, sends, written)
 		}
 	case err := <-written:
 		result = err
 	case <-sess.Done():
 	}
 	sess.Close(nil)
-	// Let the writer say goodbye (Disconnect) but never wait long on a
-	// device that does not read.
-	select {
-	case <-written:
-	case <-time.After(time.Second):
-	}
+	s.awaitWriter(ctx, log, written)
 	if r := sess.Reason(); r != nil {
 		log.Info("stream closed", "reason", r.Reason.String())
 		if r.Reason == starlingv1.DisconnectReason_DISCONNECT_REASON_SLOW {
-			return status.Error(codes.ResourceExhausted, r.Message)
+			return status.Error(apierr.SlowDevice.Code, apierr.SlowDevice.Message)
 		}
 		if r.Reason == starlingv1.DisconnectReason_DISCONNECT_REASON_SHUTDOWN {
-			return status.Error(codes.Unavailable, r.Message)
+			return status.Error(apierr.ShuttingDown.Code, r.Message)
 		}
 		return nil
 	}
 	log.Info("stream closed", "err", result)
 	return result
+}
+
+// awaitWriter waits for the writer of an ended session: it writes what
+// was queued and the Disconnect, or fails at once if the client is gone.
+// A writer still blocked after WriteTimeout is on a device that does not
+// read; closing its connection ends the write.
+func (s *ChatServer) awaitWriter(ctx context.Context, log *slog.Logger, written <-chan error) {
+	timer := time.NewTimer(s.WriteTimeout)
+	defer timer.Stop()
+	select {
+	case <-written:
+		return
+	case <-timer.C:
+	}
+	p, _ := peer.FromContext(ctx)
+	if p == nil || s.AbortConn == nil || !s.AbortConn(p.Addr) {
+		// Nothing to close (an in-process transport): returning ends the
+		// stream, and with it the write.
+		log.Warn("writer blocked past the write timeout; ending the stream")
+		return
+	}
+	log.Warn("writer blocked past the write timeout; connection closed")
+	<-written
 }
 
 func readResult(err error) error {
@@ -132,49 +172,110 @@ func readResult(err error) error {
 	return err
 }
 
+// reader owns the stream's receive side: one goroutine that takes the
+// first frame (when the stream authenticates with it) and then runs the
+// read loop.
+type reader struct {
+	first   chan recv         // the first frame, when asked for
+	run     chan func() error // the loop to run next; closed to give up
+	started bool
+}
+
+type recv struct {
+	f   *starlingv1.StreamRequest
+	err error
+}
+
+func newReader(st stream, wantFirst bool) *reader {
+	r := &reader{first: make(chan recv, 1), run: make(chan func() error, 1)}
+	go func() {
+		if wantFirst {
+			f, err := st.Recv()
+			r.first <- recv{f, err}
+			if err != nil {
+				return
+			}
+		}
+		if loop, ok := <-r.run; ok {
+			loop()
+		}
+	}()
+	return r
+}
+
+// start runs loop on the reader goroutine; its result arrives on the
+// channel returned.
+func (r *reader) start(loop func() error) <-chan error {
+	done := make(chan error, 1)
+	r.started = true
+	r.run <- func() error {
+		err := loop()
+		done <- err
+		return err
+	}
+	return done
+}
+
+// abandon lets the reader goroutine go when the stream ends before start.
+func (r *reader) abandon() {
+	if !r.started {
+		close(r.run)
+	}
+}
+
 // authenticateFirstFrame waits for the Auth frame of a stream that came
 // without a token in its metadata.
-func (s *ChatServer) authenticateFirstFrame(ctx context.Context, st stream) (auth.Identity, uint64, error) {
-	type recv struct {
-		f   *starlingv1.StreamRequest
-		err error
-	}
-	got := make(chan recv, 1)
-	go func() {
-		f, err := st.Recv()
-		got <- recv{f, err}
-	}()
+func (s *ChatServer) authenticateFirstFrame(ctx context.Context, st stream, r *reader) (auth.Identity, uint64, error) {
 	timer := time.NewTimer(s.AuthTimeout)
 	defer timer.Stop()
-	var r recv
+	var got recv
 	select {
-	case r = <-got:
+	case got = <-r.first:
 	case <-timer.C:
-		err := status.Error(codes.Unauthenticated, "no Auth frame in time")
-		st.Send(errorFrame(0, status.Convert(err), true))
-		return auth.Identity{}, 0, err
+		st.Send(errorFrame(0, toStatus(s.Log, apierr.AuthTimeout), true))
+		return auth.Identity{}, 0, toError(s.Log, apierr.AuthTimeout)
 	case <-ctx.Done():
 		return auth.Identity{}, 0, status.FromContextError(ctx.Err()).Err()
 	}
-	if r.err != nil {
-		return auth.Identity{}, 0, r.err
+	if got.err != nil {
+		return auth.Identity{}, 0, got.err
 	}
-	a := r.f.GetAuth()
+	a := got.f.GetAuth()
 	if a == nil {
-		err := status.Error(codes.Unauthenticated, "the first frame must be Auth (or send the token in the authorization metadata)")
-		st.Send(errorFrame(r.f.GetRef(), status.Convert(err), true))
-		return auth.Identity{}, 0, err
+		st.Send(errorFrame(got.f.GetRef(), toStatus(s.Log, apierr.AuthRequired), true))
+		return auth.Identity{}, 0, toError(s.Log, apierr.AuthRequired)
 	}
 	id, err := s.Accounts.Authenticate(ctx, a.GetToken())
 	if err == nil && a.GetDeviceId() != "" && a.GetDeviceId() != id.DeviceID {
-		err = fmt.Errorf("%w: device_id %q does not match the token's device", apierr.ErrUnauthenticated, a.GetDeviceId())
+		err = apierr.DeviceMismatch
 	}
 	if err != nil {
 		st2 := toStatus(s.Log, err)
-		st.Send(errorFrame(r.f.GetRef(), st2, true))
+		st.Send(errorFrame(got.f.GetRef(), st2, true))
 		return auth.Identity{}, 0, st2.Err()
 	}
-	return id, r.f.GetRef(), nil
+	return id, got.f.GetRef(), nil
+}
+
+// sendTracker counts a stream's sends that await their SendAck.
+type sendTracker struct {
+	n    atomic.Int64
+	zero chan struct{} // cap 1: the count came down to zero
+}
+
+func newSendTracker() *sendTracker { return &sendTracker{zero: make(chan struct{}, 1)} }
+
+// add counts one more send and returns how many are in flight.
+func (t *sendTracker) add() int64 { return t.n.Add(1) }
+
+// done counts a send answered.
+func (t *sendTracker) done() {
+	if t.n.Add(-1) == 0 {
+		select {
+		case t.zero <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // drainTimeout bounds how long a half-closed stream is kept to deliver
@@ -183,21 +284,30 @@ const drainTimeout = 5 * time.Second
 
 // drain waits for the sends in flight to be answered, then for the writer
 // to write everything queued so far.
-func (s *ChatServer) drain(sess *hub.Session, inflight *atomic.Int64, written <-chan error) {
-	deadline := time.Now().Add(drainTimeout)
-	for inflight.Load() > 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+func (s *ChatServer) drain(sess *hub.Session, sends *sendTracker, written <-chan error) {
+	deadline := time.NewTimer(drainTimeout)
+	defer deadline.Stop()
+	for sends.n.Load() > 0 {
+		select {
+		case <-sends.zero:
+		case <-sess.Done():
+			return
+		case <-deadline.C:
+			return
+		}
 	}
 	sess.End()
 	select {
 	case <-written:
 	case <-sess.Done():
-	case <-time.After(time.Until(deadline)):
+	case <-deadline.C:
 	}
 }
 
 // catchUp tells the device about every conversation it is behind on.
 func (s *ChatServer) catchUp(ctx context.Context, sess *hub.Session, id auth.Identity, welcome *starlingv1.StreamResponse) error {
+	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+	defer cancel()
 	states, err := s.Chat.Conversations(ctx, id.UserID, id.DeviceID, true)
 	if err != nil {
 		sess.FinishStart(welcome, nil)
@@ -238,7 +348,7 @@ func writeLoop(st stream, sess *hub.Session) error {
 
 // readLoop receives frames and handles each one: this is where every
 // client frame is dispatched.
-func (s *ChatServer) readLoop(ctx context.Context, st stream, sess *hub.Session, id auth.Identity, inflight *atomic.Int64) error {
+func (s *ChatServer) readLoop(ctx context.Context, st stream, sess *hub.Session, id auth.Identity, sends *sendTracker) error {
 	for {
 		f, err := st.Recv()
 		if err != nil {
@@ -250,10 +360,10 @@ func (s *ChatServer) readLoop(ctx context.Context, st stream, sess *hub.Session,
 		case *starlingv1.StreamRequest_Ping:
 			sess.Send(&starlingv1.StreamResponse{Ref: ref, Frame: &starlingv1.StreamResponse_Pong{Pong: &starlingv1.Pong{ServerTime: timestamppb.Now()}}})
 		case *starlingv1.StreamRequest_Send:
-			s.handleSend(ctx, sess, id, ref, fr.Send, inflight)
+			s.handleSend(ctx, sess, id, ref, fr.Send, sends)
 		case *starlingv1.StreamRequest_PushAck:
 			if fr.PushAck.GetConversationId() == "" || fr.PushAck.GetSeq() <= 0 {
-				s.refuse(sess, ref, fmt.Errorf("%w: PushAck needs a conversation_id and a positive seq", apierr.ErrInvalidArgument))
+				s.refuse(sess, ref, apierr.BadPushAck)
 				continue
 			}
 			s.Hub.Ack(sess, fr.PushAck.GetConversationId(), fr.PushAck.GetSeq())
@@ -264,9 +374,9 @@ func (s *ChatServer) readLoop(ctx context.Context, st stream, sess *hub.Session,
 				s.refuse(sess, ref, err)
 			}
 		case *starlingv1.StreamRequest_Auth:
-			s.refuse(sess, ref, fmt.Errorf("%w: the stream is already authenticated", apierr.ErrInvalidArgument))
+			s.refuse(sess, ref, apierr.AlreadyAuthed)
 		default:
-			s.refuse(sess, ref, fmt.Errorf("%w: empty or unknown frame", apierr.ErrInvalidArgument))
+			s.refuse(sess, ref, apierr.BadFrame)
 		}
 		select {
 		case <-sess.Done():
@@ -276,10 +386,10 @@ func (s *ChatServer) readLoop(ctx context.Context, st stream, sess *hub.Session,
 	}
 }
 
-func (s *ChatServer) handleSend(ctx context.Context, sess *hub.Session, id auth.Identity, ref uint64, m *starlingv1.Send, inflight *atomic.Int64) {
-	if inflight.Add(1) > int64(s.MaxInflightSends) {
-		inflight.Add(-1)
-		s.refuse(sess, ref, fmt.Errorf("%w: more than %d sends await their SendAck", apierr.ErrResourceExhausted, s.MaxInflightSends))
+func (s *ChatServer) handleSend(ctx context.Context, sess *hub.Session, id auth.Identity, ref uint64, m *starlingv1.Send, sends *sendTracker) {
+	if sends.add() > int64(s.MaxInflightSends) {
+		sends.done()
+		s.refuse(sess, ref, fmt.Errorf("%w: limit %d", apierr.TooManyInflight, s.MaxInflightSends))
 		return
 	}
 	req := chat.SendRequest{
@@ -291,7 +401,7 @@ func (s *ChatServer) handleSend(ctx context.Context, sess *hub.Session, id auth.
 		Content:     m.GetContent(),
 	}
 	err := s.Chat.Send(ctx, req, func(r chat.SendResult) {
-		inflight.Add(-1)
+		defer sends.done() // after the answer is queued: drain waits for it
 		if r.Err != nil {
 			s.refuse(sess, ref, r.Err)
 			return
@@ -308,7 +418,7 @@ func (s *ChatServer) handleSend(ctx context.Context, sess *hub.Session, id auth.
 		}}})
 	})
 	if err != nil {
-		inflight.Add(-1)
+		sends.done()
 		s.refuse(sess, ref, err)
 	}
 }
@@ -325,11 +435,7 @@ func (s *ChatServer) handleSync(ctx context.Context, sess *hub.Session, id auth.
 		HasMore:        b.HasMore,
 		LatestSeq:      b.LatestSeq,
 	}}}
-	reached := min(m.GetAfterSeq(), b.LatestSeq)
-	if n := len(b.Messages); n > 0 {
-		reached = b.Messages[n-1].Seq
-	}
-	sess.SyncDone(m.GetConversationId(), reached, b.HasMore, answer)
+	sess.SyncDone(m.GetConversationId(), b.Reached, b.HasMore, answer)
 }
 
 // refuse answers a frame with an Error frame; the stream stays open.

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -12,7 +11,6 @@ import (
 	"github.com/starling-im/starling/server/auth"
 	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/hub"
-	"github.com/starling-im/starling/storage"
 )
 
 // AuthServer serves starling.v1.AuthService.
@@ -29,7 +27,7 @@ func (s *AuthServer) Register(ctx context.Context, req *starlingv1.RegisterReque
 	if err != nil {
 		return nil, toError(s.Log, err)
 	}
-	return &starlingv1.RegisterResponse{User: userProto(u)}, nil
+	return &starlingv1.RegisterResponse{User: chat.UserProto(u)}, nil
 }
 
 // Login issues a token.
@@ -38,7 +36,7 @@ func (s *AuthServer) Login(ctx context.Context, req *starlingv1.LoginRequest) (*
 	if err != nil {
 		return nil, toError(s.Log, err)
 	}
-	return &starlingv1.LoginResponse{Token: token, ExpiresAt: timestamppb.New(exp), User: userProto(u), DeviceId: req.GetDeviceId()}, nil
+	return &starlingv1.LoginResponse{Token: token, ExpiresAt: timestamppb.New(exp), User: chat.UserProto(u), DeviceId: req.GetDeviceId()}, nil
 }
 
 // Logout revokes the caller's token and closes its stream.
@@ -70,13 +68,9 @@ func identity(ctx context.Context) (auth.Identity, error) {
 	id, ok := auth.FromContext(ctx)
 	if !ok {
 		// The interceptor guarantees one; reaching here is a wiring bug.
-		return auth.Identity{}, fmt.Errorf("%w: no token", apierr.ErrUnauthenticated)
+		return auth.Identity{}, apierr.NoToken
 	}
 	return id, nil
-}
-
-func userProto(u storage.User) *starlingv1.User {
-	return &starlingv1.User{UserId: u.ID, Username: u.Username, DisplayName: u.DisplayName}
 }
 
 // UserServer serves starling.v1.UserService.
@@ -92,7 +86,7 @@ func (s *UserServer) GetUser(ctx context.Context, req *starlingv1.GetUserRequest
 	if err != nil {
 		return nil, toError(s.Log, err)
 	}
-	return &starlingv1.GetUserResponse{User: userProto(u)}, nil
+	return &starlingv1.GetUserResponse{User: u}, nil
 }
 
 // GroupServer serves starling.v1.GroupService.
@@ -100,17 +94,6 @@ type GroupServer struct {
 	starlingv1.UnimplementedGroupServiceServer
 	Chat *chat.Service
 	Log  *slog.Logger
-}
-
-func groupProto(g storage.Group) *starlingv1.Group {
-	return &starlingv1.Group{
-		GroupId:        g.ID,
-		ConversationId: storage.GroupConversationID(g.ID),
-		Name:           g.Name,
-		OwnerId:        g.OwnerID,
-		CreateTime:     timestamppb.New(g.CreatedAt),
-		MemberCount:    int32(g.MemberCount),
-	}
 }
 
 // CreateGroup creates a group owned by the caller.
@@ -123,7 +106,7 @@ func (s *GroupServer) CreateGroup(ctx context.Context, req *starlingv1.CreateGro
 	if err != nil {
 		return nil, toError(s.Log, err)
 	}
-	return &starlingv1.CreateGroupResponse{Group: groupProto(g)}, nil
+	return &starlingv1.CreateGroupResponse{Group: g}, nil
 }
 
 // AddMembers adds users to a group.
@@ -161,6 +144,5 @@ func (s *GroupServer) GetGroup(ctx context.Context, req *starlingv1.GetGroupRequ
 	if err != nil {
 		return nil, toError(s.Log, err)
 	}
-	g.MemberCount = len(members)
-	return &starlingv1.GetGroupResponse{Group: groupProto(g), MemberIds: members}, nil
+	return &starlingv1.GetGroupResponse{Group: g, MemberIds: members}, nil
 }

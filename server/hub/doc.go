@@ -12,7 +12,7 @@
 // window, messages are pushed; when it is full, the conversation switches to
 // pull mode: one Notify is sent and pushes for it stop until the device has
 // synced to the end (SyncDone), which is how a busy group cannot flood a
-// phone (DESIGN.md, delivery invariant 5).
+// phone (docs/design.md, delivery invariant 5).
 //
 // Everything here is safe for concurrent use.
 package hub

@@ -31,6 +31,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// CursorFlushInterval is how often acknowledged cursors are written.
 	CursorFlushInterval time.Duration
+	// MaxPushBytes bounds the encoded messages packed into one Push frame
+	// (a single larger message still goes, alone).
+	MaxPushBytes int
 }
 
 // CursorStore persists delivery cursors.
@@ -49,6 +52,7 @@ type Hub struct {
 	shards  [shardCount]shard
 	nextID  atomic.Uint64
 	metrics counters
+	closed  atomic.Bool // CloseAll ran: no new sessions
 
 	pendingMu sync.Mutex
 	pending   map[cursorKey]int64 // acked cursors not yet written
@@ -75,6 +79,9 @@ type cursorKey struct{ user, device, conv string }
 // New returns a Hub. Run must be running for cursors to be written and idle
 // sessions to be closed.
 func New(cfg Config, cursors CursorStore, log *slog.Logger) *Hub {
+	if cfg.MaxPushBytes <= 0 {
+		cfg.MaxPushBytes = 1 << 20
+	}
 	h := &Hub{cfg: cfg, cursors: cursors, log: log, seed: maphash.MakeSeed(), pending: make(map[cursorKey]int64)}
 	for i := range h.shards {
 		h.shards[i].users = make(map[string]*userSessions)
@@ -88,8 +95,9 @@ func (h *Hub) shard(user string) *shard {
 
 // Register adds a session for a device. The session starts in the starting
 // phase (offers are held until FinishStart). A session already open for the
-// same device is closed as replaced. Errors: apierr.ErrResourceExhausted
-// when the user already has MaxDevices other devices online.
+// same device is closed as replaced. Errors: apierr.TooManyDevices when the
+// user already has MaxDevices other devices online; apierr.ShuttingDown
+// once CloseAll has run.
 func (h *Hub) Register(userID, deviceID string) (*Session, error) {
 	s := &Session{
 		UserID:   userID,
@@ -105,6 +113,12 @@ func (h *Hub) Register(userID, deviceID string) (*Session, error) {
 	h.metrics.opened.Add(1)
 	sh := h.shard(userID)
 	sh.mu.Lock()
+	if h.closed.Load() {
+		// Checked under the shard lock, which CloseAll takes after setting
+		// closed: a session either is refused here or is closed there.
+		sh.mu.Unlock()
+		return nil, apierr.ShuttingDown
+	}
 	u := sh.users[userID]
 	if u == nil {
 		u = &userSessions{devices: make(map[string]*Session)}
@@ -113,7 +127,7 @@ func (h *Hub) Register(userID, deviceID string) (*Session, error) {
 	old := u.devices[deviceID]
 	if old == nil && len(u.devices) >= h.cfg.MaxDevices {
 		sh.mu.Unlock()
-		return nil, fmt.Errorf("%w: user already has %d devices online", apierr.ErrResourceExhausted, len(u.devices))
+		return nil, fmt.Errorf("%w: %d online", apierr.TooManyDevices, len(u.devices))
 	}
 	u.devices[deviceID] = s
 	sh.mu.Unlock()
@@ -195,6 +209,39 @@ func (h *Hub) Deliver(userIDs []string, except *Session, m *starlingv1.Message) 
 	}
 }
 
+// Announce switches conv to pull mode, with a Notify{latest}, on every
+// online device of users and on every session here that has seen conv:
+// the fallback when a message was stored but who may read it could not be
+// read. A device that may not read conv is refused by its Sync.
+func (h *Hub) Announce(userIDs []string, conv string, latest int64) {
+	targets := make(map[*Session]struct{})
+	for _, uid := range userIDs {
+		sh := h.shard(uid)
+		sh.mu.RLock()
+		if u := sh.users[uid]; u != nil {
+			for _, s := range u.devices {
+				targets[s] = struct{}{}
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for _, u := range sh.users {
+			for _, s := range u.devices {
+				if s.knows(conv) {
+					targets[s] = struct{}{}
+				}
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	for s := range targets {
+		s.announce(conv, latest)
+	}
+}
+
 // Ack records a PushAck from s and queues its cursor for writing.
 func (h *Hub) Ack(s *Session, conversationID string, seq int64) {
 	if cur := s.Ack(conversationID, seq); cur > 0 {
@@ -238,8 +285,14 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 }
 
-// FlushCursors writes the pending cursors. On failure they are put back, so
-// nothing acknowledged is forgotten while the process lives.
+// cursorChunk bounds the cursors written in one transaction: on SQLite a
+// write transaction holds the single writer, and message commits wait
+// behind it.
+const cursorChunk = 256
+
+// FlushCursors writes the pending cursors, cursorChunk per transaction. On
+// failure the unwritten ones are put back, so nothing acknowledged is
+// forgotten while the process lives.
 func (h *Hub) FlushCursors(ctx context.Context) error {
 	h.pendingMu.Lock()
 	if len(h.pending) == 0 {
@@ -254,17 +307,27 @@ func (h *Hub) FlushCursors(ctx context.Context) error {
 	for k, seq := range batch {
 		cursors = append(cursors, storage.DeviceCursor{UserID: k.user, DeviceID: k.device, ConversationID: k.conv, DeliveredSeq: seq})
 	}
-	if err := h.cursors.AdvanceCursors(ctx, cursors); err != nil {
-		h.pendingMu.Lock()
-		for k, seq := range batch {
-			if seq > h.pending[k] {
-				h.pending[k] = seq
-			}
+	for len(cursors) > 0 {
+		n := min(len(cursors), cursorChunk)
+		if err := h.cursors.AdvanceCursors(ctx, cursors[:n]); err != nil {
+			h.repend(cursors)
+			return fmt.Errorf("hub: write %d cursors: %w", n, err)
 		}
-		h.pendingMu.Unlock()
-		return fmt.Errorf("hub: write %d cursors: %w", len(cursors), err)
+		cursors = cursors[n:]
 	}
 	return nil
+}
+
+// repend puts unwritten cursors back, unless newer acks came meanwhile.
+func (h *Hub) repend(cursors []storage.DeviceCursor) {
+	h.pendingMu.Lock()
+	defer h.pendingMu.Unlock()
+	for _, c := range cursors {
+		k := cursorKey{c.UserID, c.DeviceID, c.ConversationID}
+		if c.DeliveredSeq > h.pending[k] {
+			h.pending[k] = c.DeliveredSeq
+		}
+	}
 }
 
 func (h *Hub) closeIdle(cutoff time.Time) {
@@ -291,8 +354,11 @@ func (h *Hub) closeIdle(cutoff time.Time) {
 	}
 }
 
-// CloseAll closes every session with reason, for shutdown.
+// CloseAll closes every session with reason and refuses new ones, for
+// shutdown. Each session's writer still writes what was queued before (the
+// SendAcks of a drained pipeline), then the Disconnect.
 func (h *Hub) CloseAll(reason *starlingv1.Disconnect) {
+	h.closed.Store(true)
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.RLock()

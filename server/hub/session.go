@@ -57,10 +57,17 @@ type Session struct {
 
 	mu       sync.Mutex
 	starting bool                  // catch-up not yet computed: offers are held
-	held     []*starlingv1.Message // offers held while starting
+	held     []*starlingv1.Message // offers held while starting, at most QueueSize
+	// heldOver is, per conversation, what came while starting after held
+	// was full: those conversations start in pull mode.
+	heldOver map[string]overflow
 	convs    map[string]*convState
 	unacked  int64 // sum of inflight over convs
 }
+
+// overflow is the first and last seq of a conversation offered while held
+// was full.
+type overflow struct{ first, latest int64 }
 
 // Done is closed when the session must end; Reason says why.
 func (s *Session) Done() <-chan struct{} { return s.done }
@@ -143,10 +150,60 @@ func (s *Session) offer(m *starlingv1.Message, sh *wire.Shared) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.starting {
-		s.held = append(s.held, m)
+		s.hold(m.ConversationId, m.Seq, m)
 		return
 	}
 	s.offerLocked(m, sh)
+}
+
+// hold keeps an offer (m, or with m nil an announcement of latest) for
+// FinishStart. Past QueueSize held messages, a conversation is only
+// remembered by its seqs, and starts in pull mode: memory stays bounded
+// however long the catch-up read takes.
+func (s *Session) hold(conv string, seq int64, m *starlingv1.Message) {
+	if o, over := s.heldOver[conv]; over {
+		o.latest = max(o.latest, seq)
+		s.heldOver[conv] = o
+		return
+	}
+	if m == nil || len(s.held) >= s.hub.cfg.QueueSize {
+		if s.heldOver == nil {
+			s.heldOver = make(map[string]overflow)
+		}
+		s.heldOver[conv] = overflow{first: seq, latest: seq}
+		return
+	}
+	s.held = append(s.held, m)
+}
+
+// knows reports whether the device has been offered or has pulled conv on
+// this session.
+func (s *Session) knows(conv string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.convs[conv]
+	return ok
+}
+
+// announce puts conv in pull mode with a Notify{latest}, unless the device
+// was already given latest.
+func (s *Session) announce(conv string, latest int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.starting {
+		s.hold(conv, latest, nil)
+		return
+	}
+	c := s.conv(conv)
+	switch {
+	case c.pull:
+		c.latest = max(c.latest, latest)
+	case latest > c.top():
+		c.pull = true
+		c.latest = latest
+		s.hub.metrics.notifies.Add(1)
+		s.enqueue(item{frame: notifyFrame(conv, latest, c.acked)})
+	}
 }
 
 func (s *Session) offerLocked(m *starlingv1.Message, sh *wire.Shared) {
@@ -198,23 +255,44 @@ func (s *Session) FinishStart(welcome *starlingv1.StreamResponse, behind []Catch
 	if welcome != nil {
 		s.enqueue(item{frame: welcome})
 	}
+	var pulled []string // conversations to Notify, in order
 	for _, b := range behind {
 		c := s.conv(b.ConversationID)
 		c.pull = true
 		c.latest = max(c.latest, b.LatestSeq)
 		c.acked = max(c.acked, b.DeliveredSeq)
 		c.base = max(c.base, b.DeliveredSeq)
+		pulled = append(pulled, b.ConversationID)
 	}
-	held := s.held
-	s.starting, s.held = false, nil
+	held, over := s.held, s.heldOver
+	s.starting, s.held, s.heldOver = false, nil, nil
+	for conv, o := range over {
+		// Not behind at the catch-up read, so the device had everything
+		// before the first message offered since.
+		for _, m := range held {
+			if m.ConversationId == conv {
+				o.first = min(o.first, m.Seq)
+			}
+		}
+		c, known := s.convs[conv]
+		if !known {
+			c = s.conv(conv)
+			c.base, c.acked = o.first-1, o.first-1
+		}
+		if !c.pull {
+			c.pull = true
+			pulled = append(pulled, conv)
+		}
+		c.latest = max(c.latest, o.latest)
+	}
 	for _, m := range held {
 		if c := s.convs[m.ConversationId]; c != nil && c.pull {
 			c.latest = max(c.latest, m.Seq)
 		}
 	}
-	for _, b := range behind {
-		c := s.convs[b.ConversationID]
-		s.enqueue(item{frame: notifyFrame(b.ConversationID, c.latest, b.DeliveredSeq)})
+	for _, conv := range pulled {
+		c := s.convs[conv]
+		s.enqueue(item{frame: notifyFrame(conv, c.latest, c.acked)})
 	}
 	for _, m := range held {
 		s.offerLocked(m, nil)

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/wire"
@@ -15,9 +16,11 @@ type Out struct {
 	Push  []*wire.Shared
 }
 
-// maxPack bounds how many messages go in one Push frame. Packing a backlog
-// raises payload per frame (fewer gRPC messages, fewer syscalls) without
-// making one frame large.
+// maxPack bounds how many messages go in one Push frame, and
+// Config.MaxPushBytes their encoded size. Packing a backlog raises payload
+// per frame (fewer gRPC messages, fewer syscalls) without making one frame
+// large: every frame stays well under a client's default 4 MiB receive
+// limit, however large the messages.
 const maxPack = 64
 
 // Next returns the next frame to write, blocking until there is one or the
@@ -53,9 +56,14 @@ func (s *Session) take() (o Out, ok, ready bool) {
 	default:
 		msgs := []*starlingv1.Message{it.msg}
 		shared := []*wire.Shared{it.shared}
+		size := pushCost(it.shared)
 		for n < len(s.queue) && len(msgs) < maxPack && s.queue[n].msg != nil {
-			msgs = append(msgs, s.queue[n].msg)
-			shared = append(shared, s.queue[n].shared)
+			next := s.queue[n]
+			if size += pushCost(next.shared); size > s.hub.cfg.MaxPushBytes {
+				break
+			}
+			msgs = append(msgs, next.msg)
+			shared = append(shared, next.shared)
 			n++
 		}
 		o, ok = Out{Frame: pushFrame(msgs), Push: shared}, true
@@ -67,6 +75,17 @@ func (s *Session) take() (o Out, ok, ready bool) {
 		s.queue = nil
 	}
 	return o, ok, true
+}
+
+// pushCost is what a message adds to a Push frame: its encoding (made
+// once for every recipient, and needed for the frame anyway) plus its tag
+// and length.
+func pushCost(sh *wire.Shared) int {
+	b, err := sh.Bytes()
+	if err != nil {
+		return proto.Size(sh.Msg)
+	}
+	return protowire.SizeTag(messagesField) + protowire.SizeBytes(len(b))
 }
 
 func pushFrame(msgs []*starlingv1.Message) *starlingv1.StreamResponse {

@@ -55,7 +55,7 @@ func (s *Store) AdvanceCursors(ctx context.Context, cursors []storage.DeviceCurs
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("postgres: advance cursors: %w", err)
+		return fmt.Errorf("postgres: advance cursors: %w", mapError(err))
 	}
 	return nil
 }
@@ -64,12 +64,16 @@ func (s *Store) AdvanceCursors(ctx context.Context, cursors []storage.DeviceCurs
 // of, with the device's cursor, newest activity first. With onlyBehind,
 // only those with messages past max(DeliveredSeq, JoinedSeq).
 func (s *Store) ListConversations(ctx context.Context, userID, deviceID string, onlyBehind bool) ([]storage.ConversationState, error) {
-	// For a user who left, the conversation ends at left_seq.
+	// One row per current period. For a user who left, the conversation
+	// ends at its left_seq. JoinedSeq is the first period's: the smallest
+	// joined_seq in membership_history when there were earlier periods
+	// (its primary key finds it at once), else the current one's.
 	rows, err := s.pool.Query(ctx, `
 		SELECT m.conversation_id,
 		       CASE WHEN m.left_seq IS NULL THEN c.latest_seq ELSE LEAST(m.left_seq, c.latest_seq) END,
 		       COALESCE(d.delivered_seq, 0),
-		       m.joined_seq,
+		       COALESCE((SELECT min(h.joined_seq) FROM membership_history h
+		                 WHERE h.user_id = m.user_id AND h.conversation_id = m.conversation_id), m.joined_seq),
 		       c.updated_at
 		FROM memberships m
 		JOIN conversations c ON c.id = m.conversation_id
@@ -79,7 +83,7 @@ func (s *Store) ListConversations(ctx context.Context, userID, deviceID string, 
 		ORDER BY c.updated_at DESC, m.conversation_id`,
 		userID, deviceID)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list conversations of %q: %w", userID, err)
+		return nil, fmt.Errorf("postgres: list conversations of %q: %w", userID, mapError(err))
 	}
 	states := []storage.ConversationState{}
 	var st storage.ConversationState
@@ -92,7 +96,7 @@ func (s *Store) ListConversations(ctx context.Context, userID, deviceID string, 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list conversations of %q: %w", userID, err)
+		return nil, fmt.Errorf("postgres: list conversations of %q: %w", userID, mapError(err))
 	}
 	return states, nil
 }

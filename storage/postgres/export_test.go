@@ -30,3 +30,47 @@ func ForceCockroach(s *Store, on bool) { s.cockroach = on }
 
 // DetectCockroach is isCockroach.
 var DetectCockroach = isCockroach
+
+// MapError is mapError, the one place database errors become sentinels.
+var MapError = mapError
+
+// Migrations returns how many migrations the binary embeds.
+func Migrations() (int, error) {
+	ms, err := loadMigrations()
+	return len(ms), err
+}
+
+// MigrateTo migrates the database at dbURL up to version and no further,
+// as an older binary would have left it.
+func MigrateTo(ctx context.Context, dbURL string, version int64) error {
+	cfg, err := parseURL(dbURL)
+	if err != nil {
+		return err
+	}
+	pool, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	s := &Store{pool: pool}
+	if err := pool.QueryRow(ctx, `SELECT version()`).Scan(&s.serverVersion); err != nil {
+		return err
+	}
+	s.cockroach = isCockroach(s.serverVersion)
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	if err := s.createMigrationsTable(ctx); err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.Version > version {
+			break
+		}
+		if err := s.inTx(ctx, func(tx pgx.Tx) error { return applyMigration(ctx, tx, m) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -46,8 +46,10 @@ const lookupSQL = `
 // conversation's batch gets seq latest_seq - back. The bump row stays
 // locked (written) until commit, so concurrent senders to a conversation
 // are serialised and seq has no gap and no repeat; a rollback undoes it.
-// The last SELECT returns each conversation's latest_seq and how many
-// messages were inserted, as a check.
+// The last SELECT returns each conversation's latest_seq, its membership
+// epoch (read under the same row lock, so no membership change can come
+// between it and the commit) and how many messages were inserted, as a
+// check.
 const appendSQL = `
 	WITH bump AS (
 		INSERT INTO conversations (id, latest_seq, updated_at)
@@ -56,7 +58,7 @@ const appendSQL = `
 		ON CONFLICT (id) DO UPDATE
 		SET latest_seq = conversations.latest_seq + excluded.latest_seq,
 		    updated_at = GREATEST(conversations.updated_at, excluded.updated_at)
-		RETURNING id, latest_seq
+		RETURNING id, latest_seq, member_epoch
 	), ins AS (
 		INSERT INTO messages (` + messageColumns + `)
 		SELECT m.conversation_id, b.latest_seq - m.back, m.msg_id, m.sender_id, m.sender_device_id,
@@ -66,7 +68,7 @@ const appendSQL = `
 		JOIN bump b ON b.id = m.conversation_id
 		RETURNING 1
 	)
-	SELECT id, latest_seq, (SELECT count(*) FROM ins) FROM bump`
+	SELECT id, latest_seq, member_epoch, (SELECT count(*) FROM ins) FROM bump`
 
 // membersSQL gives the users of one-to-one conversations their membership,
 // at joined_seq 0, if they do not have it yet.
@@ -95,7 +97,7 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []storage.NewMessage) (
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: append messages: %w", err)
+		return nil, fmt.Errorf("postgres: append messages: %w", mapError(err))
 	}
 	return results, nil
 }
@@ -147,7 +149,7 @@ func appendTx(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage) ([]stor
 
 	results := make([]storage.AppendResult, len(msgs))
 	if len(byConv) > 0 {
-		latest, err := insertNew(ctx, tx, msgs, byConv)
+		latest, epochs, err := insertNew(ctx, tx, msgs, byConv)
 		if err != nil {
 			return nil, err
 		}
@@ -164,6 +166,8 @@ func appendTx(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage) ([]stor
 					Content:        m.Content,
 					CreatedAt:      fromMillis(toMillis(m.CreatedAt)), // as stored
 				}
+				// One-to-one conversations' epoch stays 0: nothing bumps it.
+				results[i].MemberEpoch = epochs[conv]
 			}
 		}
 	}
@@ -180,8 +184,8 @@ func appendTx(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage) ([]stor
 
 // insertNew stores the new messages, grouped by conversation, and their
 // one-to-one memberships, in one round trip. It returns each
-// conversation's latest_seq after the insert.
-func insertNew(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage, byConv map[string]*convBatch) (map[string]int64, error) {
+// conversation's latest_seq after the insert, and its membership epoch.
+func insertNew(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage, byConv map[string]*convBatch) (latest, epochs map[string]int64, err error) {
 	// Conversations in key order, so that concurrent batches lock their
 	// rows in the same order and cannot deadlock.
 	convs := slices.Sorted(maps.Keys(byConv))
@@ -213,16 +217,17 @@ func insertNew(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage, byConv
 		total += len(c.msgs)
 	}
 
-	latest := make(map[string]int64, len(convs))
+	latest = make(map[string]int64, len(convs))
+	epochs = make(map[string]int64, len(convs))
 	var inserted int64
 	b := &pgx.Batch{}
 	b.Queue(appendSQL, convs, counts, updated,
 		mConv, mBack, mMsgID, mSender, mDevice, mClientID, mContent, mCreated,
 	).Query(func(rows pgx.Rows) error {
 		var id string
-		var seq int64
-		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &inserted}, func() error {
-			latest[id] = seq
+		var seq, epoch int64
+		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &epoch, &inserted}, func() error {
+			latest[id], epochs[id] = seq, epoch
 			return nil
 		})
 		return err
@@ -244,42 +249,43 @@ func insertNew(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage, byConv
 			// client_msg_id) after our lookup. Retrying finds it and returns
 			// it as the duplicate; this attempt rolls back, so no seq is
 			// used up. (PostgreSQL usually reports this as 40001 already.)
-			return nil, retryable{fmt.Errorf("insert messages: %w", err)}
+			return nil, nil, retryable{fmt.Errorf("insert messages: %w", err)}
 		}
-		return nil, fmt.Errorf("insert messages: %w", err)
+		return nil, nil, fmt.Errorf("insert messages: %w", err)
 	}
 	if inserted != int64(total) || len(latest) != len(convs) {
-		return nil, fmt.Errorf("insert messages: stored %d messages in %d conversations, want %d in %d",
+		return nil, nil, fmt.Errorf("insert messages: stored %d messages in %d conversations, want %d in %d",
 			inserted, len(latest), total, len(convs))
 	}
-	return latest, nil
+	return latest, epochs, nil
 }
 
 // ListMessages returns the conversation's messages with
-// afterSeq < seq <= uptoSeq (no upper bound when uptoSeq <= 0), ascending,
-// at most limit of them.
+// afterSeq < seq <= uptoSeq, ascending, at most limit of them. The bound
+// is taken as it is: storage.OpenSeq reads to the end, and 0 (a user who
+// left before the first message) reads nothing.
 func (s *Store) ListMessages(ctx context.Context, conversationID string, afterSeq, uptoSeq int64, limit int) ([]storage.Message, error) {
 	if limit <= 0 {
 		return []storage.Message{}, nil
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT `+messageColumns+` FROM messages
-		WHERE conversation_id = $1 AND seq > $2::BIGINT AND ($3::BIGINT <= 0 OR seq <= $3::BIGINT)
+		WHERE conversation_id = $1 AND seq > $2::BIGINT AND seq <= $3::BIGINT
 		ORDER BY seq
 		LIMIT $4`,
 		conversationID, afterSeq, uptoSeq, limit)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list messages of %q: %w", conversationID, err)
+		return nil, fmt.Errorf("postgres: list messages of %q: %w", conversationID, mapError(err))
 	}
 	msgs, err := pgx.CollectRows(rows, scanMessage)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list messages of %q: %w", conversationID, err)
+		return nil, fmt.Errorf("postgres: list messages of %q: %w", conversationID, mapError(err))
 	}
 	return msgs, nil
 }
 
 // ListMessagesBefore returns the newest messages with
-// afterSeq < seq < beforeSeq (no upper bound when beforeSeq <= 0), at most
+// afterSeq < seq < beforeSeq (storage.OpenSeq: no upper bound), at most
 // limit of them, ascending.
 func (s *Store) ListMessagesBefore(ctx context.Context, conversationID string, afterSeq, beforeSeq int64, limit int) ([]storage.Message, error) {
 	if limit <= 0 {
@@ -287,16 +293,16 @@ func (s *Store) ListMessagesBefore(ctx context.Context, conversationID string, a
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT `+messageColumns+` FROM messages
-		WHERE conversation_id = $1 AND seq > $2::BIGINT AND ($3::BIGINT <= 0 OR seq < $3::BIGINT)
+		WHERE conversation_id = $1 AND seq > $2::BIGINT AND seq < $3::BIGINT
 		ORDER BY seq DESC
 		LIMIT $4`,
 		conversationID, afterSeq, beforeSeq, limit)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list messages of %q: %w", conversationID, err)
+		return nil, fmt.Errorf("postgres: list messages of %q: %w", conversationID, mapError(err))
 	}
 	msgs, err := pgx.CollectRows(rows, scanMessage)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list messages of %q: %w", conversationID, err)
+		return nil, fmt.Errorf("postgres: list messages of %q: %w", conversationID, mapError(err))
 	}
 	slices.Reverse(msgs)
 	return msgs, nil
@@ -307,7 +313,7 @@ func (s *Store) LatestSeq(ctx context.Context, conversationID string) (int64, er
 	var seq int64
 	err := s.pool.QueryRow(ctx, `SELECT latest_seq FROM conversations WHERE id = $1`, conversationID).Scan(&seq)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("postgres: latest seq of %q: %w", conversationID, err)
+		return 0, fmt.Errorf("postgres: latest seq of %q: %w", conversationID, mapError(err))
 	}
 	return seq, nil
 }

@@ -134,7 +134,7 @@ func connect(ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, error) {
 	}
 	if err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("postgres: database unreachable at %s: %w", where(cfg.ConnConfig), err)
+		return nil, fmt.Errorf("postgres: database unreachable at %s: %w", where(cfg.ConnConfig), mapError(err))
 	}
 	return pool, nil
 }

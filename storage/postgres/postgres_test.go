@@ -17,6 +17,7 @@ import (
 	"github.com/starling-im/starling/storage"
 	"github.com/starling-im/starling/storage/postgres"
 	"github.com/starling-im/starling/storage/postgres/pgtest"
+	"github.com/starling-im/starling/storage/storagetest"
 )
 
 func TestOpenBadURL(t *testing.T) {
@@ -173,9 +174,51 @@ func TestMigrateConcurrently(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if versions != 1 || distinct != 1 {
-		t.Fatalf("schema_migrations has %d rows (%d versions), want 1", versions, distinct)
+	want, err := postgres.Migrations()
+	if err != nil {
+		t.Fatal(err)
 	}
+	if versions != want || distinct != want {
+		t.Fatalf("schema_migrations has %d rows (%d versions), want %d", versions, distinct, want)
+	}
+}
+
+// TestUpgradeFrom0001 starts several nodes at once on a database that an
+// older binary left at schema version 1, with data: each start succeeds,
+// the memberships read as periods and the groups have epoch 1.
+func TestUpgradeFrom0001(t *testing.T) {
+	dbURL := pgtest.NewDatabase(t)
+	ctx := t.Context()
+	if err := postgres.MigrateTo(ctx, dbURL, 1); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, storagetest.LegacySQL(`'\x'::BYTEA`)) // simple protocol: several statements
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const nodes = 6
+	var wg sync.WaitGroup
+	errs := make([]error, nodes)
+	for i := range nodes {
+		wg.Go(func() {
+			var s *postgres.Store
+			if s, errs[i] = postgres.Open(ctx, dbURL); errs[i] == nil {
+				s.Close()
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	storagetest.CheckUpgraded0001(t, pgtest.Open(t, dbURL))
 }
 
 // TestWriteTransactionsAreSerializable: the PostgreSQL path begins its
@@ -353,7 +396,7 @@ func TestConcurrentIdenticalSends(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		msgs, err := nodes[0].ListMessages(ctx, conv, 0, 0, 100)
+		msgs, err := nodes[0].ListMessages(ctx, conv, 0, storage.OpenSeq, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -396,6 +439,10 @@ func TestAmbiguousCommit(t *testing.T) {
 	_, err := viaProxy.AppendMessages(ctx, []storage.NewMessage{msg})
 	if !errors.Is(err, storage.ErrAmbiguousCommit) {
 		t.Fatalf("AppendMessages with the COMMIT's answer lost: got %v, want ErrAmbiguousCommit", err)
+	}
+	// Not "nothing was written": the caller must not take it for that.
+	if errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("an ambiguous commit is also ErrUnavailable: %v", err)
 	}
 	res, err := direct.AppendMessages(ctx, []storage.NewMessage{msg})
 	if err != nil {

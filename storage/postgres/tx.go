@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/cockroach-go/v2/crdb"
@@ -173,9 +176,20 @@ func retryableDeadlock(err error) error {
 	return err
 }
 
-// mapError turns constraint violations into the storage sentinels, keeping
-// the database's message. Callers add which operation failed.
+// mapError turns database errors into the storage sentinels, keeping the
+// database's error in the chain. Callers add which operation failed. Every
+// Store method's error goes through it (inTx's included), so errors are
+// classified in one place; an error already mapped is returned as it is,
+// which makes mapping twice harmless.
 func mapError(err error) error {
+	switch {
+	case err == nil || mapped(err):
+		// An ambiguous commit stays only that: the caller must not take it
+		// for "nothing was written".
+		return err
+	case unavailable(err):
+		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+	}
 	switch sqlState(err) {
 	case codeUniqueViolation:
 		return fmt.Errorf("%w: %w", storage.ErrAlreadyExists, err)
@@ -185,4 +199,49 @@ func mapError(err error) error {
 		return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
 	}
 	return err
+}
+
+// mapped tells whether err already wraps a storage sentinel.
+func mapped(err error) bool {
+	for _, target := range []error{storage.ErrNotFound, storage.ErrAlreadyExists, storage.ErrGroupFull,
+		storage.ErrUnavailable, storage.ErrAmbiguousCommit} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// SQLSTATE codes that mean the server cannot serve us now, though it may
+// soon: class 08 (connection exception) is matched by its prefix.
+const (
+	codeAdminShutdown      = "57P01" // the server is shutting down, or the connection was terminated
+	codeCrashShutdown      = "57P02"
+	codeCannotConnectNow   = "57P03" // the server is starting up or shutting down
+	codeTooManyConnections = "53300"
+)
+
+// unavailable tells whether err means the database could not be reached or
+// did not answer in time. inTx has already told an unknown COMMIT outcome
+// apart (ErrAmbiguousCommit, checked first by mapError), so a broken
+// connection here broke before any COMMIT was sent: nothing was written.
+func unavailable(err error) bool {
+	if code := sqlState(err); code != "" {
+		// The server answered, and its code says whether it is the server's
+		// state or our request. A connect error carrying, say, a wrong
+		// password (28P01) is not a passing outage, and retrying will not cure
+		// it.
+		switch code {
+		case codeAdminShutdown, codeCrashShutdown, codeCannotConnectNow, codeTooManyConnections:
+			return true
+		}
+		return strings.HasPrefix(code, "08")
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || // refused, unreachable, the handshake cut
+		errors.As(err, &netErr) || // reset, timed out, no route
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || // the server closed the connection
+		errors.Is(err, pgconn.ErrConnClosed) || // pgx had closed it after an earlier failure
+		errors.Is(err, context.DeadlineExceeded) // no answer within the call's deadline
 }

@@ -44,7 +44,7 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("postgres: create user %q: %w", u.ID, err)
+		return fmt.Errorf("postgres: create user %q: %w", u.ID, mapError(err))
 	}
 	return nil
 }
@@ -65,7 +65,7 @@ func scanUser(row pgx.Row) (storage.User, error) {
 func (s *Store) GetUser(ctx context.Context, id string) (storage.User, error) {
 	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 	if err != nil {
-		return storage.User{}, fmt.Errorf("postgres: get user %q: %w", id, err)
+		return storage.User{}, fmt.Errorf("postgres: get user %q: %w", id, mapError(err))
 	}
 	return u, nil
 }
@@ -74,7 +74,7 @@ func (s *Store) GetUser(ctx context.Context, id string) (storage.User, error) {
 func (s *Store) GetUserByUsername(ctx context.Context, username string) (storage.User, error) {
 	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
 	if err != nil {
-		return storage.User{}, fmt.Errorf("postgres: get user by username %q: %w", username, err)
+		return storage.User{}, fmt.Errorf("postgres: get user by username %q: %w", username, mapError(err))
 	}
 	return u, nil
 }
@@ -90,7 +90,7 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("postgres: create session %q: %w", sess.ID, err)
+		return fmt.Errorf("postgres: create session %q: %w", sess.ID, mapError(err))
 	}
 	return nil
 }
@@ -103,7 +103,7 @@ func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, err
 		SELECT id, user_id, device_id, created_at, expires_at, revoked FROM sessions WHERE id = $1`, id,
 	).Scan(&sess.ID, &sess.UserID, &sess.DeviceID, &created, &expires, &sess.Revoked)
 	if err != nil {
-		return storage.Session{}, fmt.Errorf("postgres: get session %q: %w", id, notFound(err))
+		return storage.Session{}, fmt.Errorf("postgres: get session %q: %w", id, mapError(notFound(err)))
 	}
 	sess.CreatedAt, sess.ExpiresAt = fromMillis(created), fromMillis(expires)
 	return sess, nil
@@ -120,7 +120,7 @@ func (s *Store) RevokeSession(ctx context.Context, id string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("postgres: revoke session %q: %w", id, err)
+		return fmt.Errorf("postgres: revoke session %q: %w", id, mapError(err))
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 // for batch sizes 1, 10 and 100, from one goroutine and from
 // GOMAXPROCS goroutines at once. Each batch goes to one conversation, as
 // the server's send pipeline mostly produces; msgs/s is the figure to
-// compare with DESIGN.md.
+// compare with docs/design.md.
 func BenchmarkAppendMessages(b *testing.B) {
 	for _, batch := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("sequential/batch=%d", batch), func(b *testing.B) {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 
@@ -34,7 +33,7 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []storage.NewMessage) (
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: append messages: %w", err)
+		return nil, fmt.Errorf("sqlite: append messages: %w", mapErr(err))
 	}
 	return results, nil
 }
@@ -96,7 +95,7 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMess
 		return results, nil
 	}
 
-	latest, err := s.reserveSeqs(ctx, tx, msgs, convs)
+	latest, epochs, err := s.reserveSeqs(ctx, tx, msgs, convs)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +126,8 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMess
 				CreatedAt:      fromMillis(millis(m.CreatedAt)), // as a later read returns it
 			}
 			rows = append(rows, msg)
-			results[i] = storage.AppendResult{Message: msg}
+			// One-to-one conversations' epoch stays 0: nothing bumps it.
+			results[i] = storage.AppendResult{Message: msg, MemberEpoch: epochs[c.id]}
 		}
 	}
 	if err := s.insertMessages(ctx, tx, rows); err != nil {
@@ -168,7 +168,7 @@ func batchSQL(kind, n int) string {
 		tail = ` ON CONFLICT (id) DO UPDATE SET
 			latest_seq = latest_seq + excluded.latest_seq,
 			updated_at = max(updated_at, excluded.updated_at)
-			RETURNING id, latest_seq`
+			RETURNING id, latest_seq, member_epoch`
 	case stmtInsert:
 		head, row = `INSERT INTO messages (`+messageColumns+`) VALUES `, "(?, ?, ?, ?, ?, ?, ?, ?)"
 	}
@@ -230,9 +230,13 @@ func (s *Store) findStored(ctx context.Context, tx *sql.Tx, msgs []storage.NewMe
 // reserveSeqs bumps every conversation of the batch by its count of new
 // messages, creating the ones that are new, in one statement per chunk, and
 // returns each one's latest seq: its messages get latest-n+1 … latest.
-// updated_at never goes back, even if nodes' clocks disagree.
-func (s *Store) reserveSeqs(ctx context.Context, tx *sql.Tx, msgs []storage.NewMessage, convs []*convBatch) (map[string]int64, error) {
-	latest := make(map[string]int64, len(convs))
+// updated_at never goes back, even if nodes' clocks disagree. It also
+// returns each one's membership epoch, read by the same statement: the
+// transaction holds the single writer, so no membership change can come
+// between it and the commit.
+func (s *Store) reserveSeqs(ctx context.Context, tx *sql.Tx, msgs []storage.NewMessage, convs []*convBatch) (latest, epochs map[string]int64, err error) {
+	latest = make(map[string]int64, len(convs))
+	epochs = make(map[string]int64, len(convs))
 	for len(convs) > 0 {
 		n := min(len(convs), chunk)
 		args := make([]any, 0, 3*n)
@@ -242,27 +246,27 @@ func (s *Store) reserveSeqs(ctx context.Context, tx *sql.Tx, msgs []storage.NewM
 		}
 		st, err := s.batchStmt(ctx, tx, stmtReserve, n)
 		if err != nil {
-			return nil, fmt.Errorf("reserve seqs: %w", err)
+			return nil, nil, fmt.Errorf("reserve seqs: %w", err)
 		}
 		rows, err := st.QueryContext(ctx, args...)
 		if err != nil {
-			return nil, fmt.Errorf("reserve seqs: %w", err)
+			return nil, nil, fmt.Errorf("reserve seqs: %w", err)
 		}
 		for rows.Next() {
 			var id string
-			var seq int64
-			if err := rows.Scan(&id, &seq); err != nil {
+			var seq, epoch int64
+			if err := rows.Scan(&id, &seq, &epoch); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("reserve seqs: %w", err)
+				return nil, nil, fmt.Errorf("reserve seqs: %w", err)
 			}
-			latest[id] = seq
+			latest[id], epochs[id] = seq, epoch
 		}
 		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("reserve seqs: %w", err)
+			return nil, nil, fmt.Errorf("reserve seqs: %w", err)
 		}
 		convs = convs[n:]
 	}
-	return latest, nil
+	return latest, epochs, nil
 }
 
 // insertMessages inserts rows with one multi-row INSERT per chunk.
@@ -286,29 +290,26 @@ func (s *Store) insertMessages(ctx context.Context, tx *sql.Tx, rows []storage.M
 }
 
 // ListMessages implements storage.Messages. A limit <= 0 returns nothing.
+// The bound is taken as it is: storage.OpenSeq reads to the end, and 0 (a
+// user who left before the first message) reads nothing.
 func (s *Store) ListMessages(ctx context.Context, conversationID string, afterSeq, uptoSeq int64, limit int) ([]storage.Message, error) {
-	if uptoSeq <= 0 {
-		uptoSeq = math.MaxInt64
-	}
 	msgs, err := s.queryMessages(ctx, `SELECT `+messageColumns+` FROM messages
 		WHERE conversation_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`,
 		conversationID, afterSeq, uptoSeq, max(limit, 0))
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list messages of %q: %w", conversationID, err)
+		return nil, fmt.Errorf("sqlite: list messages of %q: %w", conversationID, mapErr(err))
 	}
 	return msgs, nil
 }
 
-// ListMessagesBefore implements storage.Messages. A limit <= 0 returns nothing.
+// ListMessagesBefore implements storage.Messages. A limit <= 0 returns
+// nothing; beforeSeq storage.OpenSeq means no upper bound.
 func (s *Store) ListMessagesBefore(ctx context.Context, conversationID string, afterSeq, beforeSeq int64, limit int) ([]storage.Message, error) {
-	if beforeSeq <= 0 {
-		beforeSeq = math.MaxInt64
-	}
 	msgs, err := s.queryMessages(ctx, `SELECT `+messageColumns+` FROM messages
 		WHERE conversation_id = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
 		conversationID, afterSeq, beforeSeq, max(limit, 0))
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list messages of %q before %d: %w", conversationID, beforeSeq, err)
+		return nil, fmt.Errorf("sqlite: list messages of %q before %d: %w", conversationID, beforeSeq, mapErr(err))
 	}
 	slices.Reverse(msgs) // newest were picked; callers get them ascending
 	return msgs, nil
@@ -347,7 +348,7 @@ func (s *Store) LatestSeq(ctx context.Context, conversationID string) (int64, er
 	var seq int64
 	err := s.reads.QueryRowContext(ctx, `SELECT latest_seq FROM conversations WHERE id = ?`, conversationID).Scan(&seq)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("sqlite: latest seq of %q: %w", conversationID, err)
+		return 0, fmt.Errorf("sqlite: latest seq of %q: %w", conversationID, mapErr(err))
 	}
 	return seq, nil
 }
@@ -373,29 +374,42 @@ func (s *Store) AdvanceCursors(ctx context.Context, cursors []storage.DeviceCurs
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("sqlite: advance cursors: %w", err)
+		return fmt.Errorf("sqlite: advance cursors: %w", mapErr(err))
 	}
 	return nil
 }
 
 // ListConversations implements storage.Cursors.
 func (s *Store) ListConversations(ctx context.Context, userID, deviceID string, onlyBehind bool) ([]storage.ConversationState, error) {
-	// The user may see up to left_seq of a group they left, else up to the
-	// conversation's latest seq.
-	rows, err := s.reads.QueryContext(ctx, `SELECT m.conversation_id,
-			coalesce(m.left_seq, c.latest_seq),
-			coalesce(d.delivered_seq, 0),
-			m.joined_seq,
-			c.updated_at
-		FROM memberships m
-		JOIN conversations c ON c.id = m.conversation_id
-		LEFT JOIN device_cursors d
-			ON d.user_id = m.user_id AND d.device_id = ?2 AND d.conversation_id = m.conversation_id
-		WHERE m.user_id = ?1
-			AND (NOT ?3 OR coalesce(m.left_seq, c.latest_seq) > max(coalesce(d.delivered_seq, 0), m.joined_seq))
-		ORDER BY c.updated_at DESC, m.conversation_id`, userID, deviceID, onlyBehind)
+	out, err := s.listConversations(ctx, userID, deviceID, onlyBehind)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list conversations of %q: %w", userID, err)
+		return nil, fmt.Errorf("sqlite: list conversations of %q: %w", userID, mapErr(err))
+	}
+	return out, nil
+}
+
+// conversationsSQL lists a user's conversations from their current
+// periods. The user may see up to the current period's left_seq once they
+// left, else up to the conversation's latest seq; JoinedSeq is the first
+// period's, from membership_history when there are earlier periods (its
+// primary key finds the smallest joined_seq at once).
+const conversationsSQL = `SELECT m.conversation_id,
+		CASE WHEN m.left_seq IS NULL THEN c.latest_seq ELSE min(m.left_seq, c.latest_seq) END,
+		coalesce(d.delivered_seq, 0),
+		coalesce((SELECT min(h.joined_seq) FROM membership_history h
+			WHERE h.user_id = m.user_id AND h.conversation_id = m.conversation_id), m.joined_seq),
+		c.updated_at
+	FROM memberships m
+	JOIN conversations c ON c.id = m.conversation_id
+	LEFT JOIN device_cursors d
+		ON d.user_id = m.user_id AND d.device_id = ?2 AND d.conversation_id = m.conversation_id
+	WHERE m.user_id = ?1
+	ORDER BY c.updated_at DESC, m.conversation_id`
+
+func (s *Store) listConversations(ctx context.Context, userID, deviceID string, onlyBehind bool) ([]storage.ConversationState, error) {
+	rows, err := s.reads.QueryContext(ctx, conversationsSQL, userID, deviceID)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []storage.ConversationState
@@ -403,13 +417,12 @@ func (s *Store) ListConversations(ctx context.Context, userID, deviceID string, 
 		var cs storage.ConversationState
 		var updated int64
 		if err := rows.Scan(&cs.ConversationID, &cs.LatestSeq, &cs.DeliveredSeq, &cs.JoinedSeq, &updated); err != nil {
-			return nil, fmt.Errorf("sqlite: list conversations of %q: %w", userID, err)
+			return nil, err
 		}
 		cs.UpdatedAt = fromMillis(updated)
-		out = append(out, cs)
+		if !onlyBehind || cs.LatestSeq > max(cs.DeliveredSeq, cs.JoinedSeq) {
+			out = append(out, cs)
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list conversations of %q: %w", userID, err)
-	}
-	return out, nil
+	return out, rows.Err()
 }

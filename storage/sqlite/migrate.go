@@ -33,11 +33,8 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if err != nil {
 		return err
 	}
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER NOT NULL PRIMARY KEY,
-		applied_at INTEGER NOT NULL
-	) STRICT`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
+	if err := createMigrationsTable(ctx, db); err != nil {
+		return err
 	}
 	// A database migrated by a newer binary may have a schema this one
 	// misreads: refuse it rather than corrupt it.
@@ -52,6 +49,16 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		if err := applyMigration(ctx, db, m); err != nil {
 			return fmt.Errorf("migration %s: %w", m.Name, err)
 		}
+	}
+	return nil
+}
+
+func createMigrationsTable(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER NOT NULL PRIMARY KEY,
+		applied_at INTEGER NOT NULL
+	) STRICT`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	return nil
 }

@@ -214,10 +214,19 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 }
 
 // mapErr turns driver errors that mean something to callers into the
-// storage sentinels, keeping the original in the chain.
+// storage sentinels, keeping the original in the chain. Every method's
+// error goes through it; an error already mapped is returned as it is.
 func mapErr(err error) error {
-	if errors.Is(err, sql.ErrNoRows) {
+	switch {
+	case err == nil || mapped(err):
+		return err
+	case errors.Is(err, sql.ErrNoRows):
 		return storage.ErrNotFound
+	case errors.Is(err, context.DeadlineExceeded):
+		// The caller's deadline passed while waiting for the writer (whose
+		// queue is in database/sql) or for a lock: the database did not
+		// answer in time.
+		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
@@ -227,8 +236,27 @@ func mapErr(err error) error {
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
 			return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
 		}
+		// BUSY and LOCKED (and their extended codes) come back once a lock
+		// was held by another connection or process past busyTimeout: the
+		// statement did nothing, and may succeed when tried again.
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+		}
 	}
 	return err
+}
+
+// mapped tells whether err already wraps a storage sentinel, so that
+// mapping twice (inside a transaction and at a method's end) wraps once.
+func mapped(err error) bool {
+	for _, target := range []error{storage.ErrNotFound, storage.ErrAlreadyExists, storage.ErrGroupFull,
+		storage.ErrUnavailable, storage.ErrAmbiguousCommit} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // Times are stored as unix milliseconds and come back in UTC.

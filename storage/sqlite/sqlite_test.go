@@ -3,13 +3,19 @@ package sqlite
 import (
 	"bufio"
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/starling-im/starling/storage"
 	"github.com/starling-im/starling/storage/storagetest"
@@ -204,7 +210,7 @@ func TestAckedSurvivesKill(t *testing.T) {
 
 	s := openTest(t, path)
 	conv := storage.C2CConversationID("a", "b")
-	msgs, err := s.ListMessages(t.Context(), conv, 0, 0, 1_000_000)
+	msgs, err := s.ListMessages(t.Context(), conv, 0, storage.OpenSeq, 1_000_000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,4 +247,112 @@ func appendUntilKilled(t *testing.T, path string) {
 		}
 		fmt.Printf("acked %d\n", res[0].Message.Seq)
 	}
+}
+
+// TestLockedOutIsUnavailable: a write lock held by another connection (say
+// another process) past the busy timeout is SQLITE_BUSY, which callers see
+// as storage.ErrUnavailable; so is a caller's deadline passing while the
+// Store waits for the lock.
+func TestLockedOutIsUnavailable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "busy.db")
+	s := openTest(t, path)
+	ctx := t.Context()
+	rawConn := func(busyMillis int) *sql.DB {
+		db, err := sql.Open("sqlite", dsn(path, url.Values{
+			"_busy_timeout": {fmt.Sprint(busyMillis)},
+			"_txlock":       {"immediate"},
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.SetMaxOpenConns(1)
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	holder, err := rawConn(0).BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+
+	_, err = rawConn(50).ExecContext(ctx, `INSERT INTO users (id, username, display_name, password_hash, created_at)
+		VALUES ('x', 'x', '', x'', 0)`)
+	var se *sqlite.Error
+	if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
+		t.Fatalf("a write while another connection holds the lock: %v, want SQLITE_BUSY", err)
+	}
+	if mapped := mapErr(err); !errors.Is(mapped, storage.ErrUnavailable) || !errors.Is(mapped, se) {
+		t.Fatalf("mapErr(%v) = %v, want ErrUnavailable with the cause kept", err, mapped)
+	}
+
+	// The Store's writer would wait busyTimeout; the caller's deadline
+	// ends the wait first.
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	err = s.CreateUser(cctx, storage.User{ID: "u1", Username: "alice", CreatedAt: time.Now()})
+	if !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("CreateUser while locked out past its deadline: %v, want ErrUnavailable", err)
+	}
+	holder.Rollback()
+	if err := s.CreateUser(ctx, storage.User{ID: "u1", Username: "alice", CreatedAt: time.Now()}); err != nil {
+		t.Fatalf("CreateUser once the lock is free: %v", err)
+	}
+}
+
+// TestWriterQueueDeadlineIsUnavailable: a caller whose deadline passes
+// while it waits for the single writer gets storage.ErrUnavailable.
+func TestWriterQueueDeadlineIsUnavailable(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "queue.db"))
+	ctx := t.Context()
+	for _, u := range []string{"a", "b"} {
+		if err := s.CreateUser(ctx, storage.User{ID: u, Username: u, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx, err := s.w.BeginTx(ctx, nil) // takes the one write connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_, err = s.AppendMessages(cctx, []storage.NewMessage{{
+		ConversationID: storage.C2CConversationID("a", "b"), SenderID: "a", ClientMsgID: "1",
+		CreatedAt: time.Now(), Members: []string{"a", "b"},
+	}})
+	if !errors.Is(err, storage.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("AppendMessages queued past its deadline: %v, want ErrUnavailable (deadline exceeded)", err)
+	}
+	if err := s.LeaveGroup(cctx, "g", "a"); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("LeaveGroup past its deadline: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestUpgradeFrom0001 opens a database that an older binary left at
+// schema version 1, with data: migration 0002 turns its memberships into
+// periods and gives its groups epoch 1.
+func TestUpgradeFrom0001(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	ms, err := loadMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	old, err := sql.Open("sqlite", dsn(path, url.Values{"_foreign_keys": {"on"}, "_journal_mode": {"WAL"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := createMigrationsTable(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyMigration(ctx, old, ms[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.ExecContext(ctx, storagetest.LegacySQL("x''")); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	storagetest.CheckUpgraded0001(t, openTest(t, path))
 }

@@ -59,7 +59,7 @@ func BenchmarkListMessages(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			from := after(i)
-			ms, err := s.ListMessages(ctx, conv, from, 0, page)
+			ms, err := s.ListMessages(ctx, conv, from, storage.OpenSeq, page)
 			check(b, ms, err, from)
 			i++
 		}
@@ -71,7 +71,7 @@ func BenchmarkListMessages(b *testing.B) {
 			i := 0
 			for pb.Next() {
 				from := after(i)
-				ms, err := s.ListMessages(ctx, conv, from, 0, page)
+				ms, err := s.ListMessages(ctx, conv, from, storage.OpenSeq, page)
 				check(b, ms, err, from)
 				i++
 			}

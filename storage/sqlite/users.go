@@ -81,7 +81,7 @@ func (s *Store) RevokeSession(ctx context.Context, id string) error {
 		return fmt.Errorf("sqlite: revoke session %q: %w", id, mapErr(err))
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: revoke session %q: %w", id, err)
+		return fmt.Errorf("sqlite: revoke session %q: %w", id, mapErr(err))
 	} else if n == 0 {
 		return fmt.Errorf("sqlite: revoke session %q: %w", id, storage.ErrNotFound)
 	}

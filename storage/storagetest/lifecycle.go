@@ -58,7 +58,7 @@ func testRestartBetweenWrites(t *testing.T, f Factory) {
 	wantMessage(t, res[0].Message, stored(next, 4), "first message after a restart")
 	got := fx.wantSeqs(conv, 4)
 	wantMessage(t, got[0], stored(first, 1), "message from before the restart")
-	if m := fx.membership(conv, "bob"); !m.Active {
+	if m := fx.membership(conv, "bob"); !m.Active() {
 		t.Fatalf("membership after restart = %+v, want active", m)
 	}
 }

@@ -112,16 +112,13 @@ func testC2CMemberships(t *testing.T, f Factory) {
 	conv := storage.C2CConversationID("alice", "bob")
 	fx.append(fx.msg(conv, "bob", "first"))
 	for _, u := range []string{"alice", "bob"} {
-		m := fx.membership(conv, u)
-		if m.ConversationID != conv || m.UserID != u || !m.Active || m.JoinedSeq != 0 {
-			t.Fatalf("c2c membership of %s = %+v, want active, joined at 0", u, m)
+		if m := fx.wantPeriods(conv, u, storage.Period{JoinedSeq: 0, LeftSeq: openSeq}); !m.Active() {
+			t.Fatalf("c2c membership of %s = %+v, want active", u, m)
 		}
 	}
 	// Later messages leave the memberships as they are.
 	fx.send(conv, "alice", 2)
-	if m := fx.membership(conv, "bob"); !m.Active || m.JoinedSeq != 0 {
-		t.Fatalf("c2c membership of bob after more messages = %+v", m)
-	}
+	fx.wantPeriods(conv, "bob", storage.Period{JoinedSeq: 0, LeftSeq: openSeq})
 }
 
 func testDedupAcrossCalls(t *testing.T, f Factory) {
@@ -379,22 +376,28 @@ func testListMessages(t *testing.T, f Factory) {
 		limit       int
 		want        []int64
 	}{
-		{0, 0, 100, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
-		{0, -1, 100, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
-		{0, 0, 3, []int64{1, 2, 3}},
+		{0, openSeq, 100, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+		{0, openSeq, 3, []int64{1, 2, 3}},
 		{3, 7, 100, []int64{4, 5, 6, 7}},
 		{3, 7, 2, []int64{4, 5}},
-		{3, 0, 2, []int64{4, 5}},
-		{9, 0, 100, []int64{10}},
-		{10, 0, 100, nil},
+		{3, openSeq, 2, []int64{4, 5}},
+		{9, openSeq, 100, []int64{10}},
+		{10, openSeq, 100, nil},
 		{5, 5, 100, nil},
 		{0, 1, 100, []int64{1}},
 		{8, 100, 100, []int64{9, 10}},
+		// The bound is a bound: 0 (a period that ended before the first
+		// message) and anything <= afterSeq read nothing. It once meant
+		// "no upper bound".
+		{0, 0, 100, nil},
+		{3, 0, 100, nil},
+		{0, -1, 100, nil},
+		{5, 4, 100, nil},
 	} {
 		msgs, err := s.ListMessages(ctx, conv, c.after, c.upto, c.limit)
 		wantPage(t, msgs, err, c.want, fmt.Sprintf("ListMessages(after %d, upto %d, limit %d)", c.after, c.upto, c.limit))
 	}
-	msgs, err := s.ListMessages(ctx, storage.C2CConversationID("x", "y"), 0, 0, 10)
+	msgs, err := s.ListMessages(ctx, storage.C2CConversationID("x", "y"), 0, openSeq, 10)
 	wantPage(t, msgs, err, nil, "ListMessages of an unknown conversation")
 }
 
@@ -406,21 +409,24 @@ func testListMessagesBefore(t *testing.T, f Factory) {
 		limit         int
 		want          []int64
 	}{
-		{0, 0, 100, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
-		{0, 0, 3, []int64{8, 9, 10}}, // the newest, ascending
-		{0, -1, 3, []int64{8, 9, 10}},
+		{0, openSeq, 100, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+		{0, openSeq, 3, []int64{8, 9, 10}}, // the newest, ascending
 		{0, 5, 3, []int64{2, 3, 4}},
 		{2, 5, 10, []int64{3, 4}},
 		{3, 5, 10, []int64{4}},
 		{0, 1, 10, nil},
 		{4, 5, 10, nil},
-		{7, 0, 10, []int64{8, 9, 10}},
+		{7, openSeq, 10, []int64{8, 9, 10}},
 		{0, 100, 2, []int64{9, 10}},
+		// 0 is a bound like any other, not "no bound".
+		{0, 0, 10, nil},
+		{0, -1, 3, nil},
+		{7, 0, 10, nil},
 	} {
 		msgs, err := s.ListMessagesBefore(ctx, conv, c.after, c.before, c.limit)
 		wantPage(t, msgs, err, c.want, fmt.Sprintf("ListMessagesBefore(after %d, before %d, limit %d)", c.after, c.before, c.limit))
 	}
-	msgs, err := s.ListMessagesBefore(ctx, storage.GroupConversationID("nope"), 0, 0, 10)
+	msgs, err := s.ListMessagesBefore(ctx, storage.GroupConversationID("nope"), 0, openSeq, 10)
 	wantPage(t, msgs, err, nil, "ListMessagesBefore of an unknown conversation")
 }
 

@@ -211,7 +211,7 @@ func (fx *fixture) membership(conv, user string) storage.Membership {
 // wantSeqs checks that the conversation holds exactly seqs 1..n.
 func (fx *fixture) wantSeqs(conv string, n int64) []storage.Message {
 	fx.t.Helper()
-	got, err := fx.s.ListMessages(fx.t.Context(), conv, 0, 0, int(n)+10)
+	got, err := fx.s.ListMessages(fx.t.Context(), conv, 0, storage.OpenSeq, int(n)+10)
 	must(fx.t, err, "list messages")
 	if int64(len(got)) != n {
 		fx.t.Fatalf("%s holds %d messages, want %d", conv, len(got), n)

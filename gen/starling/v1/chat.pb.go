@@ -873,10 +873,13 @@ func (x *SendAck) GetDuplicate() bool {
 	return false
 }
 
-// Push carries new messages, in seq order per conversation.
+// Push carries new messages, in seq order per conversation. A message with
+// seq S of a group goes to exactly the users whose membership contains S.
 type Push struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Usually one; several when the device has a backlog.
+	// Usually one; several when the device has a backlog: at most 64, and at
+	// most 1 MiB encoded (the server's max_response_bytes), so a frame stays
+	// far under gRPC's default 4 MiB receive limit.
 	Messages      []*Message `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1108,16 +1111,22 @@ func (x *Sync) GetLimit() int32 {
 	return 0
 }
 
-// SyncBatch answers Sync.
+// SyncBatch answers Sync. It holds every message of the conversation with
+// after_seq < seq <= (the last message's seq, or latest_seq when has_more
+// is false) that the user may read: seqs outside the user's membership
+// periods (before joining a group, between leaving and rejoining) are
+// skipped, so seqs in a batch can jump; that is not a gap to fill.
 type SyncBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The conversation.
 	ConversationId string `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
-	// Messages in ascending seq order.
+	// Messages in ascending seq order: at most the Sync's limit, and at most
+	// 1 MiB encoded (has_more says when the rest did not fit).
 	Messages []*Message `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
 	// True when there are more: Sync again after the last seq.
 	HasMore bool `protobuf:"varint,3,opt,name=has_more,json=hasMore,proto3" json:"has_more,omitempty"`
-	// Newest seq in the conversation visible to this user.
+	// Newest seq in the conversation visible to this user (for a group the
+	// user left, the seq at which they left).
 	LatestSeq     int64 `protobuf:"varint,4,opt,name=latest_seq,json=latestSeq,proto3" json:"latest_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1185,9 +1194,14 @@ func (x *SyncBatch) GetLatestSeq() int64 {
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A gRPC status code (google.rpc.Code), e.g. 3 INVALID_ARGUMENT,
-	// 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED, 16 UNAUTHENTICATED.
+	// 6 ALREADY_EXISTS (a client_msg_id reused for a different message:
+	// nothing was stored), 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED,
+	// 16 UNAUTHENTICATED. 14 UNAVAILABLE is worth a retry: resend a Send with
+	// the same client_msg_id (if it was stored after all, the answer is a
+	// SendAck with duplicate true). 13 INTERNAL is a server bug.
 	Code uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
-	// What was wrong, for people.
+	// What was wrong, for people: a fixed text per kind of refusal
+	// (docs/delivery.md lists them); never the client's input echoed back.
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// True when the server closes the stream after this frame.
 	Fatal         bool `protobuf:"varint,3,opt,name=fatal,proto3" json:"fatal,omitempty"`
@@ -1415,7 +1429,9 @@ func (x *GetHistoryRequest) GetLimit() int32 {
 // GetHistoryResponse is one page.
 type GetHistoryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Messages in ascending seq order.
+	// Messages in ascending seq order, only from the user's membership
+	// periods: the newest of the page, at most limit and at most 1 MiB
+	// encoded.
 	Messages []*Message `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	// True when older messages remain: ask again with before_seq set to the
 	// first message's seq.

@@ -212,7 +212,9 @@ type ConversationState struct {
 	// Highest seq this device has acknowledged (PushAck); 0 if none.
 	DeliveredSeq int64 `protobuf:"varint,3,opt,name=delivered_seq,json=deliveredSeq,proto3" json:"delivered_seq,omitempty"`
 	// Seq this user can read from (exclusive): 0 for one-to-one
-	// conversations, the seq at which the user joined for groups.
+	// conversations, the seq at which the user first joined for groups. A
+	// user who left and was added again reads each of their membership
+	// periods; Sync skips the seqs between them.
 	JoinedSeq     int64 `protobuf:"varint,4,opt,name=joined_seq,json=joinedSeq,proto3" json:"joined_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -524,5 +525,46 @@ func testFixedErrorTexts(t *testing.T, srv *servertest.Server, _ *servertest.Fau
 	_, err = chatClient(t, srv).GetHistory(servertest.WithToken(context.Background(), owner.token), &starlingv1.GetHistoryRequest{ConversationId: "grp:" + g.GetGroupId() + "x"})
 	if st := status.Convert(err); st.Code() != codes.PermissionDenied || st.Message() != apierr.NotMember.Message {
 		t.Fatalf("foreign group: %v %q", st.Code(), st.Message())
+	}
+}
+
+// A device that stops reading is not waited for: once its stream ends
+// (idle here), a writer still blocked on its flow-control window past the
+// write timeout has its connection closed, so no goroutine of the stream
+// outlives the handler.
+func TestBlockedWriterIsCut(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithConfig(func(c *server.Config) {
+		c.HeartbeatInterval = 100 * time.Millisecond // idle after 300 ms
+		c.WriteTimeout = 200 * time.Millisecond
+		c.Window = 50
+	}))
+	aliceU, bobU := srv.NewUser(t, "alice"), srv.NewUser(t, "bob")
+	alice := connect(t, srv, aliceU, "phone")
+	bobToken := srv.Login(t, bobU, "phone")
+
+	// Bob's connection has a fixed 64 KiB window and bob never reads, so
+	// the server's writer blocks after the first frames.
+	cc, err := grpc.NewClient(srv.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithCancel(servertest.WithToken(context.Background(), bobToken))
+	defer cancel()
+	if _, err := starlingv1.NewChatServiceClient(cc).Stream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 60<<10)
+	for i := range 20 {
+		expectAck(t, alice, alice.Text(t, bobU.ID, "", fmt.Sprint(i), big))
+	}
+	waitCtx, stop := context.WithTimeout(t.Context(), servertest.Timeout)
+	defer stop()
+	if s := cc.GetState(); s != connectivity.Ready {
+		t.Fatalf("connection %v before the test", s)
+	}
+	if !cc.WaitForStateChange(waitCtx, connectivity.Ready) {
+		t.Fatal("connection still READY: the blocked writer was not cut")
 	}
 }

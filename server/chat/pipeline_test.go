@@ -1,8 +1,13 @@
 package chat
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/starling-im/starling/server/apierr"
+	"github.com/starling-im/starling/storage"
 )
 
 func TestFillLingersOnlyUnderLoad(t *testing.T) {
@@ -33,5 +38,35 @@ func TestFillLingersOnlyUnderLoad(t *testing.T) {
 	p.linger = 0
 	if b := p.fill([]*pending{{}}, in, 5); len(b) != 1 {
 		t.Fatalf("no linger: batch of %d, want 1", len(b))
+	}
+}
+
+// Once the pipeline has stopped, a send is refused with ShuttingDown (the
+// client resends elsewhere) rather than queued where nobody would commit or
+// answer it.
+func TestSubmitAfterStopIsRefused(t *testing.T) {
+	p := &pipeline{shards: []chan *pending{make(chan *pending, 4)}}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.run(ctx)
+	}()
+	cancel()
+	<-done
+	err := p.submit(t.Context(), &pending{msg: storage.NewMessage{ConversationID: "c2c:a:b"}})
+	if !errors.Is(err, apierr.ShuttingDown) {
+		t.Fatalf("submit after stop: %v, want ShuttingDown", err)
+	}
+}
+
+// fill stops at a closed queue instead of spinning on it.
+func TestFillStopsAtClosedQueue(t *testing.T) {
+	p := &pipeline{maxBatch: 10, linger: time.Minute}
+	in := make(chan *pending, 4)
+	in <- &pending{}
+	close(in)
+	if b := p.fill([]*pending{{}}, in, 5); len(b) != 2 {
+		t.Fatalf("batch of %d, want 2", len(b))
 	}
 }

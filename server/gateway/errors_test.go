@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/starling-im/starling/server/apierr"
-	"github.com/starling-im/starling/storage"
 )
 
 func TestToStatus(t *testing.T) {
@@ -28,9 +27,8 @@ func TestToStatus(t *testing.T) {
 		// The table's fixed message, whatever detail wraps it.
 		{fmt.Errorf("%w: %d bytes", apierr.ContentTooLarge, 70000), codes.InvalidArgument, apierr.ContentTooLarge.Message},
 		{fmt.Errorf("chat: %w", fmt.Errorf("%w: %s", apierr.BadConversationID, long)), codes.InvalidArgument, apierr.BadConversationID.Message},
-		{apierr.FromStorage("chat: store message", fmt.Errorf("pgconn: connection reset: %w", storage.ErrAmbiguousCommit)), codes.Unavailable, apierr.Unavailable.Message},
-		{apierr.FromStorage("chat: sync", fmt.Errorf("dial tcp: refused: %w", storage.ErrUnavailable)), codes.Unavailable, apierr.Unavailable.Message},
-		{fmt.Errorf("%w: sqlite: add members: 2 members + 1, limit 2: %w", apierr.GroupFull, storage.ErrGroupFull), codes.ResourceExhausted, apierr.GroupFull.Message},
+		{fmt.Errorf("%w: chat: store message: pgconn: connection reset", apierr.Unavailable), codes.Unavailable, apierr.Unavailable.Message},
+		{fmt.Errorf("%w: sqlite: add members: 2 members + 1, limit 2", apierr.GroupFull), codes.ResourceExhausted, apierr.GroupFull.Message},
 		{apierr.ClientMsgIDReused, codes.AlreadyExists, apierr.ClientMsgIDReused.Message},
 		{context.Canceled, codes.Canceled, "canceled"},
 		{status.Error(codes.Aborted, "as is"), codes.Aborted, "as is"},
@@ -48,7 +46,7 @@ func TestToStatus(t *testing.T) {
 	// Internal: the detail is logged, not sent.
 	for _, err := range []error{
 		errors.New("pq: password authentication failed for user secret"),
-		fmt.Errorf("chat: list members: %w", storage.ErrNotFound),
+		fmt.Errorf("chat: list members: %w", errors.New("not found")),
 	} {
 		st := toStatus(log, err)
 		if st.Code() != codes.Internal || st.Message() != apierr.Internal.Message {

@@ -4,7 +4,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
+
+	"github.com/starling-im/starling/server/auth"
 )
 
 // Config is everything a node needs besides its store. DefaultConfig gives
@@ -16,6 +19,13 @@ type Config struct {
 	TokenSecret []byte        // HS256 key, at least 32 bytes, the same on every node
 	TokenTTL    time.Duration // token lifetime
 	BcryptCost  int           // 0: bcrypt.DefaultCost
+	// AuthLimits bound Login and Register: per client address and per
+	// username, and the bcrypt work of the whole node (auth.Limits).
+	AuthLimits auth.Limits
+	// Sessions that expired or were revoked are deleted every
+	// SessionGCInterval, SessionGCBatch per transaction (0: never).
+	SessionGCInterval time.Duration
+	SessionGCBatch    int
 
 	HeartbeatInterval time.Duration // announced in Welcome; 3 silent intervals close a stream
 	AuthTimeout       time.Duration // wait for the Auth frame
@@ -34,8 +44,20 @@ type Config struct {
 	// WriteTimeout is how long an ending stream may stay blocked writing to
 	// a device that does not read before its connection is closed.
 	WriteTimeout time.Duration
-	SendRate     rate.Limit // messages/s per user (0: unlimited)
-	SendBurst    int
+	// MaxQueueBytes bounds what is queued for one device in encoded bytes
+	// (QueueSize bounds it in frames); past it the device is cut as slow.
+	MaxQueueBytes int
+
+	// Connections. A device needs one Stream plus a few unary calls at a
+	// time; the rest bound what a connection that misbehaves can hold.
+	MaxConcurrentStreams  uint32        // streams open at once on one connection
+	MaxUnauthStreams      int           // streams on the node waiting for their Auth frame
+	ConnectionTimeout     time.Duration // a new connection must finish its TLS/HTTP/2 handshake within this
+	MaxConnectionIdle     time.Duration // a connection with no RPC open for this long is closed
+	MaxConnectionAge      time.Duration // connections are told to go away after this (0: never), so load rebalances after deploys
+	MaxConnectionAgeGrace time.Duration // after MaxConnectionAge, open RPCs get this long before the connection is cut
+	SendRate              rate.Limit    // messages/s per user (0: unlimited)
+	SendBurst             int
 
 	SendShards          int           // parallel commit pipelines
 	MaxBatch            int           // messages per commit
@@ -44,29 +66,42 @@ type Config struct {
 
 	// Registerer receives the gRPC and hub metrics; nil: no metrics.
 	Registerer prometheus.Registerer
+	// TracerProvider, if set, traces every RPC (otelgrpc) and every send
+	// (validate → commit, with its batch → fan-out). nil: tracing off.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultConfig returns production defaults for a single node.
 func DefaultConfig() Config {
 	return Config{
-		NodeID:              "starling-0",
-		TokenTTL:            30 * 24 * time.Hour,
-		HeartbeatInterval:   30 * time.Second,
-		AuthTimeout:         10 * time.Second,
-		MaxFrameBytes:       256 << 10,
-		MaxContentBytes:     64 << 10,
-		MaxGroupMembers:     10000,
-		MaxDevices:          10,
-		MaxInflightSends:    256,
-		Window:              64,
-		QueueSize:           1024,
-		MaxResponseBytes:    1 << 20,
-		WriteTimeout:        10 * time.Second,
-		SendRate:            100,
-		SendBurst:           200,
-		SendShards:          1,
-		MaxBatch:            256,
-		BatchLinger:         time.Millisecond,
-		CursorFlushInterval: time.Second,
+		NodeID:                "starling-0",
+		TokenTTL:              30 * 24 * time.Hour,
+		HeartbeatInterval:     30 * time.Second,
+		AuthTimeout:           5 * time.Second,
+		MaxFrameBytes:         256 << 10,
+		MaxContentBytes:       64 << 10,
+		MaxGroupMembers:       10000,
+		MaxDevices:            10,
+		MaxInflightSends:      256,
+		Window:                64,
+		QueueSize:             1024,
+		MaxResponseBytes:      1 << 20,
+		WriteTimeout:          10 * time.Second,
+		MaxQueueBytes:         8 << 20,
+		MaxConcurrentStreams:  16,
+		MaxUnauthStreams:      1024,
+		ConnectionTimeout:     5 * time.Second,
+		MaxConnectionIdle:     5 * time.Minute,
+		MaxConnectionAge:      2 * time.Hour,
+		MaxConnectionAgeGrace: time.Minute,
+		SendRate:              100,
+		SendBurst:             200,
+		SendShards:            1,
+		MaxBatch:              256,
+		BatchLinger:           time.Millisecond,
+		CursorFlushInterval:   time.Second,
+		AuthLimits:            DefaultAuthLimits(),
+		SessionGCInterval:     5 * time.Minute,
+		SessionGCBatch:        1000,
 	}
 }

@@ -552,8 +552,14 @@ func TestBlockedWriterIsCut(t *testing.T) {
 	defer cc.Close()
 	ctx, cancel := context.WithCancel(servertest.WithToken(context.Background(), bobToken))
 	defer cancel()
-	if _, err := starlingv1.NewChatServiceClient(cc).Stream(ctx); err != nil {
+	bob, err := starlingv1.NewChatServiceClient(cc).Stream(ctx)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// Bob is online (his Welcome came) before alice sends, so her messages
+	// are pushed to him; from now on he reads nothing.
+	if f, err := bob.Recv(); err != nil || f.GetWelcome() == nil {
+		t.Fatalf("bob's first frame: %v %v", f, err)
 	}
 	big := strings.Repeat("x", 60<<10)
 	for i := range 20 {

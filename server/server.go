@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"runtime/debug"
 	"strings"
@@ -17,6 +18,8 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -48,6 +51,9 @@ type Server struct {
 
 	connsMu sync.Mutex
 	conns   *connListener // the listener Serve accepts on
+
+	store storage.Store
+	ready readiness
 }
 
 // New builds a node on store. Extra grpc.ServerOptions (TLS credentials,
@@ -57,7 +63,7 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 	if err != nil {
 		return nil, err
 	}
-	accounts, err := auth.NewAccounts(store, tokens, cfg.BcryptCost)
+	accounts, err := auth.NewAccounts(store, tokens, cfg.BcryptCost, cfg.AuthLimits, log)
 	if err != nil {
 		return nil, err
 	}
@@ -75,8 +81,25 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		IdleTimeout:         3 * cfg.HeartbeatInterval,
 		CursorFlushInterval: cfg.CursorFlushInterval,
 		MaxPushBytes:        cfg.MaxResponseBytes,
+		MaxQueueBytes:       cfg.MaxQueueBytes,
 	}, store, log)
+	var (
+		nm       *nodeMetrics
+		observer chat.Observer
+	)
+	if cfg.Registerer != nil {
+		if nm, err = newNodeMetrics(cfg.Registerer); err != nil {
+			return nil, err
+		}
+		observer = nm
+	}
+	var tracer trace.Tracer
+	if cfg.TracerProvider != nil {
+		tracer = cfg.TracerProvider.Tracer("github.com/starling-im/starling/server/chat")
+	}
 	c := chat.New(chat.Config{
+		Observer:         observer,
+		Tracer:           tracer,
 		MaxContentBytes:  cfg.MaxContentBytes,
 		MaxGroupMembers:  cfg.MaxGroupMembers,
 		MaxResponseBytes: cfg.MaxResponseBytes,
@@ -88,7 +111,8 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		QueuePerShard:    4 * cfg.MaxBatch,
 	}, store, h, ids, log)
 
-	s := &Server{cfg: cfg, log: log, hub: h, chat: c, accounts: accounts, health: health.NewServer()}
+	s := &Server{cfg: cfg, log: log, hub: h, chat: c, accounts: accounts, health: health.NewServer(), store: store}
+	s.setServing(true)
 
 	var metrics *grpcprom.ServerMetrics
 	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered))}
@@ -98,16 +122,13 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		if err := cfg.Registerer.Register(metrics); err != nil {
 			return nil, fmt.Errorf("server: register gRPC metrics: %w", err)
 		}
-		if err := registerHubMetrics(cfg.Registerer, h); err != nil {
-			return nil, err
-		}
 		unary = append(unary, metrics.UnaryServerInterceptor())
 		// Not on the chat Stream: the middleware counts every message of a
 		// stream through a labelled counter, ~7 % of the server's CPU under
 		// chat load; the hub's own atomic counters cover streams instead.
 		streams = append(streams, selector.StreamServerInterceptor(metrics.StreamServerInterceptor(), selector.MatchFunc(notChatStream)))
 	}
-	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(callLevel)}
 	authFn := s.authenticate
 	unary = append(unary,
 		logging.UnaryServerInterceptor(interceptorLogger(log), logOpts...),
@@ -131,15 +152,35 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		grpc.SharedWriteBuffer(true),
 		// Keepalive under the app heartbeat: detects dead TCP peers, and
 		// tolerates clients that ping as often as every 10 s.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    2 * time.Minute,
+			Timeout: 20 * time.Second,
+			// Connections that hold no RPC go; long-lived ones are
+			// recycled (GOAWAY, then cut after the grace) so that load
+			// rebalances after a deploy. Clients reconnect and resync.
+			MaxConnectionIdle:     cfg.MaxConnectionIdle,
+			MaxConnectionAge:      orInfinity(cfg.MaxConnectionAge),
+			MaxConnectionAgeGrace: orInfinity(cfg.MaxConnectionAgeGrace),
+		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		// A device needs one Stream and a few unary calls at a time; a
+		// connection cannot open thousands of streams that wait for Auth.
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		// A connection that never sends its HTTP/2 preface (or finishes
+		// its TLS handshake) is closed after this.
+		grpc.ConnectionTimeout(cfg.ConnectionTimeout),
+	}
+	if cfg.TracerProvider != nil {
+		// A span per RPC (the chat Stream is one long span; sends have
+		// their own, see chat.Config.Tracer), no per-message events.
+		base = append(base, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(cfg.TracerProvider))))
 	}
 	s.grpc = grpc.NewServer(append(base, opts...)...)
 
 	starlingv1.RegisterAuthServiceServer(s.grpc, &gateway.AuthServer{Accounts: accounts, Hub: h, Log: log})
 	starlingv1.RegisterUserServiceServer(s.grpc, &gateway.UserServer{Chat: c, Log: log})
 	starlingv1.RegisterGroupServiceServer(s.grpc, &gateway.GroupServer{Chat: c, Log: log})
-	starlingv1.RegisterChatServiceServer(s.grpc, &gateway.ChatServer{
+	chatServer := &gateway.ChatServer{
 		Accounts:          accounts,
 		Chat:              c,
 		Hub:               h,
@@ -150,7 +191,15 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		MaxInflightSends:  cfg.MaxInflightSends,
 		WriteTimeout:      cfg.WriteTimeout,
 		AbortConn:         s.closeConn,
-	})
+		MaxUnauthStreams:  cfg.MaxUnauthStreams,
+	}
+	if nm != nil {
+		chatServer.OnRefuse = nm.refused
+		if err := registerStateMetrics(cfg.Registerer, h, chatServer, accounts, store); err != nil {
+			return nil, err
+		}
+	}
+	starlingv1.RegisterChatServiceServer(s.grpc, chatServer)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	if metrics != nil {
@@ -239,6 +288,22 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		defer close(hubDone)
 		_ = s.hub.Run(hubCtx)
 	}()
+	// Expired and revoked login sessions are deleted in the background.
+	gcCtx, stopSessionGC := context.WithCancel(bg)
+	gcDone := make(chan struct{})
+	go func() {
+		defer close(gcDone)
+		s.accounts.RunSessionCollector(gcCtx, s.cfg.SessionGCInterval, s.cfg.SessionGCBatch)
+	}()
+
+	probeDone := make(chan struct{})
+	probeCtx, stopProbe := context.WithCancel(bg)
+	go func() {
+		defer close(probeDone)
+		if p, ok := s.store.(pinger); ok {
+			s.probe(probeCtx, p)
+		}
+	}()
 
 	tracked := newConnListener(lis)
 	s.connsMu.Lock()
@@ -253,6 +318,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	case err = <-served:
 	case <-ctx.Done():
 	}
+	s.ready.mu.Lock()
+	s.ready.draining = true
+	s.ready.mu.Unlock()
+	stopProbe()
+	<-probeDone
+	stopSessionGC()
+	<-gcDone
 	s.health.Shutdown()
 	stopChat()
 	<-chatDone
@@ -281,6 +353,14 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	return nil
 }
 
+// orInfinity maps 0 (off) to gRPC's "never".
+func orInfinity(d time.Duration) time.Duration {
+	if d <= 0 {
+		return time.Duration(math.MaxInt64)
+	}
+	return d
+}
+
 // shutdownGrace bounds how long streams get to say goodbye before gRPC
 // cuts them.
 const shutdownGrace = 10 * time.Second
@@ -291,6 +371,18 @@ func (s *Server) closeConn(addr net.Addr) bool {
 	l := s.conns
 	s.connsMu.Unlock()
 	return l != nil && l.closeConn(addr)
+}
+
+// callLevel logs finished unary calls at debug, unless they failed in a
+// way an operator should see (a server fault, the database down).
+func callLevel(code codes.Code) logging.Level {
+	switch code {
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unimplemented:
+		return logging.LevelError
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
+		return logging.LevelWarn
+	}
+	return logging.LevelDebug
 }
 
 // interceptorLogger adapts slog to the logging interceptor.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -46,15 +47,27 @@ func ParseConversationID(id string) (ParsedConversation, error) {
 	case strings.HasPrefix(id, c2cPrefix):
 		a, b, ok := strings.Cut(id[len(c2cPrefix):], ":")
 		if !ok || a == "" || b == "" || strings.Contains(b, ":") || b < a {
-			return ParsedConversation{}, fmt.Errorf("malformed one-to-one conversation id %q", id)
+			return ParsedConversation{}, fmt.Errorf("malformed one-to-one conversation id %s", quoteID(id))
 		}
 		return ParsedConversation{Kind: KindC2C, Users: [2]string{a, b}}, nil
 	case strings.HasPrefix(id, groupPrefix):
 		g := id[len(groupPrefix):]
 		if g == "" || strings.Contains(g, ":") {
-			return ParsedConversation{}, fmt.Errorf("malformed group conversation id %q", id)
+			return ParsedConversation{}, fmt.Errorf("malformed group conversation id %s", quoteID(id))
 		}
 		return ParsedConversation{Kind: KindGroup, GroupID: g}, nil
 	}
-	return ParsedConversation{}, fmt.Errorf("conversation id %q is neither c2c:… nor grp:…", id)
+	return ParsedConversation{}, fmt.Errorf("conversation id %s is neither c2c:… nor grp:…", quoteID(id))
+}
+
+// maxQuotedID bounds how much of a malformed id an error quotes: ids come
+// from clients, and errors go to logs.
+const maxQuotedID = 64
+
+// quoteID quotes id for an error, cut to maxQuotedID bytes.
+func quoteID(id string) string {
+	if len(id) <= maxQuotedID {
+		return strconv.Quote(id)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", id[:maxQuotedID], len(id))
 }

@@ -78,6 +78,15 @@ type Sessions interface {
 	// RevokeSession marks the session revoked; revoking twice is not an
 	// error. ErrNotFound if there is no such session.
 	RevokeSession(ctx context.Context, id string) error
+	// DeleteSessions deletes at most limit sessions that expired before
+	// expiredBefore (ExpiresAt < expiredBefore) or are revoked, and
+	// returns how many it deleted; a caller that wants all of them gone
+	// calls again until fewer than limit were deleted. Live sessions are
+	// kept. A token whose session is gone is refused (auth treats a
+	// missing session as an invalid token), so deleting a revoked session
+	// before its token expires does not make the token valid again.
+	// limit must be positive.
+	DeleteSessions(ctx context.Context, expiredBefore time.Time, limit int) (int, error)
 }
 
 // Group is a group chat. Its conversation id is GroupConversationID(ID).

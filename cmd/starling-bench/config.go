@@ -60,10 +60,11 @@ const usageHead = `starling-bench: load generator for a running Starling server.
 
   starling-bench --target 127.0.0.1:7070 --scenario c2c --pairs 100 --duration 15s
 
-Start the server for a benchmark with cheap passwords and no per-user send
-limit, or setup crawls and c2c/group runs hit the rate limiter:
+Start the server for a benchmark with cheap passwords, no per-address login
+and register limits and no per-user send limit, or setup crawls and c2c/group
+runs hit the rate limiters:
 
-  starlingd --bcrypt-cost 4 --send-rate 0 --log-level warn
+  starlingd --bcrypt-cost 4 --send-rate 0 --login-rate 0 --register-rate 0 --log-level warn
 
 Scenarios:
   c2c        --pairs P senders each send to their own receiver, at --rate msgs/s

@@ -35,8 +35,7 @@ func cmdRegister(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "registered %s (user id %s)\n", u.GetUsername(), u.GetUserId())
-	return nil
+	return say(a.stdout, "registered %s (user id %s)\n", u.GetUsername(), u.GetUserId())
 }
 
 func cmdLogin(ctx context.Context, a *app, args []string) error {
@@ -78,9 +77,8 @@ func cmdLogin(ctx context.Context, a *app, args []string) error {
 	if err := a.saveConfig(c); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "logged in as %s on device %s (until %s)\n",
+	return say(a.stdout, "logged in as %s on device %s (until %s)\n",
 		c.Username, c.DeviceID, c.Expires.Local().Format(time.DateTime))
-	return nil
 }
 
 func cmdLogout(ctx context.Context, a *app, args []string) error {
@@ -110,8 +108,7 @@ func cmdLogout(ctx context.Context, a *app, args []string) error {
 	if err := a.removeConfig(); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "logged out %s from device %s\n", c.Username, c.DeviceID)
-	return nil
+	return say(a.stdout, "logged out %s from device %s\n", c.Username, c.DeviceID)
 }
 
 func cmdWhoami(ctx context.Context, a *app, args []string) error {
@@ -136,8 +133,7 @@ func cmdWhoami(ctx context.Context, a *app, args []string) error {
 			"server": addr, "expires_at": c.Expires,
 		})
 	}
-	fmt.Fprintf(a.stdout, "%s (user id %s) on device %s at %s\n", c.Username, c.UserID, c.DeviceID, addr)
-	return nil
+	return say(a.stdout, "%s (user id %s) on device %s at %s\n", c.Username, c.UserID, c.DeviceID, addr)
 }
 
 // password comes from the flag, STARLING_PASSWORD, a prompt on a terminal,
@@ -171,9 +167,9 @@ func (a *app) password(fromFlag string, confirm bool) (string, error) {
 }
 
 func (a *app) prompt(f *os.File, label string) (string, error) {
-	fmt.Fprint(a.stderr, label)
+	say(a.stderr, "%s", label)
 	b, err := term.ReadPassword(int(f.Fd()))
-	fmt.Fprintln(a.stderr)
+	say(a.stderr, "\n")
 	if err != nil {
 		return "", fmt.Errorf("reading password: %w", err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/starling-im/starling/client"
@@ -52,8 +51,7 @@ func cmdGroupCreate(ctx context.Context, a *app, args []string) error {
 			"name": g.GetName(), "member_count": g.GetMemberCount(),
 		})
 	}
-	fmt.Fprintf(a.stdout, "created group %s %q with %d members\n", g.GetGroupId(), g.GetName(), g.GetMemberCount())
-	return nil
+	return say(a.stdout, "created group %s \"%s\" with %d members\n", g.GetGroupId(), g.GetName(), g.GetMemberCount())
 }
 
 func cmdGroupAdd(ctx context.Context, a *app, args []string) error {
@@ -75,11 +73,9 @@ func cmdGroupAdd(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	if len(added) == 0 {
-		fmt.Fprintln(a.stdout, "no one added: all were members already")
-		return nil
+		return say(a.stdout, "no one added: all were members already\n")
 	}
-	fmt.Fprintf(a.stdout, "added to %s: %s\n", pos[0], names(ctx, newPrinter(a.stdout, cl, c, false), added))
-	return nil
+	return say(a.stdout, "added to %s: %s\n", pos[0], names(ctx, newPrinter(a.stdout, cl, c, false), added))
 }
 
 func cmdGroupLeave(ctx context.Context, a *app, args []string) error {
@@ -95,8 +91,7 @@ func cmdGroupLeave(ctx context.Context, a *app, args []string) error {
 	if err := cl.LeaveGroup(ctx, pos[0]); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "left group %s\n", pos[0])
-	return nil
+	return say(a.stdout, "left group %s\n", pos[0])
 }
 
 func cmdGroupShow(ctx context.Context, a *app, args []string) error {
@@ -122,10 +117,9 @@ func cmdGroupShow(ctx context.Context, a *app, args []string) error {
 			"owner_id": g.GetOwnerId(), "member_ids": members, "create_time": g.GetCreateTime().AsTime(),
 		})
 	}
-	fmt.Fprintf(a.stdout, "group %s %q (%s)\nowner: %s\nmembers (%d): %s\n",
+	return say(a.stdout, "group %s \"%s\" (%s)\nowner: %s\nmembers (%d): %s\n",
 		g.GetGroupId(), g.GetName(), client.GroupConversationID(g.GetGroupId()),
 		p.name(ctx, g.GetOwnerId()), len(members), names(ctx, p, members))
-	return nil
 }
 
 func names(ctx context.Context, p *printer, ids []string) string {

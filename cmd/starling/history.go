@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 )
 
 func cmdHistory(ctx context.Context, a *app, args []string) error {
@@ -37,7 +36,7 @@ func cmdHistory(ctx context.Context, a *app, args []string) error {
 		}
 	}
 	if msgs := page.GetMessages(); page.GetHasMore() && len(msgs) > 0 && !*asJSON {
-		fmt.Fprintf(a.stderr, "(older messages: --before %d)\n", msgs[0].GetSeq())
+		say(a.stderr, "(older messages: --before %d)\n", msgs[0].GetSeq())
 	}
 	return nil
 }
@@ -65,7 +64,7 @@ func cmdConversations(ctx context.Context, a *app, args []string) error {
 				"latest_seq": st.GetLatestSeq(), "delivered_seq": st.GetDeliveredSeq(), "joined_seq": st.GetJoinedSeq(),
 			})
 		} else {
-			_, err = fmt.Fprintf(a.stdout, "%-24s latest #%d, delivered #%d  (%s)\n",
+			err = say(a.stdout, "%-24s latest #%d, delivered #%d  (%s)\n",
 				p.label(ctx, st.GetConversationId()), st.GetLatestSeq(), st.GetDeliveredSeq(), st.GetConversationId())
 		}
 		if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"fmt"
 
 	"github.com/starling-im/starling/client"
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
@@ -89,7 +88,7 @@ func cmdChat(ctx context.Context, a *app, args []string) error {
 			}
 			ack, err := s.SendText(ctx, client.ToUser(to), sc.Text())
 			if err != nil {
-				fmt.Fprintln(a.stderr, "starling: "+describe(err))
+				say(a.stderr, "starling: %s\n", describe(err))
 				continue
 			}
 			last = ack

@@ -1,16 +1,76 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
+	"reflect"
 	"time"
+	"unicode/utf8"
 
 	"github.com/starling-im/starling/client"
+	"github.com/starling-im/starling/client/textsafe"
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 )
+
+// Everything the CLI prints goes through say (for people) or writeJSON (for
+// scripts), so that text from the server or from other people (message
+// text, usernames, group names, ids, error messages) cannot control the
+// terminal: a message holding "\r", "ESC [2K" and a fake
+// "[@admin #1] admin: …" must not erase its own line and print a forged
+// one in its place. TestOutputOnlyThroughSay keeps it so.
+
+// say writes text for a person: format is the program's own text, and every
+// argument that is text (strings, errors, Stringers) is escaped first with
+// textsafe.Escape, which shows control characters (\n, \r, \t, ESC as \x1b,
+// C1 controls) and bidirectional-formatting characters (U+202E as \u202e)
+// as visible escapes. A message therefore always prints on one line.
+func say(w io.Writer, format string, args ...any) error {
+	safe := make([]any, len(args))
+	for i, v := range args {
+		safe[i] = printable(v)
+	}
+	_, err := fmt.Fprintf(w, format, safe...)
+	return err
+}
+
+// printable is v made safe to print: text escaped; numbers, times and the
+// like as they are.
+func printable(v any) any {
+	switch v := v.(type) {
+	case nil:
+		return v
+	case string:
+		return textsafe.Escape(v)
+	case error:
+		return textsafe.Escape(v.Error())
+	case fmt.Stringer:
+		return textsafe.Escape(v.String())
+	case []string:
+		out := make([]string, len(v))
+		for i, s := range v {
+			out[i] = textsafe.Escape(s)
+		}
+		return out
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.String:
+		return textsafe.Escape(rv.String())
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return v
+	}
+	// Anything else is printed as %v would, then escaped.
+	return textsafe.Escape(fmt.Sprint(v))
+}
+
+// showUsage prints the usage text (the program's own).
+func showUsage(w io.Writer) {
+	io.WriteString(w, usage)
+}
 
 // printer prints messages for people (one line each) or scripts (one JSON
 // object per line), turning user ids into usernames.
@@ -86,26 +146,50 @@ func (p *printer) message(ctx context.Context, m *starlingv1.Message) error {
 			ServerTime:     m.GetServerTime().AsTime(),
 		})
 	}
-	_, err := fmt.Fprintf(p.out, "%s [%s #%d] %s: %s\n",
+	return say(p.out, "%s [%s #%d] %s: %s\n",
 		m.GetServerTime().AsTime().Local().Format(time.DateTime),
 		p.label(ctx, m.GetConversationId()), m.GetSeq(), sender, body(m.GetContent()))
-	return err
 }
 
-// body is the text of a message on one line; other kinds show their type.
+// body is the text of a message; other kinds show their type. say prints
+// it on one line: a line break in the text shows as \n.
 func body(c *starlingv1.Content) string {
-	text := strings.ReplaceAll(c.GetText(), "\n", "\n    ")
 	if t := c.GetType(); t != "" && t != "text" {
-		return fmt.Sprintf("<%s, %d bytes> %s", t, len(c.GetData()), text)
+		return fmt.Sprintf("<%s, %d bytes> %s", t, len(c.GetData()), c.GetText())
 	}
-	return text
+	return c.GetText()
 }
 
+// writeJSON prints v as one line of JSON. encoding/json escapes the C0
+// controls (\n, \r, ESC, …) but writes DEL, the C1 controls and the
+// bidirectional-formatting characters as they are; those are escaped too
+// (\u007f, \u009b, \u202e: the same string to a JSON parser), so --json
+// output is as safe on a terminal as the rest.
 func writeJSON(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	_, err = w.Write(append(b, '\n'))
+	_, err = w.Write(append(escapeJSON(b), '\n'))
 	return err
+}
+
+// escapeJSON replaces every textsafe.Unsafe character of encoded JSON by its
+// \uNNNN escape. Marshal writes such characters only inside strings, where
+// the escape means the same character.
+func escapeJSON(b []byte) []byte {
+	if !bytes.ContainsFunc(b, textsafe.Unsafe) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+16)
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if textsafe.Unsafe(r) {
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else {
+			out = append(out, b[:n]...)
+		}
+		b = b[n:]
+	}
+	return out
 }

@@ -39,6 +39,14 @@ Groups:
   group leave <group-id>
   group show <group-id> [--json]
 
+Every message prints on one line. Text from the server (messages, names,
+ids, errors) is shown with control and bidirectional-text characters
+escaped, so it cannot move the cursor, erase a line or fake another
+message: a line break shows as \n, a tab as \t, carriage return as \r,
+ESC as \x1b, other controls as \xNN or \uNNNN (U+202E as \u202e).
+--json prints the exact text as JSON strings (with these characters
+escaped the JSON way).
+
 The password comes from --password, STARLING_PASSWORD, or a prompt.
 Login state lives in $STARLING_CONFIG_DIR (default: the user config dir,
 e.g. ~/.config/starling). --server also reads STARLING_SERVER; after login
@@ -82,18 +90,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.BoolVar(&a.tls, "tls", false, "use TLS")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
+			showUsage(stdout)
 			return 0
 		}
 		return a.fail(usageErrorf("%v", err))
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprint(stderr, usage)
+		showUsage(stderr)
 		return 2
 	}
 	name, rest := fs.Arg(0), fs.Args()[1:]
 	if name == "help" {
-		fmt.Fprint(stdout, usage)
+		showUsage(stdout)
 		return 0
 	}
 	cmd, ok := commands[name]
@@ -122,7 +130,7 @@ func (a *app) fail(err error) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(a.stderr, "starling: "+describe(err))
+	say(a.stderr, "starling: %s\n", describe(err))
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return 2

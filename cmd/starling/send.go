@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/starling-im/starling/client"
@@ -66,6 +65,5 @@ func sendCommand(ctx context.Context, a *app, name string, args []string,
 			"server_time": ack.GetServerTime().AsTime(), "duplicate": ack.GetDuplicate(),
 		})
 	}
-	fmt.Fprintf(a.stdout, "sent to %s: %s #%d\n", to, ack.GetConversationId(), ack.GetSeq())
-	return nil
+	return say(a.stdout, "sent to %s: %s #%d\n", to, ack.GetConversationId(), ack.GetSeq())
 }

@@ -6,8 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/starling-im/starling/server"
+	"github.com/starling-im/starling/server/auth"
 )
 
 // config is starlingd's command line.
@@ -23,11 +29,35 @@ type config struct {
 	TokenTTL      time.Duration
 	NodeID        string
 	LogLevel      slog.Level
+	LogFormat     string
+	OTLPEndpoint  string
+	OTLPInsecure  bool
 	SendRate      float64
 	BcryptCost    int
 	Pprof         bool
 	Window        int
+
+	// Login and Register limits (auth.Limits) and session collection.
+	LoginRate          float64
+	LoginBurst         int
+	RegisterRate       float64
+	RegisterBurst      int
+	LoginFailures      int
+	LoginFailureWindow time.Duration
+	LoginBackoff       time.Duration
+	LoginBackoffMax    time.Duration
+	MaxBcrypt          int
+	BcryptWait         time.Duration
+	AuthTracked        int
+	SessionGCInterval  time.Duration
+	SessionGCBatch     int
 }
+
+// Bounds on flag values: past them a value is a mistake, not a setting.
+const (
+	maxWindow = 10000 // unacknowledged pushes per device; the queue is made 4× larger
+	maxRate   = 1e6   // any per-second rate or burst
+)
 
 // parseConfig reads flags, each falling back to STARLING_<NAME> from
 // getenv; a flag given on the command line wins over the environment.
@@ -39,22 +69,43 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded SQLite database (and the generated token secret)")
 	fs.StringVar(&c.DB, "db", "", "postgres:// or postgresql:// URL of CockroachDB or PostgreSQL (default: embedded SQLite in --data-dir)")
 	fs.StringVar(&c.Redis, "redis", "", "redis:// URL for cluster mode (presence and cross-node routing)")
-	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "address for Prometheus /metrics over HTTP (default: off)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "address for HTTP /metrics (Prometheus), /healthz and /readyz (default: off)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves gRPC over TLS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&c.TokenSecret, "token-secret", "", "secret that signs tokens, at least 32 bytes; generated and kept in --data-dir when empty (single node only)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 30*24*time.Hour, "lifetime of login tokens")
 	fs.StringVar(&c.NodeID, "node-id", "", "this node's name in logs and Welcome frames (default: host name)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format on standard error: text or json")
+	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "host:port of an OpenTelemetry collector (OTLP over gRPC) to send traces to (default: tracing off)")
+	fs.BoolVar(&c.OTLPInsecure, "otlp-insecure", false, "talk to --otlp-endpoint without TLS")
 	fs.Float64Var(&c.SendRate, "send-rate", 100, "messages per second one user may send (0: unlimited)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve /debug/pprof/ on --metrics-listen")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", 10, "bcrypt cost of stored passwords (4-31); lower only for load tests that register many users")
-	fs.IntVar(&c.Window, "window", 64, "pushes a device may leave unacknowledged before it is sent Notify instead")
+	fs.IntVar(&c.Window, "window", 64, fmt.Sprintf("pushes a device may leave unacknowledged before it is sent Notify instead (1-%d)", maxWindow))
+
+	// Login and Register limits. Defaults: server.DefaultAuthLimits.
+	lim := server.DefaultAuthLimits()
+	const perAddress = " The client address is the gRPC peer's IP (IPv6: its /64); behind a proxy or load balancer it is the proxy's, shared by every client behind it: raise the limit there, or set 0."
+	fs.Float64Var(&c.LoginRate, "login-rate", float64(lim.LoginRate), "Login attempts per second one client address may make, right or wrong, in bursts of --login-burst; past it: RESOURCE_EXHAUSTED. 0: unlimited."+perAddress)
+	fs.IntVar(&c.LoginBurst, "login-burst", lim.LoginBurst, "burst of --login-rate")
+	fs.Float64Var(&c.RegisterRate, "register-rate", float64(lim.RegisterRate), "registrations per second one client address may make (0.05: one every 20 s), in bursts of --register-burst; past it: RESOURCE_EXHAUSTED. 0: unlimited."+perAddress)
+	fs.IntVar(&c.RegisterBurst, "register-burst", lim.RegisterBurst, "burst of --register-rate")
+	fs.IntVar(&c.LoginFailures, "login-failures", lim.FailedLogins, "failed logins of one username (from anywhere) within --login-failure-window before each further attempt must wait --login-backoff, doubling with every failure up to --login-backoff-max; attempts before then are refused RESOURCE_EXHAUSTED without checking the password. A successful login resets it. 0: no backoff")
+	fs.DurationVar(&c.LoginFailureWindow, "login-failure-window", lim.FailureWindow, "a username's failed logins are forgotten after this long without failures (counted from the end of any backoff)")
+	fs.DurationVar(&c.LoginBackoff, "login-backoff", lim.LoginBackoff, "the first wait after --login-failures failed logins of a username")
+	fs.DurationVar(&c.LoginBackoffMax, "login-backoff-max", lim.MaxLoginBackoff, "the longest wait between login attempts of a username under attack: the most an attacker can delay its owner's login once they stop")
+	fs.IntVar(&c.MaxBcrypt, "max-bcrypt", lim.MaxBcrypt, "password hashes (Login, Register) computed at once on this node, so logins cannot take every CPU from chat; the default is half the CPUs. 0: unlimited")
+	fs.DurationVar(&c.BcryptWait, "bcrypt-wait", lim.BcryptWait, "how long a Login or Register waits for a free --max-bcrypt slot before it is refused UNAVAILABLE (server busy)")
+	fs.IntVar(&c.AuthTracked, "auth-tracked", lim.MaxTracked, "client addresses and usernames each login/register limiter remembers (bounds their memory; idle ones are forgotten first)")
+	d := server.DefaultConfig()
+	fs.DurationVar(&c.SessionGCInterval, "session-gc-interval", d.SessionGCInterval, "how often expired and revoked login sessions are deleted from the database; 0: never")
+	fs.IntVar(&c.SessionGCBatch, "session-gc-batch", d.SessionGCBatch, "login sessions deleted per transaction by the session collector")
 
 	// Environment first, so the command line overrides it.
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		name := "STARLING_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := envName(f.Name)
 		if v := getenv(name); v != "" {
 			if err := f.Value.Set(v); err != nil && envErr == nil {
 				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
@@ -77,23 +128,110 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return config{}, fmt.Errorf("--log-level: %w", err)
 	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		return config{}, errors.New("--tls-cert and --tls-key go together")
-	}
-	if c.DB != "" && !strings.HasPrefix(c.DB, "postgres://") && !strings.HasPrefix(c.DB, "postgresql://") {
-		return config{}, errors.New("--db must be a postgres:// or postgresql:// URL (CockroachDB or PostgreSQL)")
-	}
-	if c.TokenSecret != "" && len(c.TokenSecret) < 32 {
-		return config{}, errors.New("--token-secret must be at least 32 bytes")
-	}
-	if c.Pprof && c.MetricsListen == "" {
-		return config{}, errors.New("--pprof needs --metrics-listen")
-	}
-	if c.BcryptCost < 4 || c.BcryptCost > 31 {
-		return config{}, errors.New("--bcrypt-cost must be 4-31")
-	}
-	if c.SendRate < 0 || c.Window < 1 {
-		return config{}, errors.New("--send-rate must be >= 0 and --window >= 1")
+	if err := c.validate(); err != nil {
+		return config{}, err
 	}
 	return c, nil
+}
+
+// validate checks every value before anything is opened, bound or
+// written: a start that fails here leaves nothing behind.
+func (c config) validate() error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat)
+	}
+	if c.OTLPEndpoint != "" {
+		if err := checkAddr("--otlp-endpoint", c.OTLPEndpoint); err != nil {
+			return err
+		}
+	} else if c.OTLPInsecure {
+		return errors.New("--otlp-insecure needs --otlp-endpoint")
+	}
+	if c.DB != "" && !strings.HasPrefix(c.DB, "postgres://") && !strings.HasPrefix(c.DB, "postgresql://") {
+		return errors.New("--db must be a postgres:// or postgresql:// URL (CockroachDB or PostgreSQL)")
+	}
+	if c.TokenSecret != "" && len(c.TokenSecret) < 32 {
+		return errors.New("--token-secret must be at least 32 bytes")
+	}
+	if c.Pprof && c.MetricsListen == "" {
+		return errors.New("--pprof needs --metrics-listen")
+	}
+	if c.BcryptCost < 4 || c.BcryptCost > 31 {
+		return errors.New("--bcrypt-cost must be 4-31")
+	}
+	if !validRate(c.SendRate) || c.Window < 1 || c.Window > maxWindow {
+		return fmt.Errorf("--send-rate must be 0-%g and --window 1-%d", float64(maxRate), maxWindow)
+	}
+	if c.TokenTTL <= 0 {
+		return fmt.Errorf("--token-ttl must be positive, not %v", c.TokenTTL)
+	}
+	if err := checkAddr("--listen", c.Listen); err != nil {
+		return err
+	}
+	if c.MetricsListen != "" {
+		if err := checkAddr("--metrics-listen", c.MetricsListen); err != nil {
+			return err
+		}
+	}
+	for name, r := range map[string]float64{"--login-rate": c.LoginRate, "--register-rate": c.RegisterRate} {
+		if !validRate(r) {
+			return fmt.Errorf("%s must be 0-%g, not %v", name, float64(maxRate), r)
+		}
+	}
+	for name, n := range map[string]int{"--login-burst": c.LoginBurst, "--register-burst": c.RegisterBurst, "--login-failures": c.LoginFailures,
+		"--max-bcrypt": c.MaxBcrypt, "--auth-tracked": c.AuthTracked, "--session-gc-batch": c.SessionGCBatch} {
+		if n < 0 || n > maxRate {
+			return fmt.Errorf("%s must be 0-%d, not %d", name, int(maxRate), n)
+		}
+	}
+	for name, d := range map[string]time.Duration{"--login-failure-window": c.LoginFailureWindow, "--login-backoff": c.LoginBackoff,
+		"--login-backoff-max": c.LoginBackoffMax, "--bcrypt-wait": c.BcryptWait, "--session-gc-interval": c.SessionGCInterval} {
+		if d < 0 {
+			return fmt.Errorf("%s must not be negative, not %v", name, d)
+		}
+	}
+	if c.SessionGCInterval > 0 && c.SessionGCBatch < 1 {
+		return errors.New("--session-gc-batch must be at least 1 (or --session-gc-interval 0)")
+	}
+	if err := c.authLimits().Validate(); err != nil {
+		return fmt.Errorf("login/register limits: %w", err)
+	}
+	return nil
+}
+
+// validRate: finite, not negative, not absurd.
+func validRate(r float64) bool { return r >= 0 && r <= maxRate }
+
+// checkAddr checks that addr is host:port (binding it tells the rest).
+func checkAddr(flag, addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%s %q: %w", flag, addr, err)
+	}
+	return nil
+}
+
+// authLimits are the Login and Register limits the flags ask for.
+func (c config) authLimits() auth.Limits {
+	return auth.Limits{
+		LoginRate:       rate.Limit(c.LoginRate),
+		LoginBurst:      c.LoginBurst,
+		RegisterRate:    rate.Limit(c.RegisterRate),
+		RegisterBurst:   c.RegisterBurst,
+		FailedLogins:    c.LoginFailures,
+		FailureWindow:   c.LoginFailureWindow,
+		LoginBackoff:    c.LoginBackoff,
+		MaxLoginBackoff: c.LoginBackoffMax,
+		MaxBcrypt:       c.MaxBcrypt,
+		BcryptWait:      c.BcryptWait,
+		MaxTracked:      c.AuthTracked,
+	}
+}
+
+// envName is the environment variable of a flag: STARLING_ and the flag's
+// name in upper case, '-' as '_'.
+func envName(flag string) string {
+	return "STARLING_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }

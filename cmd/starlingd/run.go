@@ -33,10 +33,22 @@ import (
 var flagOutput io.Writer = os.Stderr
 
 // run wires the concrete backends together and serves until ctx ends.
-func run(ctx context.Context, c config, logOut io.Writer) error {
-	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: c.LogLevel}))
+//
+// Everything that can fail without touching the disk comes first: the
+// flag values, the TLS files, binding the listen sockets. Only then are
+// the data dir, the token secret and the database created, so a start
+// that fails on a bad flag, a port in use or a bad certificate leaves
+// nothing behind.
+func run(ctx context.Context, c config, logOut io.Writer) (err error) {
+	log := newLogger(c, logOut)
 	if c.Redis != "" {
 		return errors.New("--redis: cluster mode is not available in this version yet; run a single node without --redis")
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	if c.DB != "" && c.TokenSecret == "" {
+		return errNoSharedSecret
 	}
 	cfg := server.DefaultConfig()
 	cfg.NodeID = c.NodeID
@@ -48,9 +60,42 @@ func run(ctx context.Context, c config, logOut io.Writer) error {
 	cfg.SendBurst = max(1, int(2*c.SendRate))
 	cfg.Window = c.Window
 	cfg.BcryptCost = c.BcryptCost
-	cfg.QueueSize = max(cfg.QueueSize, 4*c.Window)
+	cfg.QueueSize = max(cfg.QueueSize, 4*c.Window) // validate bounds the window, so this stays bounded too
+	cfg.AuthLimits = c.authLimits()
+	cfg.SessionGCInterval = c.SessionGCInterval
+	cfg.SessionGCBatch = c.SessionGCBatch
 
-	secret, err := tokenSecret(c)
+	var opts []grpc.ServerOption
+	if c.TLSCert != "" {
+		creds, err := credentials.NewServerTLSFromFile(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		opts = append(opts, grpc.Creds(creds))
+	}
+	lis, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+	}
+	defer func() {
+		if err != nil {
+			lis.Close() // Serve closes it otherwise
+		}
+	}()
+	var metricsLis net.Listener
+	if c.MetricsListen != "" {
+		if metricsLis, err = net.Listen("tcp", c.MetricsListen); err != nil {
+			return fmt.Errorf("listen for metrics on %s: %w", c.MetricsListen, err)
+		}
+		defer func() {
+			if err != nil {
+				metricsLis.Close()
+			}
+		}()
+	}
+
+	// Now the disk.
+	secret, generated, err := tokenSecret(c)
 	if err != nil {
 		return err
 	}
@@ -62,36 +107,31 @@ func run(ctx context.Context, c config, logOut io.Writer) error {
 	}
 	defer store.Close()
 
-	var opts []grpc.ServerOption
-	if c.TLSCert != "" {
-		creds, err := credentials.NewServerTLSFromFile(c.TLSCert, c.TLSKey)
-		if err != nil {
-			return fmt.Errorf("load TLS certificate: %w", err)
-		}
-		opts = append(opts, grpc.Creds(creds))
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Registerer = reg
+
+	if c.OTLPEndpoint != "" {
+		tp, err := newTracerProvider(ctx, c, cfg.NodeID)
+		if err != nil {
+			return err
+		}
+		defer shutdownTracing(tp, log)
+		cfg.TracerProvider = tp
+	}
 
 	srv, err := server.New(cfg, store, log, opts...)
 	if err != nil {
 		return err
 	}
-	lis, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", c.Listen, err)
-	}
-	if c.MetricsListen != "" {
-		stopMetrics, err := serveMetrics(c.MetricsListen, reg, c.Pprof, log)
-		if err != nil {
-			lis.Close()
-			return err
-		}
-		defer stopMetrics()
+	startupLine(log, c, cfg, lis, metricsLis, generated)
+	if metricsLis != nil {
+		defer serveMetrics(metricsLis, reg, srv.HealthHandler(), c.Pprof, log)()
 	}
 	return srv.Serve(ctx, lis)
 }
+
+var errNoSharedSecret = errors.New("--token-secret is required with --db: every node of a cluster must sign tokens with the same secret")
 
 // openStore opens the database --db names, or the embedded SQLite file.
 // It also picks the commit parallelism that suits the backend: SQLite has
@@ -118,44 +158,44 @@ func openStore(ctx context.Context, c config, cfg *server.Config) (storage.Store
 // tokenSecret returns --token-secret, or the secret kept in the data dir,
 // made on first start. Nodes of a cluster must share one secret, so the
 // generated one is for a single node only.
-func tokenSecret(c config) ([]byte, error) {
+func tokenSecret(c config) (secret []byte, generated bool, err error) {
 	if c.TokenSecret != "" {
-		return []byte(c.TokenSecret), nil
+		return []byte(c.TokenSecret), false, nil
 	}
 	if c.DB != "" {
-		return nil, errors.New("--token-secret is required with --db: every node of a cluster must sign tokens with the same secret")
+		return nil, false, errNoSharedSecret
 	}
 	path := filepath.Join(c.DataDir, "token-secret")
 	b, err := os.ReadFile(path)
 	if err == nil {
 		s := strings.TrimSpace(string(b))
 		if len(s) < 32 {
-			return nil, fmt.Errorf("%s holds fewer than 32 bytes; delete it to make a new one", path)
+			return nil, false, fmt.Errorf("%s holds fewer than 32 bytes; delete it to make a new one", path)
 		}
-		return []byte(s), nil
+		return []byte(s), false, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("read token secret: %w", err)
+		return nil, false, fmt.Errorf("read token secret: %w", err)
 	}
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	s := hex.EncodeToString(raw)
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+		return nil, false, fmt.Errorf("create data dir: %w", err)
 	}
 	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("write token secret: %w", err)
+		return nil, false, fmt.Errorf("write token secret: %w", err)
 	}
-	return []byte(s), nil
+	return []byte(s), true, nil
 }
 
-func serveMetrics(addr string, reg *prometheus.Registry, pprofOn bool, log *slog.Logger) (stop func(), err error) {
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
-	}
+// serveMetrics serves /metrics, /healthz, /readyz (and /debug/pprof/) on
+// lis until stop.
+func serveMetrics(lis net.Listener, reg *prometheus.Registry, health http.Handler, pprofOn bool, log *slog.Logger) (stop func()) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/healthz", health)
+	mux.Handle("/readyz", health)
 	if pprofOn {
 		// Profiles of a live node, for performance work; off by default
 		// since they expose internals.
@@ -179,5 +219,5 @@ func serveMetrics(addr string, reg *prometheus.Registry, pprofOn bool, log *slog
 		defer cancel()
 		hs.Shutdown(ctx)
 		<-done
-	}, nil
+	}
 }

@@ -54,16 +54,18 @@ var (
 	BadLimit          = def(codes.InvalidArgument, "limit is out of range")
 	BadSeq            = def(codes.InvalidArgument, "seq arguments must not be negative")
 	BadPushAck        = def(codes.InvalidArgument, "PushAck needs a conversation_id and a positive seq")
-	BadFrame          = def(codes.InvalidArgument, "empty or unknown frame")
-	AlreadyAuthed     = def(codes.InvalidArgument, "the stream is already authenticated")
-	BadUserID         = def(codes.InvalidArgument, "not a valid user id")
-	UserRequired      = def(codes.InvalidArgument, "user_id or username is required")
-	MembersRequired   = def(codes.InvalidArgument, "user_ids is empty")
-	BadGroupName      = def(codes.InvalidArgument, "group name must be 1-64 characters")
-	BadUsername       = def(codes.InvalidArgument, "username must be 3-32 characters of a-z, 0-9, '_', '.', '-'")
-	BadPassword       = def(codes.InvalidArgument, "password must be 8-72 bytes")
-	BadDisplayName    = def(codes.InvalidArgument, "display name must be valid UTF-8 of at most 64 characters")
-	BadDeviceID       = def(codes.InvalidArgument, "device_id must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'")
+	// BadFrame: no frame set, a frame this server does not know, or bytes
+	// that are not a StreamRequest at all (they decode as empty).
+	BadFrame        = def(codes.InvalidArgument, "empty, unknown or undecodable frame")
+	AlreadyAuthed   = def(codes.InvalidArgument, "the stream is already authenticated")
+	BadUserID       = def(codes.InvalidArgument, "not a valid user id")
+	UserRequired    = def(codes.InvalidArgument, "user_id or username is required")
+	MembersRequired = def(codes.InvalidArgument, "user_ids is empty")
+	BadGroupName    = def(codes.InvalidArgument, "group name must be 1-64 characters, without control or bidirectional-formatting characters")
+	BadUsername     = def(codes.InvalidArgument, "username must be 3-32 characters of a-z, 0-9, '_', '.', '-'")
+	BadPassword     = def(codes.InvalidArgument, "password must be 8-72 bytes")
+	BadDisplayName  = def(codes.InvalidArgument, "display name must be valid UTF-8 of at most 64 characters, without control or bidirectional-formatting characters")
+	BadDeviceID     = def(codes.InvalidArgument, "device_id must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'")
 )
 
 // Unauthenticated: log in again (or send a valid Auth frame).
@@ -110,6 +112,9 @@ var (
 	FrameTooLarge    = def(codes.ResourceExhausted, "frame is larger than the server's limit")
 	SlowDevice       = def(codes.ResourceExhausted, "the device did not read its stream fast enough")
 	ResponseTooLarge = def(codes.ResourceExhausted, "the answer would be too large")
+	// TooManyUnauth: the node has too many streams waiting for their Auth
+	// frame; retry after a backoff.
+	TooManyUnauth = def(codes.ResourceExhausted, "too many streams waiting to authenticate; retry later")
 )
 
 // Unavailable: worth a retry, after a backoff. A Send refused so is resent
@@ -121,6 +126,23 @@ var (
 	Unavailable = def(codes.Unavailable, "temporarily unavailable; retry with the same client_msg_id")
 	// ShuttingDown: this node is draining; reconnect (to another node).
 	ShuttingDown = def(codes.Unavailable, "server shutting down; reconnect and retry")
+)
+
+// Login and Register limits (server/auth.Limits): ResourceExhausted when
+// the caller went past a bound of its own, Unavailable when the node is
+// overloaded. Slow down and retry later.
+var (
+	// LoginRateLimited: too many Login calls from the caller's address.
+	LoginRateLimited = def(codes.ResourceExhausted, "too many login attempts; retry later")
+	// LoginBackoff: too many failed logins of this username; the next
+	// attempt must wait (the wait doubles with each failure, up to a cap;
+	// a success resets it).
+	LoginBackoff = def(codes.ResourceExhausted, "too many failed logins; retry later")
+	// RegisterRateLimited: too many Register calls from the caller's address.
+	RegisterRateLimited = def(codes.ResourceExhausted, "too many registrations; retry later")
+	// Busy: every password-hashing slot stayed taken for a while (too many
+	// logins and registrations at once); retry after a backoff.
+	Busy = def(codes.Unavailable, "server busy; retry later")
 )
 
 // Internal is what every error outside this table becomes.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/starling-im/starling/client/textsafe"
 	"github.com/starling-im/starling/server/apierr"
 	"github.com/starling-im/starling/server/idgen"
 	"github.com/starling-im/starling/storage"
@@ -30,19 +32,40 @@ type Accounts struct {
 	bcryptCost int
 	dummyHash  []byte // compared against when the user does not exist, so timing does not reveal usernames
 	now        func() time.Time
+	log        *authLog
+
+	loginIPs    *addressLimiter // Login calls per client address
+	registerIPs *addressLimiter // Register calls per client address
+	failures    *failures       // failed-login backoff per username
+	bcrypt      *bcryptPool     // bcrypt work running at once
 }
 
 // NewAccounts returns an Accounts. bcryptCost 0 means bcrypt.DefaultCost
-// (tests pass bcrypt.MinCost to stay fast).
-func NewAccounts(store Store, tokens *Tokens, bcryptCost int) (*Accounts, error) {
+// (tests pass bcrypt.MinCost to stay fast). limits bound Login and
+// Register (the zero Limits: unbounded); log receives one line per failed
+// authentication (nil: discarded).
+func NewAccounts(store Store, tokens *Tokens, bcryptCost int, limits Limits, log *slog.Logger) (*Accounts, error) {
 	if bcryptCost == 0 {
 		bcryptCost = bcrypt.DefaultCost
+	}
+	if err := limits.Validate(); err != nil {
+		return nil, err
 	}
 	dummy, err := bcrypt.GenerateFromPassword([]byte("starling-dummy-password"), bcryptCost)
 	if err != nil {
 		return nil, fmt.Errorf("auth: bcrypt cost %d: %w", bcryptCost, err)
 	}
-	return &Accounts{store: store, tokens: tokens, bcryptCost: bcryptCost, dummyHash: dummy, now: time.Now}, nil
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Accounts{
+		store: store, tokens: tokens, bcryptCost: bcryptCost, dummyHash: dummy, now: time.Now,
+		log:         newAuthLog(log),
+		loginIPs:    newAddressLimiter(limits.LoginRate, limits.LoginBurst, limits.MaxTracked),
+		registerIPs: newAddressLimiter(limits.RegisterRate, limits.RegisterBurst, limits.MaxTracked),
+		failures:    newFailures(limits),
+		bcrypt:      newBcryptPool(limits.MaxBcrypt, limits.BcryptWait),
+	}, nil
 }
 
 var (
@@ -54,7 +77,7 @@ var (
 func ValidDeviceID(id string) bool { return deviceRE.MatchString(id) }
 
 // Register creates a user. Errors: apierr.BadUsername, BadPassword,
-// BadDisplayName, UsernameTaken, Unavailable.
+// BadDisplayName, RegisterRateLimited, Busy, UsernameTaken, Unavailable.
 func (a *Accounts) Register(ctx context.Context, username, password, displayName string) (storage.User, error) {
 	if !usernameRE.MatchString(username) {
 		return storage.User{}, apierr.BadUsername
@@ -64,13 +87,24 @@ func (a *Accounts) Register(ctx context.Context, username, password, displayName
 		return storage.User{}, apierr.BadPassword
 	}
 	displayName = strings.TrimSpace(displayName)
-	if !utf8.ValidString(displayName) || utf8.RuneCountInString(displayName) > 64 {
+	if !utf8.ValidString(displayName) || utf8.RuneCountInString(displayName) > 64 || textsafe.ContainsUnsafe(displayName) {
 		return storage.User{}, apierr.BadDisplayName
 	}
 	if displayName == "" {
 		displayName = username
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), a.bcryptCost)
+	// Valid requests only spend the address's budget: a typo costs nothing.
+	key, addr := clientOf(ctx)
+	if !a.registerIPs.allow(key, a.now()) {
+		a.log.failed(ctx, "register", "registration rate limit of the address", username, addr)
+		return storage.User{}, fmt.Errorf("%w: address %s", apierr.RegisterRateLimited, key)
+	}
+	var hash []byte
+	var err error
+	if perr := a.bcrypt.do(ctx, func() { hash, err = bcrypt.GenerateFromPassword([]byte(password), a.bcryptCost) }); perr != nil {
+		a.log.failed(ctx, "register", "bcrypt slots busy", username, addr)
+		return storage.User{}, perr
+	}
 	if err != nil {
 		return storage.User{}, fmt.Errorf("auth: hash password: %w", err)
 	}
@@ -87,26 +121,60 @@ func (a *Accounts) Register(ctx context.Context, username, password, displayName
 		}
 		return storage.User{}, apierr.FromStorage("auth: register", err)
 	}
+	a.log.count("register", "ok")
 	return u, nil
 }
 
 // Login checks the password and issues a token for the device.
-// Errors: apierr.BadDeviceID, BadCredentials, Unavailable.
+// Errors: apierr.BadDeviceID, BadCredentials, LoginRateLimited,
+// LoginBackoff, Busy, Unavailable.
+//
+// The limits apply in order of cost: the address's login budget first
+// (nothing read yet), then the username's failed-login backoff, then a
+// bcrypt slot. A refused attempt runs no bcrypt.
 func (a *Accounts) Login(ctx context.Context, username, password, deviceID string) (token string, expires time.Time, user storage.User, err error) {
 	if !ValidDeviceID(deviceID) {
 		return "", time.Time{}, storage.User{}, apierr.BadDeviceID
 	}
+	key, addr := clientOf(ctx)
+	if !a.loginIPs.allow(key, a.now()) {
+		a.log.failed(ctx, "login", "login rate limit of the address", username, addr)
+		return "", time.Time{}, storage.User{}, fmt.Errorf("%w: address %s", apierr.LoginRateLimited, key)
+	}
+	if !usernameRE.MatchString(username) {
+		// No such user can exist, and the rule is public: no need to hide
+		// it behind a bcrypt comparison.
+		a.log.failed(ctx, "login", "no such user", username, addr)
+		return "", time.Time{}, storage.User{}, fmt.Errorf("%w: invalid username", apierr.BadCredentials)
+	}
+	done, wait, ok := a.failures.admit(username, a.now())
+	if !ok {
+		a.log.failed(ctx, "login", "failed-login backoff of the username", username, addr)
+		return "", time.Time{}, storage.User{}, fmt.Errorf("%w: %q may try again in %v", apierr.LoginBackoff, username, wait.Round(time.Millisecond))
+	}
+	outcome := loginNeutral
+	defer func() { done(outcome, a.now()) }()
+
 	user, err = a.store.GetUserByUsername(ctx, username)
+	hash, reason := user.PasswordHash, "wrong password"
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		_ = bcrypt.CompareHashAndPassword(a.dummyHash, []byte(password))
-		return "", time.Time{}, storage.User{}, apierr.BadCredentials
+		// The same work as for a real user, so timing does not tell.
+		hash, reason = a.dummyHash, "no such user"
 	case err != nil:
 		return "", time.Time{}, storage.User{}, apierr.FromStorage("auth: login", err)
 	}
-	if bcrypt.CompareHashAndPassword(user.PasswordHash, []byte(password)) != nil {
+	var mismatch error
+	if perr := a.bcrypt.do(ctx, func() { mismatch = bcrypt.CompareHashAndPassword(hash, []byte(password)) }); perr != nil {
+		a.log.failed(ctx, "login", "bcrypt slots busy", username, addr)
+		return "", time.Time{}, storage.User{}, perr
+	}
+	if mismatch != nil || err != nil {
+		outcome = loginFailed
+		a.log.failed(ctx, "login", reason, username, addr)
 		return "", time.Time{}, storage.User{}, apierr.BadCredentials
 	}
+	outcome = loginOK
 	id := Identity{UserID: user.ID, DeviceID: deviceID, SessionID: idgen.Random("s")}
 	token, expires, err = a.tokens.Issue(id)
 	if err != nil {
@@ -116,28 +184,48 @@ func (a *Accounts) Login(ctx context.Context, username, password, deviceID strin
 	if err := a.store.CreateSession(ctx, s); err != nil {
 		return "", time.Time{}, storage.User{}, apierr.FromStorage("auth: store session", err)
 	}
+	a.log.count("login", "ok")
 	return token, expires, user, nil
 }
 
 // Authenticate verifies a token and checks that its session is not revoked.
-// Errors: apierr.BadToken, TokenExpired, TokenRevoked, Unavailable.
+// Errors: apierr.BadToken, TokenExpired, TokenRevoked, Unavailable. A token
+// whose session is gone (collected after it expired or was revoked, see
+// CollectSessions) is a BadToken: it never becomes valid again.
 func (a *Accounts) Authenticate(ctx context.Context, token string) (Identity, error) {
 	id, err := a.tokens.Verify(token)
 	if err != nil {
+		a.log.failed(ctx, "token", reasonOf(err), "", "")
 		return Identity{}, err
 	}
 	s, err := a.store.GetSession(ctx, id.SessionID)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return Identity{}, fmt.Errorf("%w: no session %s", apierr.BadToken, id.SessionID)
+		err = fmt.Errorf("%w: no session %s", apierr.BadToken, id.SessionID)
 	case err != nil:
 		return Identity{}, apierr.FromStorage("auth: look up session", err)
 	case s.Revoked:
-		return Identity{}, apierr.TokenRevoked
+		err = fmt.Errorf("%w: session %s", apierr.TokenRevoked, id.SessionID)
 	case s.UserID != id.UserID || s.DeviceID != id.DeviceID:
-		return Identity{}, fmt.Errorf("%w: session %s names another user or device", apierr.BadToken, id.SessionID)
+		err = fmt.Errorf("%w: session %s names another user or device", apierr.BadToken, id.SessionID)
+	default:
+		a.log.count("token", "ok")
+		return id, nil
 	}
-	return id, nil
+	a.log.failed(ctx, "token", reasonOf(err), id.UserID, "")
+	return Identity{}, err
+}
+
+// AuthCounts returns how many logins, registrations and token checks
+// ended how since start, for metrics.
+func (a *Accounts) AuthCounts() map[AuthResult]int64 {
+	a.log.countsMu.Lock()
+	defer a.log.countsMu.Unlock()
+	out := make(map[AuthResult]int64, len(a.log.counts))
+	for k, v := range a.log.counts {
+		out[k] = v
+	}
+	return out
 }
 
 // Logout revokes the session behind id's token.

@@ -6,5 +6,12 @@
 // therefore costs one point read, which keeps revocation exact rather than
 // eventually consistent.
 //
+// Login and Register are bounded (Limits): per client address, per
+// username (a backoff after failed logins) and per node (concurrent bcrypt
+// work); a refused attempt costs neither a database read nor a bcrypt run.
+// Every failed authentication is logged with its reason and the peer's
+// address. Sessions that expired or were revoked are deleted in the
+// background (RunSessionCollector).
+//
 // Accounts is safe for concurrent use.
 package auth

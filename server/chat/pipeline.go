@@ -10,6 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
@@ -33,7 +36,23 @@ type pending struct {
 	groupID string   // group sends: whose members to fan out to
 	users   []string // c2c sends: the two users
 	origin  *hub.Session
+	arrived time.Time  // when Send was called, for the send→ack latency
+	span    trace.Span // the send's trace span (a no-op without tracing)
 	done    func(SendResult)
+}
+
+// answer calls done, tells the observer how long the send took, and ends
+// the send's span.
+func (p *pipeline) answer(s *pending, r SendResult) {
+	p.observer.Answered(time.Since(s.arrived), r.Err)
+	s.done(r)
+	if r.Err != nil {
+		s.span.RecordError(r.Err)
+		s.span.SetStatus(otelcodes.Error, "refused after queueing")
+	} else if r.Message != nil {
+		s.span.SetAttributes(attribute.Int64("starling.seq", r.Message.GetSeq()), attribute.Bool("starling.duplicate", r.Duplicate))
+	}
+	s.span.End()
 }
 
 // committed is a batch after its commit: results[i] or errs[i] for each
@@ -54,6 +73,8 @@ type pipeline struct {
 	members  *memberCache
 	ids      *idgen.Snowflake
 	log      *slog.Logger
+	observer Observer
+	tracer   trace.Tracer // nil: no tracing
 	maxBatch int
 	linger   time.Duration // see fill
 	seed     maphash.Seed
@@ -65,8 +86,8 @@ type pipeline struct {
 	closed bool
 }
 
-func newPipeline(store Store, fanout Fanout, members *memberCache, ids *idgen.Snowflake, log *slog.Logger, shards, maxBatch, queue int, linger time.Duration) *pipeline {
-	p := &pipeline{store: store, fanout: fanout, members: members, ids: ids, log: log, maxBatch: maxBatch, linger: linger, seed: maphash.MakeSeed()}
+func newPipeline(store Store, fanout Fanout, members *memberCache, ids *idgen.Snowflake, log *slog.Logger, observer Observer, tracer trace.Tracer, shards, maxBatch, queue int, linger time.Duration) *pipeline {
+	p := &pipeline{store: store, fanout: fanout, members: members, ids: ids, log: log, observer: observer, tracer: tracer, maxBatch: maxBatch, linger: linger, seed: maphash.MakeSeed()}
 	p.shards = make([]chan *pending, shards)
 	for i := range p.shards {
 		p.shards[i] = make(chan *pending, queue)
@@ -174,6 +195,22 @@ func (p *pipeline) fill(batch []*pending, in chan *pending, lastSize int) []*pen
 // the others: the sends are committed one by one, and only those that fail
 // alone are refused.
 func (p *pipeline) commit(batch []*pending) committed {
+	if p.tracer != nil {
+		// One span for the batch, linked to every send that rode in it.
+		links := make([]trace.Link, len(batch))
+		for i, s := range batch {
+			links[i] = trace.Link{SpanContext: s.span.SpanContext()}
+		}
+		_, span := p.tracer.Start(context.Background(), "starling.commit",
+			trace.WithLinks(links...), trace.WithAttributes(attribute.Int("starling.batch_size", len(batch))))
+		defer span.End()
+		for _, s := range batch {
+			s.span.AddEvent("committing", trace.WithAttributes(
+				attribute.String("starling.batch_trace", span.SpanContext().TraceID().String()),
+				attribute.String("starling.batch_span", span.SpanContext().SpanID().String()),
+				attribute.Int("starling.batch_size", len(batch))))
+		}
+	}
 	msgs := make([]storage.NewMessage, len(batch))
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	for i, s := range batch {
@@ -215,10 +252,12 @@ func (p *pipeline) append(msgs []storage.NewMessage) ([]storage.AppendResult, er
 	// would leave clients retrying sends that may have been stored.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	start := time.Now()
 	results, err := p.store.AppendMessages(ctx, msgs)
 	if err == nil && len(results) != len(msgs) {
 		err = fmt.Errorf("chat: store returned %d results for %d messages", len(results), len(msgs))
 	}
+	p.observer.Committed(len(msgs), time.Since(start), err)
 	return results, err
 }
 
@@ -227,12 +266,12 @@ func (p *pipeline) deliver(c committed) {
 	for i, s := range c.batch {
 		if c.errs != nil && c.errs[i] != nil {
 			p.log.Error("commit failed", "conversation", s.msg.ConversationID, "err", c.errs[i])
-			s.done(SendResult{Err: apierr.FromStorage("chat: store message", c.errs[i])})
+			p.answer(s, SendResult{Err: apierr.FromStorage("chat: store message", c.errs[i])})
 			continue
 		}
 		r := c.results[i]
 		if r.Duplicate {
-			s.done(duplicateResult(s, r.Message))
+			p.answer(s, duplicateResult(s, r.Message))
 			continue
 		}
 		m := &starlingv1.Message{
@@ -245,6 +284,7 @@ func (p *pipeline) deliver(c committed) {
 			Content:        s.content,
 			ServerTime:     timestamppb.New(r.Message.CreatedAt),
 		}
+		s.span.AddEvent("committed")
 		if s.groupID == "" {
 			p.fanout.Deliver(s.users, s.origin, m)
 		} else if users, err := p.recipients(s.groupID, m.Seq, r.MemberEpoch); err != nil {
@@ -259,7 +299,8 @@ func (p *pipeline) deliver(c committed) {
 		} else {
 			p.fanout.Deliver(users, s.origin, m)
 		}
-		s.done(SendResult{Message: m})
+		s.span.AddEvent("fanned out")
+		p.answer(s, SendResult{Message: m})
 	}
 }
 

@@ -11,10 +11,13 @@ import (
 	"time"
 	"unicode/utf8"
 
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/starling-im/starling/client/textsafe"
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/apierr"
 	"github.com/starling-im/starling/server/auth"
@@ -57,7 +60,31 @@ type Config struct {
 	MaxBatch         int           // messages per commit
 	BatchLinger      time.Duration // under load, how long a commit waits for more sends
 	QueuePerShard    int           // sends waiting per shard before Send blocks
+	// Observer hears what the pipeline does, for metrics; nil: nobody.
+	Observer Observer
+	// Tracer, if set, traces every send: a span from the Send frame to its
+	// answer, with events for the commit (and the batch it rode in, also a
+	// span of its own, linked) and the fan-out. nil: no tracing, no cost.
+	Tracer trace.Tracer
 }
+
+// Observer hears what the send pipeline does, for metrics. It is called on
+// the pipeline's goroutines and must not block.
+type Observer interface {
+	// Committed: a batch of n sends took d to commit (err: it failed).
+	Committed(n int, d time.Duration, err error)
+	// Answered: a send was answered d after it arrived (err: refused after
+	// it was queued, e.g. the database was unavailable).
+	Answered(d time.Duration, err error)
+	// Synced: a Sync answer carried n messages.
+	Synced(n int)
+}
+
+type noObserver struct{}
+
+func (noObserver) Committed(int, time.Duration, error) {}
+func (noObserver) Answered(time.Duration, error)       {}
+func (noObserver) Synced(int)                          {}
 
 // Service is the logic layer.
 type Service struct {
@@ -89,13 +116,16 @@ func New(cfg Config, store Store, fanout Fanout, ids *idgen.Snowflake, log *slog
 	if cfg.MaxResponseBytes <= 0 {
 		cfg.MaxResponseBytes = DefaultMaxResponseBytes
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
+	}
 	members := newMemberCache(store)
 	return &Service{
 		cfg:      cfg,
 		store:    store,
 		log:      log,
 		members:  members,
-		pipe:     newPipeline(store, fanout, members, ids, log, max(cfg.SendShards, 1), max(cfg.MaxBatch, 1), max(cfg.QueuePerShard, 1), cfg.BatchLinger),
+		pipe:     newPipeline(store, fanout, members, ids, log, cfg.Observer, cfg.Tracer, max(cfg.SendShards, 1), max(cfg.MaxBatch, 1), max(cfg.QueuePerShard, 1), cfg.BatchLinger),
 		limiters: make(map[string]*limiter),
 		known:    make(map[string]struct{}),
 	}
@@ -142,6 +172,25 @@ type SendRequest struct {
 // UserNotFound, GroupNotFound, NotMember, ShuttingDown, Unavailable; done
 // may also get ClientMsgIDReused and Unavailable.
 func (s *Service) Send(ctx context.Context, req SendRequest, done func(SendResult)) error {
+	arrived := time.Now()
+	span := noSpan
+	if s.cfg.Tracer != nil {
+		ctx, span = s.cfg.Tracer.Start(ctx, "starling.send")
+	}
+	err := s.send(ctx, req, done, arrived, span)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(otelcodes.Error, "refused")
+		span.End()
+	}
+	return err
+}
+
+// noSpan is the span of every send when tracing is off: its methods do
+// nothing.
+var noSpan = trace.SpanFromContext(context.Background())
+
+func (s *Service) send(ctx context.Context, req SendRequest, done func(SendResult), arrived time.Time, span trace.Span) error {
 	if !s.allow(req.From.UserID) {
 		return fmt.Errorf("%w: %v messages/s", apierr.RateLimited, float64(s.cfg.SendRate))
 	}
@@ -167,6 +216,8 @@ func (s *Service) Send(ctx context.Context, req SendRequest, done func(SendResul
 		},
 		content: req.Content,
 		origin:  req.Origin,
+		arrived: arrived,
+		span:    span,
 		done:    done,
 	}
 	switch {
@@ -375,6 +426,7 @@ func (s *Service) Sync(ctx context.Context, user, conv string, afterSeq int64, l
 	if fit := fitOldest(b.Messages, s.cfg.MaxResponseBytes); fit < len(b.Messages) {
 		b.Messages, b.HasMore = b.Messages[:fit], true
 	}
+	s.cfg.Observer.Synced(len(b.Messages))
 	b.Reached = b.LatestSeq
 	if b.HasMore {
 		b.Reached = b.Messages[len(b.Messages)-1].Seq
@@ -509,7 +561,8 @@ func groupProto(g storage.Group) *starlingv1.Group {
 // CreateGroup creates a group owned by owner with owner and memberIDs.
 func (s *Service) CreateGroup(ctx context.Context, owner, name string, memberIDs []string) (*starlingv1.Group, error) {
 	name = strings.TrimSpace(name)
-	if name == "" || !utf8.ValidString(name) || utf8.RuneCountInString(name) > 64 {
+	if name == "" || !utf8.ValidString(name) || utf8.RuneCountInString(name) > 64 || textsafe.ContainsUnsafe(name) {
+		// Every member sees the name: no control or bidi characters.
 		return nil, apierr.BadGroupName
 	}
 	members, err := s.memberList(memberIDs)

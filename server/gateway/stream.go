@@ -47,6 +47,14 @@ type ChatServer struct {
 	// AbortConn closes the connection of the peer at addr; nil or false
 	// when it cannot (then the handler returns anyway, see Stream).
 	AbortConn func(addr net.Addr) bool
+	// MaxUnauthStreams bounds the streams of the node waiting for their
+	// Auth frame (0: no bound).
+	MaxUnauthStreams int
+	// OnRefuse, if set, hears every frame refused with an Error frame that
+	// keeps the stream open (for metrics); it must not block.
+	OnRefuse func(*status.Status)
+
+	unauth atomic.Int64 // streams waiting for their Auth frame
 }
 
 type stream = grpc.BidiStreamingServer[starlingv1.StreamRequest, starlingv1.StreamResponse]
@@ -75,8 +83,18 @@ func (s *ChatServer) Stream(st stream) error {
 	defer r.abandon()
 	var authRef uint64
 	if !authed {
+		// Unauthenticated streams cost the node before they prove
+		// anything: bound how many may wait at once.
+		n := s.unauth.Add(1)
+		if s.MaxUnauthStreams > 0 && n > int64(s.MaxUnauthStreams) {
+			s.unauth.Add(-1)
+			st.Send(errorFrame(0, toStatus(s.Log, apierr.TooManyUnauth), true))
+			return toError(s.Log, apierr.TooManyUnauth)
+		}
 		var err error
-		if id, authRef, err = s.authenticateFirstFrame(ctx, st, r); err != nil {
+		id, authRef, err = s.authenticateFirstFrame(ctx, st, r)
+		s.unauth.Add(-1)
+		if err != nil {
 			return err
 		}
 	}
@@ -89,8 +107,11 @@ func (s *ChatServer) Stream(st stream) error {
 	log := s.Log.With("user", id.UserID, "device", id.DeviceID)
 	log.Info("stream opened")
 
-	written := make(chan error, 1)
-	go func() { written <- writeLoop(st, sess) }()
+	// written is closed when the writer returns (writeErr is its result):
+	// closed, not sent on, so that every wait below sees it.
+	written := make(chan struct{})
+	var writeErr error
+	go func() { writeErr = writeLoop(st, sess); close(written) }()
 
 	welcome := &starlingv1.StreamResponse{Ref: authRef, Frame: &starlingv1.StreamResponse_Welcome{Welcome: &starlingv1.Welcome{
 		UserId:            id.UserID,
@@ -119,8 +140,8 @@ func (s *ChatServer) Stream(st stream) error {
 			// it still expects the answers to what it sent.
 			s.drain(sess, sends, written)
 		}
-	case err := <-written:
-		result = err
+	case <-written:
+		result = writeErr
 	case <-sess.Done():
 	}
 	sess.Close(nil)
@@ -143,7 +164,7 @@ func (s *ChatServer) Stream(st stream) error {
 // was queued and the Disconnect, or fails at once if the client is gone.
 // A writer still blocked after WriteTimeout is on a device that does not
 // read; closing its connection ends the write.
-func (s *ChatServer) awaitWriter(ctx context.Context, log *slog.Logger, written <-chan error) {
+func (s *ChatServer) awaitWriter(ctx context.Context, log *slog.Logger, written <-chan struct{}) {
 	timer := time.NewTimer(s.WriteTimeout)
 	defer timer.Stop()
 	select {
@@ -284,7 +305,7 @@ const drainTimeout = 5 * time.Second
 
 // drain waits for the sends in flight to be answered, then for the writer
 // to write everything queued so far.
-func (s *ChatServer) drain(sess *hub.Session, sends *sendTracker, written <-chan error) {
+func (s *ChatServer) drain(sess *hub.Session, sends *sendTracker, written <-chan struct{}) {
 	deadline := time.NewTimer(drainTimeout)
 	defer deadline.Stop()
 	for sends.n.Load() > 0 {
@@ -440,8 +461,15 @@ func (s *ChatServer) handleSync(ctx context.Context, sess *hub.Session, id auth.
 
 // refuse answers a frame with an Error frame; the stream stays open.
 func (s *ChatServer) refuse(sess *hub.Session, ref uint64, err error) {
-	sess.Send(errorFrame(ref, toStatus(s.Log, err), false))
+	st := toStatus(s.Log, err)
+	if s.OnRefuse != nil {
+		s.OnRefuse(st)
+	}
+	sess.Send(errorFrame(ref, st, false))
 }
+
+// WaitingAuth is how many streams wait for their Auth frame now.
+func (s *ChatServer) WaitingAuth() int64 { return s.unauth.Load() }
 
 func errorFrame(ref uint64, st *status.Status, fatal bool) *starlingv1.StreamResponse {
 	return &starlingv1.StreamResponse{Ref: ref, Frame: &starlingv1.StreamResponse_Error{Error: &starlingv1.Error{

@@ -34,6 +34,9 @@ type Config struct {
 	// MaxPushBytes bounds the encoded messages packed into one Push frame
 	// (a single larger message still goes, alone).
 	MaxPushBytes int
+	// MaxQueueBytes bounds a session's outbound queue in encoded bytes, as
+	// QueueSize does in frames; past either the device is cut as slow.
+	MaxQueueBytes int
 }
 
 // CursorStore persists delivery cursors.
@@ -62,6 +65,8 @@ type counters struct {
 	slowDisconnects atomic.Int64
 	notifies        atomic.Int64
 	opened          atomic.Int64
+	pushed          atomic.Int64 // messages handed to writers in Push frames
+	pushFrames      atomic.Int64
 }
 
 type shard struct {
@@ -81,6 +86,9 @@ type cursorKey struct{ user, device, conv string }
 func New(cfg Config, cursors CursorStore, log *slog.Logger) *Hub {
 	if cfg.MaxPushBytes <= 0 {
 		cfg.MaxPushBytes = 1 << 20
+	}
+	if cfg.MaxQueueBytes <= 0 {
+		cfg.MaxQueueBytes = 8 << 20
 	}
 	h := &Hub{cfg: cfg, cursors: cursors, log: log, seed: maphash.MakeSeed(), pending: make(map[cursorKey]int64)}
 	for i := range h.shards {
@@ -374,19 +382,34 @@ func (h *Hub) CloseAll(reason *starlingv1.Disconnect) {
 // Stats is a snapshot of the hub's counters.
 type Stats struct {
 	Sessions        int
+	QueuedBytes     int64 // encoded bytes waiting in every session's queue
 	Opened          int64 // sessions registered since start
 	SlowDisconnects int64
 	Notifies        int64
+	Pushed          int64 // messages pushed
+	PushFrames      int64 // Push frames they went in
 }
 
-// Stats counts sessions and reads the counters.
+// Stats counts sessions and queued bytes and reads the counters. It visits
+// every session: for a scrape, not a hot path.
 func (h *Hub) Stats() Stats {
-	st := Stats{SlowDisconnects: h.metrics.slowDisconnects.Load(), Notifies: h.metrics.notifies.Load(), Opened: h.metrics.opened.Load()}
+	st := Stats{
+		SlowDisconnects: h.metrics.slowDisconnects.Load(),
+		Notifies:        h.metrics.notifies.Load(),
+		Opened:          h.metrics.opened.Load(),
+		Pushed:          h.metrics.pushed.Load(),
+		PushFrames:      h.metrics.pushFrames.Load(),
+	}
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.RLock()
 		for _, u := range sh.users {
 			st.Sessions += len(u.devices)
+			for _, s := range u.devices {
+				s.qmu.Lock()
+				st.QueuedBytes += int64(s.queueBytes)
+				s.qmu.Unlock()
+			}
 		}
 		sh.mu.RUnlock()
 	}

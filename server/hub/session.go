@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/wire"
 )
@@ -17,6 +19,7 @@ type item struct {
 	msg    *starlingv1.Message
 	shared *wire.Shared // msg, encoded once for every recipient
 	end    bool         // the writer stops here (End)
+	cost   int          // encoded bytes, counted against Config.MaxQueueBytes
 }
 
 // convState is what the hub knows about one conversation on one device.
@@ -51,9 +54,10 @@ type Session struct {
 	// The outbound queue: a slice rather than a buffered channel, so an
 	// idle session holds no buffer (a 1,024-slot channel would cost every
 	// connection 24 KiB whether it is used or not).
-	qmu   sync.Mutex
-	queue []item
-	wake  chan struct{} // cap 1: the queue got items
+	qmu        sync.Mutex
+	queue      []item
+	queueBytes int           // sum of the queued items' cost
+	wake       chan struct{} // cap 1: the queue got items
 
 	mu       sync.Mutex
 	starting bool                  // catch-up not yet computed: offers are held
@@ -106,10 +110,21 @@ func (s *Session) enqueue(it item) {
 		return
 	default:
 	}
+	switch {
+	case it.frame != nil:
+		it.cost = proto.Size(it.frame) // walks the fields; copies nothing
+	case it.shared != nil:
+		it.cost = pushCost(it.shared) // the encoding the writer needs anyway
+	}
 	s.qmu.Lock()
-	full := len(s.queue) >= s.hub.cfg.QueueSize
+	// Bounded in frames and in bytes: a device that does not read holds at
+	// most MaxQueueBytes of the node's memory (one item larger than that
+	// still goes through an empty queue: frames are bounded on their own).
+	full := len(s.queue) >= s.hub.cfg.QueueSize ||
+		(len(s.queue) > 0 && s.queueBytes+it.cost > s.hub.cfg.MaxQueueBytes)
 	if !full {
 		s.queue = append(s.queue, it)
+		s.queueBytes += it.cost
 	}
 	s.qmu.Unlock()
 	if full {

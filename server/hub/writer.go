@@ -56,10 +56,10 @@ func (s *Session) take() (o Out, ok, ready bool) {
 	default:
 		msgs := []*starlingv1.Message{it.msg}
 		shared := []*wire.Shared{it.shared}
-		size := pushCost(it.shared)
+		size := it.cost
 		for n < len(s.queue) && len(msgs) < maxPack && s.queue[n].msg != nil {
 			next := s.queue[n]
-			if size += pushCost(next.shared); size > s.hub.cfg.MaxPushBytes {
+			if size += next.cost; size > s.hub.cfg.MaxPushBytes {
 				break
 			}
 			msgs = append(msgs, next.msg)
@@ -67,6 +67,11 @@ func (s *Session) take() (o Out, ok, ready bool) {
 			n++
 		}
 		o, ok = Out{Frame: pushFrame(msgs), Push: shared}, true
+		s.hub.metrics.pushed.Add(int64(len(msgs)))
+		s.hub.metrics.pushFrames.Add(1)
+	}
+	for _, done := range s.queue[:n] {
+		s.queueBytes -= done.cost
 	}
 	clear(s.queue[:n])
 	s.queue = s.queue[n:]

@@ -64,6 +64,7 @@ type Server struct {
 	addr   string
 
 	mu     sync.Mutex
+	node   *server.Server
 	store  storage.Store
 	cancel context.CancelFunc
 	done   chan error
@@ -92,6 +93,11 @@ func (s *Server) Config() server.Config {
 	cfg.BcryptCost = bcrypt.MinCost
 	cfg.SendRate = 0
 	cfg.CursorFlushInterval = 50 * time.Millisecond
+	// Tests register and log in many users from 127.0.0.1: no
+	// per-address login or register limits (the tests of those limits set
+	// them). The per-username backoff and the bcrypt bound stay on.
+	cfg.AuthLimits.LoginRate = 0
+	cfg.AuthLimits.RegisterRate = 0
 	if s.opts.configure != nil {
 		s.opts.configure(&cfg)
 	}
@@ -125,7 +131,7 @@ func (s *Server) start(t testing.TB, addr string) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, lis) }()
 	s.mu.Lock()
-	s.addr, s.store, s.cancel, s.done = lis.Addr().String(), store, cancel, done
+	s.addr, s.node, s.store, s.cancel, s.done = lis.Addr().String(), srv, store, cancel, done
 	s.mu.Unlock()
 }
 
@@ -134,6 +140,14 @@ func (s *Server) Target() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.addr
+}
+
+// Node is the running server itself, for what tests cannot reach over gRPC
+// (its HTTP health handler, say).
+func (s *Server) Node() *server.Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.node
 }
 
 // Store is the database the server runs on, for assertions on what was

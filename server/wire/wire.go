@@ -63,8 +63,22 @@ func (c *Codec) Marshal(v any) (mem.BufferSlice, error) {
 	return out, nil
 }
 
-// Unmarshal implements encoding.CodecV2.
-func (c *Codec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+// Unmarshal implements encoding.CodecV2. Bytes that are not a valid
+// encoding decode as the empty message rather than an error: gRPC would
+// report the error as Internal (a server fault) and end the call, while the
+// fault is the client's. Empty, the request is refused by the handler's
+// own validation as INVALID_ARGUMENT (an empty Stream frame, a Register
+// without a username), and a stream stays open.
+func (c *Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if err := c.proto.Unmarshal(data, v); err != nil {
+		m, ok := v.(proto.Message)
+		if !ok {
+			return err
+		}
+		proto.Reset(m)
+	}
+	return nil
+}
 
 // Name implements encoding.CodecV2: it is the protobuf codec, for clients.
 func (c *Codec) Name() string { return grpcproto.Name }

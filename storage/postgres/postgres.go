@@ -38,6 +38,8 @@ type Store struct {
 	cockroach bool
 	// serverVersion is what `select version()` said, for logs and tests.
 	serverVersion string
+	// transactions counts inTx calls; attempts - transactions are retries.
+	transactions atomic.Int64
 	// attempts counts transaction attempts, first tries and retries alike,
 	// so tests can prove a retry happened.
 	attempts atomic.Int64

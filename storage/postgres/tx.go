@@ -67,6 +67,7 @@ var (
 // An error from a COMMIT whose outcome is unknown (the connection broke
 // after the COMMIT was sent) wraps storage.ErrAmbiguousCommit.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	s.transactions.Add(1)
 	var err error
 	if s.cockroach {
 		err = crdbpgx.ExecuteTx(ctx, s.pool, cockroachTx, func(tx pgx.Tx) error {

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/starling-im/starling/storage"
 )
@@ -86,4 +87,27 @@ func (s *Store) RevokeSession(ctx context.Context, id string) error {
 		return fmt.Errorf("sqlite: revoke session %q: %w", id, storage.ErrNotFound)
 	}
 	return nil
+}
+
+// DeleteSessions implements storage.Sessions.
+func (s *Store) DeleteSessions(ctx context.Context, expiredBefore time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("sqlite: delete sessions: limit %d must be positive", limit)
+	}
+	// Each branch reads one index (sessions_expires_at, the partial
+	// sessions_revoked), at most limit rows each.
+	res, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE id IN (
+		SELECT id FROM (
+			SELECT id FROM (SELECT id FROM sessions WHERE expires_at < ? LIMIT ?)
+			UNION
+			SELECT id FROM (SELECT id FROM sessions WHERE revoked = 1 LIMIT ?)
+		) LIMIT ?)`, millis(expiredBefore), limit, limit, limit)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: delete sessions: %w", mapErr(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: delete sessions: %w", mapErr(err))
+	}
+	return int(n), nil
 }

@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
@@ -92,6 +93,7 @@ var sessionTests = []test{
 	{"CreateGetRevoke", testSessionLifecycle},
 	{"DuplicateID", testDuplicateSession},
 	{"NotFound", testSessionNotFound},
+	{"DeleteExpiredAndRevoked", testDeleteSessions},
 }
 
 func testSessionLifecycle(t *testing.T, f Factory) {
@@ -147,4 +149,94 @@ func testSessionNotFound(t *testing.T, f Factory) {
 	_, err := s.GetSession(ctx, "nope")
 	wantErr(t, err, storage.ErrNotFound, "GetSession of an unknown id")
 	wantErr(t, s.RevokeSession(ctx, "nope"), storage.ErrNotFound, "RevokeSession of an unknown id")
+}
+
+func testDeleteSessions(t *testing.T, f Factory) {
+	fx := newFixture(t, f)
+	s, ctx := fx.s, t.Context()
+	fx.users("alice", "bob")
+	now := time.Now().Truncate(time.Millisecond)
+	create := func(id string, expires time.Time, revoked bool) {
+		t.Helper()
+		must(t, s.CreateSession(ctx, storage.Session{ID: id, UserID: "alice", DeviceID: "d-" + id,
+			CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: expires}), "create session "+id)
+		if revoked {
+			must(t, s.RevokeSession(ctx, id), "revoke session "+id)
+		}
+	}
+	var live, doomed []string
+	for i := range 3 {
+		id := fmt.Sprintf("live%d", i)
+		create(id, now.Add(time.Hour), false)
+		live = append(live, id)
+	}
+	create("boundary", now, false) // expires exactly at the cut: kept (ExpiresAt < expiredBefore only)
+	live = append(live, "boundary")
+	for i := range 5 {
+		id := fmt.Sprintf("expired%d", i)
+		create(id, now.Add(-time.Duration(i+1)*time.Minute), false)
+		doomed = append(doomed, id)
+	}
+	for i := range 4 {
+		id := fmt.Sprintf("revoked%d", i)
+		create(id, now.Add(time.Hour), true)
+		doomed = append(doomed, id)
+	}
+	create("both", now.Add(-time.Hour), true) // expired and revoked: deleted once
+	doomed = append(doomed, "both")
+
+	_, err := s.DeleteSessions(ctx, now, 0)
+	if err == nil {
+		t.Fatal("DeleteSessions with limit 0 succeeded")
+	}
+
+	// Bounded batches: 10 to delete, 3 at a time.
+	var total, calls int
+	for {
+		n, err := s.DeleteSessions(ctx, now, 3)
+		must(t, err, "delete sessions")
+		if n > 3 || n < 0 {
+			t.Fatalf("DeleteSessions(limit 3) deleted %d", n)
+		}
+		total += n
+		calls++
+		if n < 3 {
+			break
+		}
+		if calls > 10 {
+			t.Fatal("DeleteSessions keeps deleting")
+		}
+	}
+	if total != len(doomed) || calls != 4 {
+		t.Fatalf("deleted %d sessions in %d calls, want %d in 4 (3+3+3+1)", total, calls, len(doomed))
+	}
+	for _, id := range doomed {
+		_, err := s.GetSession(ctx, id)
+		wantErr(t, err, storage.ErrNotFound, "GetSession of deleted session "+id)
+	}
+	for _, id := range live {
+		got, err := s.GetSession(ctx, id)
+		must(t, err, "live session "+id+" kept")
+		if got.Revoked {
+			t.Fatalf("live session %s revoked", id)
+		}
+	}
+	n, err := s.DeleteSessions(ctx, now, 100)
+	must(t, err, "delete sessions again")
+	if n != 0 {
+		t.Fatalf("second pass deleted %d, want 0", n)
+	}
+	// The live sessions still work as sessions: revoke one, it goes next.
+	must(t, s.RevokeSession(ctx, "live0"), "revoke live0")
+	n, err = s.DeleteSessions(ctx, now, 100)
+	must(t, err, "delete the newly revoked session")
+	if n != 1 {
+		t.Fatalf("deleted %d after one revocation, want 1", n)
+	}
+	// A later cut collects the boundary session and the others as they expire.
+	n, err = s.DeleteSessions(ctx, now.Add(2*time.Hour), 100)
+	must(t, err, "delete after everything expired")
+	if n != 3 {
+		t.Fatalf("deleted %d once all expired, want 3", n)
+	}
 }

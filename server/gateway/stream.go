@@ -180,7 +180,14 @@ func (s *ChatServer) awaitWriter(ctx context.Context, log *slog.Logger, written 
 		return
 	}
 	log.Warn("writer blocked past the write timeout; connection closed")
-	<-written
+	timer.Reset(s.WriteTimeout)
+	select {
+	case <-written:
+	case <-timer.C:
+		// Closing the connection ends every write on it; if this ever
+		// fails, returning is still better than holding the handler.
+		log.Error("writer still blocked after its connection was closed")
+	}
 }
 
 func readResult(err error) error {

@@ -28,6 +28,18 @@ var (
 	ErrUnavailable = errors.New("database unavailable")
 )
 
+// HasSentinel tells whether err already wraps one of this package's
+// sentinel errors, so a backend that maps driver errors inside a
+// transaction and again at a method's end wraps only once.
+func HasSentinel(err error) bool {
+	for _, target := range []error{ErrNotFound, ErrAlreadyExists, ErrGroupFull, ErrUnavailable, ErrAmbiguousCommit} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
 // Store is everything the server keeps in the database.
 type Store interface {
 	Users

@@ -184,7 +184,7 @@ func retryableDeadlock(err error) error {
 // which makes mapping twice harmless.
 func mapError(err error) error {
 	switch {
-	case err == nil || mapped(err):
+	case err == nil || storage.HasSentinel(err):
 		// An ambiguous commit stays only that: the caller must not take it
 		// for "nothing was written".
 		return err
@@ -200,17 +200,6 @@ func mapError(err error) error {
 		return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
 	}
 	return err
-}
-
-// mapped tells whether err already wraps a storage sentinel.
-func mapped(err error) bool {
-	for _, target := range []error{storage.ErrNotFound, storage.ErrAlreadyExists, storage.ErrGroupFull,
-		storage.ErrUnavailable, storage.ErrAmbiguousCommit} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	return false
 }
 
 // SQLSTATE codes that mean the server cannot serve us now, though it may

@@ -218,7 +218,7 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // error goes through it; an error already mapped is returned as it is.
 func mapErr(err error) error {
 	switch {
-	case err == nil || mapped(err):
+	case err == nil || storage.HasSentinel(err):
 		return err
 	case errors.Is(err, sql.ErrNoRows):
 		return storage.ErrNotFound
@@ -245,18 +245,6 @@ func mapErr(err error) error {
 		}
 	}
 	return err
-}
-
-// mapped tells whether err already wraps a storage sentinel, so that
-// mapping twice (inside a transaction and at a method's end) wraps once.
-func mapped(err error) bool {
-	for _, target := range []error{storage.ErrNotFound, storage.ErrAlreadyExists, storage.ErrGroupFull,
-		storage.ErrUnavailable, storage.ErrAmbiguousCommit} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	return false
 }
 
 // Times are stored as unix milliseconds and come back in UTC.

@@ -26,13 +26,15 @@ var (
 	// shutting down or restarting, failover, a deadline passed). Nothing
 	// was written; the same call may succeed if tried again.
 	ErrUnavailable = errors.New("database unavailable")
+	// ErrNoNodeNumber: every node number (0..MaxNodeNumber) is leased.
+	ErrNoNodeNumber = errors.New("no free node number")
 )
 
 // HasSentinel tells whether err already wraps one of this package's
 // sentinel errors, so a backend that maps driver errors inside a
 // transaction and again at a method's end wraps only once.
 func HasSentinel(err error) bool {
-	for _, target := range []error{ErrNotFound, ErrAlreadyExists, ErrGroupFull, ErrUnavailable, ErrAmbiguousCommit} {
+	for _, target := range []error{ErrNotFound, ErrAlreadyExists, ErrGroupFull, ErrUnavailable, ErrAmbiguousCommit, ErrNoNodeNumber} {
 		if errors.Is(err, target) {
 			return true
 		}
@@ -47,6 +49,7 @@ type Store interface {
 	Groups
 	Messages
 	Cursors
+	NodeLeases
 	// Close releases the database. Calls after Close fail.
 	Close() error
 }
@@ -303,4 +306,73 @@ type Cursors interface {
 	// member of, with the device's cursor, newest activity first. With
 	// onlyBehind, only those whose LatestSeq > max(DeliveredSeq, JoinedSeq).
 	ListConversations(ctx context.Context, userID, deviceID string, onlyBehind bool) ([]ConversationState, error)
+}
+
+// MaxNodeNumber is the largest node number a lease hands out: message ids
+// have 10 bits of node (server/idgen.MaxNode).
+const MaxNodeNumber = 1023
+
+// NodeLeaseGrace is how long a lapsed lease stays unusable before another
+// holder may take its number. The old holder stops making ids at the
+// deadline its own (monotonic) clock gives it, which falls before the
+// database's expires_at; but the ids it made carry ITS wall-clock
+// milliseconds, and a new holder whose wall clock lags could make the same
+// milliseconds again. The grace covers that skew between nodes' clocks
+// (and the offset between CockroachDB nodes): 30 s is far beyond what NTP
+// leaves.
+const NodeLeaseGrace = 30 * time.Second
+
+// LeaseRequest asks for a node number.
+type LeaseRequest struct {
+	// Holder names the lease's owner, unique per process start: only it
+	// may renew or release the lease.
+	Holder string
+	// Node is the holder's node id (host name), for people reading
+	// ListNodeLeases.
+	Node string
+	// TTL is how long the lease lasts unless renewed (at least 1 ms).
+	TTL time.Duration
+	// Grace is how long past its expiry a lapsed lease of another holder
+	// stays untouchable: NodeLeaseGrace, shorter only in tests.
+	Grace time.Duration
+}
+
+// Lease is one node number held by one holder until ExpiresAt.
+type Lease struct {
+	Number     int
+	Holder     string
+	Node       string
+	AcquiredAt time.Time
+	// ExpiresAt is by the database's clock (PostgreSQL/CockroachDB now();
+	// SQLite, on one host, the process clock), so nodes' clocks do not
+	// decide who holds what.
+	ExpiresAt time.Time
+	// Remaining is ExpiresAt minus the database's clock when the lease
+	// was read or written; zero or less once it lapsed.
+	Remaining time.Duration
+}
+
+// Live reports whether the lease had not lapsed when it was read.
+func (l Lease) Live() bool { return l.Remaining > 0 }
+
+// NodeLeases hands out node numbers (the node bits of message ids), one
+// holder per number at a time. A number is free when no lease has it, or
+// its lease expired more than the request's Grace ago.
+type NodeLeases interface {
+	// AcquireNodeLease leases the smallest free number (0..MaxNodeNumber)
+	// to req.Holder for req.TTL. ErrNoNodeNumber when none is free.
+	// Concurrent calls never get the same number.
+	AcquireNodeLease(ctx context.Context, req LeaseRequest) (Lease, error)
+	// RenewNodeLease extends the lease to ttl from now (the database's
+	// now) if lease.Holder still holds lease.Number, even if it lapsed
+	// meanwhile: no one else took it, so no one else made ids with it.
+	// ErrNotFound when another holder took the number.
+	RenewNodeLease(ctx context.Context, lease Lease, ttl time.Duration) (Lease, error)
+	// ReleaseNodeLease ends the lease now: it is no longer live, and its
+	// number is free once the grace has passed (the ids made under it may
+	// carry times up to now by the holder's clock). The holder must not
+	// renew it afterwards. ErrNotFound when another holder took it.
+	ReleaseNodeLease(ctx context.Context, lease Lease) error
+	// ListNodeLeases returns every lease, lapsed or live, by number.
+	ListNodeLeases(ctx context.Context) ([]Lease, error)
 }

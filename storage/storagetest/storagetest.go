@@ -47,6 +47,7 @@ func Run(t *testing.T, factory Factory) {
 		{"Messages", messageTests},
 		{"Cursors", cursorTests},
 		{"Lifecycle", lifecycleTests},
+		{"NodeLeases", leaseTests},
 	} {
 		t.Run(group.name, func(t *testing.T) {
 			t.Parallel()

@@ -13,8 +13,15 @@ import (
 // Config is everything a node needs besides its store. DefaultConfig gives
 // the values starlingd uses; each bound here is one the design asks for.
 type Config struct {
-	NodeID     string // announced in Welcome and logs
-	NodeNumber int    // snowflake node bits, unique in a cluster (0..1023)
+	NodeID string // announced in Welcome and logs
+	// NodeLeaseTTL is the length of the lease on the node's number (the
+	// node bits of message ids), leased from the database at Serve and
+	// renewed every third of it (server/nodelease). 0: 15 s.
+	NodeLeaseTTL time.Duration
+	// SingleNode makes Serve refuse to start while another node holds a
+	// live lease on the database (one node per database until cluster
+	// mode). starlingd sets it.
+	SingleNode bool
 
 	TokenSecret []byte        // HS256 key, at least 32 bytes, the same on every node
 	TokenTTL    time.Duration // token lifetime
@@ -75,6 +82,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		NodeID:                "starling-0",
+		NodeLeaseTTL:          15 * time.Second,
 		TokenTTL:              30 * 24 * time.Hour,
 		HeartbeatInterval:     30 * time.Second,
 		AuthTimeout:           5 * time.Second,

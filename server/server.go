@@ -34,7 +34,7 @@ import (
 	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/gateway"
 	"github.com/starling-im/starling/server/hub"
-	"github.com/starling-im/starling/server/idgen"
+	"github.com/starling-im/starling/server/nodelease"
 	"github.com/starling-im/starling/server/wire"
 	"github.com/starling-im/starling/storage"
 )
@@ -48,6 +48,7 @@ type Server struct {
 	hub      *hub.Hub
 	chat     *chat.Service
 	accounts *auth.Accounts
+	lease    *nodelease.Keeper // the node number of message ids
 
 	connsMu sync.Mutex
 	conns   *connListener // the listener Serve accepts on
@@ -67,10 +68,8 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 	if err != nil {
 		return nil, err
 	}
-	ids, err := idgen.NewSnowflake(cfg.NodeNumber)
-	if err != nil {
-		return nil, err
-	}
+	lease := nodelease.New(store, nodelease.Config{Node: cfg.NodeID, TTL: cfg.NodeLeaseTTL, Exclusive: cfg.SingleNode}, log)
+	ids := lease.IDs() // makes no id until Serve leases a number
 	if cfg.Window <= 0 || cfg.QueueSize <= cfg.Window {
 		return nil, fmt.Errorf("server: queue size (%d) must exceed the push window (%d)", cfg.QueueSize, cfg.Window)
 	}
@@ -111,7 +110,7 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		QueuePerShard:    4 * cfg.MaxBatch,
 	}, store, h, ids, log)
 
-	s := &Server{cfg: cfg, log: log, hub: h, chat: c, accounts: accounts, health: health.NewServer(), store: store}
+	s := &Server{cfg: cfg, log: log, hub: h, chat: c, accounts: accounts, health: health.NewServer(), store: store, lease: lease}
 	s.setServing(true)
 
 	var metrics *grpcprom.ServerMetrics
@@ -274,6 +273,11 @@ func (s *Server) recovered(ctx context.Context, p any) error {
 //
 // The store stays open: its owner closes it after Serve returns.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	if err := s.lease.Start(ctx); err != nil { // a node number before any send
+		lis.Close()
+		return err
+	}
+	defer s.lease.Stop() // runs last: the pipeline has made its last id
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
 	chatCtx, stopChat := context.WithCancel(bg)

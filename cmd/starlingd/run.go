@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/starling-im/starling/server"
+	"github.com/starling-im/starling/server/nodelease"
 	"github.com/starling-im/starling/storage"
 	"github.com/starling-im/starling/storage/postgres"
 	"github.com/starling-im/starling/storage/sqlite"
@@ -106,6 +107,15 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 		return err
 	}
 	defer store.Close()
+
+	// One node per database until cluster mode (--redis is refused
+	// above): a second node is refused, here and again once it holds its
+	// own lease (two started at once). A lease left by this node's own
+	// earlier run, killed, is waited out (at most its TTL, 15 s).
+	if err := nodelease.WaitAlone(ctx, store, cfg.NodeID, log); err != nil {
+		return err
+	}
+	cfg.SingleNode = true
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -214,7 +214,15 @@ func (p *pipeline) commit(batch []*pending) committed {
 	msgs := make([]storage.NewMessage, len(batch))
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	for i, s := range batch {
-		s.msg.MsgID = p.ids.Next()
+		id, err := p.ids.Next()
+		if err != nil { // the node number's lease lapsed: no id that could repeat (docs/design.md, node identity)
+			c := committed{batch: batch, results: make([]storage.AppendResult, len(batch)), errs: make([]error, len(batch))}
+			for i := range batch {
+				c.errs[i] = fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+			}
+			return c
+		}
+		s.msg.MsgID = id
 		s.msg.CreatedAt = now
 		msgs[i] = s.msg
 	}

@@ -19,7 +19,7 @@ func TestSnowflakeIncreasingUniqueAcrossGoroutines(t *testing.T) {
 		wg.Go(func() {
 			last := int64(-1)
 			for range each {
-				id := s.Next()
+				id, _ := s.Next()
 				if id <= last {
 					t.Errorf("id %d not greater than previous %d", id, last)
 				}
@@ -46,9 +46,9 @@ func TestSnowflakeClockStepsBack(t *testing.T) {
 	s, _ := NewSnowflake(1)
 	now := Epoch.Add(time.Hour)
 	s.now = func() time.Time { return now }
-	a := s.Next()
+	a, _ := s.Next()
 	now = now.Add(-time.Minute)
-	if b := s.Next(); b <= a {
+	if b, _ := s.Next(); b <= a {
 		t.Fatalf("after clock step back: %d <= %d", b, a)
 	}
 	if got := Time(a); !got.Equal(Epoch.Add(time.Hour)) {
@@ -62,7 +62,7 @@ func TestSnowflakeCounterOverflowBorrowsNextMillisecond(t *testing.T) {
 	s.now = func() time.Time { return now }
 	var last int64
 	for range 1<<counterBits + 10 {
-		id := s.Next()
+		id, _ := s.Next()
 		if id <= last {
 			t.Fatalf("not increasing: %d <= %d", id, last)
 		}
@@ -82,5 +82,53 @@ func TestRandom(t *testing.T) {
 	a, b := Random("u"), Random("u")
 	if a == b || !strings.HasPrefix(a, "u") || len(a) != 17 || strings.Contains(a, ":") {
 		t.Fatalf("Random gave %q and %q", a, b)
+	}
+}
+
+// A leased Snowflake makes ids only while its lease is valid, with the
+// node number of the lease.
+func TestSnowflakeStopsAtTheLeaseDeadline(t *testing.T) {
+	s := NewLeased()
+	if _, err := s.Next(); err != ErrLapsed {
+		t.Fatalf("before any lease: %v, want ErrLapsed", err)
+	}
+	now := Epoch.Add(time.Hour)
+	s.now = func() time.Time { return now }
+	if err := s.SetLease(5, now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.Next()
+	if err != nil || id>>counterBits&MaxNode != 5 {
+		t.Fatalf("within the lease: id %d (node %d), %v", id, id>>counterBits&MaxNode, err)
+	}
+	now = now.Add(time.Second)
+	if _, err := s.Next(); err != ErrLapsed {
+		t.Fatalf("at the deadline: %v, want ErrLapsed", err)
+	}
+	s.SetValidUntil(now.Add(time.Second)) // renewed
+	if next, err := s.Next(); err != nil || next <= id {
+		t.Fatalf("after renewal: %d, %v", next, err)
+	}
+	s.SetValidUntil(time.Time{})
+	if _, err := s.Next(); err != ErrLapsed {
+		t.Fatalf("stopped: %v, want ErrLapsed", err)
+	}
+	if err := s.SetLease(MaxNode+1, now.Add(time.Hour)); err == nil {
+		t.Fatal("SetLease took a node out of range")
+	}
+	if until, ok := s.ValidUntil(); !ok || !until.IsZero() || s.Node() != 5 {
+		t.Fatalf("a refused SetLease changed the lease: %v %v node %d", until, ok, s.Node())
+	}
+}
+
+// An unleased Snowflake (NewSnowflake, for tests and tools) never stops.
+func TestSnowflakeWithoutLeaseIsUnlimited(t *testing.T) {
+	s, _ := NewSnowflake(3)
+	s.now = func() time.Time { return Epoch.Add(100 * 365 * 24 * time.Hour) }
+	if _, err := s.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.ValidUntil(); ok {
+		t.Fatal("NewSnowflake has a deadline")
 	}
 }

@@ -19,8 +19,10 @@ func noEnv(string) string { return "" }
 // message, and starts once the first has stopped (its lease released).
 func TestRunRefusesASecondNodeOnOneDatabase(t *testing.T) {
 	for name, db := range map[string]func(t *testing.T) []string{
-		"sqlite":   func(t *testing.T) []string { return []string{"--data-dir", t.TempDir()} },
-		"postgres": func(t *testing.T) []string { return []string{"--db", pgtest.NewDatabase(t), "--token-secret", strings.Repeat("s", 32)} },
+		"sqlite": func(t *testing.T) []string { return []string{"--data-dir", t.TempDir()} },
+		"postgres": func(t *testing.T) []string {
+			return []string{"--db", pgtest.NewDatabase(t), "--token-secret", strings.Repeat("s", 32)}
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := db(t)

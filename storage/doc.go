@@ -13,6 +13,9 @@
 //   - When AppendMessages returns nil, every result is durable (committed
 //     and on disk).
 //   - Cursors only move forward.
+//   - A node number is leased to one holder at a time, by the database's
+//     clock, and a lapsed lease is not given to another holder until the
+//     grace has passed (NodeLeases).
 //
 // Backends: storage/sqlite (the embedded default) and storage/postgres
 // (CockroachDB or PostgreSQL). Implementations are safe for concurrent use.

@@ -271,7 +271,9 @@ func (s *Server) recovered(ctx context.Context, p any) error {
 //  4. gRPC stops (GracefulStop, forced after shutdownGrace);
 //  5. the acknowledged cursors are written.
 //
-// The store stays open: its owner closes it after Serve returns.
+// The store stays open: its owner closes it after Serve returns. Before
+// serving, Serve leases the node's number (server/nodelease); it releases
+// it last.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	if err := s.lease.Start(ctx); err != nil { // a node number before any send
 		lis.Close()

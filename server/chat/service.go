@@ -49,6 +49,8 @@ type Router interface {
 	Announce(ctx context.Context, users []string, conv string, latest int64)
 }
 
+var _ Router = (*bus.Router)(nil)
+
 // Config bounds what clients may do.
 type Config struct {
 	MaxContentBytes int        // encoded Content size limit

@@ -8,6 +8,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/starling-im/starling/server/auth"
+	"github.com/starling-im/starling/server/bus"
+	"github.com/starling-im/starling/server/presence"
 )
 
 // Config is everything a node needs besides its store. DefaultConfig gives
@@ -22,6 +24,12 @@ type Config struct {
 	// live lease on the database (one node per database until cluster
 	// mode). starlingd sets it.
 	SingleNode bool
+	// Presence records which node holds each device, and Bus carries
+	// committed messages to those nodes; nil: the in-process versions for
+	// one node (presence.Local, bus.Local). A node serves one Bus
+	// subscription for NodeID.
+	Presence presence.Presence
+	Bus      bus.Bus
 
 	TokenSecret []byte        // HS256 key, at least 32 bytes, the same on every node
 	TokenTTL    time.Duration // token lifetime

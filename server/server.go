@@ -31,10 +31,12 @@ import (
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/auth"
+	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/gateway"
 	"github.com/starling-im/starling/server/hub"
 	"github.com/starling-im/starling/server/nodelease"
+	"github.com/starling-im/starling/server/presence"
 	"github.com/starling-im/starling/server/wire"
 	"github.com/starling-im/starling/storage"
 )
@@ -47,6 +49,7 @@ type Server struct {
 	health   *health.Server
 	hub      *hub.Hub
 	chat     *chat.Service
+	bus      bus.Bus // Serve subscribes the hub to what is published to this node
 	accounts *auth.Accounts
 	lease    *nodelease.Keeper // the node number of message ids
 
@@ -82,6 +85,19 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		MaxPushBytes:        cfg.MaxResponseBytes,
 		MaxQueueBytes:       cfg.MaxQueueBytes,
 	}, store, log)
+	// The seam between the send path and the devices: presence says which
+	// node holds a device, the bus hands each node its recipients, and this
+	// node's hub takes what is published to it. In-process by default (one
+	// node); cluster versions plug in behind the same interfaces.
+	pres := cfg.Presence
+	if pres == nil {
+		pres = presence.NewLocal(cfg.NodeID)
+	}
+	b := cfg.Bus
+	if b == nil {
+		b = bus.NewLocal()
+	}
+	router := bus.NewRouter(cfg.NodeID, pres, b, log)
 	var (
 		nm       *nodeMetrics
 		observer chat.Observer
@@ -108,9 +124,9 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		MaxBatch:         cfg.MaxBatch,
 		BatchLinger:      cfg.BatchLinger,
 		QueuePerShard:    4 * cfg.MaxBatch,
-	}, store, h, ids, log)
+	}, store, router, ids, log)
 
-	s := &Server{cfg: cfg, log: log, hub: h, chat: c, accounts: accounts, health: health.NewServer(), store: store, lease: lease}
+	s := &Server{cfg: cfg, log: log, hub: h, chat: c, bus: b, accounts: accounts, health: health.NewServer(), store: store, lease: lease}
 	s.setServing(true)
 
 	var metrics *grpcprom.ServerMetrics
@@ -183,6 +199,7 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		Accounts:          accounts,
 		Chat:              c,
 		Hub:               h,
+		Presence:          pres,
 		Log:               log,
 		NodeID:            cfg.NodeID,
 		HeartbeatInterval: cfg.HeartbeatInterval,
@@ -282,6 +299,12 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	defer s.lease.Stop() // runs last: the pipeline has made its last id
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
+	// The hub takes this node's deliveries before the first send can
+	// commit, and until the pipeline has answered its last.
+	unsubscribe, err := s.bus.Subscribe(bg, s.cfg.NodeID, s.hub)
+	if err != nil {
+		return fmt.Errorf("server: subscribe the hub to the bus: %w", err)
+	}
 	chatCtx, stopChat := context.WithCancel(bg)
 	chatDone := make(chan struct{})
 	go func() {
@@ -319,7 +342,6 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	go func() { served <- s.grpc.Serve(tracked) }()
 	s.log.Info("serving", "addr", lis.Addr().String(), "node", s.cfg.NodeID)
 
-	var err error
 	select {
 	case err = <-served:
 	case <-ctx.Done():
@@ -334,6 +356,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	s.health.Shutdown()
 	stopChat()
 	<-chatDone
+	unsubscribe()
 	s.hub.CloseAll(&starlingv1.Disconnect{
 		Reason:    starlingv1.DisconnectReason_DISCONNECT_REASON_SHUTDOWN,
 		Message:   "server shutting down",

@@ -1,6 +1,8 @@
 // Package chat is Starling's logic layer: it validates and authorizes every
 // chat operation, stores messages through the send pipeline, and fans them
-// out through the hub once they are committed.
+// out once they are committed, through a Router (server/bus: presence says
+// which nodes hold the recipients, the bus hands each node its share; chat
+// never sees a hub session, only the sending stream's bus.DeviceKey).
 //
 // The send pipeline (pipeline.go) is where throughput comes from: sends are
 // grouped by conversation into shards; each shard commits whatever queued

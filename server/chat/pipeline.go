@@ -17,7 +17,7 @@ import (
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/apierr"
-	"github.com/starling-im/starling/server/hub"
+	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/idgen"
 	"github.com/starling-im/starling/storage"
 )
@@ -35,7 +35,7 @@ type pending struct {
 	content *starlingv1.Content
 	groupID string   // group sends: whose members to fan out to
 	users   []string // c2c sends: the two users
-	origin  *hub.Session
+	origin  bus.DeviceKey
 	arrived time.Time  // when Send was called, for the send→ack latency
 	span    trace.Span // the send's trace span (a no-op without tracing)
 	done    func(SendResult)
@@ -69,7 +69,7 @@ type committed struct {
 // off on databases that commit concurrently (PostgreSQL, CockroachDB).
 type pipeline struct {
 	store    Store
-	fanout   Fanout
+	router   Router
 	members  *memberCache
 	ids      *idgen.Snowflake
 	log      *slog.Logger
@@ -86,8 +86,8 @@ type pipeline struct {
 	closed bool
 }
 
-func newPipeline(store Store, fanout Fanout, members *memberCache, ids *idgen.Snowflake, log *slog.Logger, observer Observer, tracer trace.Tracer, shards, maxBatch, queue int, linger time.Duration) *pipeline {
-	p := &pipeline{store: store, fanout: fanout, members: members, ids: ids, log: log, observer: observer, tracer: tracer, maxBatch: maxBatch, linger: linger, seed: maphash.MakeSeed()}
+func newPipeline(store Store, router Router, members *memberCache, ids *idgen.Snowflake, log *slog.Logger, observer Observer, tracer trace.Tracer, shards, maxBatch, queue int, linger time.Duration) *pipeline {
+	p := &pipeline{store: store, router: router, members: members, ids: ids, log: log, observer: observer, tracer: tracer, maxBatch: maxBatch, linger: linger, seed: maphash.MakeSeed()}
 	p.shards = make([]chan *pending, shards)
 	for i := range p.shards {
 		p.shards[i] = make(chan *pending, queue)
@@ -271,6 +271,9 @@ func (p *pipeline) append(msgs []storage.NewMessage) ([]storage.AppendResult, er
 
 // deliver fans a committed batch out and answers its senders, in order.
 func (p *pipeline) deliver(c committed) {
+	// The router bounds its own waits (a remote publish); the local path
+	// never waits.
+	ctx := context.Background()
 	for i, s := range c.batch {
 		if c.errs != nil && c.errs[i] != nil {
 			p.log.Error("commit failed", "conversation", s.msg.ConversationID, "err", c.errs[i])
@@ -294,7 +297,7 @@ func (p *pipeline) deliver(c committed) {
 		}
 		s.span.AddEvent("committed")
 		if s.groupID == "" {
-			p.fanout.Deliver(s.users, s.origin, m)
+			p.router.Deliver(ctx, s.users, s.origin, m)
 		} else if users, err := p.recipients(s.groupID, m.Seq, r.MemberEpoch); err != nil {
 			// Stored, but who may read it is unknown for now: tell every
 			// device that may care to pull; Sync checks membership.
@@ -303,9 +306,9 @@ func (p *pipeline) deliver(c committed) {
 			if set := p.members.get(s.groupID); set != nil {
 				guess = set.members
 			}
-			p.fanout.Announce(guess, m.ConversationId, m.Seq)
+			p.router.Announce(ctx, guess, m.ConversationId, m.Seq)
 		} else {
-			p.fanout.Deliver(users, s.origin, m)
+			p.router.Deliver(ctx, users, s.origin, m)
 		}
 		s.span.AddEvent("fanned out")
 		p.answer(s, SendResult{Message: m})

@@ -21,7 +21,7 @@ import (
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/apierr"
 	"github.com/starling-im/starling/server/auth"
-	"github.com/starling-im/starling/server/hub"
+	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/idgen"
 	"github.com/starling-im/starling/storage"
 )
@@ -34,17 +34,22 @@ type Store interface {
 	storage.Cursors
 }
 
-// Fanout delivers committed messages to online devices. Delivery is best
-// effort: a device that misses a push finds the gap and syncs.
-type Fanout interface {
+// Router fans committed messages out to the online devices of their
+// recipients, wherever they are (bus.Router: presence, then the bus).
+// Delivery is best effort: a device that misses a push finds the gap and
+// syncs. Calls are made in commit order per conversation and must not
+// block on devices.
+type Router interface {
 	// Deliver offers m to every online device of users; except is the
-	// sending session (nil for sends without one).
-	Deliver(userIDs []string, except *hub.Session, m *starlingv1.Message)
+	// sending stream (the zero key for sends without one).
+	Deliver(ctx context.Context, users []string, except bus.DeviceKey, m *starlingv1.Message)
 	// Announce tells the online devices of users, and every online device
-	// that has seen conv on this node, that conv has messages up to latest
-	// they may not have been offered: they are sent a Notify and pull.
-	Announce(userIDs []string, conv string, latest int64)
+	// that has seen conv, that conv has messages up to latest they may not
+	// have been offered: they are sent a Notify and pull.
+	Announce(ctx context.Context, users []string, conv string, latest int64)
 }
+
+var _ Router = (*bus.Router)(nil)
 
 // Config bounds what clients may do.
 type Config struct {
@@ -112,7 +117,7 @@ type limiter struct {
 }
 
 // New returns a Service. Run must be running for sends to complete.
-func New(cfg Config, store Store, fanout Fanout, ids *idgen.Snowflake, log *slog.Logger) *Service {
+func New(cfg Config, store Store, router Router, ids *idgen.Snowflake, log *slog.Logger) *Service {
 	if cfg.MaxResponseBytes <= 0 {
 		cfg.MaxResponseBytes = DefaultMaxResponseBytes
 	}
@@ -125,7 +130,7 @@ func New(cfg Config, store Store, fanout Fanout, ids *idgen.Snowflake, log *slog
 		store:    store,
 		log:      log,
 		members:  members,
-		pipe:     newPipeline(store, fanout, members, ids, log, cfg.Observer, cfg.Tracer, max(cfg.SendShards, 1), max(cfg.MaxBatch, 1), max(cfg.QueuePerShard, 1), cfg.BatchLinger),
+		pipe:     newPipeline(store, router, members, ids, log, cfg.Observer, cfg.Tracer, max(cfg.SendShards, 1), max(cfg.MaxBatch, 1), max(cfg.QueuePerShard, 1), cfg.BatchLinger),
 		limiters: make(map[string]*limiter),
 		known:    make(map[string]struct{}),
 	}
@@ -156,7 +161,7 @@ func (s *Service) Run(ctx context.Context) {
 // SendRequest is one message to send.
 type SendRequest struct {
 	From        auth.Identity
-	Origin      *hub.Session // the sending stream's session, if any
+	Origin      bus.DeviceKey // the sending stream, if any (zero: none)
 	ToUser      string
 	ToGroup     string
 	ClientMsgID string

@@ -20,6 +20,7 @@ import (
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/apierr"
 	"github.com/starling-im/starling/server/auth"
+	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/hub"
 	"github.com/starling-im/starling/server/wire"
@@ -32,6 +33,8 @@ type ChatServer struct {
 	Accounts *auth.Accounts
 	Chat     *chat.Service
 	Hub      *hub.Hub
+	// Presence records which node holds each open stream's device.
+	Presence Presence
 	Log      *slog.Logger
 	NodeID   string
 	// HeartbeatInterval is announced in Welcome.
@@ -56,6 +59,17 @@ type ChatServer struct {
 
 	unauth atomic.Int64 // streams waiting for their Auth frame
 }
+
+// Presence is where the gateway records the streams it opens and closes
+// (presence.Presence).
+type Presence interface {
+	Register(ctx context.Context, node string, dev bus.DeviceKey) error
+	Unregister(ctx context.Context, node string, dev bus.DeviceKey) error
+}
+
+// presenceTimeout bounds the unregistering of an ended stream, whose own
+// context is gone.
+const presenceTimeout = 5 * time.Second
 
 type stream = grpc.BidiStreamingServer[starlingv1.StreamRequest, starlingv1.StreamResponse]
 
@@ -104,6 +118,21 @@ func (s *ChatServer) Stream(st stream) error {
 		return toError(s.Log, err)
 	}
 	defer s.Hub.Unregister(sess)
+	// Then presence, so that other nodes route to this stream; still
+	// before the catch-up read (invariant 2: hub, presence, read).
+	if err := s.Presence.Register(ctx, s.NodeID, sess.Key()); err != nil {
+		s.Log.Error("presence: register failed", "user", id.UserID, "device", id.DeviceID, "err", err)
+		err = fmt.Errorf("%w: presence: %v", apierr.Unavailable, err)
+		st.Send(errorFrame(authRef, toStatus(s.Log, err), true))
+		return toError(s.Log, err)
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), presenceTimeout)
+		defer cancel()
+		if err := s.Presence.Unregister(uctx, s.NodeID, sess.Key()); err != nil {
+			s.Log.Warn("presence: unregister failed", "user", id.UserID, "device", id.DeviceID, "err", err)
+		}
+	}()
 	log := s.Log.With("user", id.UserID, "device", id.DeviceID)
 	log.Info("stream opened")
 
@@ -422,7 +451,7 @@ func (s *ChatServer) handleSend(ctx context.Context, sess *hub.Session, id auth.
 	}
 	req := chat.SendRequest{
 		From:        id,
-		Origin:      sess,
+		Origin:      sess.Key(),
 		ToUser:      m.GetUserId(),
 		ToGroup:     m.GetGroupId(),
 		ClientMsgID: m.GetClientMsgId(),

@@ -11,6 +11,7 @@ import (
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/apierr"
+	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/storage"
 )
 
@@ -27,11 +28,11 @@ func TestPushesArePackedByBytes(t *testing.T) {
 	for seq := int64(1); seq <= 10; seq++ {
 		m := msg("c", seq)
 		m.Content = &starlingv1.Content{Text: big}
-		h.Deliver([]string{"u"}, nil, m)
+		h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: m})
 	}
 	huge := msg("c", 11)
 	huge.Content = &starlingv1.Content{Text: strings.Repeat("y", 300<<10)}
-	h.Deliver([]string{"u"}, nil, huge)
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: huge})
 
 	var seqs []int64
 	for len(seqs) < 11 {
@@ -63,9 +64,9 @@ func TestHeldOffersAreBounded(t *testing.T) {
 	h, _ := newHub(1000) // QueueSize 64
 	s, _ := h.Register("u", "d")
 	for seq := int64(1); seq <= 500; seq++ {
-		h.Deliver([]string{"u"}, nil, msg("busy", seq))
+		h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("busy", seq)})
 	}
-	h.Deliver([]string{"u"}, nil, msg("quiet", 1)) // after the bound too
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("quiet", 1)}) // after the bound too
 	if len(s.held) > 64 {
 		t.Fatalf("%d offers held, bound 64", len(s.held))
 	}
@@ -83,7 +84,7 @@ func TestHeldOffersAreBounded(t *testing.T) {
 	}
 	// The device pulls: pushes resume after its Sync reaches the end.
 	s.SyncDone("busy", 500, false, nil)
-	h.Deliver([]string{"u"}, nil, msg("busy", 501))
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("busy", 501)})
 	if got := describe(drain(s)); !slices.Equal(got, []string{"push busy 501"}) {
 		t.Fatalf("after sync: %v", got)
 	}
@@ -99,9 +100,9 @@ func TestAnnounce(t *testing.T) {
 	for _, s := range []*Session{a, b, c} {
 		s.FinishStart(nil, nil)
 	}
-	h.Deliver([]string{"b"}, nil, msg("g", 3))
+	h.Deliver(bus.Delivery{Users: []string{"b"}, Msg: msg("g", 3)})
 	drain(b)
-	h.Announce([]string{"a"}, "g", 4)
+	h.Announce(bus.Announce{Users: []string{"a"}, Conv: "g", Latest: 4})
 	if got := describe(drain(a)); !slices.Equal(got, []string{"notify g 4"}) {
 		t.Fatalf("named user got %v", got)
 	}
@@ -112,7 +113,7 @@ func TestAnnounce(t *testing.T) {
 		t.Fatalf("unrelated session got %v", describe(got))
 	}
 	// In pull mode now: the next message is folded into the pull, not pushed.
-	h.Deliver([]string{"b"}, nil, msg("g", 5))
+	h.Deliver(bus.Delivery{Users: []string{"b"}, Msg: msg("g", 5)})
 	if got := drain(b); len(got) != 0 {
 		t.Fatalf("pushed while pulling: %v", describe(got))
 	}
@@ -138,7 +139,7 @@ func TestCursorFlushIsChunked(t *testing.T) {
 	const n = 3*cursorChunk + 5
 	for i := range n {
 		conv := "c" + itoa(int64(i))
-		h.Deliver([]string{"u"}, nil, msg(conv, 1))
+		h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg(conv, 1)})
 		h.Ack(s, conv, 1)
 		drain(s)
 	}

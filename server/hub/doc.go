@@ -14,5 +14,9 @@
 // synced to the end (SyncDone), which is how a busy group cannot flood a
 // phone (docs/design.md, delivery invariant 5).
 //
+// The Hub is its node's bus.Handler: the bus hands it each committed
+// message with the node's recipients (Deliver) and the sending stream's
+// bus.DeviceKey, which it skips; Session.Key is that key.
+//
 // Everything here is safe for concurrent use.
 package hub

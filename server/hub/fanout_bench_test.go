@@ -8,6 +8,7 @@ import (
 	"time"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server/bus"
 )
 
 // BenchmarkDeliver measures the hub's fan-out of one group message to
@@ -40,7 +41,7 @@ func BenchmarkDeliver(b *testing.B) {
 	for b.Loop() {
 		seq++
 		m := &starlingv1.Message{MsgId: seq, ConversationId: conv, Seq: seq, SenderId: "sender", Content: content}
-		h.Deliver(users, nil, m)
+		h.Deliver(bus.Delivery{Users: users, Msg: m})
 		for _, s := range sessions {
 			o, ok := s.Next()
 			if !ok || len(o.Frame.GetPush().GetMessages()) != 1 {

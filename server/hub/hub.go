@@ -12,6 +12,7 @@ import (
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/apierr"
+	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/wire"
 	"github.com/starling-im/starling/storage"
 )
@@ -188,17 +189,19 @@ func (h *Hub) Online(userID string) int {
 	return 0
 }
 
-// Deliver offers a committed message to every online device of the given
-// users, except the session that sent it (which learns from its SendAck).
-// Messages of one conversation must be delivered in seq order.
-func (h *Hub) Deliver(userIDs []string, except *Session, m *starlingv1.Message) {
+var _ bus.Handler = (*Hub)(nil)
+
+// Deliver offers a committed message to every online device of d.Users on
+// this node, except the sending stream d.Except (which learns from its
+// SendAck). Messages of one conversation must be delivered in seq order.
+func (h *Hub) Deliver(d bus.Delivery) {
 	var targets []*Session
-	for _, uid := range userIDs {
+	for _, uid := range d.Users {
 		shard := h.shard(uid)
 		shard.mu.RLock()
 		if u := shard.users[uid]; u != nil {
 			for _, s := range u.devices {
-				if s != except {
+				if !s.is(d.Except) {
 					targets = append(targets, s)
 				}
 			}
@@ -209,21 +212,25 @@ func (h *Hub) Deliver(userIDs []string, except *Session, m *starlingv1.Message) 
 		return
 	}
 	// The message is encoded once, by the first writer that sends it, for
-	// every recipient's Push frame.
-	sh := &wire.Shared{Msg: m}
+	// every recipient's Push frame (and, given by the bus, for every node).
+	sh := d.Shared
+	if sh == nil {
+		sh = &wire.Shared{Msg: d.Msg}
+	}
 	// Offer outside the shard locks: a session lock is never taken under one.
 	for _, s := range targets {
-		s.offer(m, sh)
+		s.offer(d.Msg, sh)
 	}
 }
 
-// Announce switches conv to pull mode, with a Notify{latest}, on every
-// online device of users and on every session here that has seen conv:
-// the fallback when a message was stored but who may read it could not be
-// read. A device that may not read conv is refused by its Sync.
-func (h *Hub) Announce(userIDs []string, conv string, latest int64) {
+// Announce switches a.Conv to pull mode, with a Notify{a.Latest}, on every
+// online device of a.Users and on every session here that has seen the
+// conversation: the fallback when a message was stored but who may read it
+// could not be read. A device that may not read it is refused by its Sync.
+func (h *Hub) Announce(a bus.Announce) {
+	conv, latest := a.Conv, a.Latest
 	targets := make(map[*Session]struct{})
-	for _, uid := range userIDs {
+	for _, uid := range a.Users {
 		sh := h.shard(uid)
 		sh.mu.RLock()
 		if u := sh.users[uid]; u != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/storage"
 )
 
@@ -83,8 +84,8 @@ func TestOffersDuringStartAreNotLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Committed after registration, before the catch-up read finished.
-	h.Deliver([]string{"u"}, nil, msg("a", 5)) // a is behind: in the catch-up too
-	h.Deliver([]string{"u"}, nil, msg("b", 1)) // b was not behind when read
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("a", 5)}) // a is behind: in the catch-up too
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("b", 1)}) // b was not behind when read
 	if got := drain(s); len(got) != 0 {
 		t.Fatalf("written before FinishStart: %v", describe(got))
 	}
@@ -100,7 +101,7 @@ func TestWindowSwitchesToPullAndBack(t *testing.T) {
 	s, _ := h.Register("u", "d")
 	s.FinishStart(nil, nil)
 	for seq := int64(1); seq <= 5; seq++ {
-		h.Deliver([]string{"u"}, nil, msg("c", seq))
+		h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", seq)})
 	}
 	// Two pushes fill the window; the third becomes one Notify; the rest wait.
 	want := []string{"push c 1", "push c 2", "notify c 3"}
@@ -115,7 +116,7 @@ func TestWindowSwitchesToPullAndBack(t *testing.T) {
 	}
 	s.SyncDone("c", 5, false, nil)
 	h.Ack(s, "c", 5)
-	h.Deliver([]string{"u"}, nil, msg("c", 6))
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 6)})
 	if got := describe(drain(s)); !slices.Equal(got, []string{"push c 6"}) {
 		t.Fatalf("after catching up got %v", got)
 	}
@@ -133,11 +134,11 @@ func TestDuplicateOffersAndOwnSends(t *testing.T) {
 	h, _ := newHub(8)
 	s, _ := h.Register("u", "d")
 	s.FinishStart(nil, nil)
-	h.Deliver([]string{"u"}, nil, msg("c", 1))
-	h.Deliver([]string{"u"}, nil, msg("c", 1)) // a late duplicate from the bus
-	s.SentOwn("c", 2)                          // the device sent seq 2 itself
-	h.Deliver([]string{"u"}, s, msg("c", 2))   // never pushed to the sender
-	h.Deliver([]string{"u"}, nil, msg("c", 3))
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 1)})
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 1)})                  // a late duplicate from the bus
+	s.SentOwn("c", 2)                                                                // the device sent seq 2 itself
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Except: s.Key(), Msg: msg("c", 2)}) // never pushed to the sender
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 3)})
 	want := []string{"push c 1", "push c 3"}
 	if got := describe(drain(s)); !slices.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
@@ -149,10 +150,10 @@ func TestPushesArePacked(t *testing.T) {
 	s, _ := h.Register("u", "d")
 	s.FinishStart(nil, nil)
 	for seq := int64(1); seq <= 3; seq++ {
-		h.Deliver([]string{"u"}, nil, msg("c", seq))
+		h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", seq)})
 	}
 	s.Send(&starlingv1.StreamResponse{Ref: 7})
-	h.Deliver([]string{"u"}, nil, msg("c", 4))
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 4)})
 	o1, _ := s.Next()
 	o2, _ := s.Next()
 	o3, _ := s.Next()
@@ -177,7 +178,7 @@ func TestSlowDeviceIsCutNotWaitedFor(t *testing.T) {
 	s, _ := h.Register("u", "d")
 	s.FinishStart(nil, nil)
 	for seq := int64(1); seq <= 100; seq++ { // queue holds 64
-		h.Deliver([]string{"u"}, nil, msg("c", seq))
+		h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", seq)})
 	}
 	select {
 	case <-s.Done():
@@ -219,7 +220,7 @@ func TestFailedCursorFlushIsRetried(t *testing.T) {
 	h, cur := newHub(8)
 	s, _ := h.Register("u", "d")
 	s.FinishStart(nil, nil)
-	h.Deliver([]string{"u"}, nil, msg("c", 1))
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 1)})
 	h.Ack(s, "c", 1)
 	cur.err = io.ErrUnexpectedEOF
 	if err := h.FlushCursors(t.Context()); err == nil {
@@ -228,5 +229,20 @@ func TestFailedCursorFlushIsRetried(t *testing.T) {
 	cur.err = nil
 	if err := h.FlushCursors(t.Context()); err != nil || cur.got["u/d/c"] != 1 {
 		t.Fatalf("retry: %v, cursor %d", err, cur.got["u/d/c"])
+	}
+}
+
+// Except names one stream: a newer stream of the same device is not the
+// sender of a message sent on the stream it replaced.
+func TestExceptIsOneStream(t *testing.T) {
+	h, _ := newHub(8)
+	old, _ := h.Register("u", "d")
+	old.FinishStart(nil, nil)
+	cur, _ := h.Register("u", "d") // replaces old
+	cur.FinishStart(nil, nil)
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Except: old.Key(), Msg: msg("c", 1)})
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Except: cur.Key(), Msg: msg("c", 2)})
+	if got, want := describe(drain(cur)), []string{"push c 1"}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }

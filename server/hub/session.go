@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/wire"
 )
 
@@ -72,6 +73,16 @@ type Session struct {
 // overflow is the first and last seq of a conversation offered while held
 // was full.
 type overflow struct{ first, latest int64 }
+
+// Key identifies this stream of the device (see bus.DeviceKey).
+func (s *Session) Key() bus.DeviceKey {
+	return bus.DeviceKey{UserID: s.UserID, DeviceID: s.DeviceID, Session: s.id}
+}
+
+// is reports whether s is the stream k names.
+func (s *Session) is(k bus.DeviceKey) bool {
+	return s.id == k.Session && s.UserID == k.UserID && s.DeviceID == k.DeviceID
+}
 
 // Done is closed when the session must end; Reason says why.
 func (s *Session) Done() <-chan struct{} { return s.done }

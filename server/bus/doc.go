@@ -1,0 +1,21 @@
+// Package bus carries committed messages from the send pipeline to the node
+// that holds each recipient's device.
+//
+// chat hands every committed message to a Router. The Router asks presence
+// (a Locator) on which nodes the recipients' devices are, and publishes one
+// Delivery per node on the Bus, with that node's recipients: a message
+// crosses to a node once, whatever the number of its recipients there, and
+// its encoding (wire.Shared) is made once per message for every node and
+// every device. Each node subscribes its hub to the deliveries published to
+// it.
+//
+// Local is the in-process Bus of a single node: Publish calls the
+// subscriber of the node directly, on the publisher's goroutine, so the
+// single-node hot path has no extra hop and keeps the order in which the
+// pipeline publishes (a conversation's messages in seq order). A Bus across
+// nodes (Redis, planned) plugs in behind the same interface.
+//
+// Local and Router are safe for concurrent use. A Handler is called on the
+// publisher's goroutine (Local) or the bus's receiving goroutine; it must
+// not block.
+package bus

@@ -1,0 +1,142 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server/bus"
+	"github.com/starling-im/starling/server/hub"
+	"github.com/starling-im/starling/server/presence"
+	"github.com/starling-im/starling/storage"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type noCursors struct{}
+
+func (noCursors) AdvanceCursors(context.Context, []storage.DeviceCursor) error { return nil }
+
+func newHub(t *testing.T) *hub.Hub {
+	t.Helper()
+	return hub.New(hub.Config{Window: 64, QueueSize: 256, MaxDevices: 4, CursorFlushInterval: time.Hour}, noCursors{}, quiet)
+}
+
+// pushed returns the conversations and seqs queued for s, ending it.
+func pushed(s *hub.Session) []int64 {
+	s.End()
+	var seqs []int64
+	for {
+		o, ok := s.Next()
+		if !ok {
+			return seqs
+		}
+		for _, sh := range o.Push {
+			seqs = append(seqs, sh.Msg.(*starlingv1.Message).Seq)
+		}
+	}
+}
+
+// Users on two nodes: each node is handed one Delivery per message with
+// exactly its users; this node's goes to its hub, which skips the sending
+// stream but not the sender's other device.
+func TestRouterOneDeliveryPerNode(t *testing.T) {
+	ctx := t.Context()
+	b := bus.NewLocal()
+	h := newHub(t)
+	if _, err := b.Subscribe(ctx, "a", h); err != nil {
+		t.Fatal(err)
+	}
+	var remote node
+	if _, err := b.Subscribe(ctx, "b", &remote); err != nil {
+		t.Fatal(err)
+	}
+	pres := presence.NewLocal("a")
+	open := func(user, device string) *hub.Session {
+		s, err := h.Register(user, device)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.FinishStart(nil, nil)
+		if err := pres.Register(ctx, "a", s.Key()); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	sender, other := open("u1", "d1"), open("u1", "d2")
+	for i, u := range []string{"u2", "u3"} {
+		if err := pres.Register(ctx, "b", bus.DeviceKey{UserID: u, DeviceID: "d", Session: uint64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := bus.NewRouter("a", pres, b, quiet)
+	users := []string{"u1", "u2", "u3", "u4"} // u4 is offline
+	for seq := int64(1); seq <= 2; seq++ {
+		r.Deliver(ctx, users, sender.Key(), &starlingv1.Message{ConversationId: "grp:g", Seq: seq})
+	}
+
+	if len(remote.got) != 2 {
+		t.Fatalf("node b got %d deliveries, want one per message (2)", len(remote.got))
+	}
+	for i, d := range remote.got {
+		got := slices.Sorted(slices.Values(d.Users))
+		if !slices.Equal(got, []string{"u2", "u3"}) || d.Msg.Seq != int64(i+1) || !d.Except.IsZero() || d.Shared == nil {
+			t.Fatalf("node b delivery %d: users %v seq %d except %+v shared %v", i, got, d.Msg.Seq, d.Except, d.Shared != nil)
+		}
+	}
+	if got := pushed(other); !slices.Equal(got, []int64{1, 2}) {
+		t.Fatalf("sender's other device got %v, want [1 2]", got)
+	}
+	if got := pushed(sender); len(got) != 0 {
+		t.Fatalf("sending stream got %v, want nothing", got)
+	}
+}
+
+// fixed places users where a test says.
+type fixed map[string][]string
+
+func (f fixed) Locate(context.Context, []string) (map[string][]string, error) { return f, nil }
+
+type broken struct{}
+
+func (broken) Locate(context.Context, []string) (map[string][]string, error) {
+	return nil, errors.New("presence down")
+}
+
+// A message is encoded once for all nodes; when presence cannot be read,
+// this node's devices still get it.
+func TestRouterSharesEncodingAndFallsBackToThisNode(t *testing.T) {
+	ctx := t.Context()
+	b := bus.NewLocal()
+	var a, c, d node
+	for n, h := range map[string]*node{"a": &a, "c": &c, "d": &d} {
+		if _, err := b.Subscribe(ctx, n, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := bus.DeviceKey{UserID: "x", DeviceID: "1", Session: 7}
+	bus.NewRouter("a", fixed{"c": {"y"}, "d": {"z"}}, b, quiet).Deliver(ctx, []string{"y", "z"}, key, &starlingv1.Message{Seq: 1})
+	if len(c.got) != 1 || len(d.got) != 1 || c.got[0].Shared != d.got[0].Shared || c.got[0].Shared == nil {
+		t.Fatalf("deliveries c %d d %d, or encodings not shared", len(c.got), len(d.got))
+	}
+	if _, err := c.got[0].Shared.Bytes(); err != nil {
+		t.Fatal(err)
+	}
+
+	bus.NewRouter("a", broken{}, b, quiet).Deliver(ctx, []string{"y"}, key, &starlingv1.Message{Seq: 2})
+	if len(a.got) != 1 || !slices.Equal(a.got[0].Users, []string{"y"}) || a.got[0].Except != key {
+		t.Fatalf("fallback: node a got %+v", a.got)
+	}
+
+	// Announce reaches the recipients' nodes and always this one (its
+	// devices that have seen the conversation).
+	bus.NewRouter("a", fixed{"c": {"y"}}, b, quiet).Announce(ctx, []string{"y"}, "grp:g", 5)
+	if len(a.announced) != 1 || len(c.announced) != 1 || !slices.Equal(c.announced[0].Users, []string{"y"}) || a.announced[0].Latest != 5 {
+		t.Fatalf("announce: a %+v c %+v", a.announced, c.announced)
+	}
+}

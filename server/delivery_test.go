@@ -567,10 +567,9 @@ func TestBlockedWriterIsCut(t *testing.T) {
 	}
 	waitCtx, stop := context.WithTimeout(t.Context(), servertest.Timeout)
 	defer stop()
-	if s := cc.GetState(); s != connectivity.Ready {
-		t.Fatalf("connection %v before the test", s)
-	}
-	if !cc.WaitForStateChange(waitCtx, connectivity.Ready) {
+	// The stream was open (bob got his Welcome), so the connection was
+	// READY; on a slow machine it may have been cut already.
+	if cc.GetState() == connectivity.Ready && !cc.WaitForStateChange(waitCtx, connectivity.Ready) {
 		t.Fatal("connection still READY: the blocked writer was not cut")
 	}
 }

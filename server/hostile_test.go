@@ -40,10 +40,9 @@ func leavesReady(t *testing.T, cc *grpc.ClientConn, why string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), servertest.Timeout)
 	defer cancel()
-	if s := cc.GetState(); s != connectivity.Ready {
-		t.Fatalf("connection %v before the test", s)
-	}
-	if !cc.WaitForStateChange(ctx, connectivity.Ready) {
+	// The connection carried a stream, so it was READY; on a slow machine
+	// it may have been cut already.
+	if cc.GetState() == connectivity.Ready && !cc.WaitForStateChange(ctx, connectivity.Ready) {
 		t.Fatalf("connection still READY: %s", why)
 	}
 }

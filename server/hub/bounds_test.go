@@ -173,3 +173,25 @@ func TestCloseAllRefusesNewSessions(t *testing.T) {
 		t.Fatalf("register after CloseAll: %v, want ShuttingDown", err)
 	}
 }
+
+// A push never jumps a gap: a message that arrives before an earlier one
+// of its conversation (deliveries from other nodes can be late, reordered
+// or lost) switches the conversation to pull; the earlier one, arriving
+// late, is folded into the pull, and pushes resume after the Sync.
+func TestGapSwitchesToPull(t *testing.T) {
+	h, _ := newHub(64)
+	s, _ := h.Register("u", "d")
+	s.FinishStart(nil, nil)
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 1)})
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 2)})
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 4)}) // 3 is late
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 3)})
+	if got := describe(drain(s)); !slices.Equal(got, []string{"push c 1", "push c 2", "notify c 4"}) {
+		t.Fatalf("got %v", got)
+	}
+	s.SyncDone("c", 4, false, nil)
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 5)})
+	if got := describe(drain(s)); !slices.Equal(got, []string{"push c 5"}) {
+		t.Fatalf("after the sync: %v", got)
+	}
+}

@@ -249,7 +249,12 @@ func (s *Session) offerLocked(m *starlingv1.Message, sh *wire.Shared) {
 		c.latest = max(c.latest, m.Seq)
 	case m.Seq <= c.top():
 		// Already sent (a late duplicate delivery from the bus): drop.
-	case s.unacked >= int64(s.hub.cfg.Window):
+	case s.unacked >= int64(s.hub.cfg.Window) || m.Seq > c.top()+1:
+		// The window is full, or there is a gap: an earlier message has
+		// not reached this node (a late or lost delivery from another
+		// node) or the user may not read it (between two membership
+		// periods). A push never jumps a gap: the device pulls instead,
+		// and Sync serves exactly what it may read.
 		c.pull = true
 		c.latest = m.Seq
 		s.hub.metrics.notifies.Add(1)

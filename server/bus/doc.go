@@ -12,10 +12,12 @@
 // Local is the in-process Bus of a single node: Publish calls the
 // subscriber of the node directly, on the publisher's goroutine, so the
 // single-node hot path has no extra hop and keeps the order in which the
-// pipeline publishes (a conversation's messages in seq order). A Bus across
-// nodes (Redis, planned) plugs in behind the same interface.
+// pipeline publishes (a conversation's messages in seq order). Redis is
+// the Bus across nodes, on Redis pub/sub (one channel per node, at most
+// once; see its comment for what a lost or reordered delivery costs); it
+// plugs in behind the same interface once presence across nodes exists.
 //
-// Local and Router are safe for concurrent use. A Handler is called on the
+// Local, Redis and Router are safe for concurrent use. A Handler is called on the
 // publisher's goroutine (Local) or the bus's receiving goroutine; it must
 // not block.
 package bus

@@ -1,0 +1,234 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server/wire"
+)
+
+// Redis is the Bus of a cluster: Redis pub/sub, one channel per node
+// ("<prefix>bus:<node>"). Delivery is at most once, as pub/sub is: a
+// message published while the node is not subscribed, or lost when Redis
+// restarts, is not delivered; devices find the gap (the hub never pushes
+// across one) and Sync, and the periodic resync covers the rest. The
+// database stays the only truth.
+//
+// Order: Redis keeps the order of what one client publishes on one
+// channel, and a node publishes a conversation's messages from one
+// goroutine in seq order; deliveries from different nodes may interleave,
+// which the receiving hub handles (a gap → pull).
+type Redis struct {
+	c      redis.UniversalClient
+	prefix string
+	log    *slog.Logger
+}
+
+var _ Bus = (*Redis)(nil)
+
+// NewRedis returns a Bus on c; prefix is put before every channel name,
+// so several clusters (or tests) can share one Redis.
+func NewRedis(c redis.UniversalClient, prefix string, log *slog.Logger) *Redis {
+	return &Redis{c: c, prefix: prefix, log: log}
+}
+
+func (r *Redis) channel(node string) string { return r.prefix + "bus:" + node }
+
+// Publish implements Bus. ErrNoSubscriber when no node listens on the
+// channel (the node is gone); an error from Redis otherwise.
+func (r *Redis) Publish(ctx context.Context, node string, d Delivery) error {
+	b, err := encodeDelivery(d)
+	if err != nil {
+		return err
+	}
+	return r.publish(ctx, node, b)
+}
+
+// PublishAnnounce implements Bus.
+func (r *Redis) PublishAnnounce(ctx context.Context, node string, a Announce) error {
+	return r.publish(ctx, node, encodeAnnounce(a))
+}
+
+func (r *Redis) publish(ctx context.Context, node string, payload []byte) error {
+	n, err := r.c.Publish(ctx, r.channel(node), payload).Result()
+	switch {
+	case err != nil:
+		return fmt.Errorf("bus: publish to %q: %w", node, err)
+	case n == 0:
+		return fmt.Errorf("%w %q", ErrNoSubscriber, node)
+	}
+	return nil
+}
+
+// Subscribe implements Bus: it returns once Redis confirmed the
+// subscription, and runs one goroutine that hands what arrives to h, in
+// arrival order, until stop. If the connection to Redis breaks, go-redis
+// resubscribes; what was published meanwhile is lost (see Redis).
+func (r *Redis) Subscribe(ctx context.Context, node string, h Handler) (func(), error) {
+	ps := r.c.Subscribe(ctx, r.channel(node))
+	if _, err := ps.Receive(ctx); err != nil {
+		ps.Close()
+		return nil, fmt.Errorf("bus: subscribe %q: %w", node, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m := range ps.Channel() {
+			if err := dispatch([]byte(m.Payload), h); err != nil {
+				r.log.Error("bus: undecodable message dropped", "node", node, "err", err)
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			ps.Close() // closes the channel: the goroutine ends
+			<-done
+		})
+	}, nil
+}
+
+// The wire form of what crosses nodes: a kind byte, then protobuf fields.
+// Kept out of proto/: it is not part of the public API and both ends run
+// the same code.
+const (
+	kindDelivery byte = 1
+	kindAnnounce byte = 2
+
+	fMsg, fUsers, fExceptUser, fExceptDevice, fExceptSession = 1, 2, 3, 4, 5
+	fConv, fLatest, fAnnounceUsers                           = 1, 2, 3
+)
+
+func encodeDelivery(d Delivery) ([]byte, error) {
+	sh := d.Shared
+	if sh == nil {
+		sh = &wire.Shared{Msg: d.Msg}
+	}
+	msg, err := sh.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("bus: encode message: %w", err)
+	}
+	b := []byte{kindDelivery}
+	b = protowire.AppendTag(b, fMsg, protowire.BytesType)
+	b = protowire.AppendBytes(b, msg)
+	for _, u := range d.Users {
+		b = protowire.AppendTag(b, fUsers, protowire.BytesType)
+		b = protowire.AppendString(b, u)
+	}
+	if !d.Except.IsZero() {
+		b = protowire.AppendTag(b, fExceptUser, protowire.BytesType)
+		b = protowire.AppendString(b, d.Except.UserID)
+		b = protowire.AppendTag(b, fExceptDevice, protowire.BytesType)
+		b = protowire.AppendString(b, d.Except.DeviceID)
+		b = protowire.AppendTag(b, fExceptSession, protowire.VarintType)
+		b = protowire.AppendVarint(b, d.Except.Session)
+	}
+	return b, nil
+}
+
+func encodeAnnounce(a Announce) []byte {
+	b := []byte{kindAnnounce}
+	b = protowire.AppendTag(b, fConv, protowire.BytesType)
+	b = protowire.AppendString(b, a.Conv)
+	b = protowire.AppendTag(b, fLatest, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(a.Latest))
+	for _, u := range a.Users {
+		b = protowire.AppendTag(b, fAnnounceUsers, protowire.BytesType)
+		b = protowire.AppendString(b, u)
+	}
+	return b
+}
+
+var errBadPayload = errors.New("bus: malformed payload")
+
+// dispatch decodes one payload and hands it to h.
+func dispatch(b []byte, h Handler) error {
+	if len(b) == 0 {
+		return errBadPayload
+	}
+	kind, b := b[0], b[1:]
+	switch kind {
+	case kindDelivery:
+		var d Delivery
+		msg := new(starlingv1.Message)
+		err := eachField(b, func(num protowire.Number, v []byte, n uint64) error {
+			switch num {
+			case fMsg:
+				return proto.Unmarshal(v, msg)
+			case fUsers:
+				d.Users = append(d.Users, string(v))
+			case fExceptUser:
+				d.Except.UserID = string(v)
+			case fExceptDevice:
+				d.Except.DeviceID = string(v)
+			case fExceptSession:
+				d.Except.Session = n
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		d.Msg, d.Shared = msg, &wire.Shared{Msg: msg}
+		h.Deliver(d)
+	case kindAnnounce:
+		var a Announce
+		err := eachField(b, func(num protowire.Number, v []byte, n uint64) error {
+			switch num {
+			case fConv:
+				a.Conv = string(v)
+			case fLatest:
+				a.Latest = int64(n)
+			case fAnnounceUsers:
+				a.Users = append(a.Users, string(v))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		h.Announce(a)
+	default:
+		return fmt.Errorf("%w: kind %d", errBadPayload, kind)
+	}
+	return nil
+}
+
+// eachField calls f with every field of b: bytes fields as v, varints as n.
+func eachField(b []byte, f func(num protowire.Number, v []byte, n uint64) error) error {
+	for len(b) > 0 {
+		num, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return errBadPayload
+		}
+		b = b[l:]
+		var (
+			v []byte
+			n uint64
+		)
+		switch typ {
+		case protowire.BytesType:
+			v, l = protowire.ConsumeBytes(b)
+		case protowire.VarintType:
+			n, l = protowire.ConsumeVarint(b)
+		default:
+			l = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if l < 0 {
+			return errBadPayload
+		}
+		b = b[l:]
+		if err := f(num, v, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}

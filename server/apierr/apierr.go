@@ -124,6 +124,9 @@ var (
 	// Unavailable: the database is unreachable or slow, or a commit's
 	// outcome is unknown (the connection broke during COMMIT).
 	Unavailable = def(codes.Unavailable, "temporarily unavailable; retry with the same client_msg_id")
+	// StreamUnavailable: the node could not open the stream now (it could
+	// not record where the device is); reconnect after a backoff.
+	StreamUnavailable = def(codes.Unavailable, "cannot open the stream now; reconnect later")
 	// ShuttingDown: this node is draining; reconnect (to another node).
 	ShuttingDown = def(codes.Unavailable, "server shutting down; reconnect and retry")
 )

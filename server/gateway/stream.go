@@ -122,7 +122,7 @@ func (s *ChatServer) Stream(st stream) error {
 	// before the catch-up read (invariant 2: hub, presence, read).
 	if err := s.Presence.Register(ctx, s.NodeID, sess.Key()); err != nil {
 		s.Log.Error("presence: register failed", "user", id.UserID, "device", id.DeviceID, "err", err)
-		err = fmt.Errorf("%w: presence: %v", apierr.Unavailable, err)
+		err = fmt.Errorf("%w: presence: %v", apierr.StreamUnavailable, err)
 		st.Send(errorFrame(authRef, toStatus(s.Log, err), true))
 		return toError(s.Log, err)
 	}

@@ -45,14 +45,16 @@ type pending struct {
 // the send's span.
 func (p *pipeline) answer(s *pending, r SendResult) {
 	p.observer.Answered(time.Since(s.arrived), r.Err)
-	s.done(r)
 	if r.Err != nil {
 		s.span.RecordError(r.Err)
 		s.span.SetStatus(otelcodes.Error, "refused after queueing")
 	} else if r.Message != nil {
 		s.span.SetAttributes(attribute.Int64("starling.seq", r.Message.GetSeq()), attribute.Bool("starling.duplicate", r.Duplicate))
 	}
+	// Ended before the answer goes out, so that whoever sees the answer
+	// finds the span complete.
 	s.span.End()
+	s.done(r)
 }
 
 // committed is a batch after its commit: results[i] or errs[i] for each

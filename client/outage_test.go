@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/starling-im/starling/client"
+	"github.com/starling-im/starling/internal/testproxy"
 	"github.com/starling-im/starling/server/servertest"
 	"github.com/starling-im/starling/storage"
 	"github.com/starling-im/starling/storage/postgres/pgtest"
@@ -19,7 +20,7 @@ import (
 // order.
 func TestDatabaseOutageIsRetried(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t)
-	proxy, viaProxy := pgtest.NewProxy(t, dbURL)
+	proxy, viaProxy := testproxy.NewProxy(t, dbURL)
 	srv := servertest.Start(t, servertest.WithStore(func(t testing.TB) storage.Store { return pgtest.Open(t, viaProxy) }))
 	register(t, srv, "alice")
 	bobID := register(t, srv, "bob")

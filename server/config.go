@@ -7,6 +7,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/starling-im/starling/server/auth"
 	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/presence"
@@ -30,6 +32,21 @@ type Config struct {
 	// subscription for NodeID.
 	Presence presence.Presence
 	Bus      bus.Bus
+	// Redis, when set (and Presence and Bus are nil), makes the node one
+	// of a cluster: presence and the bus are Redis's (presence.Redis,
+	// bus.Redis), under RedisPrefix.
+	Redis       redis.UniversalClient
+	RedisPrefix string
+	// PresenceTTL is how long a node that stopped heartbeating (killed) is
+	// still routed to; its devices reconnect elsewhere meanwhile. 0: 15 s.
+	PresenceTTL time.Duration
+	// ResyncInterval is how often every stream of the node re-reads what
+	// it is behind on, and the presence replica is rebuilt: the safety
+	// net for deliveries the bus lost. 0: never (one node loses none).
+	ResyncInterval time.Duration
+	// RecheckAfter is when a new stream reads what it is behind on a
+	// second time (gateway.ChatServer.RecheckAfter). 0: never.
+	RecheckAfter time.Duration
 
 	TokenSecret []byte        // HS256 key, at least 32 bytes, the same on every node
 	TokenTTL    time.Duration // token lifetime
@@ -84,6 +101,20 @@ type Config struct {
 	// TracerProvider, if set, traces every RPC (otelgrpc) and every send
 	// (validate → commit, with its batch → fan-out). nil: tracing off.
 	TracerProvider trace.TracerProvider
+}
+
+// ClusterDefaults sets what a node of a cluster needs on top of
+// DefaultConfig: redis, its key prefix, and the safety nets for
+// deliveries lost between nodes.
+func (c *Config) ClusterDefaults(r redis.UniversalClient, prefix string) {
+	c.Redis, c.RedisPrefix = r, prefix
+	c.SingleNode = false
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = time.Minute
+	}
+	if c.RecheckAfter == 0 {
+		c.RecheckAfter = 2 * time.Second
+	}
 }
 
 // DefaultConfig returns production defaults for a single node.

@@ -10,6 +10,7 @@ import (
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/starling-im/starling/internal/testproxy"
 	"github.com/starling-im/starling/server/servertest"
 	"github.com/starling-im/starling/storage"
 	"github.com/starling-im/starling/storage/postgres/pgtest"
@@ -19,7 +20,7 @@ import (
 // it is unreachable, ready again when it is back; /healthz stays up.
 func TestReadinessFollowsTheDatabase(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t)
-	proxy, viaProxy := pgtest.NewProxy(t, dbURL)
+	proxy, viaProxy := testproxy.NewProxy(t, dbURL)
 	srv := servertest.Start(t, servertest.WithStore(func(t testing.TB) storage.Store { return pgtest.Open(t, viaProxy) }))
 	web := httptest.NewServer(srv.Node().HealthHandler())
 	defer web.Close()

@@ -10,9 +10,11 @@ import (
 
 	"github.com/starling-im/starling/server/apierr"
 	"github.com/starling-im/starling/server/auth"
+	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/gateway"
 	"github.com/starling-im/starling/server/hub"
+	"github.com/starling-im/starling/server/presence"
 	"github.com/starling-im/starling/storage"
 )
 
@@ -122,7 +124,7 @@ func (c authCollector) Collect(ch chan<- prometheus.Metric) {
 
 // registerStateMetrics exposes what the hub, the gateway, the accounts and
 // the store count themselves, read at scrape time.
-func registerStateMetrics(r prometheus.Registerer, h *hub.Hub, g *gateway.ChatServer, a *auth.Accounts, store storage.Store) error {
+func registerStateMetrics(r prometheus.Registerer, h *hub.Hub, g *gateway.ChatServer, a *auth.Accounts, store storage.Store, router *bus.Router, pres presence.Presence) error {
 	counter := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
 	}
@@ -138,6 +140,22 @@ func registerStateMetrics(r prometheus.Registerer, h *hub.Hub, g *gateway.ChatSe
 		counter("starling_notifies_total", "Conversations switched to pull mode (Notify) on a device.", func() float64 { return float64(h.Stats().Notifies) }),
 		counter("starling_messages_pushed_total", "Messages pushed to devices (deliveries by push).", func() float64 { return float64(h.Stats().Pushed) }),
 		counter("starling_push_frames_total", "Push frames written (a frame carries one or more messages).", func() float64 { return float64(h.Stats().PushFrames) }),
+	}
+	cs = append(cs,
+		counter("starling_bus_publish_failed_total", "Deliveries to another node that could not be published (Redis down, the node gone); each is owed as an announce.", func() float64 { return float64(router.Stats().PublishFailed) }),
+		counter("starling_bus_owed_sent_total", "Owed announces delivered after their publish had failed.", func() float64 { return float64(router.Stats().OwedSent) }),
+		counter("starling_bus_owed_dropped_total", "Owed announces given up (too old or too many); the node's resync covers them.", func() float64 { return float64(router.Stats().OwedDropped) }),
+		gauge("starling_bus_owed", "Owed announces waiting to be delivered.", func() float64 { return float64(router.Stats().Owed) }),
+	)
+	if rp, ok := pres.(*presence.Redis); ok {
+		cs = append(cs,
+			gauge("starling_presence_devices", "Devices online in the cluster, as this node's replica of presence knows them.", func() float64 { return float64(rp.Stats().Devices) }),
+			gauge("starling_presence_live_nodes", "Nodes taken for live, this one included.", func() float64 { return float64(rp.Stats().LiveNodes) }),
+			counter("starling_presence_redis_errors_total", "Presence calls to Redis that failed.", func() float64 { return float64(rp.Stats().Errors) }),
+			counter("starling_presence_rebuilds_total", "Rebuilds of the presence replica from Redis.", func() float64 { return float64(rp.Stats().Rebuilds) }),
+			counter("starling_presence_replaced_total", "Streams here replaced by a newer stream of their device on another node.", func() float64 { return float64(rp.Stats().Replaced) }),
+			counter("starling_presence_lost_total", "Times Redis had forgotten this node (restart, flush, missed heartbeats).", func() float64 { return float64(rp.Stats().Lost) }),
+		)
 	}
 	cs = append(cs, authCollector{accounts: a, desc: prometheus.NewDesc("starling_auth_total",
 		"Logins, registrations and token checks since start, by operation and result (ok, or why they failed).", []string{"op", "result"}, nil)})

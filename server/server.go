@@ -49,7 +49,11 @@ type Server struct {
 	health   *health.Server
 	hub      *hub.Hub
 	chat     *chat.Service
-	bus      bus.Bus // Serve subscribes the hub to what is published to this node
+	bus      bus.Bus // Serve subscribes the node to what is published to it
+	router   *bus.Router
+	pres     presence.Presence
+	gateway  *gateway.ChatServer
+	resync   chan struct{} // cap 1: re-read what every stream is behind on
 	accounts *auth.Accounts
 	lease    *nodelease.Keeper // the node number of message ids
 
@@ -89,11 +93,34 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 	// node holds a device, the bus hands each node its recipients, and this
 	// node's hub takes what is published to it. In-process by default (one
 	// node); cluster versions plug in behind the same interfaces.
-	pres := cfg.Presence
+	// With Redis, the node is one of a cluster: the same interfaces,
+	// shared through Redis.
+	resync := make(chan struct{}, 1)
+	askResync := func() {
+		select {
+		case resync <- struct{}{}:
+		default:
+		}
+	}
+	pres, b := cfg.Presence, cfg.Bus
+	if cfg.Redis != nil && pres == nil {
+		pres = presence.NewRedis(cfg.Redis, presence.RedisConfig{
+			Node:           cfg.NodeID,
+			Prefix:         cfg.RedisPrefix,
+			TTL:            cfg.PresenceTTL,
+			ResyncInterval: cfg.ResyncInterval,
+			OnReplaced: func(k bus.DeviceKey) {
+				h.Kick(bus.Kick{UserID: k.UserID, DeviceID: k.DeviceID, Session: k.Session, Reason: starlingv1.DisconnectReason_DISCONNECT_REASON_REPLACED})
+			},
+			OnLost: askResync,
+		}, log)
+	}
+	if cfg.Redis != nil && b == nil {
+		b = bus.NewRedis(cfg.Redis, cfg.RedisPrefix, log)
+	}
 	if pres == nil {
 		pres = presence.NewLocal(cfg.NodeID)
 	}
-	b := cfg.Bus
 	if b == nil {
 		b = bus.NewLocal()
 	}
@@ -126,7 +153,7 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		QueuePerShard:    4 * cfg.MaxBatch,
 	}, store, router, ids, log)
 
-	s := &Server{cfg: cfg, log: log, hub: h, chat: c, bus: b, accounts: accounts, health: health.NewServer(), store: store, lease: lease}
+	s := &Server{cfg: cfg, log: log, hub: h, chat: c, bus: b, router: router, pres: pres, resync: resync, accounts: accounts, health: health.NewServer(), store: store, lease: lease}
 	s.setServing(true)
 
 	var metrics *grpcprom.ServerMetrics
@@ -192,13 +219,14 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 	}
 	s.grpc = grpc.NewServer(append(base, opts...)...)
 
-	starlingv1.RegisterAuthServiceServer(s.grpc, &gateway.AuthServer{Accounts: accounts, Hub: h, Log: log})
+	starlingv1.RegisterAuthServiceServer(s.grpc, &gateway.AuthServer{Accounts: accounts, Kicker: router, Log: log})
 	starlingv1.RegisterUserServiceServer(s.grpc, &gateway.UserServer{Chat: c, Log: log})
 	starlingv1.RegisterGroupServiceServer(s.grpc, &gateway.GroupServer{Chat: c, Log: log})
 	chatServer := &gateway.ChatServer{
 		Accounts:          accounts,
 		Chat:              c,
 		Hub:               h,
+		Kicker:            router,
 		Presence:          pres,
 		Log:               log,
 		NodeID:            cfg.NodeID,
@@ -208,10 +236,12 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		WriteTimeout:      cfg.WriteTimeout,
 		AbortConn:         s.closeConn,
 		MaxUnauthStreams:  cfg.MaxUnauthStreams,
+		RecheckAfter:      cfg.RecheckAfter,
 	}
+	s.gateway = chatServer
 	if nm != nil {
 		chatServer.OnRefuse = nm.refused
-		if err := registerStateMetrics(cfg.Registerer, h, chatServer, accounts, store); err != nil {
+		if err := registerStateMetrics(cfg.Registerer, h, chatServer, accounts, store, router, pres); err != nil {
 			return nil, err
 		}
 	}
@@ -297,14 +327,40 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		return err
 	}
 	defer s.lease.Stop() // runs last: the pipeline has made its last id
+	// A cluster's presence makes the node live before any stream opens,
+	// and takes it out after the last one closed.
+	if lc, ok := s.pres.(lifecycle); ok {
+		if err := lc.Start(ctx); err != nil {
+			lis.Close()
+			return fmt.Errorf("server: presence: %w", err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			lc.Stop(sctx)
+		}()
+	}
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
 	// The hub takes this node's deliveries before the first send can
 	// commit, and until the pipeline has answered its last.
-	unsubscribe, err := s.bus.Subscribe(bg, s.cfg.NodeID, s.hub)
+	unsubscribe, err := s.bus.Subscribe(bg, s.cfg.NodeID, nodeHandler{Hub: s.hub, chat: s.chat, lost: s.askResync})
 	if err != nil {
-		return fmt.Errorf("server: subscribe the hub to the bus: %w", err)
+		lis.Close()
+		return fmt.Errorf("server: subscribe the node to the bus: %w", err)
 	}
+	routerCtx, stopRouter := context.WithCancel(bg)
+	routerDone := make(chan struct{})
+	go func() {
+		defer close(routerDone)
+		s.router.Run(routerCtx)
+	}()
+	resyncCtx, stopResync := context.WithCancel(bg)
+	resyncDone := make(chan struct{})
+	go func() {
+		defer close(resyncDone)
+		s.runResync(resyncCtx)
+	}()
 	chatCtx, stopChat := context.WithCancel(bg)
 	chatDone := make(chan struct{})
 	go func() {
@@ -353,6 +409,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	<-probeDone
 	stopSessionGC()
 	<-gcDone
+	stopResync()
+	<-resyncDone
 	s.health.Shutdown()
 	stopChat()
 	<-chatDone
@@ -375,11 +433,71 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	stopHub()
 	<-hubDone
+	stopRouter()
+	<-routerDone
 	s.log.Info("stopped", "node", s.cfg.NodeID)
 	if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("server: serve: %w", err)
 	}
 	return nil
+}
+
+// lifecycle is a Presence that runs while the node serves
+// (presence.Redis).
+type lifecycle interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context)
+}
+
+// nodeHandler is what the bus hands this node: deliveries, announcements
+// and kicks go to the hub, group changes to chat's member cache; a lost
+// stretch of the bus makes every stream re-read what it is behind on.
+type nodeHandler struct {
+	*hub.Hub
+	chat *chat.Service
+	lost func()
+}
+
+func (n nodeHandler) GroupChanged(group string) { n.chat.ForgetGroup(group) }
+func (n nodeHandler) Lost()                     { n.lost() }
+
+func (s *Server) askResync() {
+	select {
+	case s.resync <- struct{}{}:
+	default:
+	}
+}
+
+// resyncParallel bounds the catch-up reads of one resync.
+const resyncParallel = 4
+
+// runResync re-reads what every stream of the node is behind on when
+// asked (the bus or presence lost something) and every ResyncInterval,
+// until ctx ends.
+func (s *Server) runResync(ctx context.Context) {
+	var tick <-chan time.Time
+	if s.cfg.ResyncInterval > 0 {
+		t := time.NewTicker(s.cfg.ResyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		reason := "periodic"
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		case <-s.resync:
+			reason = "deliveries may have been lost"
+		}
+		start := time.Now()
+		checked, failed := s.hub.Resync(ctx, s.gateway.Behind, resyncParallel)
+		level := slog.LevelDebug
+		if reason != "periodic" || failed > 0 {
+			level = slog.LevelInfo
+		}
+		s.log.Log(ctx, level, "resync: streams re-read what they are behind on", "reason", reason, "streams", checked, "failed", failed, "took", time.Since(start))
+	}
 }
 
 // orInfinity maps 0 (off) to gRPC's "never".

@@ -46,10 +46,30 @@ type Announce struct {
 	Users  []string
 }
 
-// Handler takes what is published to a node: the node's hub.
+// Kick closes a device's stream on the node that gets it.
+type Kick struct {
+	UserID   string
+	DeviceID string
+	// Session, when not 0, is the one stream to close: a stream replaced
+	// by a newer one of the device elsewhere must not take the newer one
+	// down with it. 0 closes whatever stream the device has (logout).
+	Session uint64
+	Reason  starlingv1.DisconnectReason
+}
+
+// Handler takes what is published to a node: the node's hub, and the
+// node itself for what concerns more than its devices.
 type Handler interface {
 	Deliver(d Delivery)
 	Announce(a Announce)
+	Kick(k Kick)
+	// GroupChanged says that a group's membership changed on some node:
+	// what this node cached of it is stale.
+	GroupChanged(group string)
+	// Lost says that what was published to this node for a while may not
+	// have arrived (the bus lost its connection and is back): the node
+	// re-reads what its devices are behind on.
+	Lost()
 }
 
 // Bus moves deliveries to nodes.
@@ -59,6 +79,11 @@ type Bus interface {
 	Publish(ctx context.Context, node string, d Delivery) error
 	// PublishAnnounce hands a to the node's subscriber.
 	PublishAnnounce(ctx context.Context, node string, a Announce) error
+	// PublishKick hands k to the node's subscriber.
+	PublishKick(ctx context.Context, node string, k Kick) error
+	// PublishGroupChanged tells every subscribed node, this one included,
+	// that group's membership changed.
+	PublishGroupChanged(ctx context.Context, group string) error
 	// Subscribe makes h the receiver of what is published to node, from
 	// when it returns until stop is called; stop waits for any goroutine
 	// the subscription runs.
@@ -110,6 +135,24 @@ func (l *Local) PublishAnnounce(_ context.Context, node string, a Announce) erro
 		return err
 	}
 	h.Announce(a)
+	return nil
+}
+
+// PublishKick implements Bus.
+func (l *Local) PublishKick(_ context.Context, node string, k Kick) error {
+	h, err := l.handler(node)
+	if err != nil {
+		return err
+	}
+	h.Kick(k)
+	return nil
+}
+
+// PublishGroupChanged implements Bus.
+func (l *Local) PublishGroupChanged(_ context.Context, group string) error {
+	for _, h := range *l.subs.Load() {
+		h.GroupChanged(group)
+	}
 	return nil
 }
 

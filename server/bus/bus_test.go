@@ -15,6 +15,27 @@ type node struct {
 	mu        sync.Mutex
 	got       []bus.Delivery
 	announced []bus.Announce
+	kicked    []bus.Kick
+	changed   []string
+	lost      int
+}
+
+func (n *node) Kick(k bus.Kick) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.kicked = append(n.kicked, k)
+}
+
+func (n *node) GroupChanged(g string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.changed = append(n.changed, g)
+}
+
+func (n *node) Lost() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.lost++
 }
 
 func (n *node) Deliver(d bus.Delivery) {

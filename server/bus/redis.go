@@ -16,11 +16,17 @@ import (
 )
 
 // Redis is the Bus of a cluster: Redis pub/sub, one channel per node
-// ("<prefix>bus:<node>"). Delivery is at most once, as pub/sub is: a
-// message published while the node is not subscribed, or lost when Redis
-// restarts, is not delivered; devices find the gap (the hub never pushes
-// across one) and Sync, and the periodic resync covers the rest. The
-// database stays the only truth.
+// ("<prefix>bus:<node>") and one every node hears ("<prefix>bus:*all",
+// group changes). What is published to a node subscribed in this process
+// is handed to it directly, as Local does: a node's own deliveries never
+// touch Redis, and go on while Redis is down.
+//
+// Delivery is at most once, as pub/sub is: a message published while the
+// node is not subscribed, or lost when Redis restarts, is not delivered.
+// Devices find the gap (the hub never pushes across one) and Sync; when the
+// subscription comes back after a break the subscriber is told (Lost) and
+// re-reads what its devices are behind on; the database stays the only
+// truth.
 //
 // Order: Redis keeps the order of what one client publishes on one
 // channel, and a node publishes a conversation's messages from one
@@ -30,6 +36,7 @@ type Redis struct {
 	c      redis.UniversalClient
 	prefix string
 	log    *slog.Logger
+	local  *Local // the nodes subscribed in this process
 }
 
 var _ Bus = (*Redis)(nil)
@@ -37,33 +44,66 @@ var _ Bus = (*Redis)(nil)
 // NewRedis returns a Bus on c; prefix is put before every channel name,
 // so several clusters (or tests) can share one Redis.
 func NewRedis(c redis.UniversalClient, prefix string, log *slog.Logger) *Redis {
-	return &Redis{c: c, prefix: prefix, log: log}
+	return &Redis{c: c, prefix: prefix, log: log, local: NewLocal()}
 }
 
 func (r *Redis) channel(node string) string { return r.prefix + "bus:" + node }
 
+// allChannel is heard by every node; "*" cannot start a node id's channel
+// name by accident since node ids are checked to be plain words.
+func (r *Redis) allChannel() string { return r.prefix + "bus:*all" }
+
 // Publish implements Bus. ErrNoSubscriber when no node listens on the
 // channel (the node is gone); an error from Redis otherwise.
 func (r *Redis) Publish(ctx context.Context, node string, d Delivery) error {
+	if h, _ := r.local.handler(node); h != nil {
+		h.Deliver(d)
+		return nil
+	}
 	b, err := encodeDelivery(d)
 	if err != nil {
 		return err
 	}
-	return r.publish(ctx, node, b)
+	return r.publish(ctx, r.channel(node), b)
 }
 
 // PublishAnnounce implements Bus.
 func (r *Redis) PublishAnnounce(ctx context.Context, node string, a Announce) error {
-	return r.publish(ctx, node, encodeAnnounce(a))
+	if h, _ := r.local.handler(node); h != nil {
+		h.Announce(a)
+		return nil
+	}
+	return r.publish(ctx, r.channel(node), encodeAnnounce(a))
 }
 
-func (r *Redis) publish(ctx context.Context, node string, payload []byte) error {
-	n, err := r.c.Publish(ctx, r.channel(node), payload).Result()
+// PublishKick implements Bus.
+func (r *Redis) PublishKick(ctx context.Context, node string, k Kick) error {
+	if h, _ := r.local.handler(node); h != nil {
+		h.Kick(k)
+		return nil
+	}
+	return r.publish(ctx, r.channel(node), encodeKick(k))
+}
+
+// PublishGroupChanged implements Bus: the nodes of this process hear it
+// at once, and again through Redis with the others (twice is harmless).
+func (r *Redis) PublishGroupChanged(ctx context.Context, group string) error {
+	_ = r.local.PublishGroupChanged(ctx, group)
+	n, err := r.c.Publish(ctx, r.allChannel(), encodeGroupChanged(group)).Result()
+	if err != nil {
+		return fmt.Errorf("bus: publish group change: %w", err)
+	}
+	_ = n // 0 is fine: no other node is up
+	return nil
+}
+
+func (r *Redis) publish(ctx context.Context, channel string, payload []byte) error {
+	n, err := r.c.Publish(ctx, channel, payload).Result()
 	switch {
 	case err != nil:
-		return fmt.Errorf("bus: publish to %q: %w", node, err)
+		return fmt.Errorf("bus: publish to %q: %w", channel, err)
 	case n == 0:
-		return fmt.Errorf("%w %q", ErrNoSubscriber, node)
+		return fmt.Errorf("%w %q", ErrNoSubscriber, channel)
 	}
 	return nil
 }
@@ -71,25 +111,44 @@ func (r *Redis) publish(ctx context.Context, node string, payload []byte) error 
 // Subscribe implements Bus: it returns once Redis confirmed the
 // subscription, and runs one goroutine that hands what arrives to h, in
 // arrival order, until stop. If the connection to Redis breaks, go-redis
-// resubscribes; what was published meanwhile is lost (see Redis).
+// resubscribes; what was published meanwhile is lost, and h is told so
+// (Lost) once the subscription is back.
 func (r *Redis) Subscribe(ctx context.Context, node string, h Handler) (func(), error) {
-	ps := r.c.Subscribe(ctx, r.channel(node))
-	if _, err := ps.Receive(ctx); err != nil {
+	ps := r.c.Subscribe(ctx, r.channel(node), r.allChannel())
+	for range 2 { // one confirmation per channel
+		if _, err := ps.Receive(ctx); err != nil {
+			ps.Close()
+			return nil, fmt.Errorf("bus: subscribe %q: %w", node, err)
+		}
+	}
+	stopLocal, err := r.local.Subscribe(ctx, node, h)
+	if err != nil {
 		ps.Close()
-		return nil, fmt.Errorf("bus: subscribe %q: %w", node, err)
+		return nil, err
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for m := range ps.Channel() {
-			if err := dispatch([]byte(m.Payload), h); err != nil {
-				r.log.Error("bus: undecodable message dropped", "node", node, "err", err)
+		for m := range ps.ChannelWithSubscriptions() {
+			switch m := m.(type) {
+			case *redis.Subscription:
+				// A confirmation after the first ones: the connection
+				// broke and go-redis subscribed again.
+				if m.Kind == "subscribe" && m.Channel == r.channel(node) {
+					r.log.Warn("bus: resubscribed after a break; what was published meanwhile is lost", "node", node)
+					h.Lost()
+				}
+			case *redis.Message:
+				if err := dispatch([]byte(m.Payload), h); err != nil {
+					r.log.Error("bus: undecodable message dropped", "node", node, "err", err)
+				}
 			}
 		}
 	}()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			stopLocal()
 			ps.Close() // closes the channel: the goroutine ends
 			<-done
 		})
@@ -100,11 +159,15 @@ func (r *Redis) Subscribe(ctx context.Context, node string, h Handler) (func(), 
 // Kept out of proto/: it is not part of the public API and both ends run
 // the same code.
 const (
-	kindDelivery byte = 1
-	kindAnnounce byte = 2
+	kindDelivery     byte = 1
+	kindAnnounce     byte = 2
+	kindKick         byte = 3
+	kindGroupChanged byte = 4
 
 	fMsg, fUsers, fExceptUser, fExceptDevice, fExceptSession = 1, 2, 3, 4, 5
 	fConv, fLatest, fAnnounceUsers                           = 1, 2, 3
+	fKickUser, fKickDevice, fKickSession, fKickReason        = 1, 2, 3, 4
+	fGroup                                                   = 1
 )
 
 func encodeDelivery(d Delivery) ([]byte, error) {
@@ -145,6 +208,24 @@ func encodeAnnounce(a Announce) []byte {
 		b = protowire.AppendString(b, u)
 	}
 	return b
+}
+
+func encodeKick(k Kick) []byte {
+	b := []byte{kindKick}
+	b = protowire.AppendTag(b, fKickUser, protowire.BytesType)
+	b = protowire.AppendString(b, k.UserID)
+	b = protowire.AppendTag(b, fKickDevice, protowire.BytesType)
+	b = protowire.AppendString(b, k.DeviceID)
+	b = protowire.AppendTag(b, fKickSession, protowire.VarintType)
+	b = protowire.AppendVarint(b, k.Session)
+	b = protowire.AppendTag(b, fKickReason, protowire.VarintType)
+	return protowire.AppendVarint(b, uint64(k.Reason))
+}
+
+func encodeGroupChanged(group string) []byte {
+	b := []byte{kindGroupChanged}
+	b = protowire.AppendTag(b, fGroup, protowire.BytesType)
+	return protowire.AppendString(b, group)
 }
 
 var errBadPayload = errors.New("bus: malformed payload")
@@ -196,6 +277,37 @@ func dispatch(b []byte, h Handler) error {
 			return err
 		}
 		h.Announce(a)
+	case kindKick:
+		var k Kick
+		err := eachField(b, func(num protowire.Number, v []byte, n uint64) error {
+			switch num {
+			case fKickUser:
+				k.UserID = string(v)
+			case fKickDevice:
+				k.DeviceID = string(v)
+			case fKickSession:
+				k.Session = n
+			case fKickReason:
+				k.Reason = starlingv1.DisconnectReason(n)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		h.Kick(k)
+	case kindGroupChanged:
+		var group string
+		err := eachField(b, func(num protowire.Number, v []byte, _ uint64) error {
+			if num == fGroup {
+				group = string(v)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		h.GroupChanged(group)
 	default:
 		return fmt.Errorf("%w: kind %d", errBadPayload, kind)
 	}

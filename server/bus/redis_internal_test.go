@@ -7,8 +7,11 @@ import (
 
 type nopHandler struct{ got int }
 
-func (h *nopHandler) Deliver(Delivery)  { h.got++ }
-func (h *nopHandler) Announce(Announce) { h.got++ }
+func (h *nopHandler) Deliver(Delivery)    { h.got++ }
+func (h *nopHandler) Announce(Announce)   { h.got++ }
+func (h *nopHandler) Kick(Kick)           { h.got++ }
+func (h *nopHandler) GroupChanged(string) { h.got++ }
+func (h *nopHandler) Lost()               { h.got++ }
 
 // A payload that is not one of ours (another program on the channel, a
 // truncated message) is refused, never half-delivered.

@@ -1,6 +1,7 @@
 package bus_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/internal/testproxy"
 	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/redistest"
 )
@@ -20,26 +22,50 @@ import (
 type recorder struct {
 	deliveries chan bus.Delivery
 	announces  chan bus.Announce
+	kicks      chan bus.Kick
+	changed    chan string
+	lost       chan struct{}
 }
 
 func newRecorder() *recorder {
-	return &recorder{deliveries: make(chan bus.Delivery, 100), announces: make(chan bus.Announce, 10)}
+	return &recorder{
+		deliveries: make(chan bus.Delivery, 100), announces: make(chan bus.Announce, 10),
+		kicks: make(chan bus.Kick, 10), changed: make(chan string, 10), lost: make(chan struct{}, 10),
+	}
 }
 
 func (r *recorder) Deliver(d bus.Delivery)  { r.deliveries <- d }
 func (r *recorder) Announce(a bus.Announce) { r.announces <- a }
+func (r *recorder) Kick(k bus.Kick)         { r.kicks <- k }
+func (r *recorder) GroupChanged(g string)   { r.changed <- g }
+func (r *recorder) Lost()                   { r.lost <- struct{}{} }
 
-func newRedisBus(t *testing.T) *bus.Redis {
+// newRedisBus returns two buses on one Redis prefix, as two processes
+// (two nodes) have: what one publishes to a node subscribed on the other
+// crosses Redis.
+func newRedisBus(t *testing.T) (pub, sub *bus.Redis) {
 	c, prefix := redistest.Client(t)
-	return bus.NewRedis(c, prefix, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return bus.NewRedis(c, prefix, log), bus.NewRedis(c, prefix, log)
+}
+
+func within[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not arrive", what)
+		panic("unreachable")
+	}
 }
 
 // What one node publishes reaches the subscribed node whole and in order:
 // the message (encoded once), its users, the sending stream.
 func TestRedisBusDeliversInOrder(t *testing.T) {
-	b := newRedisBus(t)
+	b, sub := newRedisBus(t)
 	rec := newRecorder()
-	stop, err := b.Subscribe(t.Context(), "node-b", rec)
+	stop, err := sub.Subscribe(t.Context(), "node-b", rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,12 +109,12 @@ func TestRedisBusDeliversInOrder(t *testing.T) {
 // Publishing to a node nobody listens for (gone, or not yet subscribed)
 // says so; after stop the node no longer receives.
 func TestRedisBusNoSubscriber(t *testing.T) {
-	b := newRedisBus(t)
+	b, sub := newRedisBus(t)
 	msg := bus.Delivery{Msg: &starlingv1.Message{Seq: 1}}
 	if err := b.Publish(t.Context(), "nobody", msg); !errors.Is(err, bus.ErrNoSubscriber) {
 		t.Fatalf("publish to a node without subscriber: %v", err)
 	}
-	stop, err := b.Subscribe(t.Context(), "node-c", newRecorder())
+	stop, err := sub.Subscribe(t.Context(), "node-c", newRecorder())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,4 +126,97 @@ func TestRedisBusNoSubscriber(t *testing.T) {
 	if err := b.Publish(t.Context(), "node-c", msg); !errors.Is(err, bus.ErrNoSubscriber) {
 		t.Fatalf("publish after stop: %v", err)
 	}
+}
+
+// Kicks go to one node; a group change to every node, the publisher's
+// too.
+func TestRedisBusKicksAndGroupChanges(t *testing.T) {
+	pub, sub := newRedisBus(t)
+	far, near := newRecorder(), newRecorder()
+	stopFar, err := sub.Subscribe(t.Context(), "far", far)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopFar()
+	stopNear, err := pub.Subscribe(t.Context(), "near", near)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopNear()
+	want := bus.Kick{UserID: "u", DeviceID: "d", Session: 42, Reason: starlingv1.DisconnectReason_DISCONNECT_REASON_REPLACED}
+	if err := pub.PublishKick(t.Context(), "far", want); err != nil {
+		t.Fatal(err)
+	}
+	if got := within(t, far.kicks, "kick"); got != want {
+		t.Fatalf("kick %+v, want %+v", got, want)
+	}
+	if err := pub.PublishGroupChanged(t.Context(), "g1"); err != nil {
+		t.Fatal(err)
+	}
+	if g := within(t, far.changed, "group change on the far node"); g != "g1" {
+		t.Fatalf("far node heard %q", g)
+	}
+	if g := within(t, near.changed, "group change on the publishing node"); g != "g1" {
+		t.Fatalf("near node heard %q", g)
+	}
+}
+
+// A node's own deliveries never touch Redis: with Redis unreachable they
+// still arrive, synchronously, while publishing to another node fails.
+func TestRedisBusOwnNodeWithoutRedis(t *testing.T) {
+	_, prefix := redistest.Client(t)
+	proxy, via := testproxy.NewProxy(t, redistest.URL(t))
+	b := bus.NewRedis(redistest.Dial(t, via), prefix, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rec := newRecorder()
+	stop, err := b.Subscribe(t.Context(), "self", rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	proxy.Cut()
+	if err := b.Publish(t.Context(), "self", bus.Delivery{Msg: &starlingv1.Message{Seq: 9}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.deliveries) != 1 {
+		t.Fatal("own delivery not handed over synchronously")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if err := b.Publish(ctx, "other", bus.Delivery{Msg: &starlingv1.Message{Seq: 9}}); err == nil || errors.Is(err, bus.ErrNoSubscriber) {
+		t.Fatalf("publish to another node with Redis cut: %v, want a Redis error", err)
+	}
+}
+
+// When the subscription's connection breaks and comes back, the node is
+// told that deliveries may have been lost, and receives again.
+func TestRedisBusReportsLostAfterBreak(t *testing.T) {
+	c, prefix := redistest.Client(t)
+	proxy, via := testproxy.NewProxy(t, redistest.URL(t))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sub := bus.NewRedis(redistest.Dial(t, via), prefix, log)
+	pub := bus.NewRedis(c, prefix, log)
+	rec := newRecorder()
+	stop, err := sub.Subscribe(t.Context(), "n", rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	proxy.Cut()
+	time.Sleep(100 * time.Millisecond)
+	proxy.Restore()
+	within(t, rec.lost, "Lost after the break")
+	// Subscribed again: a publish reaches it (retry while the
+	// resubscription settles on the server side).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := pub.Publish(t.Context(), "n", bus.Delivery{Msg: &starlingv1.Message{Seq: 1}})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publish after the break: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	within(t, rec.deliveries, "delivery after the break")
 }

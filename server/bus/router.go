@@ -2,7 +2,11 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/wire"
@@ -18,16 +22,55 @@ type Locator interface {
 
 // Router is chat's way out: it fans a committed message out to the nodes
 // holding its recipients' devices, one Delivery per node.
+//
+// A Delivery that cannot be published to another node (Redis down, the
+// node resubscribing) is owed: Run tells that node later, as an Announce of
+// the conversation's latest seq to the same users, so their devices pull
+// what they missed. Owed announces are kept for owedFor and bounded in
+// number; what is dropped past either is left to the node's own resync.
 type Router struct {
 	node string // this node
 	loc  Locator
 	bus  Bus
 	log  *slog.Logger
+
+	mu   sync.Mutex
+	owed map[string]map[string]*owedAnnounce // node → conversation → what to announce
+
+	stats routerStats
+	warn  rateLog
 }
+
+type owedAnnounce struct {
+	latest int64
+	users  map[string]struct{} // nil: too many to keep; the node announces to who has seen the conversation
+	since  time.Time
+}
+
+type routerStats struct {
+	publishFailed atomic.Int64
+	owedSent      atomic.Int64
+	owedDropped   atomic.Int64
+}
+
+// RouterStats counts what the Router could not publish at once.
+type RouterStats struct {
+	PublishFailed int64 // publishes that failed (each is owed, or dropped)
+	OwedSent      int64 // owed announces delivered later
+	OwedDropped   int64 // owed announces given up (too old, too many)
+	Owed          int64 // owed announces waiting now
+}
+
+const (
+	owedFor        = time.Minute // how long an owed announce is retried
+	owedMax        = 10000       // conversations owed, over all nodes
+	owedUsersMax   = 1000        // users remembered per owed conversation
+	owedRetryEvery = time.Second
+)
 
 // NewRouter returns the Router of node.
 func NewRouter(node string, loc Locator, b Bus, log *slog.Logger) *Router {
-	return &Router{node: node, loc: loc, bus: b, log: log}
+	return &Router{node: node, loc: loc, bus: b, log: log, owed: make(map[string]map[string]*owedAnnounce)}
 }
 
 // Deliver offers m to every online device of users, except the sending
@@ -38,7 +81,7 @@ func NewRouter(node string, loc Locator, b Bus, log *slog.Logger) *Router {
 func (r *Router) Deliver(ctx context.Context, users []string, except DeviceKey, m *starlingv1.Message) {
 	where, err := r.loc.Locate(ctx, users)
 	if err != nil {
-		r.log.Warn("fan-out: presence unreadable; delivering on this node only", "conversation", m.ConversationId, "seq", m.Seq, "err", err)
+		r.warn.log(r.log, "fan-out: presence unreadable; delivering on this node only", "conversation", m.ConversationId, "seq", m.Seq, "err", err)
 		where = map[string][]string{r.node: users}
 	}
 	sh := &wire.Shared{Msg: m} // encoded once, for every node and device
@@ -48,7 +91,7 @@ func (r *Router) Deliver(ctx context.Context, users []string, except DeviceKey, 
 			d.Except = except
 		}
 		if err := r.bus.Publish(ctx, node, d); err != nil {
-			r.log.Warn("fan-out: publish failed", "node", node, "conversation", m.ConversationId, "seq", m.Seq, "users", len(us), "err", err)
+			r.failed(node, m.ConversationId, m.Seq, us, err)
 		}
 	}
 }
@@ -58,7 +101,7 @@ func (r *Router) Deliver(ctx context.Context, users []string, except DeviceKey, 
 func (r *Router) Announce(ctx context.Context, users []string, conv string, latest int64) {
 	where, err := r.loc.Locate(ctx, users)
 	if err != nil {
-		r.log.Warn("announce: presence unreadable; announcing on this node only", "conversation", conv, "err", err)
+		r.warn.log(r.log, "announce: presence unreadable; announcing on this node only", "conversation", conv, "err", err)
 		where = nil
 	}
 	if _, ok := where[r.node]; !ok {
@@ -70,7 +113,188 @@ func (r *Router) Announce(ctx context.Context, users []string, conv string, late
 	}
 	for node, us := range where {
 		if err := r.bus.PublishAnnounce(ctx, node, Announce{Conv: conv, Latest: latest, Users: us}); err != nil {
-			r.log.Warn("announce: publish failed", "node", node, "conversation", conv, "err", err)
+			r.failed(node, conv, latest, us, err)
 		}
 	}
+}
+
+// Kick closes the device's stream on whichever node holds it (logout).
+func (r *Router) Kick(ctx context.Context, user, device string, reason starlingv1.DisconnectReason) {
+	where, err := r.loc.Locate(ctx, []string{user})
+	if err != nil {
+		r.log.Warn("kick: presence unreadable; kicking on this node only", "user", user, "device", device, "err", err)
+	}
+	if _, ok := where[r.node]; !ok {
+		if where == nil {
+			where = make(map[string][]string, 1)
+		}
+		where[r.node] = nil
+	}
+	for node := range where {
+		err := r.bus.PublishKick(ctx, node, Kick{UserID: user, DeviceID: device, Reason: reason})
+		if err != nil && !errors.Is(err, ErrNoSubscriber) {
+			r.log.Warn("kick: publish failed", "node", node, "user", user, "device", device, "err", err)
+		}
+	}
+}
+
+// GroupChanged tells every node that group's membership changed, so that
+// none authorizes a send from what it cached before.
+func (r *Router) GroupChanged(ctx context.Context, group string) {
+	if err := r.bus.PublishGroupChanged(ctx, group); err != nil {
+		r.log.Warn("group change: publish failed; other nodes notice at the group's next message", "group", group, "err", err)
+	}
+}
+
+// failed records a publish to node that did not go through.
+func (r *Router) failed(node, conv string, latest int64, users []string, err error) {
+	r.stats.publishFailed.Add(1)
+	r.warn.log(r.log, "fan-out: publish failed; announcing later", "node", node, "conversation", conv, "seq", latest, "users", len(users), "err", err)
+	if node == r.node {
+		return // this node's handler is called directly: it cannot fail
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	convs := r.owedTo(node)
+	o := convs[conv]
+	if o == nil {
+		if r.owedLocked() >= owedMax {
+			r.stats.owedDropped.Add(1)
+			return
+		}
+		o = &owedAnnounce{users: make(map[string]struct{}), since: time.Now()}
+		convs[conv] = o
+	}
+	o.latest = max(o.latest, latest)
+	for _, u := range users {
+		if o.users == nil {
+			break
+		}
+		if len(o.users) >= owedUsersMax {
+			o.users = nil
+			break
+		}
+		o.users[u] = struct{}{}
+	}
+}
+
+// owedTo returns what is owed to node; r.mu is held.
+func (r *Router) owedTo(node string) map[string]*owedAnnounce {
+	convs := r.owed[node]
+	if convs == nil {
+		convs = make(map[string]*owedAnnounce)
+		r.owed[node] = convs
+	}
+	return convs
+}
+
+func (r *Router) owedLocked() int {
+	n := 0
+	for _, convs := range r.owed {
+		n += len(convs)
+	}
+	return n
+}
+
+// Run sends owed announces until ctx ends.
+func (r *Router) Run(ctx context.Context) {
+	t := time.NewTicker(owedRetryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.retryOwed(ctx)
+		}
+	}
+}
+
+// retryOwed tries every owed announce once; it keeps what still fails,
+// for owedFor.
+func (r *Router) retryOwed(ctx context.Context) {
+	r.mu.Lock()
+	owed := r.owed
+	r.owed = make(map[string]map[string]*owedAnnounce)
+	r.mu.Unlock()
+	for node, convs := range owed {
+		for conv, o := range convs {
+			users := make([]string, 0, len(o.users))
+			for u := range o.users {
+				users = append(users, u)
+			}
+			err := r.bus.PublishAnnounce(ctx, node, Announce{Conv: conv, Latest: o.latest, Users: users})
+			switch {
+			case err == nil:
+				r.stats.owedSent.Add(1)
+			case time.Since(o.since) > owedFor:
+				r.stats.owedDropped.Add(1)
+				r.log.Warn("fan-out: owed announce dropped; the node resyncs on its own", "node", node, "conversation", conv, "err", err)
+			default:
+				r.keep(node, conv, o)
+			}
+		}
+	}
+}
+
+// keep puts an owed announce back, merging what was owed meanwhile.
+func (r *Router) keep(node, conv string, o *owedAnnounce) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	convs := r.owedTo(node)
+	cur := convs[conv]
+	if cur == nil {
+		convs[conv] = o
+		return
+	}
+	cur.latest = max(cur.latest, o.latest)
+	cur.since = o.since
+	if cur.users == nil || o.users == nil {
+		cur.users = nil
+		return
+	}
+	for u := range o.users {
+		cur.users[u] = struct{}{}
+	}
+}
+
+// Stats returns the Router's counters.
+func (r *Router) Stats() RouterStats {
+	r.mu.Lock()
+	owed := r.owedLocked()
+	r.mu.Unlock()
+	return RouterStats{
+		PublishFailed: r.stats.publishFailed.Load(),
+		OwedSent:      r.stats.owedSent.Load(),
+		OwedDropped:   r.stats.owedDropped.Load(),
+		Owed:          int64(owed),
+	}
+}
+
+// rateLog writes a warning at most once per interval, with how many were
+// held back: a Redis outage fails every publish, and one line per message
+// would bury the log.
+type rateLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+const rateLogEvery = 10 * time.Second
+
+func (l *rateLog) log(log *slog.Logger, msg string, args ...any) {
+	l.mu.Lock()
+	now := time.Now()
+	if now.Sub(l.last) < rateLogEvery {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	l.mu.Unlock()
+	if n > 0 {
+		args = append(args, "similar_since_last", n)
+	}
+	log.Warn(msg, args...)
 }

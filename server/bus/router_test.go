@@ -22,6 +22,12 @@ type noCursors struct{}
 
 func (noCursors) AdvanceCursors(context.Context, []storage.DeviceCursor) error { return nil }
 
+// hubNode subscribes a hub alone, as a node without chat.
+type hubNode struct{ *hub.Hub }
+
+func (hubNode) GroupChanged(string) {}
+func (hubNode) Lost()               {}
+
 func newHub(t *testing.T) *hub.Hub {
 	t.Helper()
 	return hub.New(hub.Config{Window: 64, QueueSize: 256, MaxDevices: 4, CursorFlushInterval: time.Hour}, noCursors{}, quiet)
@@ -49,7 +55,7 @@ func TestRouterOneDeliveryPerNode(t *testing.T) {
 	ctx := t.Context()
 	b := bus.NewLocal()
 	h := newHub(t)
-	if _, err := b.Subscribe(ctx, "a", h); err != nil {
+	if _, err := b.Subscribe(ctx, "a", hubNode{h}); err != nil {
 		t.Fatal(err)
 	}
 	var remote node

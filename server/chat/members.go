@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/starling-im/starling/server/apierr"
 	"github.com/starling-im/starling/storage"
@@ -18,9 +19,11 @@ import (
 // costs no membership read per message.
 //
 // Staleness: a membership change made on this node forgets the entry at
-// once; one made elsewhere (another node, later) is noticed when the next
-// message of the group reports the new epoch. Until then a member removed
-// elsewhere may still pass the send check; the fan-out stays exact.
+// once; one made on another node is heard over the bus (GroupChanged), or
+// noticed when the next message of the group reports the new epoch. If
+// both are missed (the bus lost the news, the group is quiet), a send
+// check trusts a cached set for at most authMaxAge: a member removed
+// elsewhere can pass it no longer than that. The fan-out stays exact.
 type memberCache struct {
 	store storage.Groups
 
@@ -32,7 +35,11 @@ type memberCache struct {
 // busy groups come back at their next message).
 const memberSetCap = 4096
 
+// authMaxAge bounds how long a cached set authorizes sends (see above).
+const authMaxAge = 10 * time.Second
+
 type memberSet struct {
+	loaded  time.Time
 	epoch   int64
 	members []string
 	index   map[string]struct{}
@@ -56,7 +63,7 @@ func (c *memberCache) get(group string) *memberSet {
 // put caches ms unless a newer epoch is cached already, and returns what
 // is cached now.
 func (c *memberCache) put(group string, ms storage.MemberSet) *memberSet {
-	set := &memberSet{epoch: ms.Epoch, members: ms.Members, index: make(map[string]struct{}, len(ms.Members))}
+	set := &memberSet{loaded: time.Now(), epoch: ms.Epoch, members: ms.Members, index: make(map[string]struct{}, len(ms.Members))}
 	for _, u := range ms.Members {
 		set.index[u] = struct{}{}
 	}
@@ -101,6 +108,9 @@ func (c *memberCache) requireActive(ctx context.Context, group, user string) err
 		return fmt.Errorf("%w: group id of %d bytes", apierr.BadConversationID, len(group))
 	}
 	set := c.get(group)
+	if set != nil && time.Since(set.loaded) > authMaxAge {
+		set = nil // re-read: a removal elsewhere may have gone unheard
+	}
 	if set != nil && set.has(user) {
 		return nil
 	}

@@ -47,6 +47,9 @@ type Router interface {
 	// that has seen conv, that conv has messages up to latest they may not
 	// have been offered: they are sent a Notify and pull.
 	Announce(ctx context.Context, users []string, conv string, latest int64)
+	// GroupChanged tells every node that group's membership changed, so
+	// that none authorizes a send from a member set cached before.
+	GroupChanged(ctx context.Context, group string)
 }
 
 var _ Router = (*bus.Router)(nil)
@@ -98,6 +101,7 @@ type Service struct {
 	log     *slog.Logger
 	pipe    *pipeline
 	members *memberCache
+	router  Router
 
 	limMu    sync.Mutex
 	limiters map[string]*limiter
@@ -130,6 +134,7 @@ func New(cfg Config, store Store, router Router, ids *idgen.Snowflake, log *slog
 		store:    store,
 		log:      log,
 		members:  members,
+		router:   router,
 		pipe:     newPipeline(store, router, members, ids, log, cfg.Observer, cfg.Tracer, max(cfg.SendShards, 1), max(cfg.MaxBatch, 1), max(cfg.QueuePerShard, 1), cfg.BatchLinger),
 		limiters: make(map[string]*limiter),
 		known:    make(map[string]struct{}),
@@ -616,13 +621,19 @@ func (s *Service) LeaveGroup(ctx context.Context, caller, groupID string) error 
 		return err
 	}
 	err := s.store.LeaveGroup(ctx, groupID, caller)
-	// Forget even on error: an ambiguous commit may have left.
+	// Forget even on error: an ambiguous commit may have left. Other
+	// nodes forget too: the leaver must not send through their caches.
 	s.members.forget(groupID)
+	s.router.GroupChanged(ctx, groupID)
 	if err != nil {
 		return groupErr("chat: leave group", err)
 	}
 	return nil
 }
+
+// ForgetGroup drops what this node cached of a group's members, after a
+// change made on another node (bus.Handler.GroupChanged).
+func (s *Service) ForgetGroup(groupID string) { s.members.forget(groupID) }
 
 // GetGroup returns a group and its members to one of its members.
 func (s *Service) GetGroup(ctx context.Context, caller, groupID string) (*starlingv1.Group, []string, error) {

@@ -33,6 +33,7 @@ type ChatServer struct {
 	Accounts *auth.Accounts
 	Chat     *chat.Service
 	Hub      *hub.Hub
+	Kicker   Kicker
 	// Presence records which node holds each open stream's device.
 	Presence Presence
 	Log      *slog.Logger
@@ -53,6 +54,11 @@ type ChatServer struct {
 	// MaxUnauthStreams bounds the streams of the node waiting for their
 	// Auth frame (0: no bound).
 	MaxUnauthStreams int
+	// RecheckAfter, when not 0, has a stream read what its device is
+	// behind on a second time, this long after the first: in a cluster,
+	// another node may commit a message after the first read but before
+	// it has heard that the device is here, and push it nowhere.
+	RecheckAfter time.Duration
 	// OnRefuse, if set, hears every frame refused with an Error frame that
 	// keeps the stream open (for metrics); it must not block.
 	OnRefuse func(*status.Status)
@@ -155,6 +161,11 @@ func (s *ChatServer) Stream(st stream) error {
 	if err := s.catchUp(ctx, sess, id, welcome); err != nil {
 		log.Error("catch-up failed", "err", err)
 		sess.Close(&starlingv1.Disconnect{Reason: starlingv1.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, Message: "could not read conversation state; reconnect", Reconnect: true})
+	}
+
+	if s.RecheckAfter > 0 {
+		t := time.AfterFunc(s.RecheckAfter, func() { s.recheck(ctx, log, sess, id) })
+		defer t.Stop()
 	}
 
 	sends := newSendTracker()
@@ -365,17 +376,44 @@ func (s *ChatServer) drain(sess *hub.Session, sends *sendTracker, written <-chan
 func (s *ChatServer) catchUp(ctx context.Context, sess *hub.Session, id auth.Identity, welcome *starlingv1.StreamResponse) error {
 	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
 	defer cancel()
-	states, err := s.Chat.Conversations(ctx, id.UserID, id.DeviceID, true)
+	behind, err := s.Behind(ctx, id.UserID, id.DeviceID)
 	if err != nil {
 		sess.FinishStart(welcome, nil)
 		return err
+	}
+	sess.FinishStart(welcome, behind)
+	return nil
+}
+
+// Behind reads what a device is behind on: the conversations with
+// messages past its cursor (a hub.Reader).
+func (s *ChatServer) Behind(ctx context.Context, user, device string) ([]hub.CatchUp, error) {
+	states, err := s.Chat.Conversations(ctx, user, device, true)
+	if err != nil {
+		return nil, err
 	}
 	behind := make([]hub.CatchUp, len(states))
 	for i, c := range states {
 		behind[i] = hub.CatchUp{ConversationID: c.ConversationID, LatestSeq: c.LatestSeq, DeliveredSeq: max(c.DeliveredSeq, c.JoinedSeq)}
 	}
-	sess.FinishStart(welcome, behind)
-	return nil
+	return behind, nil
+}
+
+// recheck is the second catch-up read (see RecheckAfter).
+func (s *ChatServer) recheck(ctx context.Context, log *slog.Logger, sess *hub.Session, id auth.Identity) {
+	select {
+	case <-sess.Done():
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+	defer cancel()
+	behind, err := s.Behind(ctx, id.UserID, id.DeviceID)
+	if err != nil {
+		log.Warn("second catch-up read failed; the periodic resync covers it", "err", err)
+		return
+	}
+	sess.Recheck(behind)
 }
 
 // writeLoop is the stream's only writer.
@@ -427,7 +465,7 @@ func (s *ChatServer) readLoop(ctx context.Context, st stream, sess *hub.Session,
 		case *starlingv1.StreamRequest_Sync:
 			s.handleSync(ctx, sess, id, ref, fr.Sync)
 		case *starlingv1.StreamRequest_Logout:
-			if err := logout(ctx, s.Accounts, s.Hub, id); err != nil {
+			if err := logout(ctx, s.Accounts, s.Kicker, id); err != nil {
 				s.refuse(sess, ref, err)
 			}
 		case *starlingv1.StreamRequest_Auth:

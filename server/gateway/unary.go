@@ -10,15 +10,20 @@ import (
 	"github.com/starling-im/starling/server/apierr"
 	"github.com/starling-im/starling/server/auth"
 	"github.com/starling-im/starling/server/chat"
-	"github.com/starling-im/starling/server/hub"
 )
 
 // AuthServer serves starling.v1.AuthService.
 type AuthServer struct {
 	starlingv1.UnimplementedAuthServiceServer
 	Accounts *auth.Accounts
-	Hub      *hub.Hub
+	Kicker   Kicker
 	Log      *slog.Logger
+}
+
+// Kicker closes a device's stream on whichever node holds it
+// (bus.Router).
+type Kicker interface {
+	Kick(ctx context.Context, user, device string, reason starlingv1.DisconnectReason)
 }
 
 // Register creates a user.
@@ -45,22 +50,20 @@ func (s *AuthServer) Logout(ctx context.Context, _ *starlingv1.LogoutRequest) (*
 	if err != nil {
 		return nil, toError(s.Log, err)
 	}
-	if err := logout(ctx, s.Accounts, s.Hub, id); err != nil {
+	if err := logout(ctx, s.Accounts, s.Kicker, id); err != nil {
 		return nil, toError(s.Log, err)
 	}
 	return &starlingv1.LogoutResponse{}, nil
 }
 
 // logout is shared by the unary call and the Logout frame: revoke first, so
-// a reconnect racing the kick is refused.
-func logout(ctx context.Context, accounts *auth.Accounts, h *hub.Hub, id auth.Identity) error {
+// a reconnect racing the kick is refused; then close the device's stream,
+// on this node or the one that holds it.
+func logout(ctx context.Context, accounts *auth.Accounts, k Kicker, id auth.Identity) error {
 	if err := accounts.Logout(ctx, id); err != nil {
 		return err
 	}
-	h.Kick(id.UserID, id.DeviceID, &starlingv1.Disconnect{
-		Reason:  starlingv1.DisconnectReason_DISCONNECT_REASON_LOGGED_OUT,
-		Message: "logged out",
-	})
+	k.Kick(ctx, id.UserID, id.DeviceID, starlingv1.DisconnectReason_DISCONNECT_REASON_LOGGED_OUT)
 	return nil
 }
 

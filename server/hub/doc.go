@@ -14,9 +14,11 @@
 // synced to the end (SyncDone), which is how a busy group cannot flood a
 // phone (docs/design.md, delivery invariant 5).
 //
-// The Hub is its node's bus.Handler: the bus hands it each committed
-// message with the node's recipients (Deliver) and the sending stream's
-// bus.DeviceKey, which it skips; Session.Key is that key.
+// The Hub takes what the bus hands its node: each committed message with
+// the node's recipients (Deliver) and the sending stream's bus.DeviceKey,
+// which it skips (Session.Key is that key), announcements, and kicks of
+// devices logged out or replaced on another node. Resync re-reads what
+// every session is behind on, for deliveries the bus may have lost.
 //
 // Everything here is safe for concurrent use.
 package hub

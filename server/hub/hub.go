@@ -141,10 +141,7 @@ func (h *Hub) Register(userID, deviceID string) (*Session, error) {
 	u.devices[deviceID] = s
 	sh.mu.Unlock()
 	if old != nil {
-		old.Close(&starlingv1.Disconnect{
-			Reason:  starlingv1.DisconnectReason_DISCONNECT_REASON_REPLACED,
-			Message: "a newer stream of this device replaced this one",
-		})
+		old.Close(kickReason(starlingv1.DisconnectReason_DISCONNECT_REASON_REPLACED))
 	}
 	return s, nil
 }
@@ -164,18 +161,30 @@ func (h *Hub) Unregister(s *Session) {
 	sh.mu.Unlock()
 }
 
-// Kick closes the session of one device, if it is on this node.
-func (h *Hub) Kick(userID, deviceID string, reason *starlingv1.Disconnect) {
-	sh := h.shard(userID)
+// Kick closes the session of k's device on this node: any session of it,
+// or, when k.Session is set, only that one (a stream replaced elsewhere).
+func (h *Hub) Kick(k bus.Kick) {
+	sh := h.shard(k.UserID)
 	sh.mu.RLock()
 	var s *Session
-	if u := sh.users[userID]; u != nil {
-		s = u.devices[deviceID]
+	if u := sh.users[k.UserID]; u != nil {
+		s = u.devices[k.DeviceID]
 	}
 	sh.mu.RUnlock()
-	if s != nil {
-		s.Close(reason)
+	if s == nil || (k.Session != 0 && s.id != k.Session) {
+		return
 	}
+	s.Close(kickReason(k.Reason))
+}
+
+func kickReason(r starlingv1.DisconnectReason) *starlingv1.Disconnect {
+	switch r {
+	case starlingv1.DisconnectReason_DISCONNECT_REASON_REPLACED:
+		return &starlingv1.Disconnect{Reason: r, Message: "a newer stream of this device replaced this one"}
+	case starlingv1.DisconnectReason_DISCONNECT_REASON_LOGGED_OUT:
+		return &starlingv1.Disconnect{Reason: r, Message: "logged out"}
+	}
+	return &starlingv1.Disconnect{Reason: r, Message: "closed by the server", Reconnect: true}
 }
 
 // Online reports how many devices of the user are online on this node.
@@ -188,8 +197,6 @@ func (h *Hub) Online(userID string) int {
 	}
 	return 0
 }
-
-var _ bus.Handler = (*Hub)(nil)
 
 // Deliver offers a committed message to every online device of d.Users on
 // this node, except the sending stream d.Except (which learns from its
@@ -347,20 +354,10 @@ func (h *Hub) repend(cursors []storage.DeviceCursor) {
 
 func (h *Hub) closeIdle(cutoff time.Time) {
 	c := cutoff.UnixNano()
-	var idle []*Session
-	for i := range h.shards {
-		sh := &h.shards[i]
-		sh.mu.RLock()
-		for _, u := range sh.users {
-			for _, s := range u.devices {
-				if s.lastSeen.Load() < c {
-					idle = append(idle, s)
-				}
-			}
+	for _, s := range h.sessions() {
+		if s.lastSeen.Load() >= c {
+			continue
 		}
-		sh.mu.RUnlock()
-	}
-	for _, s := range idle {
 		s.Close(&starlingv1.Disconnect{
 			Reason:    starlingv1.DisconnectReason_DISCONNECT_REASON_IDLE,
 			Message:   "no frame for too long; send Ping at the heartbeat interval",
@@ -369,20 +366,71 @@ func (h *Hub) closeIdle(cutoff time.Time) {
 	}
 }
 
-// CloseAll closes every session with reason and refuses new ones, for
-// shutdown. Each session's writer still writes what was queued before (the
-// SendAcks of a drained pipeline), then the Disconnect.
-func (h *Hub) CloseAll(reason *starlingv1.Disconnect) {
-	h.closed.Store(true)
+// Reader reads what a device is behind on (the catch-up read).
+type Reader func(ctx context.Context, userID, deviceID string) ([]CatchUp, error)
+
+// Resync re-reads what every session of this node is behind on and puts
+// the conversations it missed in pull mode, with a Notify: after the bus
+// lost deliveries, or as the periodic safety net of a cluster. At most
+// parallel reads run at once; it returns when all are done or ctx ends.
+func (h *Hub) Resync(ctx context.Context, read Reader, parallel int) (checked, failed int) {
+	sessions := h.sessions()
+	sem := make(chan struct{}, max(parallel, 1))
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs int
+	)
+	for _, s := range sessions {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return checked, failed + len(sessions) - checked
+		}
+		checked++
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			behind, err := read(ctx, s.UserID, s.DeviceID)
+			if err != nil {
+				mu.Lock()
+				errs++
+				mu.Unlock()
+				return
+			}
+			s.Recheck(behind)
+		}()
+	}
+	wg.Wait()
+	return checked, errs
+}
+
+// sessions returns every session of the node.
+func (h *Hub) sessions() []*Session {
+	var out []*Session
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.RLock()
 		for _, u := range sh.users {
 			for _, s := range u.devices {
-				s.Close(reason)
+				out = append(out, s)
 			}
 		}
 		sh.mu.RUnlock()
+	}
+	return out
+}
+
+// CloseAll closes every session with reason and refuses new ones, for
+// shutdown. Each session's writer still writes what was queued before (the
+// SendAcks of a drained pipeline), then the Disconnect.
+func (h *Hub) CloseAll(reason *starlingv1.Disconnect) {
+	h.closed.Store(true)
+	// Listed under each shard's lock, taken after closed was set: a
+	// session registered before is listed, one after is refused.
+	for _, s := range h.sessions() {
+		s.Close(reason)
 	}
 }
 
@@ -407,18 +455,11 @@ func (h *Hub) Stats() Stats {
 		Pushed:          h.metrics.pushed.Load(),
 		PushFrames:      h.metrics.pushFrames.Load(),
 	}
-	for i := range h.shards {
-		sh := &h.shards[i]
-		sh.mu.RLock()
-		for _, u := range sh.users {
-			st.Sessions += len(u.devices)
-			for _, s := range u.devices {
-				s.qmu.Lock()
-				st.QueuedBytes += int64(s.queueBytes)
-				s.qmu.Unlock()
-			}
-		}
-		sh.mu.RUnlock()
+	for _, s := range h.sessions() {
+		st.Sessions++
+		s.qmu.Lock()
+		st.QueuedBytes += int64(s.queueBytes)
+		s.qmu.Unlock()
 	}
 	return st
 }

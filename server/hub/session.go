@@ -330,6 +330,36 @@ func (s *Session) FinishStart(welcome *starlingv1.StreamResponse, behind []Catch
 	}
 }
 
+// Recheck puts every conversation of behind that the device was not
+// given up to its LatestSeq in pull mode, with a Notify: a second look at
+// the database after the catch-up, for messages whose delivery to this
+// node was lost. A conversation pushed or pulled up to LatestSeq since is
+// left alone. Before FinishStart it does nothing (the catch-up read comes
+// later and sees more).
+func (s *Session) Recheck(behind []CatchUp) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.starting {
+		return
+	}
+	for _, b := range behind {
+		c, known := s.convs[b.ConversationID]
+		if !known {
+			c = s.conv(b.ConversationID)
+			c.base, c.acked = b.DeliveredSeq, b.DeliveredSeq
+		}
+		switch {
+		case c.pull:
+			c.latest = max(c.latest, b.LatestSeq)
+		case b.LatestSeq > c.top():
+			c.pull = true
+			c.latest = b.LatestSeq
+			s.hub.metrics.notifies.Add(1)
+			s.enqueue(item{frame: notifyFrame(b.ConversationID, b.LatestSeq, c.acked)})
+		}
+	}
+}
+
 // Ack records a PushAck and returns the cursor to persist (0 when nothing
 // moved). Acks past what this session gave the device are clamped: a client
 // cannot move its cursor over messages it never received.

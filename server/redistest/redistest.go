@@ -25,25 +25,7 @@ const DefaultURL = "redis://127.0.0.1:6379/0"
 // deleted when the test ends.
 func Client(t testing.TB) (redis.UniversalClient, string) {
 	t.Helper()
-	url := os.Getenv("STARLING_TEST_REDIS_URL")
-	if url == "" {
-		url = DefaultURL
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatalf("redistest: STARLING_TEST_REDIS_URL %q: %v", url, err)
-	}
-	c := redis.NewClient(opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		c.Close()
-		msg := "Redis not reachable at " + url + " (" + err.Error() + "); set STARLING_TEST_REDIS_URL or start it"
-		if os.Getenv("STARLING_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	c := Dial(t, URL(t))
 	b := make([]byte, 6)
 	rand.Read(b)
 	prefix := "starling-test-" + hex.EncodeToString(b) + ":"
@@ -54,7 +36,40 @@ func Client(t testing.TB) (redis.UniversalClient, string) {
 		for iter.Next(ctx) {
 			c.Del(ctx, iter.Val())
 		}
-		c.Close()
 	})
 	return c, prefix
+}
+
+// URL returns the test Redis's URL once it answers; the test is skipped
+// (or fails, in CI) when it does not.
+func URL(t testing.TB) string {
+	t.Helper()
+	url := os.Getenv("STARLING_TEST_REDIS_URL")
+	if url == "" {
+		url = DefaultURL
+	}
+	c := Dial(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		msg := "Redis not reachable at " + url + " (" + err.Error() + "); set STARLING_TEST_REDIS_URL or start it"
+		if os.Getenv("STARLING_TEST_REQUIRE_SERVICES") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return url
+}
+
+// Dial returns a client of the Redis at url (the test Redis through a
+// testproxy, say), closed when the test ends.
+func Dial(t testing.TB, url string) redis.UniversalClient {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("redistest: Redis URL %q: %v", url, err)
+	}
+	c := redis.NewClient(opts)
+	t.Cleanup(func() { c.Close() })
+	return c
 }

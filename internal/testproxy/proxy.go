@@ -1,4 +1,7 @@
-package pgtest
+// Package testproxy is a TCP proxy for tests that a test can cut and
+// restore: a database or Redis outage, without privileges and without
+// touching the real server.
+package testproxy
 
 import (
 	"io"
@@ -8,9 +11,9 @@ import (
 	"testing"
 )
 
-// Proxy is a TCP proxy in front of the test server that a test can cut,
-// to make the database unreachable (an outage, a failover) and then bring
-// it back, without privileges and without touching the real server.
+// Proxy is a TCP proxy in front of a test server that a test can cut, to
+// make the server unreachable (an outage, a failover, a restart) and then
+// bring it back.
 type Proxy struct {
 	lis    net.Listener
 	target string
@@ -20,17 +23,18 @@ type Proxy struct {
 	conns map[net.Conn]struct{}
 }
 
-// NewProxy starts a proxy to the server of dbURL and returns it with dbURL
-// rewritten to go through it. It stops when the test ends.
-func NewProxy(t testing.TB, dbURL string) (*Proxy, string) {
+// NewProxy starts a proxy to the server of serverURL (postgres://…,
+// redis://…) and returns it with serverURL rewritten to go through it. It
+// stops when the test ends.
+func NewProxy(t testing.TB, serverURL string) (*Proxy, string) {
 	t.Helper()
-	u, err := url.Parse(dbURL)
+	u, err := url.Parse(serverURL)
 	if err != nil {
-		t.Fatalf("pgtest: proxy: %v", err)
+		t.Fatalf("testproxy: %v", err)
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("pgtest: proxy: %v", err)
+		t.Fatalf("testproxy: %v", err)
 	}
 	p := &Proxy{lis: lis, target: u.Host, conns: make(map[net.Conn]struct{})}
 	go p.serve()

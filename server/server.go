@@ -75,7 +75,7 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 	if err != nil {
 		return nil, err
 	}
-	lease := nodelease.New(store, nodelease.Config{Node: cfg.NodeID, TTL: cfg.NodeLeaseTTL, Exclusive: cfg.SingleNode}, log)
+	lease := nodelease.New(store, nodelease.Config{Node: cfg.NodeID, TTL: cfg.NodeLeaseTTL, Exclusive: cfg.SingleNode, UniqueName: cfg.Redis != nil}, log)
 	ids := lease.IDs() // makes no id until Serve leases a number
 	if cfg.Window <= 0 || cfg.QueueSize <= cfg.Window {
 		return nil, fmt.Errorf("server: queue size (%d) must exceed the push window (%d)", cfg.QueueSize, cfg.Window)

@@ -22,6 +22,8 @@ type config struct {
 	DataDir       string
 	DB            string
 	Redis         string
+	RedisPrefix   string
+	Resync        time.Duration
 	MetricsListen string
 	TLSCert       string
 	TLSKey        string
@@ -68,13 +70,15 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7070", "gRPC listen address")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded SQLite database (and the generated token secret)")
 	fs.StringVar(&c.DB, "db", "", "postgres:// or postgresql:// URL of CockroachDB or PostgreSQL (default: embedded SQLite in --data-dir)")
-	fs.StringVar(&c.Redis, "redis", "", "redis:// URL for cluster mode (presence and cross-node routing)")
+	fs.StringVar(&c.Redis, "redis", "", "Redis URL for cluster mode (presence and cross-node routing; needs --db and --token-secret): redis:// or rediss:// for one Redis; with ?master_name=NAME a Sentinel set (more sentinels as &addr=host:port); with &addr=host:port for each further node a Redis Cluster")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", "starling:", "prefix of every Redis key and channel, so several clusters can share one Redis")
+	fs.DurationVar(&c.Resync, "resync-interval", time.Minute, "cluster mode: how often every stream re-reads what it is behind on and presence is re-read whole, the safety net for deliveries lost between nodes; 0: never")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "address for HTTP /metrics (Prometheus), /healthz and /readyz (default: off)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves gRPC over TLS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&c.TokenSecret, "token-secret", "", "secret that signs tokens, at least 32 bytes; generated and kept in --data-dir when empty (single node only)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 30*24*time.Hour, "lifetime of login tokens")
-	fs.StringVar(&c.NodeID, "node-id", "", "this node's name in logs and Welcome frames (default: host name)")
+	fs.StringVar(&c.NodeID, "node-id", "", "this node's name in logs and Welcome frames, unique in a cluster: letters, digits, '.', '_' and '-', at most 64 (default: host name)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format on standard error: text or json")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "host:port of an OpenTelemetry collector (OTLP over gRPC) to send traces to (default: tracing off)")
@@ -153,6 +157,22 @@ func (c config) validate() error {
 	if c.DB != "" && !strings.HasPrefix(c.DB, "postgres://") && !strings.HasPrefix(c.DB, "postgresql://") {
 		return errors.New("--db must be a postgres:// or postgresql:// URL (CockroachDB or PostgreSQL)")
 	}
+	if c.Redis != "" {
+		if c.DB == "" {
+			return errors.New("--redis needs --db: the nodes of a cluster share one CockroachDB or PostgreSQL database (the embedded SQLite is one node's)")
+		}
+		rc, err := redisClient(c.Redis)
+		if err != nil {
+			return fmt.Errorf("--redis: %w", err)
+		}
+		rc.Close()
+	}
+	if c.Resync < 0 {
+		return fmt.Errorf("--resync-interval must not be negative, not %v", c.Resync)
+	}
+	if c.NodeID != "" && !validNodeID(c.NodeID) {
+		return fmt.Errorf("--node-id %q: use letters, digits, '.', '_' and '-', at most 64", c.NodeID)
+	}
 	if c.TokenSecret != "" && len(c.TokenSecret) < 32 {
 		return errors.New("--token-secret must be at least 32 bytes")
 	}
@@ -200,6 +220,20 @@ func (c config) validate() error {
 		return fmt.Errorf("login/register limits: %w", err)
 	}
 	return nil
+}
+
+// validNodeID: a node id names Redis keys and channels and appears in
+// logs; keep it plain.
+func validNodeID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // validRate: finite, not negative, not absurd.

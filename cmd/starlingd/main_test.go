@@ -126,6 +126,12 @@ func TestParseConfigRejectsBadInput(t *testing.T) {
 		"negative gc interval":        {args: []string{"--session-gc-interval", "-1m"}},
 		"zero gc batch":               {args: []string{"--session-gc-batch", "0"}},
 		"bad login rate in env":       {env: map[string]string{"STARLING_LOGIN_RATE": "-3"}},
+		"redis without db":            {args: []string{"--redis", "redis://127.0.0.1:6379/0"}},
+		"redis not a redis url":       {args: []string{"--db", "postgres://h/db", "--redis", "http://127.0.0.1:6379"}},
+		"redis url unparsable":        {args: []string{"--db", "postgres://h/db", "--redis", "redis://127.0.0.1:6379/notadb"}},
+		"negative resync interval":    {args: []string{"--resync-interval", "-1s"}},
+		"node id with a space":        {args: []string{"--node-id", "node a"}},
+		"node id too long":            {args: []string{"--node-id", strings.Repeat("n", 65)}},
 	} {
 		if _, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -233,10 +239,9 @@ func TestRunReportsBadSetupClearly(t *testing.T) {
 	if err := run(t.Context(), c, io.Discard); err == nil || !strings.Contains(err.Error(), "token-secret") {
 		t.Fatalf("db without secret: %v", err)
 	}
-	// Cluster mode is refused rather than silently ignored.
-	c, _ = parseConfig([]string{"--listen", freeAddr(t), "--redis", "redis://127.0.0.1:6379", "--data-dir", t.TempDir()}, func(string) string { return "" })
-	if err := run(t.Context(), c, io.Discard); err == nil || !strings.Contains(err.Error(), "redis") {
-		t.Fatalf("redis: %v", err)
+	// Cluster mode on the embedded database is refused, not ignored.
+	if _, err := parseConfig([]string{"--listen", freeAddr(t), "--redis", "redis://127.0.0.1:6379", "--data-dir", t.TempDir()}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "--db") {
+		t.Fatalf("redis without db: %v", err)
 	}
 	// A port in use.
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -279,7 +284,7 @@ func TestFailedStartsLeaveNothingBehind(t *testing.T) {
 		"huge window":         {change: func(c *config) { c.Window = 1 << 40 }, want: "window"},
 		"negative login rate": {change: func(c *config) { c.LoginRate = -1 }, want: "login-rate"},
 		"bad backoff":         {change: func(c *config) { c.LoginBackoff = -time.Second }, want: "login-backoff"},
-		"redis":               {args: []string{"--redis", "redis://127.0.0.1:6379"}, want: "redis"},
+		"redis without db":    {change: func(c *config) { c.Redis = "redis://127.0.0.1:6379" }, want: "redis"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "data")

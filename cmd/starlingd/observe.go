@@ -38,6 +38,11 @@ func startupLine(log *slog.Logger, c config, cfg server.Config, lis, metricsLis 
 		dir, _ := filepath.Abs(c.DataDir)
 		attrs = append(attrs, "backend", "sqlite", "data_dir", dir)
 	}
+	if c.Redis != "" {
+		attrs = append(attrs, "mode", "cluster", "redis", dbHost(c.Redis), "redis_prefix", c.RedisPrefix)
+	} else {
+		attrs = append(attrs, "mode", "single")
+	}
 	if metricsLis != nil {
 		attrs = append(attrs, "metrics", metricsLis.Addr().String())
 	}
@@ -45,7 +50,8 @@ func startupLine(log *slog.Logger, c config, cfg server.Config, lis, metricsLis 
 	log.Info("starlingd starting", attrs...)
 }
 
-// dbHost is the host and database of a postgres URL, without credentials.
+// dbHost is the host and database of a database or Redis URL, without
+// credentials.
 func dbHost(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {

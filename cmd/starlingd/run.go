@@ -42,9 +42,6 @@ var flagOutput io.Writer = os.Stderr
 // nothing behind.
 func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 	log := newLogger(c, logOut)
-	if c.Redis != "" {
-		return errors.New("--redis: cluster mode is not available in this version yet; run a single node without --redis")
-	}
 	if err := c.validate(); err != nil {
 		return err
 	}
@@ -54,7 +51,11 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 	cfg := server.DefaultConfig()
 	cfg.NodeID = c.NodeID
 	if cfg.NodeID == "" {
-		cfg.NodeID, _ = os.Hostname()
+		host, _ := os.Hostname()
+		if !validNodeID(host) {
+			return fmt.Errorf("the host name %q is no node id; set --node-id", host)
+		}
+		cfg.NodeID = host
 	}
 	cfg.TokenTTL = c.TokenTTL
 	cfg.SendRate = rate.Limit(c.SendRate)
@@ -108,14 +109,34 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 	}
 	defer store.Close()
 
-	// One node per database until cluster mode (--redis is refused
-	// above): a second node is refused, here and again once it holds its
-	// own lease (two started at once). A lease left by this node's own
-	// earlier run, killed, is waited out (at most its TTL, 15 s).
-	if err := nodelease.WaitAlone(ctx, store, cfg.NodeID, log); err != nil {
-		return err
+	// Without Redis, one node per database: a second node is refused,
+	// here and again once it holds its own lease (two started at once).
+	// In a cluster, only a second node with this node's id is. A lease
+	// left by this node's own earlier run, killed, is waited out (at most
+	// its TTL, 15 s).
+	if c.Redis == "" {
+		if err := nodelease.WaitAlone(ctx, store, cfg.NodeID, log); err != nil {
+			return err
+		}
+		cfg.SingleNode = true
+	} else {
+		if err := nodelease.WaitNameFree(ctx, store, cfg.NodeID, log); err != nil {
+			return err
+		}
+		rc, err := redisClient(c.Redis)
+		if err != nil {
+			return fmt.Errorf("--redis: %w", err)
+		}
+		defer rc.Close()
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = rc.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("--redis: cannot reach Redis: %w", err)
+		}
+		cfg.ResyncInterval = c.Resync
+		cfg.ClusterDefaults(rc, c.RedisPrefix)
 	}
-	cfg.SingleNode = true
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -35,9 +35,11 @@ type Config struct {
 	// Grace is storage.LeaseRequest.Grace (storage.NodeLeaseGrace when 0).
 	Grace time.Duration
 	// Exclusive refuses to start (HeldError) when another node holds a
-	// live lease on the database: one node per database, until cluster
-	// mode.
+	// live lease on the database: one node per database (no --redis).
 	Exclusive bool
+	// UniqueName refuses to start (HeldError) when another live node
+	// has the same name: nodes of a cluster are addressed by name.
+	UniqueName bool
 }
 
 // Keeper holds one node number. Safe for concurrent use.
@@ -112,10 +114,14 @@ func (k *Keeper) acquire(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("lease a node number: %w", err)
 	}
-	if k.cfg.Exclusive {
-		other, found, err := otherLive(ctx, k.store, k.req.Holder)
+	if k.cfg.Exclusive || k.cfg.UniqueName {
+		sameName := ""
+		if !k.cfg.Exclusive {
+			sameName = k.cfg.Node
+		}
+		other, found, err := otherLive(ctx, k.store, k.req.Holder, sameName)
 		if err == nil && found {
-			err = &HeldError{Lease: other}
+			err = &HeldError{Lease: other, SameName: !k.cfg.Exclusive}
 		}
 		if err != nil {
 			k.release(ctx, l)
@@ -231,21 +237,29 @@ func (k *Keeper) Stop() {
 }
 
 // HeldError: another node holds a live lease on the database.
-type HeldError struct{ Lease storage.Lease }
+type HeldError struct {
+	Lease    storage.Lease
+	SameName bool // a live node has this node's name (cluster mode)
+}
 
 func (e *HeldError) Error() string {
+	if e.SameName {
+		return fmt.Sprintf("another starlingd named %s (number %d) is live on this database until %s; give every node of a cluster its own --node-id, or wait %d s",
+			e.Lease.Node, e.Lease.Number, e.Lease.ExpiresAt.Format(time.RFC3339), int(math.Ceil(e.Lease.Remaining.Seconds())))
+	}
 	return fmt.Sprintf("another starlingd (node %s, number %d) holds this database until %s; Starling runs one node per database until cluster mode; stop it or wait %d s",
 		e.Lease.Node, e.Lease.Number, e.Lease.ExpiresAt.Format(time.RFC3339), int(math.Ceil(e.Lease.Remaining.Seconds())))
 }
 
-// otherLive returns a live lease whose holder is not holder.
-func otherLive(ctx context.Context, store storage.NodeLeases, holder string) (storage.Lease, bool, error) {
+// otherLive returns a live lease whose holder is not holder, and, if
+// node is not empty, whose node is node.
+func otherLive(ctx context.Context, store storage.NodeLeases, holder, node string) (storage.Lease, bool, error) {
 	leases, err := store.ListNodeLeases(ctx)
 	if err != nil {
 		return storage.Lease{}, false, fmt.Errorf("list node leases: %w", err)
 	}
 	for _, l := range leases {
-		if l.Live() && l.Holder != holder {
+		if l.Live() && l.Holder != holder && (node == "" || l.Node == node) {
 			return l, true, nil
 		}
 	}
@@ -259,17 +273,31 @@ func otherLive(ctx context.Context, store storage.NodeLeases, holder string) (st
 // logging why) and looks again; if it was renewed meanwhile, a live
 // process holds it, and that is a HeldError too.
 func WaitAlone(ctx context.Context, store storage.NodeLeases, node string, log *slog.Logger) error {
+	return wait(ctx, store, node, false, log)
+}
+
+// WaitNameFree is WaitAlone for a node of a cluster: only leases held
+// under this node's name count (other nodes are welcome).
+func WaitNameFree(ctx context.Context, store storage.NodeLeases, node string, log *slog.Logger) error {
+	return wait(ctx, store, node, true, log)
+}
+
+func wait(ctx context.Context, store storage.NodeLeases, node string, sameNameOnly bool, log *slog.Logger) error {
+	only := ""
+	if sameNameOnly {
+		only = node
+	}
 	waited := map[string]bool{}
 	for {
-		l, found, err := otherLive(ctx, store, "")
+		l, found, err := otherLive(ctx, store, "", only)
 		if err != nil || !found {
 			return err
 		}
 		if l.Node != node || waited[l.Holder] {
-			return &HeldError{Lease: l}
+			return &HeldError{Lease: l, SameName: sameNameOnly}
 		}
 		waited[l.Holder] = true
-		log.Warn("an earlier run of this node holds the database's lease (killed?); waiting for it to lapse",
+		log.Warn("an earlier run of this node holds a lease on the database (killed?); waiting for it to lapse",
 			"node", node, "node_number", l.Number, "wait", l.Remaining.Round(time.Millisecond))
 		t := time.NewTimer(l.Remaining + 100*time.Millisecond)
 		select {

@@ -238,7 +238,7 @@ func (r *Redis) Stop(ctx context.Context) {
 	r.mu.RUnlock()
 	pipe := r.c.Pipeline()
 	for k, e := range own {
-		forgetScript.Run(ctx, pipe, []string{r.userKey(k.user)}, k.device, userValuePrefix(r.cfg.Node, e.session))
+		forgetScript.Eval(ctx, pipe, []string{r.userKey(k.user)}, k.device, userValuePrefix(r.cfg.Node, e.session))
 	}
 	pipe.Del(ctx, r.nodeKey(r.cfg.Node))
 	pipe.ZRem(ctx, r.nodesKey(), r.cfg.Node)
@@ -295,8 +295,8 @@ func (r *Redis) Unregister(ctx context.Context, node string, dev bus.DeviceKey) 
 	r.applyLocked(event{node: node, dev: dev})
 	r.mu.Unlock()
 	pipe := r.c.Pipeline()
-	forgetScript.Run(ctx, pipe, []string{r.userKey(dev.UserID)}, dev.DeviceID, userValuePrefix(node, dev.Session))
-	forgetScript.Run(ctx, pipe, []string{r.nodeKey(node)}, nodeField(dev.UserID, dev.DeviceID), strconv.FormatUint(dev.Session, 10)+"|")
+	forgetScript.Eval(ctx, pipe, []string{r.userKey(dev.UserID)}, dev.DeviceID, userValuePrefix(node, dev.Session))
+	forgetScript.Eval(ctx, pipe, []string{r.nodeKey(node)}, nodeField(dev.UserID, dev.DeviceID), strconv.FormatUint(dev.Session, 10)+"|")
 	pipe.Publish(ctx, r.eventChannel(), encodeEvent(event{node: node, dev: dev}))
 	if _, err := pipe.Exec(ctx); err != nil {
 		r.failed("unregister", err)
@@ -528,7 +528,7 @@ func (r *Redis) buryDead(ctx context.Context, now time.Time) {
 			user, device, ok := strings.Cut(field, "\x00")
 			session, _, _ := strings.Cut(v, "|")
 			if ok {
-				forgetScript.Run(ctx, pipe, []string{r.userKey(user)}, device, node+"|"+session+"|")
+				forgetScript.Eval(ctx, pipe, []string{r.userKey(user)}, device, node+"|"+session+"|")
 			}
 		}
 		pipe.Del(ctx, r.nodeKey(node))
@@ -557,7 +557,7 @@ func (r *Redis) restoreOwn(ctx context.Context) error {
 	pipe := r.c.Pipeline()
 	results := make([]result, 0, len(own))
 	for k, e := range own {
-		cmd := registerScript.Run(ctx, pipe, []string{r.userKey(k.user)}, k.device, r.cfg.Node, e.session, int(userKeyTTL/time.Second), e.ver)
+		cmd := registerScript.Eval(ctx, pipe, []string{r.userKey(k.user)}, k.device, r.cfg.Node, e.session, int(userKeyTTL/time.Second), e.ver)
 		results = append(results, result{k, e, cmd})
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {

@@ -46,6 +46,9 @@ func NewProxy(t testing.TB, serverURL string) (*Proxy, string) {
 	return p, u.String()
 }
 
+// Addr is the proxy's host:port.
+func (p *Proxy) Addr() string { return p.lis.Addr().String() }
+
 // Cut closes every connection through the proxy and refuses new ones until
 // Restore: the database is unreachable.
 func (p *Proxy) Cut() {

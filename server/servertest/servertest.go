@@ -62,6 +62,7 @@ type Server struct {
 	opts   options
 	secret []byte
 	addr   string
+	front  string // clients' address when not addr (a cluster node's front proxy)
 
 	mu     sync.Mutex
 	node   *server.Server
@@ -135,8 +136,18 @@ func (s *Server) start(t testing.TB, addr string) {
 	s.mu.Unlock()
 }
 
-// Target is the server's host:port.
+// Target is the server's host:port, as clients reach it.
 func (s *Server) Target() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.front != "" {
+		return s.front
+	}
+	return s.addr
+}
+
+// listenAddr is where the server listens.
+func (s *Server) listenAddr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.addr
@@ -190,7 +201,7 @@ func (s *Server) Stop() {
 // the same database.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	addr := s.Target()
+	addr := s.listenAddr()
 	s.Stop()
 	s.start(t, addr)
 }

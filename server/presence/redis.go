@@ -64,6 +64,10 @@ type devKey struct{ user, device string }
 type ownEntry struct {
 	session uint64
 	ver     int64
+	// confirmed: ver is Redis's. Until then ver is this node's clock, and
+	// the stream cannot lose to another by version: it is the newest
+	// stream of its device, or Redis would have said so.
+	confirmed bool
 }
 
 type entry struct {
@@ -272,7 +276,7 @@ func (r *Redis) Register(ctx context.Context, node string, dev bus.DeviceKey) er
 	ver, _ := strconv.ParseInt(res[0], 10, 64)
 	r.mu.Lock()
 	if cur, ok := r.own[k]; ok && cur.session == dev.Session {
-		r.own[k] = ownEntry{session: dev.Session, ver: ver}
+		r.own[k] = ownEntry{session: dev.Session, ver: ver, confirmed: true}
 		r.applyLocked(event{register: true, node: node, dev: dev, ver: ver})
 	}
 	r.mu.Unlock()
@@ -366,7 +370,7 @@ func applyTo(replica map[string]map[string]entry, own map[devKey]ownEntry, self 
 	}
 	devs[d] = entry{node: ev.node, session: ev.dev.Session, ver: ev.ver}
 	if ev.node != self {
-		if o, ok := own[devKey{u, d}]; ok && o.ver < ev.ver {
+		if o, ok := own[devKey{u, d}]; ok && o.confirmed && o.ver < ev.ver {
 			delete(own, devKey{u, d})
 			return bus.DeviceKey{UserID: u, DeviceID: d, Session: o.session}
 		}
@@ -557,7 +561,11 @@ func (r *Redis) restoreOwn(ctx context.Context) error {
 	pipe := r.c.Pipeline()
 	results := make([]result, 0, len(own))
 	for k, e := range own {
-		cmd := registerScript.Eval(ctx, pipe, []string{r.userKey(k.user)}, k.device, r.cfg.Node, e.session, int(userKeyTTL/time.Second), e.ver)
+		args := []any{k.device, r.cfg.Node, e.session, int(userKeyTTL / time.Second)}
+		if e.confirmed {
+			args = append(args, e.ver) // put back unless replaced since
+		}
+		cmd := registerScript.Eval(ctx, pipe, []string{r.userKey(k.user)}, args...)
 		results = append(results, result{k, e, cmd})
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -581,7 +589,7 @@ func (r *Redis) restoreOwn(ctx context.Context) error {
 			lost = append(lost, bus.DeviceKey{UserID: res.k.user, DeviceID: res.k.device, Session: res.e.session})
 			continue
 		}
-		r.own[res.k] = ownEntry{session: res.e.session, ver: ver}
+		r.own[res.k] = ownEntry{session: res.e.session, ver: ver, confirmed: true}
 		dev := bus.DeviceKey{UserID: res.k.user, DeviceID: res.k.device, Session: res.e.session}
 		r.applyLocked(event{register: true, node: r.cfg.Node, dev: dev, ver: ver})
 		nodeHash[nodeField(res.k.user, res.k.device)] = strconv.FormatUint(res.e.session, 10) + "|" + out[0]
@@ -655,7 +663,7 @@ func (r *Redis) rebuildReplica(ctx context.Context) error {
 	}
 	// A stream here that lost to a newer one elsewhere.
 	for k, e := range r.own {
-		if cur, ok := fresh[k.user][k.device]; ok && cur.node != r.cfg.Node && cur.ver > e.ver {
+		if cur, ok := fresh[k.user][k.device]; ok && e.confirmed && cur.node != r.cfg.Node && cur.ver > e.ver {
 			delete(r.own, k)
 			replaced = append(replaced, bus.DeviceKey{UserID: k.user, DeviceID: k.device, Session: e.session})
 		}

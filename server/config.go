@@ -38,7 +38,8 @@ type Config struct {
 	Redis       redis.UniversalClient
 	RedisPrefix string
 	// PresenceTTL is how long a node that stopped heartbeating (killed) is
-	// still routed to; its devices reconnect elsewhere meanwhile. 0: 15 s.
+	// still routed to; its devices reconnect elsewhere meanwhile. Other
+	// nodes notice within PresenceTTL + PresenceTTL/3. 0: 10 s.
 	PresenceTTL time.Duration
 	// ResyncInterval is how often every stream of the node re-reads what
 	// it is behind on, and the presence replica is rebuilt: the safety

@@ -22,7 +22,7 @@ type RedisConfig struct {
 	Prefix string // put before every key and channel
 	// TTL is how long a node that stopped heartbeating (killed) is still
 	// taken for live: its devices are located on it until then. The
-	// heartbeat runs every TTL/3.
+	// heartbeat runs every TTL/3, so others notice within TTL*4/3. 0: 10 s.
 	TTL time.Duration
 	// ResyncInterval is how often the replica is rebuilt from Redis
 	// whole, for change events lost on the way.
@@ -109,7 +109,7 @@ var (
 // the first Register.
 func NewRedis(c redis.UniversalClient, cfg RedisConfig, log *slog.Logger) *Redis {
 	if cfg.TTL <= 0 {
-		cfg.TTL = 15 * time.Second
+		cfg.TTL = 10 * time.Second
 	}
 	if cfg.ResyncInterval <= 0 {
 		cfg.ResyncInterval = time.Minute

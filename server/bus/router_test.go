@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,5 +145,95 @@ func TestRouterSharesEncodingAndFallsBackToThisNode(t *testing.T) {
 	bus.NewRouter("a", fixed{"c": {"y"}}, b, quiet).Announce(ctx, []string{"y"}, "grp:g", 5)
 	if len(a.announced) != 1 || len(c.announced) != 1 || !slices.Equal(c.announced[0].Users, []string{"y"}) || a.announced[0].Latest != 5 {
 		t.Fatalf("announce: a %+v c %+v", a.announced, c.announced)
+	}
+}
+
+// flaky is a Bus whose publishes to one node fail until healed.
+type flaky struct {
+	bus.Bus
+	mu   sync.Mutex
+	down map[string]bool
+}
+
+func (f *flaky) isDown(node string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.down[node]
+}
+
+func (f *flaky) heal(node string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.down, node)
+}
+
+func (f *flaky) Publish(ctx context.Context, node string, d bus.Delivery) error {
+	if f.isDown(node) {
+		return errors.New("redis down")
+	}
+	return f.Bus.Publish(ctx, node, d)
+}
+
+func (f *flaky) PublishAnnounce(ctx context.Context, node string, a bus.Announce) error {
+	if f.isDown(node) {
+		return errors.New("redis down")
+	}
+	return f.Bus.PublishAnnounce(ctx, node, a)
+}
+
+// A delivery that cannot be published is owed: once the node can be
+// reached, it is told to announce the conversation's latest seq to the
+// same users, so their devices pull what they missed. Counted throughout.
+func TestRouterOwesWhatItCouldNotPublish(t *testing.T) {
+	ctx := t.Context()
+	local := bus.NewLocal()
+	var a, c node
+	for n, h := range map[string]*node{"a": &a, "c": &c} {
+		if _, err := local.Subscribe(ctx, n, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := &flaky{Bus: local, down: map[string]bool{"c": true}}
+	r := bus.NewRouter("a", fixed{"a": {"x"}, "c": {"y", "z"}}, b, quiet)
+	for seq := int64(1); seq <= 3; seq++ {
+		r.Deliver(ctx, []string{"x", "y", "z"}, bus.DeviceKey{}, &starlingv1.Message{ConversationId: "grp:g", Seq: seq})
+	}
+	if len(a.got) != 3 || len(c.got) != 0 {
+		t.Fatalf("node a got %d, node c %d deliveries; want 3 and 0", len(a.got), len(c.got))
+	}
+	st := r.Stats()
+	if st.PublishFailed != 3 || st.Owed != 1 {
+		t.Fatalf("stats %+v: want 3 failed publishes owed as 1 announce", st)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+
+	time.Sleep(1500 * time.Millisecond) // at least one retry, still down
+	if n := len(c.announced); n != 0 || r.Stats().Owed != 1 {
+		t.Fatalf("announced %d times while the node was down; stats %+v", n, r.Stats())
+	}
+	b.heal("c")
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Stats().OwedSent == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("owed announce never sent: %+v", r.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.announced) != 1 {
+		t.Fatalf("node c got %d announces, want 1", len(c.announced))
+	}
+	got := c.announced[0]
+	slices.Sort(got.Users)
+	if got.Conv != "grp:g" || got.Latest != 3 || !slices.Equal(got.Users, []string{"y", "z"}) {
+		t.Fatalf("announce %+v, want grp:g up to 3 for y and z", got)
+	}
+	if st := r.Stats(); st.Owed != 0 || st.OwedDropped != 0 {
+		t.Fatalf("stats after healing %+v", st)
 	}
 }

@@ -246,3 +246,65 @@ func TestExceptIsOneStream(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+// Resync and Recheck: a conversation the device was not given up to the
+// database's latest seq is announced once; one it was given, or is
+// pulling, is left alone; a read that fails is counted, not fatal.
+func TestResyncAnnouncesOnlyWhatWasMissed(t *testing.T) {
+	h, _ := newHub(8)
+	s, _ := h.Register("u", "d")
+	s.FinishStart(nil, nil)
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("pushed", 1)})
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("pushed", 2)})
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("lost", 1)}) // seq 2 of "lost" never arrived
+	other, _ := h.Register("v", "d")
+	other.FinishStart(nil, nil)
+	drain(s)
+	read := func(_ context.Context, user, _ string) ([]CatchUp, error) {
+		if user == "v" {
+			return nil, context.DeadlineExceeded
+		}
+		return []CatchUp{
+			{ConversationID: "pushed", LatestSeq: 2},
+			{ConversationID: "lost", LatestSeq: 2},
+			{ConversationID: "never-seen", LatestSeq: 7, DeliveredSeq: 5},
+		}, nil
+	}
+	checked, failed := h.Resync(t.Context(), read, 2)
+	if checked != 2 || failed != 1 {
+		t.Fatalf("checked %d, failed %d; want 2 and 1", checked, failed)
+	}
+	want := []string{"notify lost 2", "notify never-seen 7"}
+	if got := describe(drain(s)); !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	// Again: both are pulling now, nothing new to say.
+	h.Resync(t.Context(), read, 2)
+	if got := drain(s); len(got) != 0 {
+		t.Fatalf("second resync wrote %v", describe(got))
+	}
+}
+
+// A kick naming a session closes only that one: a stream replaced on
+// another node must not take down the device's newer stream here.
+func TestKickBySession(t *testing.T) {
+	h, _ := newHub(8)
+	s, _ := h.Register("u", "d")
+	h.Kick(bus.Kick{UserID: "u", DeviceID: "d", Session: s.Key().Session + 1, Reason: starlingv1.DisconnectReason_DISCONNECT_REASON_REPLACED})
+	select {
+	case <-s.Done():
+		t.Fatal("a kick of another session closed this one")
+	default:
+	}
+	h.Kick(bus.Kick{UserID: "u", DeviceID: "d", Session: s.Key().Session, Reason: starlingv1.DisconnectReason_DISCONNECT_REASON_REPLACED})
+	<-s.Done()
+	if r := s.Reason(); r.GetReason() != starlingv1.DisconnectReason_DISCONNECT_REASON_REPLACED || r.GetReconnect() {
+		t.Fatalf("reason %v", r)
+	}
+	s2, _ := h.Register("u", "d")
+	h.Kick(bus.Kick{UserID: "u", DeviceID: "d", Reason: starlingv1.DisconnectReason_DISCONNECT_REASON_LOGGED_OUT})
+	<-s2.Done()
+	if s2.Reason().GetReason() != starlingv1.DisconnectReason_DISCONNECT_REASON_LOGGED_OUT {
+		t.Fatalf("logout reason %v", s2.Reason())
+	}
+}

@@ -61,8 +61,11 @@ func checkSane(t *testing.T, code int, rep *Report, stderr string) {
 	if c.SendErrors != 0 || c.FrameErrors != 0 {
 		t.Errorf("errors: %d sends refused, %d error frames; notes: %q", c.SendErrors, c.FrameErrors, rep.Notes)
 	}
-	if rep.Server == nil || rep.Server.CPUSeconds <= 0 || rep.Server.RSSAfter <= 0 {
-		t.Errorf("server stats missing: %+v", rep.Server)
+	// /proc counts CPU in 10 ms ticks: a window shorter than a few (a
+	// reconnect storm of 20 clients) may see none.
+	if rep.Server == nil || rep.Server.CPUSeconds < 0 || rep.Server.RSSAfter <= 0 ||
+		(rep.Seconds >= 0.5 && rep.Server.CPUSeconds == 0) {
+		t.Errorf("server stats missing: %+v over %.3fs", rep.Server, rep.Seconds)
 	}
 }
 

@@ -14,7 +14,9 @@ import (
 
 // config is starling-bench's command line.
 type config struct {
-	Target        string
+	Target        string   // as given: one address or a comma-separated list
+	Targets       []string // Target's addresses, one per slot
+	Split         bool     // c2c: the two ends of a pair on different targets
 	TLS           bool
 	TLSCA         string
 	TLSSkipVerify bool
@@ -81,6 +83,17 @@ Every run checks that each acknowledged message reached every online
 recipient exactly once and in seq order, and exits 1 if not (2 on errors).
 Targets must be loopback addresses.
 
+Cluster mode: list every node:
+
+  starling-bench --target 127.0.0.1:7070,127.0.0.1:7071 --scenario c2c --pairs 100
+
+Streams are spread over the targets round-robin (c2c: each pair's sender and
+receiver on different targets, unless --split=false). The report adds, per
+target, the devices on it and what they sent, got acked and received;
+send→push latency of same-node and cross-node deliveries (same node: the
+same address string in --target, so one node listed as both 127.0.0.1:7070
+and localhost:7070 counts as two).
+
 Flags:
 `
 
@@ -90,7 +103,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("starling-bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&c.Target, "target", "127.0.0.1:7070", "server host:port (loopback only)")
+	fs.StringVar(&c.Target, "target", "127.0.0.1:7070", "server host:port (loopback only); several, comma-separated, are the nodes of one cluster: setup calls and device streams are spread over them round-robin")
+	fs.BoolVar(&c.Split, "split", false, "c2c with several targets: each pair's sender on target i mod n and receiver on target (i+1) mod n, so every message crosses nodes; --split=false puts both on target i mod n (same-node figures from a cluster) (default true with more than one target)")
 	fs.BoolVar(&c.TLS, "tls", false, "connect with TLS")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "PEM file of the CA that signed the server's certificate (default: system roots)")
 	fs.BoolVar(&c.TLSSkipVerify, "tls-skip-verify", false, "do not verify the server's certificate (self-signed test servers)")
@@ -131,6 +145,13 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return config{}, fmt.Errorf("--log-level: %w", err)
+	}
+	var err error
+	if c.Targets, err = parseTargets(c.Target); err != nil {
+		return config{}, err
+	}
+	if !flagSet(fs, "split") {
+		c.Split = len(c.Targets) > 1
 	}
 	return c, c.validate()
 }
@@ -173,6 +194,13 @@ func (c config) validate() error {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// flagSet reports whether the command line gave flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // onlineMembers is how many group members open a stream.

@@ -21,7 +21,7 @@ func runIdle(ctx context.Context, e *env) (*Report, error) {
 	}
 	devs := make([]*device, n)
 	for i := range devs {
-		devs[i] = newDevice(e, i, accts[i])
+		devs[i] = e.newDevice(i, accts[i], roundRobin(i, len(e.cfg.Targets)))
 	}
 	rep.SetupUsers, rep.SetupSeconds = n, time.Since(setupStart).Seconds()
 	idle := &IdleReport{Conns: n}
@@ -34,7 +34,7 @@ func runIdle(ctx context.Context, e *env) (*Report, error) {
 	idle.OpenSeconds = time.Since(openStart).Seconds()
 	idle.Opened = opened
 	idle.AuthPerSec = float64(opened) / idle.OpenSeconds
-	idle.Connections = e.conns.size()
+	idle.Connections = totalSize(e.conns)
 	if err != nil {
 		idle.OpenError = err.Error()
 	}

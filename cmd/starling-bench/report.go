@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -30,6 +31,15 @@ type Report struct {
 
 	Server *ProcReport `json:"server,omitempty"` // with --server-pid
 	Client ProcReport  `json:"bench"`
+
+	// Placement says which target each device's stream went to; Targets
+	// has what the devices of each --target slot did.
+	Placement string         `json:"placement"`
+	Targets   []TargetReport `json:"targets"`
+	// PushByNode is send→push latency by whether sender and receiver
+	// were on one node (same address in --target): "same_node",
+	// "cross_node"; a class without samples is left out.
+	PushByNode map[string]Percentiles `json:"send_push_by_node,omitempty"`
 
 	Group     *GroupReport     `json:"group,omitempty"`
 	Idle      *IdleReport      `json:"idle,omitempty"`
@@ -122,6 +132,9 @@ func writeTable(w io.Writer, rep *Report) {
 	}
 	c := rep.Counts
 	row("scenario", "%s against %s (%s)", rep.Scenario, rep.Target, rep.StartedAt.Format(time.RFC3339))
+	if len(rep.Targets) > 1 {
+		row("placement", "%s", rep.Placement)
+	}
 	row("setup", "%d users in %.1fs", rep.SetupUsers, rep.SetupSeconds)
 	row("measured", "%.1fs", rep.Seconds)
 	switch rep.Scenario {
@@ -155,6 +168,7 @@ func writeTable(w io.Writer, rep *Report) {
 	}
 	row("bench cpu", "%.1fs (%.0f%% of a core)", rep.Client.CPUSeconds, rep.Client.CPUPercent)
 	tw.Flush()
+	writeTargets(w, rep.Targets)
 
 	if len(rep.Latency) > 0 {
 		fmt.Fprintln(w)
@@ -165,9 +179,21 @@ func writeTable(w io.Writer, rep *Report) {
 			names = append(names, n)
 		}
 		sort.Strings(names)
+		latencyRow := func(name string, p Percentiles) {
+			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", name, p.Count, p.P50, p.P90, p.P99, p.P999, p.Max)
+		}
 		for _, n := range names {
-			p := rep.Latency[n]
-			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", n, p.Count, p.P50, p.P90, p.P99, p.P999, p.Max)
+			latencyRow(n, rep.Latency[n])
+			if n != "send_push" || len(rep.Targets) < 2 {
+				continue
+			}
+			// With one target every delivery is same-node: the
+			// split would only repeat send_push.
+			for _, class := range []int{sameNode, crossNode} {
+				if p, ok := rep.PushByNode[className(class)]; ok {
+					latencyRow("send_push "+strings.ReplaceAll(className(class), "_", "-"), p)
+				}
+			}
 		}
 		tw.Flush()
 	}
@@ -187,6 +213,22 @@ func writeTable(w io.Writer, rep *Report) {
 	for _, p := range ck.Problems {
 		fmt.Fprintf(w, "  %s\n", p)
 	}
+}
+
+// writeTargets prints what the devices of each target did, when there
+// are several.
+func writeTargets(w io.Writer, targets []TargetReport) {
+	if len(targets) < 2 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tdevices\tsenders\tconnected\tsent\tacked\tdelivered\tby push\tpush frames\tby sync\t")
+	for _, t := range targets {
+		fmt.Fprintf(tw, "#%d %s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n",
+			t.Slot, t.Addr, t.Devices, t.Senders, t.Connected, t.Sent, t.Acked, t.Delivered, t.ViaPush, t.PushFrames, t.ViaSync)
+	}
+	tw.Flush()
 }
 
 func mib(b int64) string {

@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,12 +34,17 @@ type env struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	setup *pool   // Register/Login/CreateGroup calls
-	conns *pool   // the devices' streams
+	setup []*pool // Register/Login/CreateGroup calls, a pool per target slot
+	conns []*pool // the devices' streams, a pool per target slot
 	pools []*pool // every pool, closed at the end
 
-	c     counters
-	lat   struct{ ack, push, sync *latency }
+	nodes []*nodeStats // per target slot
+
+	c   counters
+	lat struct {
+		ack, push, sync *latency
+		pushByNode      *nodeLatency
+	}
 	check *checker
 
 	notesMu sync.Mutex
@@ -86,16 +91,20 @@ func newEnv(ctx context.Context, cfg config, out io.Writer, log *slog.Logger) (*
 		notes: make(map[string]int64),
 	}
 	e.lat.ack, e.lat.push, e.lat.sync = newLatency(), newLatency(), newLatency()
+	e.lat.pushByNode = newNodeLatency(cfg.Targets)
+	for range cfg.Targets {
+		e.nodes = append(e.nodes, &nodeStats{})
+	}
 	var err error
 	setupCfg := cfg
 	setupCfg.StreamsPerConn, setupCfg.SourceAddrs = 1, 1
-	if e.setup, err = newPool(ctx, setupCfg, false); err != nil {
+	if e.setup, err = newPools(ctx, setupCfg, cfg.Targets, false); err != nil {
 		return nil, err
 	}
-	if e.conns, err = newPool(ctx, cfg, cfg.Scenario == "idle" || cfg.Scenario == "reconnect"); err != nil {
+	if e.conns, err = newPools(ctx, cfg, cfg.Targets, cfg.Scenario == "idle" || cfg.Scenario == "reconnect"); err != nil {
 		return nil, err
 	}
-	e.pools = []*pool{e.setup, e.conns}
+	e.pools = append(slices.Clone(e.setup), e.conns...)
 	e.ctx, e.cancel = context.WithCancel(ctx)
 	return e, nil
 }
@@ -105,11 +114,7 @@ func newEnv(ctx context.Context, cfg config, out io.Writer, log *slog.Logger) (*
 func (e *env) stop() error {
 	e.cancel()
 	e.wg.Wait()
-	var errs []error
-	for _, p := range e.pools {
-		errs = append(errs, p.closeAll())
-	}
-	return errors.Join(errs...)
+	return closePools(e.pools)
 }
 
 // now is the time since the run's base: what send timestamps hold.
@@ -214,13 +219,14 @@ func (e *env) connectAll(ctx context.Context, devs []*device, what string, toler
 	var firstErr atomic.Pointer[error]
 	err := parallel(ctx, len(devs), e.cfg.DialConcurrency, func(ctx context.Context, i int) error {
 		d := devs[i]
-		cc, err := d.pool.conn(d.idx)
+		cc, err := d.pool.conn(d.slot)
 		if err == nil {
 			// The stream lives as long as the run, not this call.
 			err = d.connect(e.ctx, cc)
 		}
 		if err == nil {
 			opened.Add(1)
+			d.ns.connected.Add(1)
 			streak.Store(0)
 			return nil
 		}
@@ -459,6 +465,13 @@ func (e *env) fill(rep *Report) {
 		if p := summarize(l.merged()); p.Count > 0 {
 			rep.Latency[name] = p
 		}
+	}
+	if byNode := e.lat.pushByNode.summary(); len(byNode) > 0 {
+		rep.PushByNode = byNode
+	}
+	rep.Placement = placement(rep.Scenario, len(e.cfg.Targets), e.cfg.Split)
+	for i, ns := range e.nodes {
+		rep.Targets = append(rep.Targets, ns.report(i, e.cfg.Targets[i]))
 	}
 	e.notesMu.Lock()
 	keys := make([]string, 0, len(e.notes))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -209,6 +210,7 @@ func TestBadFlags(t *testing.T) {
 		{"--duration", "1h"},
 		{"--target", "127.0.0.1:7070,192.0.2.1:7070"}, // one not loopback
 		{"--target", "127.0.0.1:7070,"},
+		{"--server-pid", "12,x"},
 		{"extra"},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -230,11 +232,13 @@ func twoNodes(srv *servertest.Server) string {
 }
 
 // runBenchOn runs the command against a fresh in-process server with
-// target(srv) as --target.
+// target(srv) as --target and the test process's pid twice as
+// --server-pid.
 func runBenchOn(t *testing.T, target func(*servertest.Server) string, args ...string) (int, *Report, string) {
 	t.Helper()
 	srv := servertest.Start(t)
-	return runMain(t, append([]string{"--target", target(srv), "--json", "--server-pid", strconv.Itoa(os.Getpid())}, args...)...)
+	pid := strconv.Itoa(os.Getpid())
+	return runMain(t, append([]string{"--target", target(srv), "--json", "--server-pid", pid + "," + pid}, args...)...)
 }
 
 // checkTargets asserts that the per-target figures add up to the run's.
@@ -260,6 +264,21 @@ func checkTargets(t *testing.T, rep *Report, devices ...int64) {
 	}
 }
 
+// checkServers asserts per-pid figures and their sum, with CPU per message.
+func checkServers(t *testing.T, rep *Report) {
+	t.Helper()
+	if len(rep.Servers) != 2 || rep.Server == nil {
+		t.Fatalf("servers %+v, total %+v; want 2 and a total", rep.Servers, rep.Server)
+	}
+	s := rep.Server
+	if got := rep.Servers[0].CPUSeconds + rep.Servers[1].CPUSeconds; math.Abs(s.CPUSeconds-got) > 1e-9 || s.RSSAfter != rep.Servers[0].RSSAfter+rep.Servers[1].RSSAfter {
+		t.Errorf("total %+v is not the sum of %+v", s, rep.Servers)
+	}
+	if s.PID != 0 || s.CPUPerAckedUs <= 0 || s.CPUPerDeliveredUs <= 0 {
+		t.Errorf("total %+v: want no pid and CPU per message", s)
+	}
+}
+
 // TestC2CSplit: with two targets each pair's ends are on different
 // targets, so every push is cross-node.
 func TestC2CSplit(t *testing.T) {
@@ -270,6 +289,7 @@ func TestC2CSplit(t *testing.T) {
 	if s := rep.Targets[0].Senders + rep.Targets[1].Senders; s != 3 {
 		t.Errorf("%d senders over the targets, want 3", s)
 	}
+	checkServers(t, rep)
 	push := rep.Latency["send_push"]
 	if cross, ok := rep.PushByNode["cross_node"]; !ok || cross.Count != push.Count || len(rep.PushByNode) != 1 {
 		t.Errorf("by node %+v, send_push count %d: want every push cross-node", rep.PushByNode, push.Count)
@@ -299,6 +319,7 @@ func TestGroupTwoTargets(t *testing.T) {
 	if rep.Targets[0].Senders != 1 || rep.Targets[1].Senders != 1 {
 		t.Errorf("senders per target %d, %d; want 1, 1", rep.Targets[0].Senders, rep.Targets[1].Senders)
 	}
+	checkServers(t, rep)
 	same, cross := rep.PushByNode["same_node"], rep.PushByNode["cross_node"]
 	if same.Count == 0 || cross.Count == 0 || same.Count+cross.Count != rep.Latency["send_push"].Count {
 		t.Errorf("same-node %d + cross-node %d pushes, send_push %d", same.Count, cross.Count, rep.Latency["send_push"].Count)
@@ -320,14 +341,15 @@ func TestIdleTwoTargets(t *testing.T) {
 // TestTableShowsCluster: the table prints the cluster sections.
 func TestTableShowsCluster(t *testing.T) {
 	srv := servertest.Start(t)
+	pid := strconv.Itoa(os.Getpid())
 	var stdout, stderr bytes.Buffer
-	code := realMain(context.Background(), []string{"--target", twoNodes(srv),
+	code := realMain(context.Background(), []string{"--target", twoNodes(srv), "--server-pid", pid + "," + pid,
 		"--scenario", "c2c", "--pairs", "2", "--duration", "500ms", "--quiet"}, &stdout, &stderr)
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s", code, stderr.String())
 	}
 	out := stdout.String()
-	for _, want := range []string{"placement",
+	for _, want := range []string{"placement", "server cpu (2 pids)", "  pid " + pid, "server cpu/msg", "µs per acked message",
 		"#0 " + srv.Target(), "#1 localhost:", "send_push cross-node"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -46,7 +47,7 @@ type config struct {
 	Clients  int
 	Messages int // messages each client is sent while it is away
 
-	ServerPID        int
+	ServerPIDs       []int // the servers' processes, one per node, to sample in /proc
 	SetupConcurrency int
 	DialConcurrency  int
 	SyncLimit        int
@@ -83,16 +84,18 @@ Every run checks that each acknowledged message reached every online
 recipient exactly once and in seq order, and exits 1 if not (2 on errors).
 Targets must be loopback addresses.
 
-Cluster mode: list every node:
+Cluster mode: list every node (and, to sample them, every node's pid):
 
-  starling-bench --target 127.0.0.1:7070,127.0.0.1:7071 --scenario c2c --pairs 100
+  starling-bench --target 127.0.0.1:7070,127.0.0.1:7071 --server-pid 4101,4102 \
+      --scenario c2c --pairs 100
 
 Streams are spread over the targets round-robin (c2c: each pair's sender and
 receiver on different targets, unless --split=false). The report adds, per
 target, the devices on it and what they sent, got acked and received;
 send→push latency of same-node and cross-node deliveries (same node: the
 same address string in --target, so one node listed as both 127.0.0.1:7070
-and localhost:7070 counts as two).
+and localhost:7070 counts as two); CPU and memory per server pid and their
+sum.
 
 Flags:
 `
@@ -124,7 +127,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.SourceAddrs, "source-addrs", 8, "spread connections over this many source addresses 127.0.0.1.. (each has its own ephemeral port range)")
 	fs.IntVar(&c.Clients, "clients", 1000, "reconnect: clients that drop and reconnect")
 	fs.IntVar(&c.Messages, "messages", 5, "reconnect: messages sent to each client while it is away")
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's process id, to report its CPU time and memory (from /proc)")
+	pids := fs.String("server-pid", "", "the server's process id, to report its CPU time, memory and CPU per message (from /proc); with a cluster, every node's pid, comma-separated: each is reported and so is their sum")
 	fs.IntVar(&c.SetupConcurrency, "setup-concurrency", 32, "parallel Register/Login calls while setting up")
 	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 256, "streams opened in parallel (0: all at once)")
 	fs.IntVar(&c.SyncLimit, "sync-limit", 200, "messages one Sync asks for (1-500)")
@@ -148,6 +151,9 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	}
 	var err error
 	if c.Targets, err = parseTargets(c.Target); err != nil {
+		return config{}, err
+	}
+	if c.ServerPIDs, err = parsePIDs(*pids); err != nil {
 		return config{}, err
 	}
 	if !flagSet(fs, "split") {
@@ -180,7 +186,6 @@ func (c config) validate() error {
 	check(c.SourceAddrs >= 1 && c.SourceAddrs <= 250, "--source-addrs must be 1-250")
 	check(c.Clients >= 1 && c.Clients <= 1_000_000, "--clients must be 1-1000000")
 	check(c.Messages >= 0 && c.Messages <= 10_000, "--messages must be 0-10000")
-	check(c.ServerPID >= 0, "--server-pid must not be negative")
 	check(c.SetupConcurrency >= 1 && c.SetupConcurrency <= 4096, "--setup-concurrency must be 1-4096")
 	check(c.DialConcurrency >= 0, "--dial-concurrency must not be negative")
 	check(c.SyncLimit >= 1 && c.SyncLimit <= 500, "--sync-limit must be 1-500")
@@ -201,6 +206,23 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// parsePIDs parses --server-pid: empty or "0" (no server to sample, as
+// before pids could be listed) or positive pids, comma-separated.
+func parsePIDs(s string) ([]int, error) {
+	if s == "" || s == "0" {
+		return nil, nil
+	}
+	var pids []int
+	for f := range strings.SplitSeq(s, ",") {
+		pid, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || pid <= 0 {
+			return nil, fmt.Errorf("--server-pid %q: %q is not a process id", s, f)
+		}
+		pids = append(pids, pid)
+	}
+	return pids, nil
 }
 
 // onlineMembers is how many group members open a stream.

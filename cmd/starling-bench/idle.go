@@ -82,16 +82,19 @@ func runIdle(ctx context.Context, e *env) (*Report, error) {
 	return rep, nil
 }
 
-// serverRSS is the server's resident memory, 0 without --server-pid.
+// serverRSS is the servers' resident memory, summed over --server-pid; 0
+// without it or when one cannot be read.
 func (e *env) serverRSS() int64 {
-	if e.cfg.ServerPID == 0 {
-		return 0
+	var total int64
+	for _, pid := range e.cfg.ServerPIDs {
+		rss, err := readRSS(pid)
+		if err != nil {
+			e.note("server memory: " + err.Error())
+			return 0
+		}
+		total += rss
 	}
-	rss, err := readRSS(e.cfg.ServerPID)
-	if err != nil {
-		e.note("server memory: " + err.Error())
-	}
-	return rss
+	return total
 }
 
 // live reports whether the device's stream is open.

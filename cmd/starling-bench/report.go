@@ -29,8 +29,9 @@ type Report struct {
 	Counts  Counts                 `json:"counts"`
 	Latency map[string]Percentiles `json:"latency"`
 
-	Server *ProcReport `json:"server,omitempty"` // with --server-pid
-	Client ProcReport  `json:"bench"`
+	Server  *ProcReport  `json:"server,omitempty"`  // with --server-pid: the one server, or the sum of all
+	Servers []ProcReport `json:"servers,omitempty"` // with --server-pid: each pid, in the order given
+	Client  ProcReport   `json:"bench"`
 
 	// Placement says which target each device's stream went to; Targets
 	// has what the devices of each --target slot did.
@@ -80,6 +81,10 @@ type ProcReport struct {
 	CPUPercent float64 `json:"cpu_percent"`
 	RSSBefore  int64   `json:"rss_before_bytes,omitempty"`
 	RSSAfter   int64   `json:"rss_after_bytes,omitempty"`
+	// Server CPU per message acked and per delivery in the window, in
+	// microseconds (on the server's figures; the sum with several).
+	CPUPerAckedUs     float64 `json:"cpu_us_per_acked,omitempty"`
+	CPUPerDeliveredUs float64 `json:"cpu_us_per_delivered,omitempty"`
 }
 
 // GroupReport describes the group of a group run.
@@ -163,9 +168,7 @@ func writeTable(w io.Writer, rep *Report) {
 	}
 	row("pull", "%d notifies (%d stale), %d syncs", c.Notifies, c.StaleNotifies, c.Syncs)
 	row("errors", "%d sends refused, %d other error frames, %d disconnects, %d reconnects, %d resent", c.SendErrors, c.FrameErrors, c.Disconnects, c.Reconnects, c.Resent)
-	if s := rep.Server; s != nil {
-		row("server cpu", "%.1fs (%.0f%% of a core); RSS %s → %s", s.CPUSeconds, s.CPUPercent, mib(s.RSSBefore), mib(s.RSSAfter))
-	}
+	writeServers(row, rep)
 	row("bench cpu", "%.1fs (%.0f%% of a core)", rep.Client.CPUSeconds, rep.Client.CPUPercent)
 	tw.Flush()
 	writeTargets(w, rep.Targets)
@@ -215,6 +218,29 @@ func writeTable(w io.Writer, rep *Report) {
 	}
 }
 
+// writeServers prints the servers' CPU and memory: their sum (the one
+// server's figures with one pid), each pid's with several, and CPU per
+// message.
+func writeServers(row func(k, format string, args ...any), rep *Report) {
+	s := rep.Server
+	if s == nil {
+		return
+	}
+	what := "server cpu"
+	if len(rep.Servers) > 1 {
+		what = fmt.Sprintf("server cpu (%d pids)", len(rep.Servers))
+	}
+	row(what, "%.1fs (%.0f%% of a core); RSS %s → %s", s.CPUSeconds, s.CPUPercent, mib(s.RSSBefore), mib(s.RSSAfter))
+	if len(rep.Servers) > 1 {
+		for _, p := range rep.Servers {
+			row(fmt.Sprintf("  pid %d", p.PID), "%.1fs (%.0f%% of a core); RSS %s → %s", p.CPUSeconds, p.CPUPercent, mib(p.RSSBefore), mib(p.RSSAfter))
+		}
+	}
+	if s.CPUPerAckedUs > 0 {
+		row("server cpu/msg", "%.0f µs per acked message, %.0f µs per delivery", s.CPUPerAckedUs, s.CPUPerDeliveredUs)
+	}
+}
+
 // writeTargets prints what the devices of each target did, when there
 // are several.
 func writeTargets(w io.Writer, targets []TargetReport) {
@@ -229,6 +255,15 @@ func writeTargets(w io.Writer, targets []TargetReport) {
 			t.Slot, t.Addr, t.Devices, t.Senders, t.Connected, t.Sent, t.Acked, t.Delivered, t.ViaPush, t.PushFrames, t.ViaSync)
 	}
 	tw.Flush()
+}
+
+// perMessage is x per message, 0 when there were none (omitted from
+// JSON rather than infinite).
+func perMessage(x float64, messages int64) float64 {
+	if messages <= 0 {
+		return 0
+	}
+	return x / float64(messages)
 }
 
 func mib(b int64) string {

@@ -321,52 +321,49 @@ type window struct {
 	start, end   time.Time
 	acked, deliv [2]int64
 	self         [2]time.Duration
-	srv          [2]procSample
+	srv          [2][]procSample // per --server-pid
 	srvErr       error
 }
 
 // begin starts the measured window.
 func (e *env) begin() *window {
 	w := &window{start: time.Now()}
-	w.acked[0], w.deliv[0] = e.c.acked.Load(), e.c.delivered.Load()
-	w.self[0] = selfCPU()
-	if e.cfg.ServerPID > 0 {
-		w.srv[0], w.srvErr = readProc(e.cfg.ServerPID)
-	}
+	w.sample(e, 0)
 	return w
 }
 
 // finish ends the measured window.
 func (w *window) finish(e *env) {
 	w.end = time.Now()
-	w.acked[1], w.deliv[1] = e.c.acked.Load(), e.c.delivered.Load()
-	w.self[1] = selfCPU()
-	if e.cfg.ServerPID > 0 && w.srvErr == nil {
-		w.srv[1], w.srvErr = readProc(e.cfg.ServerPID)
+	w.sample(e, 1)
+}
+
+// sample reads the counters at the window's start (i = 0) or end (1). A
+// failed server sample is kept: the report then leaves that
+// section out, with a note.
+func (w *window) sample(e *env, i int) {
+	w.acked[i], w.deliv[i] = e.c.acked.Load(), e.c.delivered.Load()
+	w.self[i] = selfCPU()
+	if len(e.cfg.ServerPIDs) > 0 && w.srvErr == nil {
+		w.srv[i], w.srvErr = readProcs(e.cfg.ServerPIDs)
 	}
 }
 
 // fill writes the window's rates and CPU into rep.
 func (w *window) fill(e *env, rep *Report) {
 	secs := w.end.Sub(w.start).Seconds()
+	acked, deliv := w.acked[1]-w.acked[0], w.deliv[1]-w.deliv[0]
 	rep.Seconds = secs
-	rep.AckedPerSec = float64(w.acked[1]-w.acked[0]) / secs
-	rep.DeliveredPerSec = float64(w.deliv[1]-w.deliv[0]) / secs
+	rep.AckedPerSec = float64(acked) / secs
+	rep.DeliveredPerSec = float64(deliv) / secs
 	cpu := (w.self[1] - w.self[0]).Seconds()
 	rep.Client = ProcReport{CPUSeconds: cpu, CPUPercent: 100 * cpu / secs}
-	if e.cfg.ServerPID > 0 {
-		if w.srvErr != nil {
-			e.note("server stats: " + w.srvErr.Error())
-			return
-		}
-		scpu := (w.srv[1].CPU - w.srv[0].CPU).Seconds()
-		rep.Server = &ProcReport{
-			PID:        e.cfg.ServerPID,
-			CPUSeconds: scpu,
-			CPUPercent: 100 * scpu / secs,
-			RSSBefore:  w.srv[0].RSS,
-			RSSAfter:   w.srv[1].RSS,
-		}
+	switch {
+	case len(e.cfg.ServerPIDs) == 0:
+	case w.srvErr != nil:
+		e.note("server stats: " + w.srvErr.Error())
+	default:
+		rep.Servers, rep.Server = serverReports(e.cfg.ServerPIDs, w.srv[0], w.srv[1], secs, acked, deliv)
 	}
 }
 
@@ -378,12 +375,8 @@ func (e *env) liveLine(what string) func(time.Duration) string {
 	sent.rate(now, e.c.sent.Load())
 	acked.rate(now, e.c.acked.Load())
 	deliv.rate(now, e.c.delivered.Load())
-	var srv procSample
-	var self time.Duration
-	if e.cfg.ServerPID > 0 {
-		srv, _ = readProc(e.cfg.ServerPID)
-	}
-	self = selfCPU()
+	srv, _ := e.serverCPU()
+	self := selfCPU()
 	return func(el time.Duration) string {
 		now := time.Now()
 		ack, push := summarize(e.lat.ack.takeWindow()), summarize(e.lat.push.takeWindow())
@@ -397,14 +390,25 @@ func (e *env) liveLine(what string) func(time.Duration) string {
 	}
 }
 
-// cpuLine is the live CPU use of the server (with --server-pid) and of the
-// bench since the previous call, in % of one core.
+// serverCPU samples the servers of --server-pid as one: their summed CPU
+// time and memory.
+func (e *env) serverCPU() (procSample, error) {
+	if len(e.cfg.ServerPIDs) == 0 {
+		return procSample{}, nil
+	}
+	s, err := readProcs(e.cfg.ServerPIDs)
+	return sumProcs(s), err
+}
+
+// cpuLine is the live CPU use of the servers (with --server-pid; all of
+// them together) and of the bench since the previous call, in % of one
+// core.
 func (e *env) cpuLine(now time.Time, srv *procSample, self *time.Duration) string {
 	s := selfCPU()
 	dt := now.Sub(srv.At).Seconds()
 	line := ""
-	if e.cfg.ServerPID > 0 && !srv.At.IsZero() {
-		if cur, err := readProc(e.cfg.ServerPID); err == nil {
+	if len(e.cfg.ServerPIDs) > 0 && !srv.At.IsZero() {
+		if cur, err := e.serverCPU(); err == nil {
 			line += fmt.Sprintf("  server cpu %3.0f%%", 100*(cur.CPU-srv.CPU).Seconds()/cur.At.Sub(srv.At).Seconds())
 			*srv = cur
 		}

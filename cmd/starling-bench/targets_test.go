@@ -88,27 +88,33 @@ func TestPairTargetsNoSplit(t *testing.T) {
 }
 
 // TestClusterFlags: --split is on by default with several targets only,
-// and --split=false turns it off.
+// and --split=false turns it off; --server-pid takes a list ("0": none).
 func TestClusterFlags(t *testing.T) {
 	for _, c := range []struct {
-		args     []string
-		split    bool
-		nTargets int
+		args      []string
+		split     bool
+		nTargets  int
+		serverPID []int
 	}{
-		{[]string{}, false, 1},
-		{[]string{"--target", "127.0.0.1:1,127.0.0.1:2"}, true, 2},
-		{[]string{"--target", "127.0.0.1:1,127.0.0.1:2", "--split=false"}, false, 2},
-		{[]string{"--target", "127.0.0.1:1", "--split"}, true, 1},
+		{[]string{}, false, 1, nil},
+		{[]string{"--target", "127.0.0.1:1,127.0.0.1:2"}, true, 2, nil},
+		{[]string{"--target", "127.0.0.1:1,127.0.0.1:2", "--split=false"}, false, 2, nil},
+		{[]string{"--target", "127.0.0.1:1", "--split"}, true, 1, nil},
+		{[]string{"--server-pid", "0"}, false, 1, nil},
+		{[]string{"--server-pid", "12"}, false, 1, []int{12}},
+		{[]string{"--server-pid", "12, 13,14"}, false, 1, []int{12, 13, 14}},
 	} {
 		cfg, err := parseConfig(c.args, io.Discard)
 		if err != nil {
 			t.Errorf("%q: %v", c.args, err)
 			continue
 		}
-		if cfg.Split != c.split || len(cfg.Targets) != c.nTargets {
-			t.Errorf("%q: split %v, targets %q; want %v, %d targets", c.args, cfg.Split, cfg.Targets, c.split, c.nTargets)
+		if cfg.Split != c.split || len(cfg.Targets) != c.nTargets || !slices.Equal(cfg.ServerPIDs, c.serverPID) {
+			t.Errorf("%q: split %v, targets %q, pids %v; want %v, %d targets, pids %v",
+				c.args, cfg.Split, cfg.Targets, cfg.ServerPIDs, c.split, c.nTargets, c.serverPID)
 		}
 	}
+	checkRefused(t, "parsePIDs", parsePIDs, "x", "1,,2", "-3", "1,0", ",")
 }
 
 func TestNodeIDs(t *testing.T) {

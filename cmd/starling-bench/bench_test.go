@@ -211,6 +211,7 @@ func TestBadFlags(t *testing.T) {
 		{"--target", "127.0.0.1:7070,192.0.2.1:7070"}, // one not loopback
 		{"--target", "127.0.0.1:7070,"},
 		{"--server-pid", "12,x"},
+		{"--redis", "http://127.0.0.1:6379"},
 		{"extra"},
 	} {
 		var stdout, stderr bytes.Buffer

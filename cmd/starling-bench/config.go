@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // config is starling-bench's command line.
@@ -47,7 +49,8 @@ type config struct {
 	Clients  int
 	Messages int // messages each client is sent while it is away
 
-	ServerPIDs       []int // the servers' processes, one per node, to sample in /proc
+	ServerPIDs       []int  // the servers' processes, one per node, to sample in /proc
+	Redis            string // redis:// URL of the cluster's Redis, to sample with INFO
 	SetupConcurrency int
 	DialConcurrency  int
 	SyncLimit        int
@@ -84,10 +87,11 @@ Every run checks that each acknowledged message reached every online
 recipient exactly once and in seq order, and exits 1 if not (2 on errors).
 Targets must be loopback addresses.
 
-Cluster mode: list every node (and, to sample them, every node's pid):
+Cluster mode: list every node (and, to sample them, every node's pid and
+the Redis they share):
 
   starling-bench --target 127.0.0.1:7070,127.0.0.1:7071 --server-pid 4101,4102 \
-      --scenario c2c --pairs 100
+      --redis redis://127.0.0.1:6379/0 --scenario c2c --pairs 100
 
 Streams are spread over the targets round-robin (c2c: each pair's sender and
 receiver on different targets, unless --split=false). The report adds, per
@@ -95,7 +99,7 @@ target, the devices on it and what they sent, got acked and received;
 send→push latency of same-node and cross-node deliveries (same node: the
 same address string in --target, so one node listed as both 127.0.0.1:7070
 and localhost:7070 counts as two); CPU and memory per server pid and their
-sum.
+sum; and with --redis, Redis commands and CPU per acked message.
 
 Flags:
 `
@@ -128,6 +132,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.Clients, "clients", 1000, "reconnect: clients that drop and reconnect")
 	fs.IntVar(&c.Messages, "messages", 5, "reconnect: messages sent to each client while it is away")
 	pids := fs.String("server-pid", "", "the server's process id, to report its CPU time, memory and CPU per message (from /proc); with a cluster, every node's pid, comma-separated: each is reported and so is their sum")
+	fs.StringVar(&c.Redis, "redis", "", "redis://host:port/db of the Redis the cluster shares (loopback only): report its commands and CPU per acked message, from INFO commandstats and INFO cpu before and after the measured window")
 	fs.IntVar(&c.SetupConcurrency, "setup-concurrency", 32, "parallel Register/Login calls while setting up")
 	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 256, "streams opened in parallel (0: all at once)")
 	fs.IntVar(&c.SyncLimit, "sync-limit", 200, "messages one Sync asks for (1-500)")
@@ -191,6 +196,10 @@ func (c config) validate() error {
 	check(c.SyncLimit >= 1 && c.SyncLimit <= 500, "--sync-limit must be 1-500")
 	if c.Scenario == "group" {
 		check(c.Senders <= c.onlineMembers(), "--senders must not exceed the online members")
+	}
+	if c.Redis != "" {
+		_, err := redis.ParseURL(c.Redis)
+		check(err == nil, fmt.Sprintf("--redis: %v", err))
 	}
 	if c.TLSCA != "" || c.TLSSkipVerify {
 		check(c.TLS, "--tls-ca and --tls-skip-verify need --tls")

@@ -32,6 +32,7 @@ type Report struct {
 	Server  *ProcReport  `json:"server,omitempty"`  // with --server-pid: the one server, or the sum of all
 	Servers []ProcReport `json:"servers,omitempty"` // with --server-pid: each pid, in the order given
 	Client  ProcReport   `json:"bench"`
+	Redis   *RedisReport `json:"redis,omitempty"` // with --redis
 
 	// Placement says which target each device's stream went to; Targets
 	// has what the devices of each --target slot did.
@@ -170,6 +171,7 @@ func writeTable(w io.Writer, rep *Report) {
 	row("errors", "%d sends refused, %d other error frames, %d disconnects, %d reconnects, %d resent", c.SendErrors, c.FrameErrors, c.Disconnects, c.Reconnects, c.Resent)
 	writeServers(row, rep)
 	row("bench cpu", "%.1fs (%.0f%% of a core)", rep.Client.CPUSeconds, rep.Client.CPUPercent)
+	writeRedis(row, rep.Redis)
 	tw.Flush()
 	writeTargets(w, rep.Targets)
 
@@ -239,6 +241,18 @@ func writeServers(row func(k, format string, args ...any), rep *Report) {
 	if s.CPUPerAckedUs > 0 {
 		row("server cpu/msg", "%.0f µs per acked message, %.0f µs per delivery", s.CPUPerAckedUs, s.CPUPerDeliveredUs)
 	}
+}
+
+// writeRedis prints what Redis did in the window, per acked message.
+func writeRedis(row func(k, format string, args ...any), r *RedisReport) {
+	if r == nil {
+		return
+	}
+	row("redis commands", "%d (%.3g per acked message)", r.Commands, r.CommandsPerAcked)
+	for _, c := range r.Top {
+		row("  "+c.Name, "%d (%.3g per acked message)", c.Calls, c.PerAcked)
+	}
+	row("redis cpu", "%.2fs (%.1f µs per acked message)", r.CPUSeconds, r.CPUPerAckedUs)
 }
 
 // writeTargets prints what the devices of each target did, when there

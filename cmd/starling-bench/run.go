@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -39,6 +40,7 @@ type env struct {
 	pools []*pool // every pool, closed at the end
 
 	nodes []*nodeStats // per target slot
+	redis *redisStats  // with --redis
 
 	c   counters
 	lat struct {
@@ -105,6 +107,11 @@ func newEnv(ctx context.Context, cfg config, out io.Writer, log *slog.Logger) (*
 		return nil, err
 	}
 	e.pools = append(slices.Clone(e.setup), e.conns...)
+	if cfg.Redis != "" {
+		if e.redis, err = newRedisStats(ctx, cfg.Redis, cfg.Timeout); err != nil {
+			return nil, err
+		}
+	}
 	e.ctx, e.cancel = context.WithCancel(ctx)
 	return e, nil
 }
@@ -114,7 +121,11 @@ func newEnv(ctx context.Context, cfg config, out io.Writer, log *slog.Logger) (*
 func (e *env) stop() error {
 	e.cancel()
 	e.wg.Wait()
-	return closePools(e.pools)
+	errs := []error{closePools(e.pools)}
+	if e.redis != nil {
+		errs = append(errs, e.redis.close())
+	}
+	return errors.Join(errs...)
 }
 
 // now is the time since the run's base: what send timestamps hold.
@@ -323,6 +334,8 @@ type window struct {
 	self         [2]time.Duration
 	srv          [2][]procSample // per --server-pid
 	srvErr       error
+	redis        [2]redisSample // with --redis
+	redisErr     error
 }
 
 // begin starts the measured window.
@@ -339,7 +352,7 @@ func (w *window) finish(e *env) {
 }
 
 // sample reads the counters at the window's start (i = 0) or end (1). A
-// failed server sample is kept: the report then leaves that
+// failed server or Redis sample is kept: the report then leaves that
 // section out, with a note.
 func (w *window) sample(e *env, i int) {
 	w.acked[i], w.deliv[i] = e.c.acked.Load(), e.c.delivered.Load()
@@ -347,9 +360,14 @@ func (w *window) sample(e *env, i int) {
 	if len(e.cfg.ServerPIDs) > 0 && w.srvErr == nil {
 		w.srv[i], w.srvErr = readProcs(e.cfg.ServerPIDs)
 	}
+	if e.redis != nil && w.redisErr == nil {
+		ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Timeout)
+		w.redis[i], w.redisErr = e.redis.sample(ctx)
+		cancel()
+	}
 }
 
-// fill writes the window's rates and CPU into rep.
+// fill writes the window's rates, CPU and Redis figures into rep.
 func (w *window) fill(e *env, rep *Report) {
 	secs := w.end.Sub(w.start).Seconds()
 	acked, deliv := w.acked[1]-w.acked[0], w.deliv[1]-w.deliv[0]
@@ -364,6 +382,13 @@ func (w *window) fill(e *env, rep *Report) {
 		e.note("server stats: " + w.srvErr.Error())
 	default:
 		rep.Servers, rep.Server = serverReports(e.cfg.ServerPIDs, w.srv[0], w.srv[1], secs, acked, deliv)
+	}
+	switch {
+	case e.redis == nil:
+	case w.redisErr != nil:
+		e.note("redis stats: " + w.redisErr.Error())
+	default:
+		rep.Redis = redisReport(w.redis[0], w.redis[1], acked)
 	}
 }
 

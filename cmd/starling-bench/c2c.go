@@ -19,8 +19,9 @@ func runC2C(ctx context.Context, e *env) (*Report, error) {
 	}
 	senders, receivers := make([]*device, p), make([]*device, p)
 	for i := range p {
-		senders[i] = newDevice(e, i, accts[i])
-		receivers[i] = newDevice(e, p+i, accts[p+i])
+		sn, rn := pairTargets(i, len(e.cfg.Targets), e.cfg.Split)
+		senders[i] = e.newDevice(i, accts[i], sn)
+		receivers[i] = e.newDevice(p+i, accts[p+i], rn)
 		e.check.expect(c2cConversation(accts[i].UserID, accts[p+i].UserID), receivers[i].recv)
 	}
 	// Receivers first: they are online before anything is sent to them.
@@ -54,6 +55,7 @@ func (e *env) sendAll(senders []*device, to func(i int) target) {
 	}
 	done := make(chan struct{}, len(senders))
 	for i, d := range senders {
+		d.ns.senders.Add(1)
 		phase := interval * time.Duration(i) / time.Duration(len(senders))
 		e.wg.Go(func() {
 			defer func() { done <- struct{}{} }()

@@ -8,13 +8,18 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // config is starling-bench's command line.
 type config struct {
-	Target        string
+	Target        string   // as given: one address or a comma-separated list
+	Targets       []string // Target's addresses, one per slot
+	Split         bool     // c2c: the two ends of a pair on different targets
 	TLS           bool
 	TLSCA         string
 	TLSSkipVerify bool
@@ -44,7 +49,8 @@ type config struct {
 	Clients  int
 	Messages int // messages each client is sent while it is away
 
-	ServerPID        int
+	ServerPIDs       []int  // the servers' processes, one per node, to sample in /proc
+	Redis            string // redis:// URL of the cluster's Redis, to sample with INFO
 	SetupConcurrency int
 	DialConcurrency  int
 	SyncLimit        int
@@ -81,6 +87,20 @@ Every run checks that each acknowledged message reached every online
 recipient exactly once and in seq order, and exits 1 if not (2 on errors).
 Targets must be loopback addresses.
 
+Cluster mode: list every node (and, to sample them, every node's pid and
+the Redis they share):
+
+  starling-bench --target 127.0.0.1:7070,127.0.0.1:7071 --server-pid 4101,4102 \
+      --redis redis://127.0.0.1:6379/0 --scenario c2c --pairs 100
+
+Streams are spread over the targets round-robin (c2c: each pair's sender and
+receiver on different targets, unless --split=false). The report adds, per
+target, the devices on it and what they sent, got acked and received;
+send→push latency of same-node and cross-node deliveries (same node: the
+same address string in --target, so one node listed as both 127.0.0.1:7070
+and localhost:7070 counts as two); CPU and memory per server pid and their
+sum; and with --redis, Redis commands and CPU per acked message.
+
 Flags:
 `
 
@@ -90,7 +110,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("starling-bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&c.Target, "target", "127.0.0.1:7070", "server host:port (loopback only)")
+	fs.StringVar(&c.Target, "target", "127.0.0.1:7070", "server host:port (loopback only); several, comma-separated, are the nodes of one cluster: setup calls and device streams are spread over them round-robin")
+	fs.BoolVar(&c.Split, "split", false, "c2c with several targets: each pair's sender on target i mod n and receiver on target (i+1) mod n, so every message crosses nodes; --split=false puts both on target i mod n (same-node figures from a cluster) (default true with more than one target)")
 	fs.BoolVar(&c.TLS, "tls", false, "connect with TLS")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "PEM file of the CA that signed the server's certificate (default: system roots)")
 	fs.BoolVar(&c.TLSSkipVerify, "tls-skip-verify", false, "do not verify the server's certificate (self-signed test servers)")
@@ -110,7 +131,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.SourceAddrs, "source-addrs", 8, "spread connections over this many source addresses 127.0.0.1.. (each has its own ephemeral port range)")
 	fs.IntVar(&c.Clients, "clients", 1000, "reconnect: clients that drop and reconnect")
 	fs.IntVar(&c.Messages, "messages", 5, "reconnect: messages sent to each client while it is away")
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's process id, to report its CPU time and memory (from /proc)")
+	pids := fs.String("server-pid", "", "the server's process id, to report its CPU time, memory and CPU per message (from /proc); with a cluster, every node's pid, comma-separated: each is reported and so is their sum")
+	fs.StringVar(&c.Redis, "redis", "", "redis://host:port/db of the Redis the cluster shares (loopback only): report its commands and CPU per acked message, from INFO commandstats and INFO cpu before and after the measured window")
 	fs.IntVar(&c.SetupConcurrency, "setup-concurrency", 32, "parallel Register/Login calls while setting up")
 	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 256, "streams opened in parallel (0: all at once)")
 	fs.IntVar(&c.SyncLimit, "sync-limit", 200, "messages one Sync asks for (1-500)")
@@ -131,6 +153,16 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return config{}, fmt.Errorf("--log-level: %w", err)
+	}
+	var err error
+	if c.Targets, err = parseTargets(c.Target); err != nil {
+		return config{}, err
+	}
+	if c.ServerPIDs, err = parsePIDs(*pids); err != nil {
+		return config{}, err
+	}
+	if !flagSet(fs, "split") {
+		c.Split = len(c.Targets) > 1
 	}
 	return c, c.validate()
 }
@@ -159,12 +191,15 @@ func (c config) validate() error {
 	check(c.SourceAddrs >= 1 && c.SourceAddrs <= 250, "--source-addrs must be 1-250")
 	check(c.Clients >= 1 && c.Clients <= 1_000_000, "--clients must be 1-1000000")
 	check(c.Messages >= 0 && c.Messages <= 10_000, "--messages must be 0-10000")
-	check(c.ServerPID >= 0, "--server-pid must not be negative")
 	check(c.SetupConcurrency >= 1 && c.SetupConcurrency <= 4096, "--setup-concurrency must be 1-4096")
 	check(c.DialConcurrency >= 0, "--dial-concurrency must not be negative")
 	check(c.SyncLimit >= 1 && c.SyncLimit <= 500, "--sync-limit must be 1-500")
 	if c.Scenario == "group" {
 		check(c.Senders <= c.onlineMembers(), "--senders must not exceed the online members")
+	}
+	if c.Redis != "" {
+		_, err := redis.ParseURL(c.Redis)
+		check(err == nil, fmt.Sprintf("--redis: %v", err))
 	}
 	if c.TLSCA != "" || c.TLSSkipVerify {
 		check(c.TLS, "--tls-ca and --tls-skip-verify need --tls")
@@ -173,6 +208,30 @@ func (c config) validate() error {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// flagSet reports whether the command line gave flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// parsePIDs parses --server-pid: empty or "0" (no server to sample, as
+// before pids could be listed) or positive pids, comma-separated.
+func parsePIDs(s string) ([]int, error) {
+	if s == "" || s == "0" {
+		return nil, nil
+	}
+	var pids []int
+	for f := range strings.SplitSeq(s, ",") {
+		pid, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || pid <= 0 {
+			return nil, fmt.Errorf("--server-pid %q: %q is not a process id", s, f)
+		}
+		pids = append(pids, pid)
+	}
+	return pids, nil
 }
 
 // onlineMembers is how many group members open a stream.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -25,6 +26,7 @@ type pool struct {
 	opts    []grpc.DialOption
 	perConn int
 	sources []net.IP
+	placed  atomic.Int64 // streams placed on the pool so far (see place)
 
 	mu    sync.Mutex
 	conns map[int]*grpc.ClientConn // by connection index
@@ -34,8 +36,8 @@ type pool struct {
 // connection options. small asks for small client buffers, for runs that
 // hold many idle connections: the figure measured is the server's memory,
 // and the load generator's own must not run the machine out first.
-func newPool(ctx context.Context, cfg config, small bool) (*pool, error) {
-	if err := checkLoopback(ctx, cfg.Target); err != nil {
+func newPool(ctx context.Context, cfg config, target string, small bool) (*pool, error) {
+	if err := checkLoopback(ctx, "--target", target); err != nil {
 		return nil, err
 	}
 	creds := insecure.NewCredentials()
@@ -53,7 +55,7 @@ func newPool(ctx context.Context, cfg config, small bool) (*pool, error) {
 		}
 		creds = credentials.NewTLS(tc)
 	}
-	p := &pool{target: cfg.Target, perConn: cfg.StreamsPerConn, conns: make(map[int]*grpc.ClientConn)}
+	p := &pool{target: target, perConn: cfg.StreamsPerConn, conns: make(map[int]*grpc.ClientConn)}
 	for i := range cfg.SourceAddrs {
 		p.sources = append(p.sources, net.IPv4(127, 0, 0, byte(1+i)))
 	}
@@ -68,26 +70,47 @@ func newPool(ctx context.Context, cfg config, small bool) (*pool, error) {
 	return p, nil
 }
 
-// checkLoopback refuses any target that is not on this machine: the bench
-// only ever loads a server of ours on the loopback interface.
-func checkLoopback(ctx context.Context, target string) error {
-	host, _, err := net.SplitHostPort(target)
+// newPools opens a pool per address, in order.
+func newPools(ctx context.Context, cfg config, addrs []string, small bool) ([]*pool, error) {
+	pools := make([]*pool, len(addrs))
+	for i, a := range addrs {
+		p, err := newPool(ctx, cfg, a, small)
+		if err != nil {
+			return nil, err
+		}
+		pools[i] = p
+	}
+	return pools, nil
+}
+
+// checkLoopback refuses any address (of the flag named flagName) that is
+// not on this machine: the bench only ever talks to servers of ours on
+// the loopback interface.
+func checkLoopback(ctx context.Context, flagName, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("--target %q: %w", target, err)
+		return fmt.Errorf("%s %q: %w", flagName, addr, err)
 	}
 	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
 	if err != nil {
-		return fmt.Errorf("--target %q: %w", target, err)
+		return fmt.Errorf("%s %q: %w", flagName, addr, err)
 	}
 	if len(ips) == 0 {
-		return fmt.Errorf("--target %q: no address", target)
+		return fmt.Errorf("%s %q: no address", flagName, addr)
 	}
 	for _, ip := range ips {
 		if !ip.IP.IsLoopback() {
-			return fmt.Errorf("--target %q resolves to %s: only loopback addresses may be loaded", target, ip.IP)
+			return fmt.Errorf("%s %q resolves to %s: only loopback addresses may be loaded", flagName, addr, ip.IP)
 		}
 	}
 	return nil
+}
+
+// place gives a new stream its index in the pool: streams of one pool
+// fill its connections --streams-per-conn at a time, whichever targets
+// the devices around them went to.
+func (p *pool) place() int {
+	return int(p.placed.Add(1) - 1)
 }
 
 // conn returns the connection stream i uses, opening it if needed.
@@ -129,6 +152,24 @@ func (p *pool) closeAll() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// closePools closes every connection of every pool.
+func closePools(pools []*pool) error {
+	var errs []error
+	for _, p := range pools {
+		errs = append(errs, p.closeAll())
+	}
+	return errors.Join(errs...)
+}
+
+// totalSize is how many connections the pools have open.
+func totalSize(pools []*pool) int {
+	n := 0
+	for _, p := range pools {
+		n += p.size()
+	}
+	return n
 }
 
 // size is how many connections are open.

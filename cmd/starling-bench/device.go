@@ -29,7 +29,10 @@ type device struct {
 	idx  int // position in the run; also spreads latency recording over shards
 	acct account
 	recv *receiver
-	pool *pool // where its streams' connections come from
+	node int        // its target slot: the --target its streams go to
+	ns   *nodeStats // the counters of that slot
+	pool *pool      // where its streams' connections come from
+	slot int        // its stream's index in pool (which connection it shares)
 
 	refs  atomic.Uint64 // frame refs, unique across the device's streams
 	slots chan struct{} // free places in the window of sends awaiting SendAck
@@ -78,16 +81,28 @@ type syncState struct {
 // target is whom a device sends to: a user or a group.
 type target struct{ user, group string }
 
-func newDevice(e *env, idx int, acct account) *device {
+// newDevice makes device idx of the run, for acct, with its streams on
+// target slot node.
+func (e *env) newDevice(idx int, acct account, node int) *device {
+	return e.newDeviceOn(e.conns, idx, acct, node)
+}
+
+// newDeviceOn is newDevice with the device's connections taken from
+// pools (one per target slot) rather than the run's usual ones.
+func (e *env) newDeviceOn(pools []*pool, idx int, acct account, node int) *device {
 	d := &device{
 		e:       e,
 		idx:     idx,
 		acct:    acct,
 		recv:    newReceiver(acct.Username),
-		pool:    e.conns,
+		node:    node,
+		ns:      e.nodes[node],
+		pool:    pools[node],
+		slot:    pools[node].place(),
 		slots:   make(chan struct{}, e.cfg.Inflight),
 		pending: make(map[uint64]*outgoing),
 	}
+	d.ns.devices.Add(1)
 	for range e.cfg.Inflight {
 		d.slots <- struct{}{}
 	}
@@ -211,7 +226,7 @@ func (d *device) supervise(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			}
-			cc, err := d.pool.conn(d.idx)
+			cc, err := d.pool.conn(d.slot)
 			if err == nil {
 				err = d.connect(ctx, cc)
 			}
@@ -278,7 +293,7 @@ func (d *device) send(to target, at time.Duration) {
 	d.nextMsg++
 	m := &starlingv1.Send{
 		ClientMsgId: fmt.Sprintf("%s-%d-%d", d.e.runID, d.idx, n),
-		Content:     &starlingv1.Content{Text: d.e.text, Data: stamp(at)},
+		Content:     &starlingv1.Content{Text: d.e.text, Data: stamp(at, d.node)},
 	}
 	if to.group != "" {
 		m.To = &starlingv1.Send_GroupId{GroupId: to.group}
@@ -291,24 +306,28 @@ func (d *device) send(to target, at time.Duration) {
 	d.pending[req.Ref] = &outgoing{req: req, at: at, sess: s}
 	d.mu.Unlock()
 	d.e.c.sent.Add(1)
+	d.ns.sent.Add(1)
 	if s != nil {
 		_ = s.write(req) // on error the stream is gone and the next one resends
 	}
 }
 
-// stamp encodes a send time (since the run's base) for the content.
-func stamp(at time.Duration) []byte {
-	b := make([]byte, 8)
+// stamp encodes, for the content, a send time (since the run's base) and
+// the sender's target slot: each receiver then classes the delivery as
+// same-node or cross-node without a shared table of who is where.
+func stamp(at time.Duration, node int) []byte {
+	b := make([]byte, 10)
 	binary.BigEndian.PutUint64(b, uint64(at))
+	binary.BigEndian.PutUint16(b[8:], uint16(node))
 	return b
 }
 
 // unstamp decodes stamp; ok is false for content the bench did not send.
-func unstamp(data []byte) (at time.Duration, ok bool) {
-	if len(data) < 8 {
-		return 0, false
+func unstamp(data []byte) (at time.Duration, node int, ok bool) {
+	if len(data) < 10 {
+		return 0, 0, false
 	}
-	return time.Duration(binary.BigEndian.Uint64(data)), true
+	return time.Duration(binary.BigEndian.Uint64(data)), int(binary.BigEndian.Uint16(data[8:])), true
 }
 
 // inflight is how many sends await their SendAck.
@@ -338,6 +357,7 @@ func (d *device) onSendAck(ref uint64, a *starlingv1.SendAck) {
 	e := d.e
 	e.lat.ack.record(d.idx, e.now()-o.at)
 	e.c.acked.Add(1)
+	d.ns.acked.Add(1)
 	if a.GetDuplicate() {
 		e.c.dupAcks.Add(1)
 	}
@@ -348,6 +368,7 @@ func (d *device) onSendAck(ref uint64, a *starlingv1.SendAck) {
 
 func (d *device) onPush(s *session, p *starlingv1.Push) {
 	d.e.c.pushFrames.Add(1)
+	d.ns.pushFrames.Add(1)
 	var buf [4]string
 	convs := buf[:0]
 	for _, m := range p.GetMessages() {
@@ -383,20 +404,7 @@ func (d *device) accept(s *session, m *starlingv1.Message, via source) {
 		if own {
 			return
 		}
-		e := d.e
-		e.c.delivered.Add(1)
-		at, ok := unstamp(m.GetContent().GetData())
-		if via == viaPush {
-			e.c.viaPush.Add(1)
-			if ok {
-				e.lat.push.record(d.idx, e.now()-at)
-			}
-		} else {
-			e.c.viaSync.Add(1)
-			if ok {
-				e.lat.sync.record(d.idx, e.now()-at)
-			}
-		}
+		d.delivered(m, via)
 	case gap:
 		// Something before m is missing: pull from what the device has
 		// (m itself comes again in the pull). A pull already in flight is
@@ -410,6 +418,30 @@ func (d *device) accept(s *session, m *starlingv1.Message, via source) {
 			return
 		}
 		d.startSync(s, conv, d.recv.last(conv), m.GetSeq())
+	}
+}
+
+// delivered counts a new message of someone else's and records its
+// latency: send→push overall and by node class, or send→sync.
+func (d *device) delivered(m *starlingv1.Message, via source) {
+	e := d.e
+	e.c.delivered.Add(1)
+	d.ns.delivered.Add(1)
+	at, from, ok := unstamp(m.GetContent().GetData())
+	if via == viaSync {
+		e.c.viaSync.Add(1)
+		d.ns.viaSync.Add(1)
+		if ok {
+			e.lat.sync.record(d.idx, e.now()-at)
+		}
+		return
+	}
+	e.c.viaPush.Add(1)
+	d.ns.viaPush.Add(1)
+	if ok {
+		lat := e.now() - at
+		e.lat.push.record(d.idx, lat)
+		e.lat.pushByNode.record(d.idx, from, d.node, lat)
 	}
 }
 

@@ -24,7 +24,7 @@ func runGroup(ctx context.Context, e *env) (*Report, error) {
 	conv := "grp:" + gid
 	devs := make([]*device, online)
 	for i := range devs {
-		devs[i] = newDevice(e, i, accts[i])
+		devs[i] = e.newDevice(i, accts[i], roundRobin(i, len(e.cfg.Targets)))
 		e.check.expect(conv, devs[i].recv)
 	}
 	e.startHeartbeats(devs)

@@ -21,7 +21,7 @@ func runIdle(ctx context.Context, e *env) (*Report, error) {
 	}
 	devs := make([]*device, n)
 	for i := range devs {
-		devs[i] = newDevice(e, i, accts[i])
+		devs[i] = e.newDevice(i, accts[i], roundRobin(i, len(e.cfg.Targets)))
 	}
 	rep.SetupUsers, rep.SetupSeconds = n, time.Since(setupStart).Seconds()
 	idle := &IdleReport{Conns: n}
@@ -34,7 +34,7 @@ func runIdle(ctx context.Context, e *env) (*Report, error) {
 	idle.OpenSeconds = time.Since(openStart).Seconds()
 	idle.Opened = opened
 	idle.AuthPerSec = float64(opened) / idle.OpenSeconds
-	idle.Connections = e.conns.size()
+	idle.Connections = totalSize(e.conns)
 	if err != nil {
 		idle.OpenError = err.Error()
 	}
@@ -82,16 +82,19 @@ func runIdle(ctx context.Context, e *env) (*Report, error) {
 	return rep, nil
 }
 
-// serverRSS is the server's resident memory, 0 without --server-pid.
+// serverRSS is the servers' resident memory, summed over --server-pid; 0
+// without it or when one cannot be read.
 func (e *env) serverRSS() int64 {
-	if e.cfg.ServerPID == 0 {
-		return 0
+	var total int64
+	for _, pid := range e.cfg.ServerPIDs {
+		rss, err := readRSS(pid)
+		if err != nil {
+			e.note("server memory: " + err.Error())
+			return 0
+		}
+		total += rss
 	}
-	rss, err := readRSS(e.cfg.ServerPID)
-	if err != nil {
-		e.note("server memory: " + err.Error())
-	}
-	return rss
+	return total
 }
 
 // live reports whether the device's stream is open.

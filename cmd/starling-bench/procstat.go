@@ -72,6 +72,62 @@ func readRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("parse /proc/%d/status: no VmRSS", pid)
 }
 
+// readProcs samples every pid, in order; the first failure is returned.
+func readProcs(pids []int) ([]procSample, error) {
+	samples := make([]procSample, len(pids))
+	for i, pid := range pids {
+		var err error
+		if samples[i], err = readProc(pid); err != nil {
+			return nil, err
+		}
+	}
+	return samples, nil
+}
+
+// sumProcs adds samples up, as if one process ran all of them (the
+// cluster as a whole); At is the first's.
+func sumProcs(samples []procSample) procSample {
+	var sum procSample
+	for i, s := range samples {
+		if i == 0 {
+			sum.At = s.At
+		}
+		sum.CPU += s.CPU
+		sum.RSS += s.RSS
+	}
+	return sum
+}
+
+// procReport is a process's figures over a window of secs seconds.
+func procReport(pid int, before, after procSample, secs float64) ProcReport {
+	cpu := (after.CPU - before.CPU).Seconds()
+	return ProcReport{
+		PID:        pid,
+		CPUSeconds: cpu,
+		CPUPercent: 100 * cpu / secs,
+		RSSBefore:  before.RSS,
+		RSSAfter:   after.RSS,
+	}
+}
+
+// serverReports are each server process's figures and their sum, which
+// also carries CPU per message: the cost of a message to the whole
+// cluster, whichever nodes it went through. The sum names the pid only
+// when there is one.
+func serverReports(pids []int, before, after []procSample, secs float64, acked, delivered int64) ([]ProcReport, *ProcReport) {
+	each := make([]ProcReport, len(pids))
+	for i, pid := range pids {
+		each[i] = procReport(pid, before[i], after[i], secs)
+	}
+	total := procReport(0, sumProcs(before), sumProcs(after), secs)
+	if len(pids) == 1 {
+		total.PID = pids[0]
+	}
+	total.CPUPerAckedUs = perMessage(1e6*total.CPUSeconds, acked)
+	total.CPUPerDeliveredUs = perMessage(1e6*total.CPUSeconds, delivered)
+	return each, &total
+}
+
 // selfCPU is this process's CPU time so far (user + system).
 func selfCPU() time.Duration {
 	var ru syscall.Rusage

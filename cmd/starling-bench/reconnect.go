@@ -27,19 +27,20 @@ func runReconnect(ctx context.Context, e *env) (*Report, error) {
 		return nil, err
 	}
 	// Senders get connections of their own, which the storm leaves alone.
-	spool, err := newPool(ctx, e.cfg, false)
+	spools, err := newPools(ctx, e.cfg, e.cfg.Targets, false)
 	if err != nil {
 		return nil, err
 	}
-	e.pools = append(e.pools, spool)
+	e.pools = append(e.pools, spools...)
+	nt := len(e.cfg.Targets)
 	clients, senders := make([]*device, n), make([]*device, ns)
 	for i := range senders {
-		senders[i] = newDevice(e, n+i, saccts[i])
-		senders[i].pool = spool
+		senders[i] = e.newDeviceOn(spools, n+i, saccts[i], roundRobin(i, nt))
+		senders[i].ns.senders.Add(1)
 	}
 	convs := make([]string, n)
 	for i := range clients {
-		clients[i] = newDevice(e, i, caccts[i])
+		clients[i] = e.newDevice(i, caccts[i], roundRobin(i, nt))
 		convs[i] = c2cConversation(caccts[i].UserID, saccts[i%ns].UserID)
 		e.check.expect(convs[i], clients[i].recv)
 	}
@@ -65,7 +66,7 @@ func runReconnect(ctx context.Context, e *env) (*Report, error) {
 		wg.Go(d.drop)
 	}
 	wg.Wait()
-	if err := e.conns.closeAll(); err != nil {
+	if err := closePools(e.conns); err != nil {
 		e.note("close client connections: " + err.Error())
 	}
 	if err := e.sendRounds(ctx, senders, clients, m, "while away"); err != nil {
@@ -168,7 +169,7 @@ func (e *env) drainSends(ctx context.Context, devs []*device) bool {
 // ends, as a phone whose network came back; it reports success.
 func (e *env) reconnect(ctx context.Context, d *device) bool {
 	for backoff := 50 * time.Millisecond; ctx.Err() == nil; backoff = min(2*backoff, time.Second) {
-		cc, err := d.pool.conn(d.idx)
+		cc, err := d.pool.conn(d.slot)
 		if err == nil {
 			err = d.connect(e.ctx, cc)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -28,8 +29,19 @@ type Report struct {
 	Counts  Counts                 `json:"counts"`
 	Latency map[string]Percentiles `json:"latency"`
 
-	Server *ProcReport `json:"server,omitempty"` // with --server-pid
-	Client ProcReport  `json:"bench"`
+	Server  *ProcReport  `json:"server,omitempty"`  // with --server-pid: the one server, or the sum of all
+	Servers []ProcReport `json:"servers,omitempty"` // with --server-pid: each pid, in the order given
+	Client  ProcReport   `json:"bench"`
+	Redis   *RedisReport `json:"redis,omitempty"` // with --redis
+
+	// Placement says which target each device's stream went to; Targets
+	// has what the devices of each --target slot did.
+	Placement string         `json:"placement"`
+	Targets   []TargetReport `json:"targets"`
+	// PushByNode is send→push latency by whether sender and receiver
+	// were on one node (same address in --target): "same_node",
+	// "cross_node"; a class without samples is left out.
+	PushByNode map[string]Percentiles `json:"send_push_by_node,omitempty"`
 
 	Group     *GroupReport     `json:"group,omitempty"`
 	Idle      *IdleReport      `json:"idle,omitempty"`
@@ -70,6 +82,10 @@ type ProcReport struct {
 	CPUPercent float64 `json:"cpu_percent"`
 	RSSBefore  int64   `json:"rss_before_bytes,omitempty"`
 	RSSAfter   int64   `json:"rss_after_bytes,omitempty"`
+	// Server CPU per message acked and per delivery in the window, in
+	// microseconds (on the server's figures; the sum with several).
+	CPUPerAckedUs     float64 `json:"cpu_us_per_acked,omitempty"`
+	CPUPerDeliveredUs float64 `json:"cpu_us_per_delivered,omitempty"`
 }
 
 // GroupReport describes the group of a group run.
@@ -122,6 +138,9 @@ func writeTable(w io.Writer, rep *Report) {
 	}
 	c := rep.Counts
 	row("scenario", "%s against %s (%s)", rep.Scenario, rep.Target, rep.StartedAt.Format(time.RFC3339))
+	if len(rep.Targets) > 1 {
+		row("placement", "%s", rep.Placement)
+	}
 	row("setup", "%d users in %.1fs", rep.SetupUsers, rep.SetupSeconds)
 	row("measured", "%.1fs", rep.Seconds)
 	switch rep.Scenario {
@@ -150,11 +169,11 @@ func writeTable(w io.Writer, rep *Report) {
 	}
 	row("pull", "%d notifies (%d stale), %d syncs", c.Notifies, c.StaleNotifies, c.Syncs)
 	row("errors", "%d sends refused, %d other error frames, %d disconnects, %d reconnects, %d resent", c.SendErrors, c.FrameErrors, c.Disconnects, c.Reconnects, c.Resent)
-	if s := rep.Server; s != nil {
-		row("server cpu", "%.1fs (%.0f%% of a core); RSS %s → %s", s.CPUSeconds, s.CPUPercent, mib(s.RSSBefore), mib(s.RSSAfter))
-	}
+	writeServers(row, rep)
 	row("bench cpu", "%.1fs (%.0f%% of a core)", rep.Client.CPUSeconds, rep.Client.CPUPercent)
+	writeRedis(row, rep.Redis)
 	tw.Flush()
+	writeTargets(w, rep.Targets)
 
 	if len(rep.Latency) > 0 {
 		fmt.Fprintln(w)
@@ -165,9 +184,21 @@ func writeTable(w io.Writer, rep *Report) {
 			names = append(names, n)
 		}
 		sort.Strings(names)
+		latencyRow := func(name string, p Percentiles) {
+			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", name, p.Count, p.P50, p.P90, p.P99, p.P999, p.Max)
+		}
 		for _, n := range names {
-			p := rep.Latency[n]
-			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", n, p.Count, p.P50, p.P90, p.P99, p.P999, p.Max)
+			latencyRow(n, rep.Latency[n])
+			if n != "send_push" || len(rep.Targets) < 2 {
+				continue
+			}
+			// With one target every delivery is same-node: the
+			// split would only repeat send_push.
+			for _, class := range []int{sameNode, crossNode} {
+				if p, ok := rep.PushByNode[className(class)]; ok {
+					latencyRow("send_push "+strings.ReplaceAll(className(class), "_", "-"), p)
+				}
+			}
 		}
 		tw.Flush()
 	}
@@ -187,6 +218,66 @@ func writeTable(w io.Writer, rep *Report) {
 	for _, p := range ck.Problems {
 		fmt.Fprintf(w, "  %s\n", p)
 	}
+}
+
+// writeServers prints the servers' CPU and memory: their sum (the one
+// server's figures with one pid), each pid's with several, and CPU per
+// message.
+func writeServers(row func(k, format string, args ...any), rep *Report) {
+	s := rep.Server
+	if s == nil {
+		return
+	}
+	what := "server cpu"
+	if len(rep.Servers) > 1 {
+		what = fmt.Sprintf("server cpu (%d pids)", len(rep.Servers))
+	}
+	row(what, "%.1fs (%.0f%% of a core); RSS %s → %s", s.CPUSeconds, s.CPUPercent, mib(s.RSSBefore), mib(s.RSSAfter))
+	if len(rep.Servers) > 1 {
+		for _, p := range rep.Servers {
+			row(fmt.Sprintf("  pid %d", p.PID), "%.1fs (%.0f%% of a core); RSS %s → %s", p.CPUSeconds, p.CPUPercent, mib(p.RSSBefore), mib(p.RSSAfter))
+		}
+	}
+	if s.CPUPerAckedUs > 0 {
+		row("server cpu/msg", "%.0f µs per acked message, %.0f µs per delivery", s.CPUPerAckedUs, s.CPUPerDeliveredUs)
+	}
+}
+
+// writeRedis prints what Redis did in the window, per acked message.
+func writeRedis(row func(k, format string, args ...any), r *RedisReport) {
+	if r == nil {
+		return
+	}
+	row("redis commands", "%d (%.3g per acked message)", r.Commands, r.CommandsPerAcked)
+	for _, c := range r.Top {
+		row("  "+c.Name, "%d (%.3g per acked message)", c.Calls, c.PerAcked)
+	}
+	row("redis cpu", "%.2fs (%.1f µs per acked message)", r.CPUSeconds, r.CPUPerAckedUs)
+}
+
+// writeTargets prints what the devices of each target did, when there
+// are several.
+func writeTargets(w io.Writer, targets []TargetReport) {
+	if len(targets) < 2 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tdevices\tsenders\tconnected\tsent\tacked\tdelivered\tby push\tpush frames\tby sync\t")
+	for _, t := range targets {
+		fmt.Fprintf(tw, "#%d %s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n",
+			t.Slot, t.Addr, t.Devices, t.Senders, t.Connected, t.Sent, t.Acked, t.Delivered, t.ViaPush, t.PushFrames, t.ViaSync)
+	}
+	tw.Flush()
+}
+
+// perMessage is x per message, 0 when there were none (omitted from
+// JSON rather than infinite).
+func perMessage(x float64, messages int64) float64 {
+	if messages <= 0 {
+		return 0
+	}
+	return x / float64(messages)
 }
 
 func mib(b int64) string {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,12 +35,18 @@ type env struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	setup *pool   // Register/Login/CreateGroup calls
-	conns *pool   // the devices' streams
+	setup []*pool // Register/Login/CreateGroup calls, a pool per target slot
+	conns []*pool // the devices' streams, a pool per target slot
 	pools []*pool // every pool, closed at the end
 
-	c     counters
-	lat   struct{ ack, push, sync *latency }
+	nodes []*nodeStats // per target slot
+	redis *redisStats  // with --redis
+
+	c   counters
+	lat struct {
+		ack, push, sync *latency
+		pushByNode      *nodeLatency
+	}
 	check *checker
 
 	notesMu sync.Mutex
@@ -86,16 +93,25 @@ func newEnv(ctx context.Context, cfg config, out io.Writer, log *slog.Logger) (*
 		notes: make(map[string]int64),
 	}
 	e.lat.ack, e.lat.push, e.lat.sync = newLatency(), newLatency(), newLatency()
+	e.lat.pushByNode = newNodeLatency(cfg.Targets)
+	for range cfg.Targets {
+		e.nodes = append(e.nodes, &nodeStats{})
+	}
 	var err error
 	setupCfg := cfg
 	setupCfg.StreamsPerConn, setupCfg.SourceAddrs = 1, 1
-	if e.setup, err = newPool(ctx, setupCfg, false); err != nil {
+	if e.setup, err = newPools(ctx, setupCfg, cfg.Targets, false); err != nil {
 		return nil, err
 	}
-	if e.conns, err = newPool(ctx, cfg, cfg.Scenario == "idle" || cfg.Scenario == "reconnect"); err != nil {
+	if e.conns, err = newPools(ctx, cfg, cfg.Targets, cfg.Scenario == "idle" || cfg.Scenario == "reconnect"); err != nil {
 		return nil, err
 	}
-	e.pools = []*pool{e.setup, e.conns}
+	e.pools = append(slices.Clone(e.setup), e.conns...)
+	if cfg.Redis != "" {
+		if e.redis, err = newRedisStats(ctx, cfg.Redis, cfg.Timeout); err != nil {
+			return nil, err
+		}
+	}
 	e.ctx, e.cancel = context.WithCancel(ctx)
 	return e, nil
 }
@@ -105,9 +121,9 @@ func newEnv(ctx context.Context, cfg config, out io.Writer, log *slog.Logger) (*
 func (e *env) stop() error {
 	e.cancel()
 	e.wg.Wait()
-	var errs []error
-	for _, p := range e.pools {
-		errs = append(errs, p.closeAll())
+	errs := []error{closePools(e.pools)}
+	if e.redis != nil {
+		errs = append(errs, e.redis.close())
 	}
 	return errors.Join(errs...)
 }
@@ -214,13 +230,14 @@ func (e *env) connectAll(ctx context.Context, devs []*device, what string, toler
 	var firstErr atomic.Pointer[error]
 	err := parallel(ctx, len(devs), e.cfg.DialConcurrency, func(ctx context.Context, i int) error {
 		d := devs[i]
-		cc, err := d.pool.conn(d.idx)
+		cc, err := d.pool.conn(d.slot)
 		if err == nil {
 			// The stream lives as long as the run, not this call.
 			err = d.connect(e.ctx, cc)
 		}
 		if err == nil {
 			opened.Add(1)
+			d.ns.connected.Add(1)
 			streak.Store(0)
 			return nil
 		}
@@ -315,52 +332,63 @@ type window struct {
 	start, end   time.Time
 	acked, deliv [2]int64
 	self         [2]time.Duration
-	srv          [2]procSample
+	srv          [2][]procSample // per --server-pid
 	srvErr       error
+	redis        [2]redisSample // with --redis
+	redisErr     error
 }
 
 // begin starts the measured window.
 func (e *env) begin() *window {
 	w := &window{start: time.Now()}
-	w.acked[0], w.deliv[0] = e.c.acked.Load(), e.c.delivered.Load()
-	w.self[0] = selfCPU()
-	if e.cfg.ServerPID > 0 {
-		w.srv[0], w.srvErr = readProc(e.cfg.ServerPID)
-	}
+	w.sample(e, 0)
 	return w
 }
 
 // finish ends the measured window.
 func (w *window) finish(e *env) {
 	w.end = time.Now()
-	w.acked[1], w.deliv[1] = e.c.acked.Load(), e.c.delivered.Load()
-	w.self[1] = selfCPU()
-	if e.cfg.ServerPID > 0 && w.srvErr == nil {
-		w.srv[1], w.srvErr = readProc(e.cfg.ServerPID)
+	w.sample(e, 1)
+}
+
+// sample reads the counters at the window's start (i = 0) or end (1). A
+// failed server or Redis sample is kept: the report then leaves that
+// section out, with a note.
+func (w *window) sample(e *env, i int) {
+	w.acked[i], w.deliv[i] = e.c.acked.Load(), e.c.delivered.Load()
+	w.self[i] = selfCPU()
+	if len(e.cfg.ServerPIDs) > 0 && w.srvErr == nil {
+		w.srv[i], w.srvErr = readProcs(e.cfg.ServerPIDs)
+	}
+	if e.redis != nil && w.redisErr == nil {
+		ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Timeout)
+		w.redis[i], w.redisErr = e.redis.sample(ctx)
+		cancel()
 	}
 }
 
-// fill writes the window's rates and CPU into rep.
+// fill writes the window's rates, CPU and Redis figures into rep.
 func (w *window) fill(e *env, rep *Report) {
 	secs := w.end.Sub(w.start).Seconds()
+	acked, deliv := w.acked[1]-w.acked[0], w.deliv[1]-w.deliv[0]
 	rep.Seconds = secs
-	rep.AckedPerSec = float64(w.acked[1]-w.acked[0]) / secs
-	rep.DeliveredPerSec = float64(w.deliv[1]-w.deliv[0]) / secs
+	rep.AckedPerSec = float64(acked) / secs
+	rep.DeliveredPerSec = float64(deliv) / secs
 	cpu := (w.self[1] - w.self[0]).Seconds()
 	rep.Client = ProcReport{CPUSeconds: cpu, CPUPercent: 100 * cpu / secs}
-	if e.cfg.ServerPID > 0 {
-		if w.srvErr != nil {
-			e.note("server stats: " + w.srvErr.Error())
-			return
-		}
-		scpu := (w.srv[1].CPU - w.srv[0].CPU).Seconds()
-		rep.Server = &ProcReport{
-			PID:        e.cfg.ServerPID,
-			CPUSeconds: scpu,
-			CPUPercent: 100 * scpu / secs,
-			RSSBefore:  w.srv[0].RSS,
-			RSSAfter:   w.srv[1].RSS,
-		}
+	switch {
+	case len(e.cfg.ServerPIDs) == 0:
+	case w.srvErr != nil:
+		e.note("server stats: " + w.srvErr.Error())
+	default:
+		rep.Servers, rep.Server = serverReports(e.cfg.ServerPIDs, w.srv[0], w.srv[1], secs, acked, deliv)
+	}
+	switch {
+	case e.redis == nil:
+	case w.redisErr != nil:
+		e.note("redis stats: " + w.redisErr.Error())
+	default:
+		rep.Redis = redisReport(w.redis[0], w.redis[1], acked)
 	}
 }
 
@@ -372,12 +400,8 @@ func (e *env) liveLine(what string) func(time.Duration) string {
 	sent.rate(now, e.c.sent.Load())
 	acked.rate(now, e.c.acked.Load())
 	deliv.rate(now, e.c.delivered.Load())
-	var srv procSample
-	var self time.Duration
-	if e.cfg.ServerPID > 0 {
-		srv, _ = readProc(e.cfg.ServerPID)
-	}
-	self = selfCPU()
+	srv, _ := e.serverCPU()
+	self := selfCPU()
 	return func(el time.Duration) string {
 		now := time.Now()
 		ack, push := summarize(e.lat.ack.takeWindow()), summarize(e.lat.push.takeWindow())
@@ -391,14 +415,25 @@ func (e *env) liveLine(what string) func(time.Duration) string {
 	}
 }
 
-// cpuLine is the live CPU use of the server (with --server-pid) and of the
-// bench since the previous call, in % of one core.
+// serverCPU samples the servers of --server-pid as one: their summed CPU
+// time and memory.
+func (e *env) serverCPU() (procSample, error) {
+	if len(e.cfg.ServerPIDs) == 0 {
+		return procSample{}, nil
+	}
+	s, err := readProcs(e.cfg.ServerPIDs)
+	return sumProcs(s), err
+}
+
+// cpuLine is the live CPU use of the servers (with --server-pid; all of
+// them together) and of the bench since the previous call, in % of one
+// core.
 func (e *env) cpuLine(now time.Time, srv *procSample, self *time.Duration) string {
 	s := selfCPU()
 	dt := now.Sub(srv.At).Seconds()
 	line := ""
-	if e.cfg.ServerPID > 0 && !srv.At.IsZero() {
-		if cur, err := readProc(e.cfg.ServerPID); err == nil {
+	if len(e.cfg.ServerPIDs) > 0 && !srv.At.IsZero() {
+		if cur, err := e.serverCPU(); err == nil {
 			line += fmt.Sprintf("  server cpu %3.0f%%", 100*(cur.CPU-srv.CPU).Seconds()/cur.At.Sub(srv.At).Seconds())
 			*srv = cur
 		}
@@ -459,6 +494,13 @@ func (e *env) fill(rep *Report) {
 		if p := summarize(l.merged()); p.Count > 0 {
 			rep.Latency[name] = p
 		}
+	}
+	if byNode := e.lat.pushByNode.summary(); len(byNode) > 0 {
+		rep.PushByNode = byNode
+	}
+	rep.Placement = placement(rep.Scenario, len(e.cfg.Targets), e.cfg.Split)
+	for i, ns := range e.nodes {
+		rep.Targets = append(rep.Targets, ns.report(i, e.cfg.Targets[i]))
 	}
 	e.notesMu.Lock()
 	keys := make([]string, 0, len(e.notes))

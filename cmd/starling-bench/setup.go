@@ -33,13 +33,18 @@ func withToken(ctx context.Context, token string) context.Context {
 }
 
 // setupUsers registers n fresh users, in parallel, and logs the first
-// login of them in. Names carry the run id, so runs never collide.
+// login of them in. Names carry the run id, so runs never collide. User i
+// is set up through target i mod n: in a cluster a user registered on one
+// node exists on all, and so does a token issued by any.
 func (e *env) setupUsers(ctx context.Context, role string, n, login int) ([]account, error) {
-	cc, err := e.setupConn()
-	if err != nil {
-		return nil, err
+	auths := make([]starlingv1.AuthServiceClient, len(e.setup))
+	for i := range auths {
+		cc, err := e.setupConn(i)
+		if err != nil {
+			return nil, err
+		}
+		auths[i] = starlingv1.NewAuthServiceClient(cc)
 	}
-	auth := starlingv1.NewAuthServiceClient(cc)
 	accts := make([]account, n)
 	var registered, loggedIn atomic.Int64
 	stop := e.progress(func(el time.Duration) string {
@@ -48,7 +53,8 @@ func (e *env) setupUsers(ctx context.Context, role string, n, login int) ([]acco
 			role, r, n, l, login, float64(r+l)/el.Seconds())
 	})
 	defer stop()
-	err = parallel(ctx, n, e.cfg.SetupConcurrency, func(ctx context.Context, i int) error {
+	err := parallel(ctx, n, e.cfg.SetupConcurrency, func(ctx context.Context, i int) error {
+		auth := auths[roundRobin(i, len(auths))]
 		name := fmt.Sprintf("%s-%s%d", e.runID, role, i)
 		cctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
 		defer cancel()
@@ -82,7 +88,7 @@ const groupChunk = 500
 // createGroup makes a group owned by owner with every member in it and
 // returns its id.
 func (e *env) createGroup(ctx context.Context, owner account, members []account) (string, error) {
-	cc, err := e.setupConn()
+	cc, err := e.setupConn(0)
 	if err != nil {
 		return "", err
 	}
@@ -112,11 +118,11 @@ func (e *env) createGroup(ctx context.Context, owner account, members []account)
 	return gid, nil
 }
 
-// setupConn is the connection setup calls share (a pool of its own, apart
-// from the streams' connections): unary calls multiplex well over one
-// HTTP/2 connection.
-func (e *env) setupConn() (*grpc.ClientConn, error) {
-	return e.setup.conn(0)
+// setupConn is the connection setup calls to target slot node share (a
+// pool of its own, apart from the streams' connections): unary calls
+// multiplex well over one HTTP/2 connection.
+func (e *env) setupConn(node int) (*grpc.ClientConn, error) {
+	return e.setup[node].conn(0)
 }
 
 // parallel runs fn(0..n-1) with at most conc at once (conc <= 0: all at

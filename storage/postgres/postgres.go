@@ -152,7 +152,10 @@ func createDatabase(ctx context.Context, cfg *pgx.ConnConfig) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	_, err = conn.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{cfg.Database}.Sanitize())
-	if err != nil && sqlState(err) != "42P04" { // duplicate_database: another node won the race
+	// Another node starting at the same moment may win the race: PostgreSQL
+	// says duplicate_database, or, when both were inside CREATE DATABASE
+	// at once, a unique violation on its catalog.
+	if err != nil && sqlState(err) != "42P04" && sqlState(err) != "23505" {
 		return fmt.Errorf("database %q does not exist and could not be created: %w", cfg.Database, err)
 	}
 	return nil

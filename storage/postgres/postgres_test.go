@@ -119,7 +119,8 @@ func TestVersionDetection(t *testing.T) {
 }
 
 // TestOpenCreatesDatabase: pointing Open at a database that does not exist
-// yet creates it.
+// yet creates it, also when several nodes of a new cluster start at the
+// same moment and race to create it.
 func TestOpenCreatesDatabase(t *testing.T) {
 	base := pgtest.NewDatabase(t)
 	u, err := url.Parse(base)
@@ -139,9 +140,24 @@ func TestOpenCreatesDatabase(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	s := pgtest.Open(t, u.String())
-	if _, err := s.LatestSeq(t.Context(), "c2c:a:b"); err != nil {
-		t.Fatal(err)
+	const nodes = 4
+	var wg sync.WaitGroup
+	errs := make([]error, nodes)
+	for i := range nodes {
+		wg.Go(func() {
+			st, err := postgres.Open(t.Context(), u.String())
+			if err == nil {
+				_, err = st.LatestSeq(t.Context(), "c2c:a:b")
+				st.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
 	}
 }
 

@@ -67,6 +67,31 @@ func (r *Redis) Publish(ctx context.Context, node string, d Delivery) error {
 	return r.publish(ctx, r.channel(node), b)
 }
 
+// PublishBatch publishes ds to node as one Redis message: what a Router
+// queued for the node while its previous publish was on the wire (see
+// Batcher). Order is kept.
+func (r *Redis) PublishBatch(ctx context.Context, node string, ds []Delivery) error {
+	if h, _ := r.local.handler(node); h != nil {
+		for _, d := range ds {
+			h.Deliver(d)
+		}
+		return nil
+	}
+	if len(ds) == 1 {
+		return r.Publish(ctx, node, ds[0])
+	}
+	b := []byte{kindBatch}
+	for _, d := range ds {
+		one, err := encodeDelivery(d)
+		if err != nil {
+			return err
+		}
+		b = protowire.AppendTag(b, fBatchDelivery, protowire.BytesType)
+		b = protowire.AppendBytes(b, one[1:]) // without its kind byte
+	}
+	return r.publish(ctx, r.channel(node), b)
+}
+
 // PublishAnnounce implements Bus.
 func (r *Redis) PublishAnnounce(ctx context.Context, node string, a Announce) error {
 	if h, _ := r.local.handler(node); h != nil {
@@ -163,11 +188,13 @@ const (
 	kindAnnounce     byte = 2
 	kindKick         byte = 3
 	kindGroupChanged byte = 4
+	kindBatch        byte = 5 // deliveries, each a kindDelivery payload without its kind byte
 
 	fMsg, fUsers, fExceptUser, fExceptDevice, fExceptSession = 1, 2, 3, 4, 5
 	fConv, fLatest, fAnnounceUsers                           = 1, 2, 3
 	fKickUser, fKickDevice, fKickSession, fKickReason        = 1, 2, 3, 4
 	fGroup                                                   = 1
+	fBatchDelivery                                           = 1
 )
 
 func encodeDelivery(d Delivery) ([]byte, error) {
@@ -238,28 +265,28 @@ func dispatch(b []byte, h Handler) error {
 	kind, b := b[0], b[1:]
 	switch kind {
 	case kindDelivery:
-		var d Delivery
-		msg := new(starlingv1.Message)
-		err := eachField(b, func(num protowire.Number, v []byte, n uint64) error {
-			switch num {
-			case fMsg:
-				return proto.Unmarshal(v, msg)
-			case fUsers:
-				d.Users = append(d.Users, string(v))
-			case fExceptUser:
-				d.Except.UserID = string(v)
-			case fExceptDevice:
-				d.Except.DeviceID = string(v)
-			case fExceptSession:
-				d.Except.Session = n
+		d, err := decodeDelivery(b)
+		if err != nil {
+			return err
+		}
+		h.Deliver(d)
+	case kindBatch:
+		// Decode them all first: a malformed batch delivers nothing.
+		var ds []Delivery
+		err := eachField(b, func(num protowire.Number, v []byte, _ uint64) error {
+			if num != fBatchDelivery {
+				return nil
 			}
-			return nil
+			d, err := decodeDelivery(v)
+			ds = append(ds, d)
+			return err
 		})
 		if err != nil {
 			return err
 		}
-		d.Msg, d.Shared = msg, &wire.Shared{Msg: msg}
-		h.Deliver(d)
+		for _, d := range ds {
+			h.Deliver(d)
+		}
 	case kindAnnounce:
 		var a Announce
 		err := eachField(b, func(num protowire.Number, v []byte, n uint64) error {
@@ -312,6 +339,31 @@ func dispatch(b []byte, h Handler) error {
 		return fmt.Errorf("%w: kind %d", errBadPayload, kind)
 	}
 	return nil
+}
+
+func decodeDelivery(b []byte) (Delivery, error) {
+	var d Delivery
+	msg := new(starlingv1.Message)
+	err := eachField(b, func(num protowire.Number, v []byte, n uint64) error {
+		switch num {
+		case fMsg:
+			return proto.Unmarshal(v, msg)
+		case fUsers:
+			d.Users = append(d.Users, string(v))
+		case fExceptUser:
+			d.Except.UserID = string(v)
+		case fExceptDevice:
+			d.Except.DeviceID = string(v)
+		case fExceptSession:
+			d.Except.Session = n
+		}
+		return nil
+	})
+	if err != nil {
+		return Delivery{}, err
+	}
+	d.Msg, d.Shared = msg, &wire.Shared{Msg: msg}
+	return d, nil
 }
 
 // eachField calls f with every field of b: bytes fields as v, varints as n.

@@ -35,3 +35,19 @@ func TestDispatchRefusesMalformedPayloads(t *testing.T) {
 		t.Fatal("an empty payload is not errBadPayload")
 	}
 }
+
+// A batch with one malformed delivery is refused whole.
+func TestDispatchRefusesMalformedBatch(t *testing.T) {
+	h := &nopHandler{}
+	good, err := encodeDelivery(Delivery{Msg: nil, Users: []string{"u"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := []byte{kindBatch}
+	b = append(b, 0x0a, byte(len(good)-1))
+	b = append(b, good[1:]...)
+	b = append(b, 0x0a, 0x03, 0x0a, 0x05, 0x01) // a delivery whose message field is cut short
+	if err := dispatch(b, h); err == nil || h.got != 0 {
+		t.Fatalf("malformed batch: err %v, %d delivered", err, h.got)
+	}
+}

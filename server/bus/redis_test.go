@@ -220,3 +220,65 @@ func TestRedisBusReportsLostAfterBreak(t *testing.T) {
 	}
 	within(t, rec.deliveries, "delivery after the break")
 }
+
+// With Run running, a Router publishes to other nodes from an outbox per
+// node, in batches: everything arrives, in order.
+func TestRouterOutboxOverRedis(t *testing.T) {
+	pub, sub := newRedisBus(t)
+	far := newRecorder()
+	far.deliveries = make(chan bus.Delivery, 2000)
+	stop, err := sub.Subscribe(t.Context(), "far", far)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	r := bus.NewRouter("near", fixedPlaces{"far": {"u"}}, pub, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	// Deliveries made before Run has started are published synchronously,
+	// the rest through the outbox: the order holds across the switch.
+	const n = 1500
+	for i := 1; i <= n; i++ {
+		r.Deliver(t.Context(), []string{"u"}, bus.DeviceKey{}, &starlingv1.Message{ConversationId: "c", Seq: int64(i)})
+	}
+	for i := 1; i <= n; i++ {
+		d := within(t, far.deliveries, fmt.Sprint("delivery ", i))
+		if d.Msg.Seq != int64(i) || !slices.Equal(d.Users, []string{"u"}) {
+			t.Fatalf("delivery %d: seq %d users %v", i, d.Msg.Seq, d.Users)
+		}
+	}
+	cancel()
+	<-done
+	if st := r.Stats(); st.PublishFailed != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A batch is one Redis message; a malformed one delivers nothing.
+func TestRedisBatchIsAllOrNothing(t *testing.T) {
+	pub, sub := newRedisBus(t)
+	rec := newRecorder()
+	stop, err := sub.Subscribe(t.Context(), "n", rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	var ds []bus.Delivery
+	for i := 1; i <= 3; i++ {
+		ds = append(ds, bus.Delivery{Msg: &starlingv1.Message{ConversationId: "c", Seq: int64(i)}, Users: []string{"u"}})
+	}
+	if err := pub.PublishBatch(t.Context(), "n", ds); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		if d := within(t, rec.deliveries, "batched delivery"); d.Msg.Seq != int64(i) {
+			t.Fatalf("got seq %d, want %d", d.Msg.Seq, i)
+		}
+	}
+}
+
+// fixedPlaces places users where a test says.
+type fixedPlaces map[string][]string
+
+func (f fixedPlaces) Locate(context.Context, []string) (map[string][]string, error) { return f, nil }

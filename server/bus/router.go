@@ -20,8 +20,24 @@ type Locator interface {
 	Locate(ctx context.Context, users []string) (map[string][]string, error)
 }
 
+// Batcher is a Bus that publishes several deliveries to a node as one
+// message (bus.Redis).
+type Batcher interface {
+	PublishBatch(ctx context.Context, node string, ds []Delivery) error
+}
+
 // Router is chat's way out: it fans a committed message out to the nodes
 // holding its recipients' devices, one Delivery per node.
+//
+// This node's Delivery is handed over at once, on the caller's goroutine.
+// When the Bus is a Batcher and Run is running, deliveries to other nodes
+// go through an outbox per node instead: the send pipeline does not wait
+// for Redis, and what queues while one publish is on the wire leaves as
+// the next one, so a busy node makes fewer, larger publishes (Redis work
+// per message falls under one command). An outbox keeps its order, so a
+// conversation's messages still leave in seq order. An outbox that fills
+// (outboxMax: Redis too slow or down) drops what does not fit; that is
+// owed like any failed publish.
 //
 // A Delivery that cannot be published to another node (Redis down, the
 // node resubscribing) is owed: Run tells that node later, as an Announce of
@@ -39,7 +55,25 @@ type Router struct {
 
 	stats routerStats
 	warn  rateLog
+
+	outMu    sync.Mutex
+	outboxes map[string]*outbox
+	runCtx   context.Context // set while Run runs: outboxes live in it
+	outWG    sync.WaitGroup
 }
+
+// outbox is what waits to be published to one node.
+type outbox struct {
+	node string
+	mu   sync.Mutex
+	q    []Delivery
+	wake chan struct{} // cap 1
+}
+
+const (
+	outboxMax   = 10000 // deliveries waiting for one node
+	outboxBatch = 256   // deliveries per publish
+)
 
 type owedAnnounce struct {
 	latest int64
@@ -70,7 +104,7 @@ const (
 
 // NewRouter returns the Router of node.
 func NewRouter(node string, loc Locator, b Bus, log *slog.Logger) *Router {
-	return &Router{node: node, loc: loc, bus: b, log: log, owed: make(map[string]map[string]*owedAnnounce)}
+	return &Router{node: node, loc: loc, bus: b, log: log, owed: make(map[string]map[string]*owedAnnounce), outboxes: make(map[string]*outbox)}
 }
 
 // Deliver offers m to every online device of users, except the sending
@@ -90,8 +124,97 @@ func (r *Router) Deliver(ctx context.Context, users []string, except DeviceKey, 
 		if node == r.node {
 			d.Except = except
 		}
+		if node != r.node {
+			if ob := r.outbox(node); ob != nil {
+				r.queue(ob, d)
+				continue
+			}
+		}
 		if err := r.bus.Publish(ctx, node, d); err != nil {
 			r.failed(node, m.ConversationId, m.Seq, us, err)
+		}
+	}
+}
+
+// outbox returns node's outbox, made on first use; nil when deliveries to
+// node are published synchronously (no Batcher, or Run not running).
+func (r *Router) outbox(node string) *outbox {
+	b, ok := r.bus.(Batcher)
+	if !ok {
+		return nil
+	}
+	r.outMu.Lock()
+	defer r.outMu.Unlock()
+	if r.runCtx == nil {
+		return nil
+	}
+	ob := r.outboxes[node]
+	if ob == nil {
+		ob = &outbox{node: node, wake: make(chan struct{}, 1)}
+		r.outboxes[node] = ob
+		r.outWG.Add(1)
+		go func() {
+			defer r.outWG.Done()
+			r.drain(r.runCtx, b, ob)
+		}()
+	}
+	return ob
+}
+
+func (r *Router) queue(ob *outbox, d Delivery) {
+	ob.mu.Lock()
+	full := len(ob.q) >= outboxMax
+	if !full {
+		ob.q = append(ob.q, d)
+	}
+	ob.mu.Unlock()
+	if full {
+		r.failed(ob.node, d.Msg.ConversationId, d.Msg.Seq, d.Users, errOutboxFull)
+		return
+	}
+	select {
+	case ob.wake <- struct{}{}:
+	default:
+	}
+}
+
+var errOutboxFull = errors.New("bus: outbox full")
+
+// drain publishes what ob queues until ctx ends, then what is left, for a
+// moment: the last sends of a draining node are answered after their
+// fan-out was queued.
+func (r *Router) drain(ctx context.Context, b Batcher, ob *outbox) {
+	for {
+		select {
+		case <-ob.wake:
+			r.flush(ctx, b, ob)
+		case <-ctx.Done():
+			last, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			r.flush(last, b, ob)
+			cancel()
+			return
+		}
+	}
+}
+
+// flush publishes everything queued in ob, outboxBatch at a time.
+func (r *Router) flush(ctx context.Context, b Batcher, ob *outbox) {
+	for {
+		ob.mu.Lock()
+		n := min(len(ob.q), outboxBatch)
+		ds := ob.q[:n:n]
+		ob.q = ob.q[n:]
+		if len(ob.q) == 0 {
+			ob.q = nil // let the backing array go
+		}
+		ob.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if err := b.PublishBatch(ctx, ob.node, ds); err != nil {
+			for _, d := range ds {
+				r.failed(ob.node, d.Msg.ConversationId, d.Msg.Seq, d.Users, err)
+			}
 		}
 	}
 }
@@ -196,8 +319,19 @@ func (r *Router) owedLocked() int {
 	return n
 }
 
-// Run sends owed announces until ctx ends.
+// Run publishes the outboxes and sends owed announces until ctx ends; it
+// returns once the outboxes are flushed.
 func (r *Router) Run(ctx context.Context) {
+	r.outMu.Lock()
+	r.runCtx = ctx
+	r.outMu.Unlock()
+	defer func() {
+		r.outMu.Lock()
+		r.runCtx = nil // later deliveries are published synchronously
+		clear(r.outboxes)
+		r.outMu.Unlock()
+		r.outWG.Wait()
+	}()
 	t := time.NewTicker(owedRetryEvery)
 	defer t.Stop()
 	for {

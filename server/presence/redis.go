@@ -27,6 +27,10 @@ type RedisConfig struct {
 	// ResyncInterval is how often the replica is rebuilt from Redis
 	// whole, for change events lost on the way.
 	ResyncInterval time.Duration
+	// DeadGrace is how long past its TTL a node that stopped heartbeating
+	// keeps its streams in Redis before another node removes them: a node
+	// that comes back late writes them again. Default 30 s.
+	DeadGrace time.Duration
 	// OnReplaced is called with a stream of this node that a newer stream
 	// of the same device on another node replaced: close it (REPLACED).
 	OnReplaced func(bus.DeviceKey)
@@ -54,6 +58,7 @@ type Redis struct {
 	wake    chan struct{}               // cap 1: rebuild now
 	stats   redisStats
 	started bool
+	beat    time.Time // start of the last heartbeat that reached Redis (expiry: +TTL)
 
 	stop func()
 	done chan struct{}
@@ -64,10 +69,9 @@ type devKey struct{ user, device string }
 type ownEntry struct {
 	session uint64
 	ver     int64
-	// confirmed: ver is Redis's. Until then ver is this node's clock, and
-	// the stream cannot lose to another by version: it is the newest
-	// stream of its device, or Redis would have said so.
-	confirmed bool
+	// provisional: ver is this node's clock, not yet Redis's; whether a
+	// stream elsewhere is newer is for Redis to say.
+	provisional bool
 }
 
 type entry struct {
@@ -113,6 +117,9 @@ func NewRedis(c redis.UniversalClient, cfg RedisConfig, log *slog.Logger) *Redis
 	}
 	if cfg.ResyncInterval <= 0 {
 		cfg.ResyncInterval = time.Minute
+	}
+	if cfg.DeadGrace <= 0 {
+		cfg.DeadGrace = 30 * time.Second
 	}
 	if cfg.OnReplaced == nil {
 		cfg.OnReplaced = func(bus.DeviceKey) {}
@@ -173,6 +180,10 @@ return {v, old or ''}
 
 // forgetScript deletes a hash field if its value still starts with
 // ARGV[2]: a stream's entry, unless a newer stream took it.
+//
+// In a pipeline both scripts are sent whole (Eval): Script.Run falls back
+// from EVALSHA to EVAL when Redis has not cached the script (it restarted)
+// for a lone command only; in a pipeline the NOSCRIPT error comes at Exec.
 var forgetScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then
@@ -263,7 +274,7 @@ func (r *Redis) Register(ctx context.Context, node string, dev bus.DeviceKey) er
 	k := devKey{dev.UserID, dev.DeviceID}
 	provisional := time.Now().UnixMicro()
 	r.mu.Lock()
-	r.own[k] = ownEntry{session: dev.Session, ver: provisional}
+	r.own[k] = ownEntry{session: dev.Session, ver: provisional, provisional: true}
 	r.applyLocked(event{register: true, node: node, dev: dev, ver: provisional})
 	r.mu.Unlock()
 
@@ -274,12 +285,20 @@ func (r *Redis) Register(ctx context.Context, node string, dev bus.DeviceKey) er
 		return nil
 	}
 	ver, _ := strconv.ParseInt(res[0], 10, 64)
+	var replaced bus.DeviceKey
 	r.mu.Lock()
 	if cur, ok := r.own[k]; ok && cur.session == dev.Session {
-		r.own[k] = ownEntry{session: dev.Session, ver: ver, confirmed: true}
-		r.applyLocked(event{register: true, node: node, dev: dev, ver: ver})
+		if e, ok := r.replica[dev.UserID][dev.DeviceID]; ok && e.node != node && e.ver > ver {
+			// A newer stream elsewhere, heard while this one was written.
+			delete(r.own, k)
+			replaced = dev
+		} else {
+			r.own[k] = ownEntry{session: dev.Session, ver: ver}
+			r.applyLocked(event{register: true, node: node, dev: dev, ver: ver})
+		}
 	}
 	r.mu.Unlock()
+	r.replacedHere(replaced)
 	pipe := r.c.Pipeline()
 	pipe.HSet(ctx, r.nodeKey(node), nodeField(dev.UserID, dev.DeviceID), strconv.FormatUint(dev.Session, 10)+"|"+res[0])
 	pipe.Publish(ctx, r.eventChannel(), encodeEvent(event{register: true, node: node, dev: dev, ver: ver}))
@@ -361,7 +380,7 @@ func applyTo(replica map[string]map[string]entry, own map[devKey]ownEntry, self 
 		}
 		return bus.DeviceKey{}
 	}
-	if e, ok := devs[d]; ok && e.ver > ev.ver {
+	if e, ok := devs[d]; ok && e.ver > ev.ver && !overrides(e, ev, own, self) {
 		return bus.DeviceKey{} // an older stream's late news
 	}
 	if devs == nil {
@@ -370,12 +389,25 @@ func applyTo(replica map[string]map[string]entry, own map[devKey]ownEntry, self 
 	}
 	devs[d] = entry{node: ev.node, session: ev.dev.Session, ver: ev.ver}
 	if ev.node != self {
-		if o, ok := own[devKey{u, d}]; ok && o.confirmed && o.ver < ev.ver {
+		if o, ok := own[devKey{u, d}]; ok && !o.provisional && o.ver < ev.ver {
 			delete(own, devKey{u, d})
 			return bus.DeviceKey{UserID: u, DeviceID: d, Session: o.session}
 		}
 	}
 	return bus.DeviceKey{}
+}
+
+// overrides reports whether ev replaces e in the replica although its
+// version is lower: ev is news of e's stream itself (Redis's version of a
+// provisional one, lower when this node's clock is ahead of Redis's), or
+// e is a stream of this node whose version is still provisional (which of
+// the two is newer is for Redis to say).
+func overrides(e entry, ev event, own map[devKey]ownEntry, self string) bool {
+	if e.node == ev.node && e.session == ev.dev.Session {
+		return true
+	}
+	o, ok := own[devKey{ev.dev.UserID, ev.dev.DeviceID}]
+	return ok && o.provisional && e.node == self && e.session == o.session
 }
 
 // listen applies the other nodes' change events until the subscription
@@ -399,7 +431,11 @@ func (r *Redis) listen(ps *redis.PubSub) {
 			case leave != "":
 				r.mu.Lock()
 				if leave != r.cfg.Node {
+					// Its streams go too, so that a heartbeat that read
+					// the live nodes just before it left cannot route
+					// to it again.
 					delete(r.live, leave)
+					r.forgetNodeLocked(leave)
 				}
 				r.mu.Unlock()
 			case ev.node != r.cfg.Node: // this node's own are applied already
@@ -411,6 +447,20 @@ func (r *Redis) listen(ps *redis.PubSub) {
 				r.mu.Unlock()
 				r.replacedHere(replaced)
 			}
+		}
+	}
+}
+
+// forgetNodeLocked drops a node's streams from the replica.
+func (r *Redis) forgetNodeLocked(node string) {
+	for u, devs := range r.replica {
+		for d, e := range devs {
+			if e.node == node {
+				delete(devs, d)
+			}
+		}
+		if len(devs) == 0 {
+			delete(r.replica, u)
 		}
 	}
 }
@@ -475,14 +525,17 @@ func (r *Redis) heartbeat(ctx context.Context, first bool) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("presence: heartbeat: %w", err)
 	}
-	if added == 1 && !first {
-		// Redis restarted or was flushed, or this node was taken for dead
-		// after missing heartbeats: nobody routed to its devices.
+	// Redis restarted or was flushed, or this node was taken for dead
+	// after missing heartbeats (buried, or expired for a while: the last
+	// expiry passed before this heartbeat got through): nobody routed to
+	// its devices.
+	if !first && (added == 1 || time.Since(r.beat) > r.cfg.TTL) {
 		r.stats.lost.Add(1)
 		r.log.Warn("presence: Redis had forgotten this node; writing its streams again")
 		r.dirty.Store(true)
 		r.cfg.OnLost()
 	}
+	r.beat = now
 	if r.dirty.Swap(false) {
 		if err := r.restoreOwn(ctx); err != nil {
 			r.dirty.Store(true)
@@ -508,14 +561,11 @@ func (r *Redis) heartbeat(ctx context.Context, first bool) (bool, error) {
 	return changed, nil
 }
 
-// deadGrace is how long past its expiry a node's entry stays before it is
-// cleaned up: a node that comes back late writes its streams again.
-const deadGrace = 30 * time.Second
-
-// buryDead removes nodes whose heartbeat expired long ago, and their
-// streams from the users' hashes. ZREM decides which node does it.
+// buryDead removes nodes whose heartbeat expired more than DeadGrace ago,
+// and their streams from the users' hashes. ZREM decides which node does
+// it.
 func (r *Redis) buryDead(ctx context.Context, now time.Time) {
-	dead, err := r.c.ZRangeByScore(ctx, r.nodesKey(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.Add(-deadGrace).UnixMilli(), 10)}).Result()
+	dead, err := r.c.ZRangeByScore(ctx, r.nodesKey(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.Add(-r.cfg.DeadGrace).UnixMilli(), 10)}).Result()
 	if err != nil {
 		return
 	}
@@ -562,7 +612,7 @@ func (r *Redis) restoreOwn(ctx context.Context) error {
 	results := make([]result, 0, len(own))
 	for k, e := range own {
 		args := []any{k.device, r.cfg.Node, e.session, int(userKeyTTL / time.Second)}
-		if e.confirmed {
+		if !e.provisional {
 			args = append(args, e.ver) // put back unless replaced since
 		}
 		cmd := registerScript.Eval(ctx, pipe, []string{r.userKey(k.user)}, args...)
@@ -589,7 +639,7 @@ func (r *Redis) restoreOwn(ctx context.Context) error {
 			lost = append(lost, bus.DeviceKey{UserID: res.k.user, DeviceID: res.k.device, Session: res.e.session})
 			continue
 		}
-		r.own[res.k] = ownEntry{session: res.e.session, ver: ver, confirmed: true}
+		r.own[res.k] = ownEntry{session: res.e.session, ver: ver}
 		dev := bus.DeviceKey{UserID: res.k.user, DeviceID: res.k.device, Session: res.e.session}
 		r.applyLocked(event{register: true, node: r.cfg.Node, dev: dev, ver: ver})
 		nodeHash[nodeField(res.k.user, res.k.device)] = strconv.FormatUint(res.e.session, 10) + "|" + out[0]
@@ -663,7 +713,7 @@ func (r *Redis) rebuildReplica(ctx context.Context) error {
 	}
 	// A stream here that lost to a newer one elsewhere.
 	for k, e := range r.own {
-		if cur, ok := fresh[k.user][k.device]; ok && e.confirmed && cur.node != r.cfg.Node && cur.ver > e.ver {
+		if cur, ok := fresh[k.user][k.device]; ok && !e.provisional && cur.node != r.cfg.Node && cur.ver > e.ver {
 			delete(r.own, k)
 			replaced = append(replaced, bus.DeviceKey{UserID: k.user, DeviceID: k.device, Session: e.session})
 		}

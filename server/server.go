@@ -88,6 +88,9 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		CursorFlushInterval: cfg.CursorFlushInterval,
 		MaxPushBytes:        cfg.MaxResponseBytes,
 		MaxQueueBytes:       cfg.MaxQueueBytes,
+		// Only the in-process presence and bus of one node offer every
+		// message to every stream, in order.
+		OffersMayBeLost: cfg.Redis != nil || cfg.Presence != nil || cfg.Bus != nil,
 	}, store, log)
 	// The seam between the send path and the devices: presence says which
 	// node holds a device, the bus hands each node its recipients, and this

@@ -44,11 +44,22 @@ type Batcher interface {
 // the conversation's latest seq to the same users, so their devices pull
 // what they missed. Owed announces are kept for owedFor and bounded in
 // number; what is dropped past either is left to the node's own resync.
+//
+// A publish to another node waits at most publishTimeout. After one fails
+// (Redis unreachable: each try costs the client's retries, about half a
+// second, and the send path waits for it), the Router stops trying for a
+// while: deliveries to other nodes are owed at once, and Run's retries of
+// the owed announces find out when Redis answers again. So a Redis outage
+// costs the send path one failed publish, not one per message and node.
 type Router struct {
 	node string // this node
 	loc  Locator
 	bus  Bus
 	log  *slog.Logger
+
+	// downUntil (unix ns, 0: never) is when publishing to other nodes is
+	// tried again in the send path, after a failure.
+	downUntil atomic.Int64
 
 	mu   sync.Mutex
 	owed map[string]map[string]*owedAnnounce // node → conversation → what to announce
@@ -100,7 +111,16 @@ const (
 	owedMax        = 10000       // conversations owed, over all nodes
 	owedUsersMax   = 1000        // users remembered per owed conversation
 	owedRetryEvery = time.Second
+	publishTimeout = time.Second // bounds one publish to another node
+	// downFor is how long, after a publish to another node failed, the
+	// send path owes deliveries to other nodes without trying; Run tries
+	// every owedRetryEvery meanwhile and ends it as soon as one gets
+	// through.
+	downFor = 3 * owedRetryEvery
 )
+
+// errBusDown fails a publish not tried, because the last one failed.
+var errBusDown = errors.New("bus: publishing to other nodes failed lately; not tried")
 
 // NewRouter returns the Router of node.
 func NewRouter(node string, loc Locator, b Bus, log *slog.Logger) *Router {
@@ -130,7 +150,8 @@ func (r *Router) Deliver(ctx context.Context, users []string, except DeviceKey, 
 				continue
 			}
 		}
-		if err := r.bus.Publish(ctx, node, d); err != nil {
+		err := r.publish(ctx, node, true, func(ctx context.Context) error { return r.bus.Publish(ctx, node, d) })
+		if err != nil {
 			r.failed(node, m.ConversationId, m.Seq, us, err)
 		}
 	}
@@ -211,12 +232,43 @@ func (r *Router) flush(ctx context.Context, b Batcher, ob *outbox) {
 		if n == 0 {
 			return
 		}
-		if err := b.PublishBatch(ctx, ob.node, ds); err != nil {
+		err := r.publish(ctx, ob.node, true, func(ctx context.Context) error { return b.PublishBatch(ctx, ob.node, ds) })
+		if err != nil {
 			for _, d := range ds {
 				r.failed(ob.node, d.Msg.ConversationId, d.Msg.Seq, d.Users, err)
 			}
 		}
 	}
+}
+
+// publish runs one publish to node. This node's handler is called
+// directly and never fails. To another node, the publish is bounded by
+// publishTimeout, and its outcome starts or ends the pause after a failure
+// (see Router); while the pause lasts, a publish that heeds it (the send
+// path's) fails at once with errBusDown.
+func (r *Router) publish(ctx context.Context, node string, heedPause bool, publish func(context.Context) error) error {
+	if node == r.node {
+		return publish(ctx)
+	}
+	if heedPause {
+		if until := r.downUntil.Load(); until != 0 && time.Now().UnixNano() < until {
+			return errBusDown
+		}
+	}
+	bounded, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	err := publish(bounded)
+	switch {
+	case err == nil || errors.Is(err, ErrNoSubscriber): // Redis answered
+		if r.downUntil.Load() != 0 {
+			r.downUntil.Store(0)
+		}
+	case ctx.Err() != nil:
+		// The caller gave up (shutdown): that says nothing about Redis.
+	default:
+		r.downUntil.Store(time.Now().Add(downFor).UnixNano())
+	}
+	return err
 }
 
 // Announce tells the devices of users, and those on this node that have
@@ -235,7 +287,8 @@ func (r *Router) Announce(ctx context.Context, users []string, conv string, late
 		where[r.node] = nil
 	}
 	for node, us := range where {
-		if err := r.bus.PublishAnnounce(ctx, node, Announce{Conv: conv, Latest: latest, Users: us}); err != nil {
+		a := Announce{Conv: conv, Latest: latest, Users: us}
+		if err := r.publish(ctx, node, true, func(ctx context.Context) error { return r.bus.PublishAnnounce(ctx, node, a) }); err != nil {
 			r.failed(node, conv, latest, us, err)
 		}
 	}
@@ -345,19 +398,28 @@ func (r *Router) Run(ctx context.Context) {
 }
 
 // retryOwed tries every owed announce once; it keeps what still fails,
-// for owedFor.
+// for owedFor. Once a publish fails for want of Redis, the rest wait for
+// the next round: a round costs at most one failed publish.
 func (r *Router) retryOwed(ctx context.Context) {
 	r.mu.Lock()
 	owed := r.owed
 	r.owed = make(map[string]map[string]*owedAnnounce)
 	r.mu.Unlock()
+	down := false
 	for node, convs := range owed {
 		for conv, o := range convs {
 			users := make([]string, 0, len(o.users))
 			for u := range o.users {
 				users = append(users, u)
 			}
-			err := r.bus.PublishAnnounce(ctx, node, Announce{Conv: conv, Latest: o.latest, Users: users})
+			err := errBusDown
+			if !down {
+				// Tried even while the send path pauses: this is how the
+				// pause learns that Redis is back.
+				a := Announce{Conv: conv, Latest: o.latest, Users: users}
+				err = r.publish(ctx, node, false, func(ctx context.Context) error { return r.bus.PublishAnnounce(ctx, node, a) })
+				down = err != nil && !errors.Is(err, ErrNoSubscriber)
+			}
 			switch {
 			case err == nil:
 				r.stats.owedSent.Add(1)

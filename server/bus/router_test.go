@@ -237,3 +237,89 @@ func TestRouterOwesWhatItCouldNotPublish(t *testing.T) {
 		t.Fatalf("stats after healing %+v", st)
 	}
 }
+
+// downBus is a Bus whose publishes fail while down; it counts every try.
+type downBus struct {
+	mu        sync.Mutex
+	down      bool
+	tries     int
+	announced []bus.Announce
+}
+
+func (f *downBus) try() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tries++
+	if f.down {
+		return errors.New("redis: connection refused")
+	}
+	return nil
+}
+
+func (f *downBus) Publish(context.Context, string, bus.Delivery) error { return f.try() }
+
+func (f *downBus) PublishAnnounce(_ context.Context, _ string, a bus.Announce) error {
+	if err := f.try(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.announced = append(f.announced, a)
+	return nil
+}
+
+func (f *downBus) PublishKick(context.Context, string, bus.Kick) error { return nil }
+func (f *downBus) PublishGroupChanged(context.Context, string) error   { return nil }
+func (f *downBus) Subscribe(context.Context, string, bus.Handler) (func(), error) {
+	return func() {}, nil
+}
+
+func (f *downBus) set(down bool) (tries int, announced []bus.Announce) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = down
+	return f.tries, slices.Clone(f.announced)
+}
+
+// While publishing to other nodes fails (Redis down), the send path tries
+// once and then owes its deliveries without waiting on Redis for each;
+// the retries of the owed announces find Redis back, deliver what is
+// owed and end the pause.
+func TestRouterPausesAfterAFailedPublish(t *testing.T) {
+	f := &downBus{}
+	f.set(true)
+	r := bus.NewRouter("a", fixed{"b": {"u"}}, f, quiet)
+	for seq := int64(1); seq <= 10; seq++ {
+		r.Deliver(t.Context(), []string{"u"}, bus.DeviceKey{}, &starlingv1.Message{ConversationId: "c", Seq: seq})
+	}
+	if tries, _ := f.set(true); tries != 1 {
+		t.Fatalf("%d publishes tried while Redis was down, want 1", tries)
+	}
+	if st := r.Stats(); st.PublishFailed != 10 || st.Owed != 1 {
+		t.Fatalf("stats %+v, want 10 failed and 1 owed", st)
+	}
+
+	f.set(false)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Run(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Stats().OwedSent == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the owed announce was not sent once Redis was back")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tries, announced := f.set(false)
+	if len(announced) != 1 || announced[0].Conv != "c" || announced[0].Latest != 10 || !slices.Equal(announced[0].Users, []string{"u"}) {
+		t.Fatalf("announced %+v, want c up to 10 for u", announced)
+	}
+	r.Deliver(t.Context(), []string{"u"}, bus.DeviceKey{}, &starlingv1.Message{ConversationId: "c", Seq: 11})
+	if now, _ := f.set(false); now != tries+1 {
+		t.Fatalf("after Redis came back the send path did not publish again (%d tries, then %d)", tries, now)
+	}
+}

@@ -195,3 +195,28 @@ func TestGapSwitchesToPull(t *testing.T) {
 		t.Fatalf("after the sync: %v", got)
 	}
 }
+
+// In a cluster an offer can be lost or late (Config.OffersMayBeLost): a
+// conversation the session knows nothing about is announced, not pushed —
+// the device may lack messages before the one offered — unless the offer
+// is the conversation's first message. Once the device has synced,
+// pushes resume.
+func TestUnknownConversationIsPulledWhenOffersMayBeLost(t *testing.T) {
+	h := New(Config{Window: 64, QueueSize: 64, MaxDevices: 2, CursorFlushInterval: time.Hour, OffersMayBeLost: true},
+		&memCursors{got: map[string]int64{}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, _ := h.Register("u", "d")
+	s.FinishStart(nil, nil)
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("a", 1)}) // nothing before it: pushed
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("b", 5)}) // 4 may have been lost
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("b", 6)})
+	s.SentOwn("c", 3) // the device's own send says nothing of 1 and 2
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 4)})
+	if got, want := describe(drain(s)), []string{"push a 1", "notify b 5", "notify c 4"}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	s.SyncDone("b", 6, false, nil)
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("b", 7)})
+	if got := describe(drain(s)); !slices.Equal(got, []string{"push b 7"}) {
+		t.Fatalf("after the sync: %v", got)
+	}
+}

@@ -38,6 +38,16 @@ type Config struct {
 	// MaxQueueBytes bounds a session's outbound queue in encoded bytes, as
 	// QueueSize does in frames; past either the device is cut as slow.
 	MaxQueueBytes int
+	// OffersMayBeLost says that a message committed after a session
+	// started may never be offered to it, or be offered late or out of
+	// order: in a cluster, where the bus is best effort and other nodes
+	// learn of a new stream only after a while. A conversation the session
+	// knows nothing about is then not pushed from its first offer (the
+	// device may lack the messages before it) but announced with a Notify,
+	// unless the offer is its seq 1. On one node every message committed
+	// after the catch-up read is offered, in seq order, so the first offer
+	// follows what the device holds and is pushed.
+	OffersMayBeLost bool
 }
 
 // CursorStore persists delivery cursors.

@@ -238,11 +238,24 @@ func (s *Session) offerLocked(m *starlingv1.Message, sh *wire.Shared) {
 	}
 	c, known := s.convs[m.ConversationId]
 	if !known {
-		// Not behind at connect (or it would be in pull mode), so the
-		// device has everything before this message.
 		c = s.conv(m.ConversationId)
+		c.acked = m.Seq - 1 // where a device without local state starts
+		if s.hub.cfg.OffersMayBeLost && m.Seq > 1 {
+			// An earlier message may have been committed after the
+			// catch-up read and its offer lost, or still be on its way:
+			// what the device holds is unknown, so it pulls from what
+			// it has (pushing would jump a gap it cannot see).
+			c.pull = true
+			c.latest = m.Seq
+			s.hub.metrics.notifies.Add(1)
+			s.enqueue(item{frame: notifyFrame(m.ConversationId, m.Seq, c.acked)})
+			return
+		}
+		// Not behind at connect (or it would be in pull mode), and every
+		// message committed since was offered here in order (or this is
+		// the conversation's first): the device has everything before
+		// this message.
 		c.base = m.Seq - 1
-		c.acked = m.Seq - 1
 	}
 	switch {
 	case c.pull:
@@ -424,6 +437,12 @@ func (s *Session) SentOwn(conversationID string, seq int64) {
 	defer s.mu.Unlock()
 	c, known := s.convs[conversationID]
 	if !known {
+		if s.hub.cfg.OffersMayBeLost && seq > 1 {
+			// Whether the device holds the messages before its own is
+			// unknown (see Config.OffersMayBeLost): the next offer of
+			// the conversation is announced rather than pushed.
+			return
+		}
 		c = s.conv(conversationID)
 		c.base, c.acked = seq, seq-1
 		return

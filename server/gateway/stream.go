@@ -24,6 +24,7 @@ import (
 	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/hub"
 	"github.com/starling-im/starling/server/wire"
+	"github.com/starling-im/starling/storage"
 )
 
 // ChatServer serves starling.v1.ChatService: the Stream and the unary
@@ -376,11 +377,33 @@ func (s *ChatServer) drain(sess *hub.Session, sends *sendTracker, written <-chan
 func (s *ChatServer) catchUp(ctx context.Context, sess *hub.Session, id auth.Identity, welcome *starlingv1.StreamResponse) error {
 	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
 	defer cancel()
-	behind, err := s.Behind(ctx, id.UserID, id.DeviceID)
+	if !s.Hub.OffersMayBeLost() {
+		behind, err := s.Behind(ctx, id.UserID, id.DeviceID)
+		if err != nil {
+			sess.FinishStart(welcome, nil)
+			return err
+		}
+		sess.FinishStart(welcome, behind)
+		return nil
+	}
+	// In a cluster a message committed after this read may never be
+	// offered here: the session must know where the device stands in
+	// every conversation, not only those it is behind on, to see a gap.
+	states, err := s.Chat.Conversations(ctx, id.UserID, id.DeviceID, false)
 	if err != nil {
 		sess.FinishStart(welcome, nil)
 		return err
 	}
+	var behind, current []hub.CatchUp
+	for _, c := range states {
+		cu := catchUpOf(c)
+		if c.LatestSeq > cu.DeliveredSeq {
+			behind = append(behind, cu)
+		} else {
+			current = append(current, cu)
+		}
+	}
+	sess.Seed(current)
 	sess.FinishStart(welcome, behind)
 	return nil
 }
@@ -394,9 +417,15 @@ func (s *ChatServer) Behind(ctx context.Context, user, device string) ([]hub.Cat
 	}
 	behind := make([]hub.CatchUp, len(states))
 	for i, c := range states {
-		behind[i] = hub.CatchUp{ConversationID: c.ConversationID, LatestSeq: c.LatestSeq, DeliveredSeq: max(c.DeliveredSeq, c.JoinedSeq)}
+		behind[i] = catchUpOf(c)
 	}
 	return behind, nil
+}
+
+// catchUpOf is where a device stands in one conversation: it syncs from
+// its cursor, or from where it joined if that is later.
+func catchUpOf(c storage.ConversationState) hub.CatchUp {
+	return hub.CatchUp{ConversationID: c.ConversationID, LatestSeq: c.LatestSeq, DeliveredSeq: max(c.DeliveredSeq, c.JoinedSeq)}
 }
 
 // recheck is the second catch-up read (see RecheckAfter).

@@ -376,6 +376,10 @@ func (h *Hub) closeIdle(cutoff time.Time) {
 	}
 }
 
+// OffersMayBeLost reports Config.OffersMayBeLost: whether sessions should
+// be seeded (Session.Seed) with where their devices stand.
+func (h *Hub) OffersMayBeLost() bool { return h.cfg.OffersMayBeLost }
+
 // Reader reads what a device is behind on (the catch-up read).
 type Reader func(ctx context.Context, userID, deviceID string) ([]CatchUp, error)
 

@@ -308,3 +308,23 @@ func TestKickBySession(t *testing.T) {
 		t.Fatalf("logout reason %v", s2.Reason())
 	}
 }
+
+// Where offers may be lost (a cluster), a session seeded with where the
+// device stood at connect pushes what follows on from it and pulls across
+// a gap; a conversation it was not seeded with starts in pull mode unless
+// the offer is its first message.
+func TestSeededSessionSeesGaps(t *testing.T) {
+	cur := &memCursors{got: map[string]int64{}}
+	h := New(Config{Window: 8, QueueSize: 64, MaxDevices: 2, CursorFlushInterval: time.Hour, OffersMayBeLost: true}, cur, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, _ := h.Register("u", "d")
+	s.Seed([]CatchUp{{ConversationID: "a", LatestSeq: 5, DeliveredSeq: 5}})
+	s.FinishStart(nil, nil)
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("a", 6)})
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("a", 8)}) // 7 lost on the way
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("new", 1)})
+	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("unknown", 4)})
+	want := []string{"push a 6", "notify a 8", "push new 1", "notify unknown 4"}
+	if got := describe(drain(s)); !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}

@@ -285,6 +285,24 @@ type CatchUp struct {
 	DeliveredSeq   int64 // where the device's Sync should start
 }
 
+// Seed records, before FinishStart, the conversations the device was up to
+// date on at the catch-up read and their latest seq: an offer that does
+// not follow on from it is then a gap the device pulls across, and one
+// that does is pushed. Where offers may be lost (Config.OffersMayBeLost)
+// this is what lets the first message of a conversation after a connect
+// be pushed; without it the session cannot tell where the device stands.
+func (s *Session) Seed(current []CatchUp) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, cu := range current {
+		if _, known := s.convs[cu.ConversationID]; known {
+			continue
+		}
+		c := s.conv(cu.ConversationID)
+		c.base, c.acked = cu.LatestSeq, cu.LatestSeq
+	}
+}
+
 // FinishStart ends the starting phase: it queues welcome (if not nil),
 // puts every conversation in behind in pull mode with a Notify, then
 // replays the messages offered meanwhile (pushed, or folded into a pending

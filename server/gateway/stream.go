@@ -530,16 +530,18 @@ func (s *ChatServer) handleSend(ctx context.Context, sess *hub.Session, id auth.
 			s.refuse(sess, ref, r.Err)
 			return
 		}
-		if !r.Duplicate {
-			sess.SentOwn(r.Message.ConversationId, r.Message.Seq)
-		}
-		sess.Send(&starlingv1.StreamResponse{Ref: ref, Frame: &starlingv1.StreamResponse_SendAck{SendAck: &starlingv1.SendAck{
+		ack := &starlingv1.StreamResponse{Ref: ref, Frame: &starlingv1.StreamResponse_SendAck{SendAck: &starlingv1.SendAck{
 			MsgId:          r.Message.MsgId,
 			ConversationId: r.Message.ConversationId,
 			Seq:            r.Message.Seq,
 			ServerTime:     r.Message.ServerTime,
 			Duplicate:      r.Duplicate,
-		}}})
+		}}}
+		if r.Duplicate {
+			sess.Send(ack)
+			return
+		}
+		sess.SentOwn(r.Message.ConversationId, r.Message.Seq, ack)
 	})
 	if err != nil {
 		sends.done()

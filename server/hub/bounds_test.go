@@ -209,7 +209,7 @@ func TestUnknownConversationIsPulledWhenOffersMayBeLost(t *testing.T) {
 	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("a", 1)}) // nothing before it: pushed
 	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("b", 5)}) // 4 may have been lost
 	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("b", 6)})
-	s.SentOwn("c", 3) // the device's own send says nothing of 1 and 2
+	s.SentOwn("c", 3, nil) // the device's own send says nothing of 1 and 2
 	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 4)})
 	if got, want := describe(drain(s)), []string{"push a 1", "notify b 5", "notify c 4"}; !slices.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)

@@ -136,7 +136,7 @@ func TestDuplicateOffersAndOwnSends(t *testing.T) {
 	s.FinishStart(nil, nil)
 	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 1)})
 	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 1)})                  // a late duplicate from the bus
-	s.SentOwn("c", 2)                                                                // the device sent seq 2 itself
+	s.SentOwn("c", 2, nil)                                                           // the device sent seq 2 itself
 	h.Deliver(bus.Delivery{Users: []string{"u"}, Except: s.Key(), Msg: msg("c", 2)}) // never pushed to the sender
 	h.Deliver(bus.Delivery{Users: []string{"u"}, Msg: msg("c", 3)})
 	want := []string{"push c 1", "push c 3"}

@@ -446,13 +446,19 @@ func (s *Session) SyncDone(conversationID string, reached int64, hasMore bool, a
 	c.pull = false
 }
 
-// SentOwn records that the device itself sent seq (it learns it from the
-// SendAck), so the next push of the conversation follows on without a gap.
+// SentOwn records that the device itself sent seq and queues ack, its
+// SendAck (nil: none), so the next push of the conversation follows on
+// without a gap.
 // Only a contiguous seq moves the state: if earlier messages are still on
 // their way, they must not be mistaken for duplicates.
-func (s *Session) SentOwn(conversationID string, seq int64) {
+func (s *Session) SentOwn(conversationID string, seq int64, ack *starlingv1.StreamResponse) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The SendAck is queued under the lock that records the send: a push
+	// of the next seq cannot reach the device before it.
+	if ack != nil {
+		defer s.enqueue(item{frame: ack})
+	}
 	c, known := s.convs[conversationID]
 	if !known {
 		if s.hub.cfg.OffersMayBeLost && seq > 1 {

@@ -332,6 +332,27 @@ func TestClusterLogoutAcrossNodes(t *testing.T) {
 	}
 }
 
+// A logout through a node that cannot reach Redis still closes the
+// device's stream on another node, once Redis answers again: the kick is
+// owed, not dropped. Meanwhile the token is revoked everywhere.
+func TestClusterLogoutDuringARedisBlip(t *testing.T) {
+	t.Parallel()
+	c, m, _, phone := startAliceBob(t, noRecheck)
+	n0, n2 := c.Nodes[0], c.Nodes[2]
+	m.awaitDevices(t, 2, n0)
+	n0.RedisProxy.Cut()
+	if _, err := starlingv1.NewAuthServiceClient(n0.Dial(t)).Logout(servertest.WithToken(t.Context(), phone.token), &starlingv1.LogoutRequest{}); err != nil {
+		t.Fatalf("logout through node-0 with Redis cut: %v", err)
+	}
+	if _, err := n2.OpenRawStream(t, servertest.WithToken(t.Context(), phone.token)).End(t); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("reconnect with the revoked token: %v, want Unauthenticated", err)
+	}
+	n0.RedisProxy.Restore()
+	if err := endsWith(t, phone.Stream, starlingv1.DisconnectReason_DISCONNECT_REASON_LOGGED_OUT, false); err != nil {
+		t.Fatalf("logged-out stream ended with %v, want a clean end", err)
+	}
+}
+
 // A member who leaves through one node can no longer send through
 // another whose member cache held the group: the leave is heard there
 // (GroupChanged over the bus), the send is refused PermissionDenied, and

@@ -61,8 +61,9 @@ type Router struct {
 	// tried again in the send path, after a failure.
 	downUntil atomic.Int64
 
-	mu   sync.Mutex
-	owed map[string]map[string]*owedAnnounce // node → conversation → what to announce
+	mu    sync.Mutex
+	owed  map[string]map[string]*owedAnnounce // node → conversation → what to announce
+	kicks []owedKick                          // logouts not yet heard by their node
 
 	stats routerStats
 	warn  rateLog
@@ -306,11 +307,47 @@ func (r *Router) Kick(ctx context.Context, user, device string, reason starlingv
 		}
 		where[r.node] = nil
 	}
+	k := Kick{UserID: user, DeviceID: device, Reason: reason}
 	for node := range where {
-		err := r.bus.PublishKick(ctx, node, Kick{UserID: user, DeviceID: device, Reason: reason})
+		err := r.publish(ctx, node, true, func(ctx context.Context) error { return r.bus.PublishKick(ctx, node, k) })
 		if err != nil && !errors.Is(err, ErrNoSubscriber) {
-			r.log.Warn("kick: publish failed", "node", node, "user", user, "device", device, "err", err)
+			// The session is revoked already: a reconnect is refused.
+			// The open stream is closed when the kick gets through.
+			r.log.Warn("kick: publish failed; retried", "node", node, "user", user, "device", device, "err", err)
+			r.mu.Lock()
+			if len(r.kicks) < owedMax {
+				r.kicks = append(r.kicks, owedKick{node: node, k: k, since: time.Now()})
+			}
+			r.mu.Unlock()
 		}
+	}
+}
+
+// owedKick is a Kick that could not be published yet.
+type owedKick struct {
+	node  string
+	k     Kick
+	since time.Time
+}
+
+// retryKicks tries every owed kick once; it keeps what still fails, for
+// owedFor.
+func (r *Router) retryKicks(ctx context.Context) {
+	r.mu.Lock()
+	kicks := r.kicks
+	r.kicks = nil
+	r.mu.Unlock()
+	var keep []owedKick
+	for _, o := range kicks {
+		err := r.publish(ctx, o.node, false, func(ctx context.Context) error { return r.bus.PublishKick(ctx, o.node, o.k) })
+		if err != nil && !errors.Is(err, ErrNoSubscriber) && time.Since(o.since) < owedFor {
+			keep = append(keep, o)
+		}
+	}
+	if len(keep) > 0 {
+		r.mu.Lock()
+		r.kicks = append(keep, r.kicks...)
+		r.mu.Unlock()
 	}
 }
 
@@ -401,6 +438,7 @@ func (r *Router) Run(ctx context.Context) {
 // for owedFor. Once a publish fails for want of Redis, the rest wait for
 // the next round: a round costs at most one failed publish.
 func (r *Router) retryOwed(ctx context.Context) {
+	r.retryKicks(ctx)
 	r.mu.Lock()
 	owed := r.owed
 	r.owed = make(map[string]map[string]*owedAnnounce)

@@ -30,7 +30,11 @@ func runIdle(ctx context.Context, e *env) (*Report, error) {
 	rssBefore := e.serverRSS()
 	e.startHeartbeats(devs)
 	openStart := time.Now()
+	cpuBefore, errBefore := e.serverCPU()
 	opened, err := e.connectAll(ctx, devs, "idle", true)
+	if cpuAfter, errAfter := e.serverCPU(); len(e.cfg.ServerPIDs) > 0 && errBefore == nil && errAfter == nil && opened > 0 {
+		idle.CPUPerConnectUs = float64((cpuAfter.CPU - cpuBefore.CPU).Microseconds()) / float64(opened)
+	}
 	idle.OpenSeconds = time.Since(openStart).Seconds()
 	idle.Opened = opened
 	idle.AuthPerSec = float64(opened) / idle.OpenSeconds

@@ -114,6 +114,9 @@ func runReconnect(ctx context.Context, e *env) (*Report, error) {
 	rc.AllWelcomedSec = (time.Duration(lastWelcome.Load()) - t0).Seconds()
 	rc.AllSyncedSec = float64(resync.merged().Max()) / 1e6 // recorded in µs
 	rc.AuthPerSec = float64(rc.Reconnected) / rc.AllWelcomedSec
+	if rep.Server != nil && rc.Reconnected > 0 {
+		rc.CPUPerReconnectUs = rep.Server.CPUSeconds * 1e6 / float64(rc.Reconnected)
+	}
 	rep.Latency = map[string]Percentiles{"resync": summarize(resync.merged())}
 	if !rc.Complete {
 		e.note(fmt.Sprintf("storm incomplete after %v: %d/%d welcomed, %d/%d resynced", e.cfg.Timeout, rc.Reconnected, n, synced.Load(), n))

@@ -111,6 +111,10 @@ type IdleReport struct {
 	// Server memory per stream (per connection with one stream each,
 	// the default).
 	BytesPerConn float64 `json:"server_bytes_per_conn,omitempty"`
+	// Server CPU per stream opened (a TCP+HTTP/2 connection, the token
+	// check, the stream's registration and catch-up read), over the
+	// opening phase, all --server-pid summed.
+	CPUPerConnectUs float64 `json:"server_cpu_us_per_connect,omitempty"`
 }
 
 // ReconnectReport is what a reconnect run measured.
@@ -122,6 +126,9 @@ type ReconnectReport struct {
 	AllSyncedSec   float64 `json:"all_synced_s"`
 	AuthPerSec     float64 `json:"stream_auth_per_s"`
 	Complete       bool    `json:"complete"`
+	// Server CPU per client back over the storm: its connection, stream
+	// and the Syncs of what it missed.
+	CPUPerReconnectUs float64 `json:"server_cpu_us_per_reconnect,omitempty"`
 }
 
 func writeJSON(w io.Writer, rep *Report) error {
@@ -163,9 +170,15 @@ func writeTable(w io.Writer, rep *Report) {
 		if id.RSSOpen > 0 {
 			row("server RSS", "%s before, %s open, %s at the end: %.1f KiB per stream", mib(id.RSSBefore), mib(id.RSSOpen), mib(id.RSSEnd), id.BytesPerConn/1024)
 		}
+		if id.CPUPerConnectUs > 0 {
+			row("server cpu/connect", "%.0f µs per stream opened (connection, token check, register, catch-up)", id.CPUPerConnectUs)
+		}
 	}
 	if r := rep.Reconnect; r != nil {
 		row("storm", "%d/%d clients back; all welcomed in %.2fs (%.0f stream auths/s), all resynced in %.2fs", r.Reconnected, r.Clients, r.AllWelcomedSec, r.AuthPerSec, r.AllSyncedSec)
+		if r.CPUPerReconnectUs > 0 {
+			row("server cpu/reconnect", "%.0f µs per client back (connection, stream, and the Syncs of what it missed)", r.CPUPerReconnectUs)
+		}
 	}
 	row("pull", "%d notifies (%d stale), %d syncs", c.Notifies, c.StaleNotifies, c.Syncs)
 	row("errors", "%d sends refused, %d other error frames, %d disconnects, %d reconnects, %d resent", c.SendErrors, c.FrameErrors, c.Disconnects, c.Reconnects, c.Resent)

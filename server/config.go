@@ -53,7 +53,8 @@ type Config struct {
 	TokenTTL    time.Duration // token lifetime
 	BcryptCost  int           // 0: bcrypt.DefaultCost
 	// AuthLimits bound Login and Register: per client address and per
-	// username, and the bcrypt work of the whole node (auth.Limits).
+	// username, and the bcrypt work of the whole node; and how long token
+	// checks reuse a session read (auth.Limits).
 	AuthLimits auth.Limits
 	// Sessions that expired or were revoked are deleted every
 	// SessionGCInterval, SessionGCBatch per transaction (0: never).

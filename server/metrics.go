@@ -108,18 +108,35 @@ func dbErrorKind(err error) string {
 	return "other"
 }
 
-// authCollector exposes Accounts' outcome counts as starling_auth_total.
+// authCollector exposes Accounts' outcome counts as starling_auth_total,
+// and its session cache's as starling_auth_session_cache_total.
 type authCollector struct {
 	accounts *auth.Accounts
 	desc     *prometheus.Desc
+	cache    *prometheus.Desc
 }
 
-func (c authCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func newAuthCollector(a *auth.Accounts) authCollector {
+	return authCollector{accounts: a,
+		desc: prometheus.NewDesc("starling_auth_total",
+			"Logins, registrations and token checks since start, by operation and result (ok, or why they failed).", []string{"op", "result"}, nil),
+		cache: prometheus.NewDesc("starling_auth_session_cache_total",
+			"Token checks since start that found their login session in the node's cache (hit) or read it from the database (miss).", []string{"result"}, nil),
+	}
+}
+
+func (c authCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	ch <- c.cache
+}
 
 func (c authCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, n := range c.accounts.AuthCounts() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n), k.Op, k.Result)
 	}
+	hits, misses := c.accounts.SessionCacheCounts()
+	ch <- prometheus.MustNewConstMetric(c.cache, prometheus.CounterValue, float64(hits), "hit")
+	ch <- prometheus.MustNewConstMetric(c.cache, prometheus.CounterValue, float64(misses), "miss")
 }
 
 // registerStateMetrics exposes what the hub, the gateway, the accounts and
@@ -157,8 +174,7 @@ func registerStateMetrics(r prometheus.Registerer, h *hub.Hub, g *gateway.ChatSe
 			counter("starling_presence_lost_total", "Times Redis had forgotten this node (restart, flush, missed heartbeats).", func() float64 { return float64(rp.Stats().Lost) }),
 		)
 	}
-	cs = append(cs, authCollector{accounts: a, desc: prometheus.NewDesc("starling_auth_total",
-		"Logins, registrations and token checks since start, by operation and result (ok, or why they failed).", []string{"op", "result"}, nil)})
+	cs = append(cs, newAuthCollector(a))
 	if ts, ok := store.(interface{ TxStats() storage.TxStats }); ok {
 		cs = append(cs,
 			counter("starling_db_transactions_total", "Write transactions run on the database.", func() float64 { return float64(ts.TxStats().Transactions) }),

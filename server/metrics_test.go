@@ -49,6 +49,7 @@ func TestMetricsMove(t *testing.T) {
 		"starling_sessions_opened_total":    2,
 		"grpc_server_handled_total":         1, // the unary calls of the setup
 		"starling_auth_total":               6, // 2 registrations, 2 logins, 2 stream tokens
+		"starling_auth_session_cache_total": 2, // the 2 stream tokens, hits and misses
 	} {
 		if got[name] < atLeast {
 			t.Errorf("%s = %v, want at least %v", name, got[name], atLeast)

@@ -51,6 +51,7 @@ type config struct {
 	MaxBcrypt          int
 	BcryptWait         time.Duration
 	AuthTracked        int
+	SessionCacheTTL    time.Duration
 	SessionGCInterval  time.Duration
 	SessionGCBatch     int
 }
@@ -101,7 +102,8 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.LoginBackoffMax, "login-backoff-max", lim.MaxLoginBackoff, "the longest wait between login attempts of a username under attack: the most an attacker can delay its owner's login once they stop")
 	fs.IntVar(&c.MaxBcrypt, "max-bcrypt", lim.MaxBcrypt, "password hashes (Login, Register) computed at once on this node, so logins cannot take every CPU from chat; the default is half the CPUs. 0: unlimited")
 	fs.DurationVar(&c.BcryptWait, "bcrypt-wait", lim.BcryptWait, "how long a Login or Register waits for a free --max-bcrypt slot before it is refused UNAVAILABLE (server busy)")
-	fs.IntVar(&c.AuthTracked, "auth-tracked", lim.MaxTracked, "client addresses and usernames each login/register limiter remembers (bounds their memory; idle ones are forgotten first)")
+	fs.IntVar(&c.AuthTracked, "auth-tracked", lim.MaxTracked, "client addresses and usernames each login/register limiter remembers, and login sessions the --session-cache-ttl cache remembers (bounds their memory; idle ones are forgotten first)")
+	fs.DurationVar(&c.SessionCacheTTL, "session-cache-ttl", lim.SessionCacheTTL, "how long a token check reuses this node's last read of the token's login session instead of reading the database: a logout through this node is refused here at once, one through another node of a cluster within this long (the device's open stream is closed by the logout at once either way). 0: every token check reads the database")
 	d := server.DefaultConfig()
 	fs.DurationVar(&c.SessionGCInterval, "session-gc-interval", d.SessionGCInterval, "how often expired and revoked login sessions are deleted from the database; 0: never")
 	fs.IntVar(&c.SessionGCBatch, "session-gc-batch", d.SessionGCBatch, "login sessions deleted per transaction by the session collector")
@@ -208,7 +210,8 @@ func (c config) validate() error {
 		}
 	}
 	for name, d := range map[string]time.Duration{"--login-failure-window": c.LoginFailureWindow, "--login-backoff": c.LoginBackoff,
-		"--login-backoff-max": c.LoginBackoffMax, "--bcrypt-wait": c.BcryptWait, "--session-gc-interval": c.SessionGCInterval} {
+		"--login-backoff-max": c.LoginBackoffMax, "--bcrypt-wait": c.BcryptWait, "--session-gc-interval": c.SessionGCInterval,
+		"--session-cache-ttl": c.SessionCacheTTL} {
 		if d < 0 {
 			return fmt.Errorf("%s must not be negative, not %v", name, d)
 		}
@@ -260,6 +263,7 @@ func (c config) authLimits() auth.Limits {
 		MaxLoginBackoff: c.LoginBackoffMax,
 		MaxBcrypt:       c.MaxBcrypt,
 		BcryptWait:      c.BcryptWait,
+		SessionCacheTTL: c.SessionCacheTTL,
 		MaxTracked:      c.AuthTracked,
 	}
 }

@@ -60,13 +60,13 @@ func TestParseConfigAuthLimits(t *testing.T) {
 	env := map[string]string{"STARLING_LOGIN_RATE": "0", "STARLING_MAX_BCRYPT": "3"}
 	c, err = parseConfig([]string{"--register-rate", "0.5", "--register-burst", "4", "--login-burst", "7",
 		"--login-failures", "3", "--login-failure-window", "1m", "--login-backoff", "2s", "--login-backoff-max", "1m",
-		"--bcrypt-wait", "1s", "--auth-tracked", "99", "--session-gc-interval", "1m", "--session-gc-batch", "10"},
+		"--bcrypt-wait", "1s", "--auth-tracked", "99", "--session-cache-ttl", "250ms", "--session-gc-interval", "1m", "--session-gc-batch", "10"},
 		func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := auth.Limits{LoginRate: 0, LoginBurst: 7, RegisterRate: 0.5, RegisterBurst: 4, FailedLogins: 3, FailureWindow: time.Minute,
-		LoginBackoff: 2 * time.Second, MaxLoginBackoff: time.Minute, MaxBcrypt: 3, BcryptWait: time.Second, MaxTracked: 99}
+		LoginBackoff: 2 * time.Second, MaxLoginBackoff: time.Minute, MaxBcrypt: 3, BcryptWait: time.Second, SessionCacheTTL: 250 * time.Millisecond, MaxTracked: 99}
 	if got := c.authLimits(); got != want {
 		t.Fatalf("limits %+v; want %+v", got, want)
 	}
@@ -75,7 +75,7 @@ func TestParseConfigAuthLimits(t *testing.T) {
 	}
 	// 0 turns each off; the window takes its maximum.
 	if _, err := parseConfig([]string{"--login-rate", "0", "--register-rate", "0", "--login-failures", "0", "--max-bcrypt", "0",
-		"--session-gc-interval", "0", "--window", "10000"}, func(string) string { return "" }); err != nil {
+		"--session-gc-interval", "0", "--session-cache-ttl", "0", "--window", "10000"}, func(string) string { return "" }); err != nil {
 		t.Fatalf("limits off: %v", err)
 	}
 }
@@ -124,6 +124,7 @@ func TestParseConfigRejectsBadInput(t *testing.T) {
 		"nothing tracked":             {args: []string{"--auth-tracked", "0"}},
 		"negative tracked":            {args: []string{"--auth-tracked", "-5"}},
 		"negative gc interval":        {args: []string{"--session-gc-interval", "-1m"}},
+		"negative session cache ttl":  {args: []string{"--session-cache-ttl", "-1s"}},
 		"zero gc batch":               {args: []string{"--session-gc-batch", "0"}},
 		"bad login rate in env":       {env: map[string]string{"STARLING_LOGIN_RATE": "-3"}},
 		"redis without db":            {args: []string{"--redis", "redis://127.0.0.1:6379/0"}},

@@ -26,6 +26,15 @@ type Store interface {
 
 // Accounts registers users, logs devices in and out, and authenticates
 // tokens.
+//
+// A token check reads the token's login session from the database at most
+// once per Limits.SessionCacheTTL (5 s in server.DefaultAuthLimits) per
+// session on this node; in between it reuses what it read (sessionCache,
+// bounded by Limits.MaxTracked). Revocation is therefore exact on the node
+// that revokes (Logout refuses the token here at once) and bounded
+// elsewhere: another node of a cluster refuses a token logged out through
+// this one within SessionCacheTTL. The logged-out device's stream does not
+// wait for that; the logout closes it across nodes (bus.Router.Kick).
 type Accounts struct {
 	store      Store
 	tokens     *Tokens
@@ -38,6 +47,7 @@ type Accounts struct {
 	registerIPs *addressLimiter // Register calls per client address
 	failures    *failures       // failed-login backoff per username
 	bcrypt      *bcryptPool     // bcrypt work running at once
+	sessions    *sessionCache   // recent session reads of token checks
 }
 
 // NewAccounts returns an Accounts. bcryptCost 0 means bcrypt.DefaultCost
@@ -65,6 +75,7 @@ func NewAccounts(store Store, tokens *Tokens, bcryptCost int, limits Limits, log
 		registerIPs: newAddressLimiter(limits.RegisterRate, limits.RegisterBurst, limits.MaxTracked),
 		failures:    newFailures(limits),
 		bcrypt:      newBcryptPool(limits.MaxBcrypt, limits.BcryptWait),
+		sessions:    newSessionCache(limits.SessionCacheTTL, limits.MaxTracked),
 	}, nil
 }
 
@@ -192,21 +203,34 @@ func (a *Accounts) Login(ctx context.Context, username, password, deviceID strin
 // Errors: apierr.BadToken, TokenExpired, TokenRevoked, Unavailable. A token
 // whose session is gone (collected after it expired or was revoked, see
 // CollectSessions) is a BadToken: it never becomes valid again.
+//
+// The session is read from the database unless this node read it less
+// than Limits.SessionCacheTTL ago (see Accounts).
 func (a *Accounts) Authenticate(ctx context.Context, token string) (Identity, error) {
 	id, err := a.tokens.Verify(token)
 	if err != nil {
 		a.log.failed(ctx, "token", reasonOf(err), "", "")
 		return Identity{}, err
 	}
-	s, err := a.store.GetSession(ctx, id.SessionID)
+	now := a.now()
+	s, gen, ok := a.sessions.lookup(id.SessionID, now)
+	if !ok {
+		row, err := a.store.GetSession(ctx, id.SessionID)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			err = fmt.Errorf("%w: no session %s", apierr.BadToken, id.SessionID)
+			a.log.failed(ctx, "token", reasonOf(err), id.UserID, "")
+			return Identity{}, err
+		case err != nil:
+			return Identity{}, apierr.FromStorage("auth: look up session", err)
+		}
+		s = sessionFacts{userID: row.UserID, deviceID: row.DeviceID, revoked: row.Revoked}
+		a.sessions.fill(id.SessionID, s, gen, now)
+	}
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		err = fmt.Errorf("%w: no session %s", apierr.BadToken, id.SessionID)
-	case err != nil:
-		return Identity{}, apierr.FromStorage("auth: look up session", err)
-	case s.Revoked:
+	case s.revoked:
 		err = fmt.Errorf("%w: session %s", apierr.TokenRevoked, id.SessionID)
-	case s.UserID != id.UserID || s.DeviceID != id.DeviceID:
+	case s.userID != id.UserID || s.deviceID != id.DeviceID:
 		err = fmt.Errorf("%w: session %s names another user or device", apierr.BadToken, id.SessionID)
 	default:
 		a.log.count("token", "ok")
@@ -214,6 +238,12 @@ func (a *Accounts) Authenticate(ctx context.Context, token string) (Identity, er
 	}
 	a.log.failed(ctx, "token", reasonOf(err), id.UserID, "")
 	return Identity{}, err
+}
+
+// SessionCacheCounts returns how many token checks found their session in
+// the cache (hits) and how many read the database (misses) since start.
+func (a *Accounts) SessionCacheCounts() (hits, misses int64) {
+	return a.sessions.hits.Load(), a.sessions.misses.Load()
 }
 
 // AuthCounts returns how many logins, registrations and token checks
@@ -228,9 +258,13 @@ func (a *Accounts) AuthCounts() map[AuthResult]int64 {
 	return out
 }
 
-// Logout revokes the session behind id's token.
+// Logout revokes the session behind id's token. This node refuses the
+// token from then on without reading the database; other nodes refuse it
+// within Limits.SessionCacheTTL.
 func (a *Accounts) Logout(ctx context.Context, id Identity) error {
-	if err := a.store.RevokeSession(ctx, id.SessionID); err != nil {
+	err := a.store.RevokeSession(ctx, id.SessionID)
+	a.sessions.revoked(id.SessionID, err == nil, a.now())
+	if err != nil {
 		return apierr.FromStorage("auth: logout", err)
 	}
 	return nil

@@ -2,9 +2,12 @@
 //
 // A token is an HS256 JWT naming the user (sub), the device (dev) and the
 // login session (sid), with an expiry. The session lives in the database so
-// that a logout revokes the token on every node at once; verifying a token
-// therefore costs one point read, which keeps revocation exact rather than
-// eventually consistent.
+// that a logout revokes the token on every node. Verifying a token costs
+// one point read of the session, at most once per Limits.SessionCacheTTL
+// per session and node: in between the node reuses what it read. So a
+// logout is exact on the node that makes it and is seen by the other nodes
+// within SessionCacheTTL (the logged-out device's stream is closed across
+// nodes at once, over the bus).
 //
 // Login and Register are bounded (Limits): per client address, per
 // username (a backoff after failed logins) and per node (concurrent bcrypt

@@ -17,8 +17,10 @@ import (
 )
 
 // Limits bound what Login and Register may cost the node, so that password
-// guessing is slow and bcrypt cannot be used to starve the node's CPU. The
-// zero value limits nothing; server.DefaultConfig has the production values.
+// guessing is slow and bcrypt cannot be used to starve the node's CPU, and
+// what a token check may cost it (SessionCacheTTL). The zero value limits
+// nothing and caches nothing; server.DefaultConfig has the production
+// values.
 //
 // A "client address" is the IP address of the gRPC peer (an IPv6 address
 // counts by its /64 prefix: one host usually holds the whole prefix). Behind
@@ -61,11 +63,24 @@ type Limits struct {
 	MaxBcrypt  int
 	BcryptWait time.Duration
 
+	// SessionCacheTTL is how long a token check may reuse what this node
+	// last read of the token's login session (its user, device and
+	// whether it was revoked) instead of reading the database again. A
+	// logout through this node refuses the token here at once; a logout
+	// through another node of a cluster (or a session revoked in the
+	// database by anything else) is refused here within SessionCacheTTL.
+	// The device's open stream does not wait for it: the logout closes it
+	// on whichever node holds it. 0: every token check reads the
+	// database.
+	SessionCacheTTL time.Duration
+
 	// MaxTracked bounds how many client addresses (and, separately,
-	// usernames) the limiters remember. An entry is forgotten once it no
-	// longer limits anything (its bucket is full again, its failures are
-	// past the window); when the table is full the least recently used
-	// entry is dropped. Needed when any limit above is on.
+	// usernames, and cached sessions) the limiters and the session cache
+	// remember. An entry is forgotten once it no longer limits anything
+	// (its bucket is full again, its failures are past the window, its
+	// session was read more than SessionCacheTTL ago); when the table is
+	// full the least recently used entry is dropped. Needed when any
+	// limit above is on, or SessionCacheTTL.
 	MaxTracked int
 }
 
@@ -82,10 +97,12 @@ func (l Limits) Validate() error {
 		return errors.New("auth: failed-login backoff needs a positive window and backoff, and a maximum backoff at least the first")
 	case l.MaxBcrypt < 0 || l.BcryptWait < 0:
 		return errors.New("auth: bcrypt concurrency and wait must not be negative")
+	case l.SessionCacheTTL < 0:
+		return errors.New("auth: the session cache TTL must not be negative")
 	case l.MaxTracked < 0:
 		return errors.New("auth: tracked entries must not be negative")
-	case (l.LoginRate > 0 || l.RegisterRate > 0 || l.FailedLogins > 0) && l.MaxTracked == 0:
-		return errors.New("auth: per-address and per-username limits need MaxTracked > 0")
+	case (l.LoginRate > 0 || l.RegisterRate > 0 || l.FailedLogins > 0 || l.SessionCacheTTL > 0) && l.MaxTracked == 0:
+		return errors.New("auth: per-address and per-username limits and the session cache need MaxTracked > 0")
 	}
 	return nil
 }
@@ -120,9 +137,10 @@ func clientOf(ctx context.Context) (key, addr string) {
 	}
 }
 
-// lru is a bounded table of limiter state, most recently used first. An
-// item may be forgotten after its expires time (it then limits nothing);
-// past max items the least recently used one is dropped.
+// lru is a bounded table of limiter state (or of cached sessions), most
+// recently used first. An item may be forgotten after its expires time (it
+// then limits nothing, or is too old to trust); past max items the least
+// recently used one is dropped.
 type lru[V any] struct {
 	max   int
 	order *list.List // of *lruItem[V]

@@ -26,6 +26,10 @@ type memStore struct {
 	users    map[string]storage.User // by username
 	sessions map[string]storage.Session
 	deletes  []int // the limit of each DeleteSessions call
+	gets     int   // GetSession calls
+	// afterGet, if set, runs in GetSession after the session was read and
+	// before it is returned (outside the lock).
+	afterGet func(id string)
 }
 
 func newMemStore() *memStore {
@@ -72,12 +76,24 @@ func (m *memStore) CreateSession(_ context.Context, s storage.Session) error {
 
 func (m *memStore) GetSession(_ context.Context, id string) (storage.Session, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.gets++
 	s, ok := m.sessions[id]
+	hook := m.afterGet
+	m.mu.Unlock()
+	if hook != nil {
+		hook(id)
+	}
 	if !ok {
 		return storage.Session{}, storage.ErrNotFound
 	}
 	return s, nil
+}
+
+// getCount returns how many times GetSession was called.
+func (m *memStore) getCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gets
 }
 
 func (m *memStore) RevokeSession(_ context.Context, id string) error {
@@ -533,6 +549,8 @@ func TestLimitsValidate(t *testing.T) {
 		"negative bcrypt":          func(l *Limits) { l.MaxBcrypt = -1 },
 		"negative bcrypt wait":     func(l *Limits) { l.BcryptWait = -time.Second },
 		"nothing tracked":          func(l *Limits) { l.MaxTracked = 0 },
+		"negative session cache":   func(l *Limits) { l.SessionCacheTTL = -time.Second },
+		"session cache untracked":  func(l *Limits) { *l = Limits{SessionCacheTTL: time.Second} },
 	} {
 		l := ok
 		change(&l)

@@ -32,6 +32,11 @@ func (a *Accounts) CollectSessions(ctx context.Context, batch int) (int, error) 
 	for {
 		n, err := a.store.DeleteSessions(ctx, a.now().Add(-sessionGCMargin), batch)
 		total += n
+		if n > 0 {
+			// The database does not say which sessions went: forget
+			// every cached one, so none outlives its deletion here.
+			a.sessions.collected()
+		}
 		if err != nil || n < batch {
 			return total, err
 		}

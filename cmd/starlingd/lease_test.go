@@ -7,6 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server/redistest"
 	"github.com/starling-im/starling/storage"
 	"github.com/starling-im/starling/storage/postgres/pgtest"
 	"github.com/starling-im/starling/storage/sqlite"
@@ -14,7 +19,7 @@ import (
 
 func noEnv(string) string { return "" }
 
-// One node per database until cluster mode: a second starlingd on a
+// Without --redis, one node per database: a second starlingd on a
 // database that a live node holds is refused at once with a clear
 // message, and starts once the first has stopped (its lease released).
 func TestRunRefusesASecondNodeOnOneDatabase(t *testing.T) {
@@ -40,7 +45,7 @@ func TestRunRefusesASecondNodeOnOneDatabase(t *testing.T) {
 				t.Fatal("a second node on the same database started")
 			}
 			msg := err.Error()
-			for _, want := range []string{"another starlingd (node node-a, number 0) holds this database until ", "one node per database until cluster mode", "stop it or wait "} {
+			for _, want := range []string{"another starlingd (node node-a, number 0) holds this database until ", "without --redis Starling runs one node per database", "stop it, wait ", "(--redis)"} {
 				if !strings.Contains(msg, want) {
 					t.Fatalf("refusal %q does not say %q", msg, want)
 				}
@@ -84,4 +89,102 @@ func TestRunWaitsOutItsOwnKilledRun(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// With --redis, nodes on one database form a cluster: a second node with
+// its own id starts beside the first, and a message sent through one
+// reaches a device on the other; a node with a live node's id is refused.
+func TestRunClusterNodes(t *testing.T) {
+	redisURL := redistest.URL(t)
+	_, prefix := redistest.Client(t) // its keys are deleted when the test ends
+	dbURL := pgtest.NewDatabase(t)
+	cfg := func(node string) config {
+		c, err := parseConfig([]string{"--listen", freeAddr(t), "--node-id", node, "--bcrypt-cost", "4", "--log-level", "error",
+			"--db", dbURL, "--token-secret", strings.Repeat("s", 32), "--redis", redisURL, "--redis-prefix", prefix,
+			"--login-rate", "0", "--register-rate", "0"}, noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a, b := cfg("node-a"), cfg("node-b")
+	stopA := start(t, a)
+	stopB := start(t, b)
+
+	err := run(t.Context(), cfg("node-a"), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "another starlingd named node-a") || !strings.Contains(err.Error(), "--node-id") {
+		t.Fatalf("a second node-a: %v", err)
+	}
+
+	alice := registerAndLogin(t, a.Listen, "alice")
+	bob := registerAndLogin(t, b.Listen, "bob")
+	bs := openStream(t, b.Listen, bob.token)
+	as := openStream(t, a.Listen, alice.token)
+	if err := as.Send(&starlingv1.StreamRequest{Ref: 1, Frame: &starlingv1.StreamRequest_Send{Send: &starlingv1.Send{
+		To: &starlingv1.Send_UserId{UserId: bob.id}, ClientMsgId: "m1", Content: &starlingv1.Content{Text: "across"},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := bs.Recv()
+		if err != nil {
+			t.Fatalf("bob's stream on node-b: %v", err)
+		}
+		if p := f.GetPush(); p != nil {
+			if m := p.GetMessages()[0]; m.GetContent().GetText() != "across" || m.GetSenderId() != alice.id {
+				t.Fatalf("bob was pushed %v", m)
+			}
+			break
+		}
+		if n := f.GetNotify(); n != nil {
+			break // pulled instead of pushed: delivered all the same
+		}
+	}
+	if err := stopA(); err != nil {
+		t.Fatalf("node-a: %v", err)
+	}
+	if err := stopB(); err != nil {
+		t.Fatalf("node-b: %v", err)
+	}
+}
+
+type account struct{ id, token string }
+
+// registerAndLogin registers username through the node at addr and logs
+// its device "d" in.
+func registerAndLogin(t *testing.T, addr, username string) account {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	authc := starlingv1.NewAuthServiceClient(cc)
+	reg, err := authc.Register(t.Context(), &starlingv1.RegisterRequest{Username: username, Password: "password1"})
+	if err != nil {
+		t.Fatalf("register %s: %v", username, err)
+	}
+	login, err := authc.Login(t.Context(), &starlingv1.LoginRequest{Username: username, Password: "password1", DeviceId: "d"})
+	if err != nil {
+		t.Fatalf("login %s: %v", username, err)
+	}
+	return account{id: reg.GetUser().GetUserId(), token: login.GetToken()}
+}
+
+// openStream opens a chat Stream on the node at addr and reads its Welcome.
+func openStream(t *testing.T, addr, token string) grpc.BidiStreamingClient[starlingv1.StreamRequest, starlingv1.StreamResponse] {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	st, err := starlingv1.NewChatServiceClient(cc).Stream(contextWithToken(t.Context(), token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := st.Recv(); err != nil || f.GetWelcome() == nil {
+		t.Fatalf("first frame %v, %v; want Welcome", f, err)
+	}
+	return st
 }

@@ -247,7 +247,7 @@ func (e *HeldError) Error() string {
 		return fmt.Sprintf("another starlingd named %s (number %d) is live on this database until %s; give every node of a cluster its own --node-id, or wait %d s",
 			e.Lease.Node, e.Lease.Number, e.Lease.ExpiresAt.Format(time.RFC3339), int(math.Ceil(e.Lease.Remaining.Seconds())))
 	}
-	return fmt.Sprintf("another starlingd (node %s, number %d) holds this database until %s; Starling runs one node per database until cluster mode; stop it or wait %d s",
+	return fmt.Sprintf("another starlingd (node %s, number %d) holds this database until %s; without --redis Starling runs one node per database; stop it, wait %d s, or run both as a cluster (--redis)",
 		e.Lease.Node, e.Lease.Number, e.Lease.ExpiresAt.Format(time.RFC3339), int(math.Ceil(e.Lease.Remaining.Seconds())))
 }
 

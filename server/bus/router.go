@@ -74,25 +74,6 @@ type Router struct {
 	outWG    sync.WaitGroup
 }
 
-// outbox is what waits to be published to one node.
-type outbox struct {
-	node string
-	mu   sync.Mutex
-	q    []Delivery
-	wake chan struct{} // cap 1
-}
-
-const (
-	outboxMax   = 10000 // deliveries waiting for one node
-	outboxBatch = 256   // deliveries per publish
-)
-
-type owedAnnounce struct {
-	latest int64
-	users  map[string]struct{} // nil: too many to keep; the node announces to who has seen the conversation
-	since  time.Time
-}
-
 type routerStats struct {
 	publishFailed atomic.Int64
 	owedSent      atomic.Int64
@@ -154,90 +135,6 @@ func (r *Router) Deliver(ctx context.Context, users []string, except DeviceKey, 
 		err := r.publish(ctx, node, true, func(ctx context.Context) error { return r.bus.Publish(ctx, node, d) })
 		if err != nil {
 			r.failed(node, m.ConversationId, m.Seq, us, err)
-		}
-	}
-}
-
-// outbox returns node's outbox, made on first use; nil when deliveries to
-// node are published synchronously (no Batcher, or Run not running).
-func (r *Router) outbox(node string) *outbox {
-	b, ok := r.bus.(Batcher)
-	if !ok {
-		return nil
-	}
-	r.outMu.Lock()
-	defer r.outMu.Unlock()
-	if r.runCtx == nil {
-		return nil
-	}
-	ob := r.outboxes[node]
-	if ob == nil {
-		ob = &outbox{node: node, wake: make(chan struct{}, 1)}
-		r.outboxes[node] = ob
-		r.outWG.Add(1)
-		go func() {
-			defer r.outWG.Done()
-			r.drain(r.runCtx, b, ob)
-		}()
-	}
-	return ob
-}
-
-func (r *Router) queue(ob *outbox, d Delivery) {
-	ob.mu.Lock()
-	full := len(ob.q) >= outboxMax
-	if !full {
-		ob.q = append(ob.q, d)
-	}
-	ob.mu.Unlock()
-	if full {
-		r.failed(ob.node, d.Msg.ConversationId, d.Msg.Seq, d.Users, errOutboxFull)
-		return
-	}
-	select {
-	case ob.wake <- struct{}{}:
-	default:
-	}
-}
-
-var errOutboxFull = errors.New("bus: outbox full")
-
-// drain publishes what ob queues until ctx ends, then what is left, for a
-// moment: the last sends of a draining node are answered after their
-// fan-out was queued.
-func (r *Router) drain(ctx context.Context, b Batcher, ob *outbox) {
-	for {
-		select {
-		case <-ob.wake:
-			r.flush(ctx, b, ob)
-		case <-ctx.Done():
-			last, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			r.flush(last, b, ob)
-			cancel()
-			return
-		}
-	}
-}
-
-// flush publishes everything queued in ob, outboxBatch at a time.
-func (r *Router) flush(ctx context.Context, b Batcher, ob *outbox) {
-	for {
-		ob.mu.Lock()
-		n := min(len(ob.q), outboxBatch)
-		ds := ob.q[:n:n]
-		ob.q = ob.q[n:]
-		if len(ob.q) == 0 {
-			ob.q = nil // let the backing array go
-		}
-		ob.mu.Unlock()
-		if n == 0 {
-			return
-		}
-		err := r.publish(ctx, ob.node, true, func(ctx context.Context) error { return b.PublishBatch(ctx, ob.node, ds) })
-		if err != nil {
-			for _, d := range ds {
-				r.failed(ob.node, d.Msg.ConversationId, d.Msg.Seq, d.Users, err)
-			}
 		}
 	}
 }
@@ -323,90 +220,12 @@ func (r *Router) Kick(ctx context.Context, user, device string, reason starlingv
 	}
 }
 
-// owedKick is a Kick that could not be published yet.
-type owedKick struct {
-	node  string
-	k     Kick
-	since time.Time
-}
-
-// retryKicks tries every owed kick once; it keeps what still fails, for
-// owedFor.
-func (r *Router) retryKicks(ctx context.Context) {
-	r.mu.Lock()
-	kicks := r.kicks
-	r.kicks = nil
-	r.mu.Unlock()
-	var keep []owedKick
-	for _, o := range kicks {
-		err := r.publish(ctx, o.node, false, func(ctx context.Context) error { return r.bus.PublishKick(ctx, o.node, o.k) })
-		if err != nil && !errors.Is(err, ErrNoSubscriber) && time.Since(o.since) < owedFor {
-			keep = append(keep, o)
-		}
-	}
-	if len(keep) > 0 {
-		r.mu.Lock()
-		r.kicks = append(keep, r.kicks...)
-		r.mu.Unlock()
-	}
-}
-
 // GroupChanged tells every node that group's membership changed, so that
 // none authorizes a send from what it cached before.
 func (r *Router) GroupChanged(ctx context.Context, group string) {
 	if err := r.bus.PublishGroupChanged(ctx, group); err != nil {
 		r.log.Warn("group change: publish failed; other nodes notice at the group's next message", "group", group, "err", err)
 	}
-}
-
-// failed records a publish to node that did not go through.
-func (r *Router) failed(node, conv string, latest int64, users []string, err error) {
-	r.stats.publishFailed.Add(1)
-	r.warn.log(r.log, "fan-out: publish failed; announcing later", "node", node, "conversation", conv, "seq", latest, "users", len(users), "err", err)
-	if node == r.node {
-		return // this node's handler is called directly: it cannot fail
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	convs := r.owedTo(node)
-	o := convs[conv]
-	if o == nil {
-		if r.owedLocked() >= owedMax {
-			r.stats.owedDropped.Add(1)
-			return
-		}
-		o = &owedAnnounce{users: make(map[string]struct{}), since: time.Now()}
-		convs[conv] = o
-	}
-	o.latest = max(o.latest, latest)
-	for _, u := range users {
-		if o.users == nil {
-			break
-		}
-		if len(o.users) >= owedUsersMax {
-			o.users = nil
-			break
-		}
-		o.users[u] = struct{}{}
-	}
-}
-
-// owedTo returns what is owed to node; r.mu is held.
-func (r *Router) owedTo(node string) map[string]*owedAnnounce {
-	convs := r.owed[node]
-	if convs == nil {
-		convs = make(map[string]*owedAnnounce)
-		r.owed[node] = convs
-	}
-	return convs
-}
-
-func (r *Router) owedLocked() int {
-	n := 0
-	for _, convs := range r.owed {
-		n += len(convs)
-	}
-	return n
 }
 
 // Run publishes the outboxes and sends owed announces until ctx ends; it
@@ -431,64 +250,6 @@ func (r *Router) Run(ctx context.Context) {
 		case <-t.C:
 			r.retryOwed(ctx)
 		}
-	}
-}
-
-// retryOwed tries every owed announce once; it keeps what still fails,
-// for owedFor. Once a publish fails for want of Redis, the rest wait for
-// the next round: a round costs at most one failed publish.
-func (r *Router) retryOwed(ctx context.Context) {
-	r.retryKicks(ctx)
-	r.mu.Lock()
-	owed := r.owed
-	r.owed = make(map[string]map[string]*owedAnnounce)
-	r.mu.Unlock()
-	down := false
-	for node, convs := range owed {
-		for conv, o := range convs {
-			users := make([]string, 0, len(o.users))
-			for u := range o.users {
-				users = append(users, u)
-			}
-			err := errBusDown
-			if !down {
-				// Tried even while the send path pauses: this is how the
-				// pause learns that Redis is back.
-				a := Announce{Conv: conv, Latest: o.latest, Users: users}
-				err = r.publish(ctx, node, false, func(ctx context.Context) error { return r.bus.PublishAnnounce(ctx, node, a) })
-				down = err != nil && !errors.Is(err, ErrNoSubscriber)
-			}
-			switch {
-			case err == nil:
-				r.stats.owedSent.Add(1)
-			case time.Since(o.since) > owedFor:
-				r.stats.owedDropped.Add(1)
-				r.log.Warn("fan-out: owed announce dropped; the node resyncs on its own", "node", node, "conversation", conv, "err", err)
-			default:
-				r.keep(node, conv, o)
-			}
-		}
-	}
-}
-
-// keep puts an owed announce back, merging what was owed meanwhile.
-func (r *Router) keep(node, conv string, o *owedAnnounce) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	convs := r.owedTo(node)
-	cur := convs[conv]
-	if cur == nil {
-		convs[conv] = o
-		return
-	}
-	cur.latest = max(cur.latest, o.latest)
-	cur.since = o.since
-	if cur.users == nil || o.users == nil {
-		cur.users = nil
-		return
-	}
-	for u := range o.users {
-		cur.users[u] = struct{}{}
 	}
 }
 

@@ -46,6 +46,14 @@ func NewProxy(t testing.TB, serverURL string) (*Proxy, string) {
 	return p, u.String()
 }
 
+// Retarget sends new connections to addr (host:port) from now on: the
+// server moved (restarted on another port).
+func (p *Proxy) Retarget(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = addr
+}
+
 // Addr is the proxy's host:port.
 func (p *Proxy) Addr() string { return p.lis.Addr().String() }
 
@@ -86,8 +94,9 @@ func (p *Proxy) forward(client net.Conn) {
 		return
 	}
 	p.conns[client] = struct{}{}
+	target := p.target
 	p.mu.Unlock()
-	server, err := net.Dial("tcp", p.target)
+	server, err := net.Dial("tcp", target)
 	if err != nil {
 		p.drop(client)
 		return

@@ -86,13 +86,17 @@ func (n *ClusterNode) Crash() {
 	n.Stop()
 }
 
-// Revive starts a crashed (or stopped) node again, on the same address.
+// Revive starts a crashed (or stopped) node again. Clients reach it at
+// the same address, its front's: the node itself listens on a fresh port,
+// since the old one may meanwhile be some outgoing connection's source
+// port (the kernel hands out freed ports).
 func (n *ClusterNode) Revive(t testing.TB) {
 	t.Helper()
-	n.Front.Restore()
 	n.RedisProxy.Restore()
 	n.DB.Restore()
-	n.start(t, n.listenAddr())
+	n.start(t, "127.0.0.1:0")
+	n.Front.Retarget(n.listenAddr())
+	n.Front.Restore()
 }
 
 // WipeRedis deletes every key of the cluster, as a FLUSHALL would (other

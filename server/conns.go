@@ -1,8 +1,13 @@
 package server
 
 import (
+	"io"
 	"net"
 	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"google.golang.org/grpc/mem"
 )
 
 // connListener remembers the connections it accepted by remote address, so
@@ -29,6 +34,9 @@ func (l *connListener) Accept() (net.Conn, error) {
 	l.mu.Lock()
 	l.conns[tc.key] = tc
 	l.mu.Unlock()
+	if rc := newReadyConn(tc); rc != nil {
+		return rc, nil
+	}
 	return tc, nil
 }
 
@@ -64,4 +72,91 @@ func (c *trackedConn) Close() error {
 		c.l.mu.Unlock()
 	})
 	return c.Conn.Close()
+}
+
+// readyConn is a trackedConn over a socket that gRPC can read without
+// keeping a read buffer per connection. gRPC does that on its own for a
+// bare *net.TCPConn: it waits until the socket is readable and only then
+// takes a buffer from a shared pool, and gives it back once the bytes are
+// consumed. A connection it does not recognise gets a 32 KiB bufio.Reader
+// for its whole life instead — most of an idle phone's heap, since every
+// connection here is wrapped. ReadOnReady is the method gRPC looks for
+// (its internal readyreader.Reader) and does what gRPC does for a
+// *net.TCPConn.
+type readyConn struct {
+	*trackedConn
+	raw syscall.RawConn
+	// used: gRPC has read through ReadOnReady (for the test that checks a
+	// gRPC upgrade still does).
+	used atomic.Bool
+
+	// One read's arguments and results, fields rather than a closure's
+	// captures so that a read allocates nothing: only the connection's
+	// single reader (gRPC's framer) calls ReadOnReady.
+	size    int
+	pool    mem.BufferPool
+	buf     *[]byte
+	n       int
+	readErr error
+	doRead  func(fd uintptr) bool
+}
+
+// newReadyConn returns c as a readyConn, or nil when its connection is not
+// a plain socket (then gRPC reads it through a bufio.Reader, as before).
+func newReadyConn(c *trackedConn) *readyConn {
+	switch c.Conn.(type) {
+	case *net.TCPConn, *net.UnixConn:
+	default:
+		return nil
+	}
+	raw, err := c.Conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return nil
+	}
+	rc := &readyConn{trackedConn: c, raw: raw}
+	rc.doRead = rc.read
+	return rc
+}
+
+// ReadOnReady waits until the socket is readable, then reads at most size
+// bytes into a buffer from pool (google.golang.org/grpc/internal/transport
+// /readyreader.Reader): the buffer returned is the caller's to put back.
+func (c *readyConn) ReadOnReady(size int, pool mem.BufferPool) (*[]byte, int, error) {
+	if !c.used.Load() {
+		c.used.Store(true)
+	}
+	c.size, c.pool = size, pool
+	err := c.raw.Read(c.doRead) // calls read until it returns true, waiting for readability between calls
+	buf, n, readErr := c.buf, c.n, c.readErr
+	c.pool, c.buf, c.n, c.readErr = nil, nil, 0, nil
+	switch {
+	case err != nil: // closed, or past a deadline
+		if buf != nil {
+			pool.Put(buf)
+		}
+		return nil, 0, err
+	case readErr != nil:
+		return nil, 0, readErr
+	case n == 0:
+		pool.Put(buf)
+		return nil, 0, io.EOF
+	}
+	return buf, n, nil
+}
+
+// read is one attempt of ReadOnReady; false: nothing to read yet.
+func (c *readyConn) read(fd uintptr) bool {
+	c.buf = c.pool.Get(c.size)
+	for {
+		c.n, c.readErr = syscall.Read(int(fd), *c.buf)
+		if c.readErr != syscall.EINTR {
+			break
+		}
+	}
+	if c.readErr == nil {
+		return true
+	}
+	c.pool.Put(c.buf)
+	c.buf, c.n = nil, 0
+	return c.readErr != syscall.EAGAIN
 }

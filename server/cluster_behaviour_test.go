@@ -459,6 +459,17 @@ func TestClusterNodeIDsUnique(t *testing.T) {
 	t.Parallel()
 	c := servertest.StartCluster(t, 1, nil)
 	n0 := c.Nodes[0]
+	// node-0's Serve runs in the background: wait until it holds its
+	// lease, or the twin may take one first and node-0 be the one refused.
+	for deadline := time.Now().Add(servertest.Timeout); ; time.Sleep(10 * time.Millisecond) {
+		ls, err := n0.Store().ListNodeLeases(t.Context())
+		if err == nil && len(ls) > 0 && ls[0].Live() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node-0 holds no lease: %v", err)
+		}
+	}
 	twin, err := server.New(n0.Config(), n0.Store(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -146,8 +146,14 @@ func testFanoutAtSeq(t *testing.T, srv *servertest.Server, f *servertest.Faults)
 	f.Set(servertest.Hooks{AfterAppend: func([]storage.NewMessage, []storage.AppendResult) { h.wait() }})
 	ref := owner.Text(t, "", g.GetGroupId(), "m2", "said before the change")
 	h.held(t) // m2 is committed; its fan-out has not run
-	addMembers(t, srv, owner, g, joinerU)
-	leave(t, srv, leaver, g)
+	// The members change meanwhile, as another node changes them (a change
+	// made on this node would queue behind m2 on the group's shard).
+	if _, err := srv.Store().AddMembers(t.Context(), g.GetGroupId(), []string{joinerU.ID}, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Store().LeaveGroup(t.Context(), g.GetGroupId(), leaverU.ID); err != nil {
+		t.Fatal(err)
+	}
 	h.release()
 	if ack, _ := expectAck(t, owner, ref); ack.GetSeq() != 2 {
 		t.Fatalf("m2 got seq %d", ack.GetSeq())

@@ -39,6 +39,12 @@ type pending struct {
 	arrived time.Time  // when Send was called, for the send→ack latency
 	span    trace.Span // the send's trace span (a no-op without tracing)
 	done    func(SendResult)
+	// change, for a group change rather than a send: it stores the change
+	// and its system message (msg, with its id and time set) in one
+	// transaction, on the group's shard, so the system message is fanned
+	// out in seq order with the group's messages (groupops.go).
+	// It returns the content it stored, which the fan-out sends.
+	change func(ctx context.Context, msg storage.NewMessage) (storage.AppendResult, *starlingv1.Content, error)
 }
 
 // answer calls done, tells the observer how long the send took, and ends
@@ -149,7 +155,17 @@ func (p *pipeline) runShard(in chan *pending) {
 	for first := range in {
 		batch := p.fill([]*pending{first}, in, lastSize)
 		lastSize = len(batch)
-		out <- p.commit(batch)
+		if !hasChange(batch) {
+			out <- p.commit(batch)
+			continue
+		}
+		for _, part := range splitChanges(batch) {
+			if part[0].change != nil {
+				out <- p.commitChange(part[0])
+			} else {
+				out <- p.commit(part)
+			}
+		}
 	}
 	close(out)
 	fan.Wait()
@@ -277,6 +293,10 @@ func (p *pipeline) deliver(c committed) {
 	// never waits.
 	ctx := context.Background()
 	for i, s := range c.batch {
+		if s.change != nil && !changed(c, i) {
+			p.answer(s, SendResult{Err: c.errs[i]}) // refused, or nothing to change
+			continue
+		}
 		if c.errs != nil && c.errs[i] != nil {
 			p.log.Error("commit failed", "conversation", s.msg.ConversationID, "err", c.errs[i])
 			p.answer(s, SendResult{Err: apierr.FromStorage("chat: store message", c.errs[i])})

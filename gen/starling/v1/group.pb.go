@@ -192,53 +192,48 @@ type GroupChange_Kind int32
 const (
 	// Not set; never stored.
 	GroupChange_KIND_UNSPECIFIED GroupChange_Kind = 0
-	// The group was created (actor: the owner; targets: the other first
-	// members; info: the group's info).
-	GroupChange_KIND_CREATED GroupChange_Kind = 1
 	// Admins changed the info (info: the info after the change).
-	GroupChange_KIND_INFO_UPDATED GroupChange_Kind = 2
+	GroupChange_KIND_INFO_UPDATED GroupChange_Kind = 1
 	// The actor added the targets.
-	GroupChange_KIND_MEMBERS_ADDED GroupChange_Kind = 3
+	GroupChange_KIND_MEMBERS_ADDED GroupChange_Kind = 2
 	// The actor joined an open group (targets: the actor).
-	GroupChange_KIND_MEMBER_JOINED GroupChange_Kind = 4
+	GroupChange_KIND_MEMBER_JOINED GroupChange_Kind = 3
 	// The actor removed the target.
-	GroupChange_KIND_MEMBER_KICKED GroupChange_Kind = 5
+	GroupChange_KIND_MEMBER_KICKED GroupChange_Kind = 4
 	// The actor left (targets: the actor).
-	GroupChange_KIND_MEMBER_LEFT GroupChange_Kind = 6
+	GroupChange_KIND_MEMBER_LEFT GroupChange_Kind = 5
 	// The owner gave the target the role in role.
-	GroupChange_KIND_ROLE_CHANGED GroupChange_Kind = 7
+	GroupChange_KIND_ROLE_CHANGED GroupChange_Kind = 6
 	// The owner (actor) handed the group to the target; the actor is now
 	// an admin.
-	GroupChange_KIND_OWNERSHIP_TRANSFERRED GroupChange_Kind = 8
+	GroupChange_KIND_OWNERSHIP_TRANSFERRED GroupChange_Kind = 7
 	// The owner ended the group; nothing follows.
-	GroupChange_KIND_DISBANDED GroupChange_Kind = 9
+	GroupChange_KIND_DISBANDED GroupChange_Kind = 8
 )
 
 // Enum value maps for GroupChange_Kind.
 var (
 	GroupChange_Kind_name = map[int32]string{
 		0: "KIND_UNSPECIFIED",
-		1: "KIND_CREATED",
-		2: "KIND_INFO_UPDATED",
-		3: "KIND_MEMBERS_ADDED",
-		4: "KIND_MEMBER_JOINED",
-		5: "KIND_MEMBER_KICKED",
-		6: "KIND_MEMBER_LEFT",
-		7: "KIND_ROLE_CHANGED",
-		8: "KIND_OWNERSHIP_TRANSFERRED",
-		9: "KIND_DISBANDED",
+		1: "KIND_INFO_UPDATED",
+		2: "KIND_MEMBERS_ADDED",
+		3: "KIND_MEMBER_JOINED",
+		4: "KIND_MEMBER_KICKED",
+		5: "KIND_MEMBER_LEFT",
+		6: "KIND_ROLE_CHANGED",
+		7: "KIND_OWNERSHIP_TRANSFERRED",
+		8: "KIND_DISBANDED",
 	}
 	GroupChange_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED":           0,
-		"KIND_CREATED":               1,
-		"KIND_INFO_UPDATED":          2,
-		"KIND_MEMBERS_ADDED":         3,
-		"KIND_MEMBER_JOINED":         4,
-		"KIND_MEMBER_KICKED":         5,
-		"KIND_MEMBER_LEFT":           6,
-		"KIND_ROLE_CHANGED":          7,
-		"KIND_OWNERSHIP_TRANSFERRED": 8,
-		"KIND_DISBANDED":             9,
+		"KIND_INFO_UPDATED":          1,
+		"KIND_MEMBERS_ADDED":         2,
+		"KIND_MEMBER_JOINED":         3,
+		"KIND_MEMBER_KICKED":         4,
+		"KIND_MEMBER_LEFT":           5,
+		"KIND_ROLE_CHANGED":          6,
+		"KIND_OWNERSHIP_TRANSFERRED": 7,
+		"KIND_DISBANDED":             8,
 	}
 )
 
@@ -1941,7 +1936,7 @@ type GroupChange struct {
 	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	// The users it was made to (see Kind).
 	TargetIds []string `protobuf:"bytes,3,rep,name=target_ids,json=targetIds,proto3" json:"target_ids,omitempty"`
-	// KIND_CREATED and KIND_INFO_UPDATED: the group's info afterwards.
+	// KIND_INFO_UPDATED: the group's info afterwards.
 	Info *GroupInfo `protobuf:"bytes,4,opt,name=info,proto3" json:"info,omitempty"`
 	// KIND_ROLE_CHANGED: the targets' new role; KIND_OWNERSHIP_TRANSFERRED:
 	// GROUP_ROLE_OWNER.
@@ -2146,25 +2141,24 @@ const file_starling_v1_group_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\x0e2\x16.starling.v1.GroupRoleR\x04role\"l\n" +
 	"\x14ListMyGroupsResponse\x12,\n" +
 	"\x06groups\x18\x01 \x03(\v2\x14.starling.v1.MyGroupR\x06groups\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc3\x03\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb1\x03\n" +
 	"\vGroupChange\x121\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1d.starling.v1.GroupChange.KindR\x04kind\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x1d\n" +
 	"\n" +
 	"target_ids\x18\x03 \x03(\tR\ttargetIds\x12*\n" +
 	"\x04info\x18\x04 \x01(\v2\x16.starling.v1.GroupInfoR\x04info\x12*\n" +
-	"\x04role\x18\x05 \x01(\x0e2\x16.starling.v1.GroupRoleR\x04role\"\xee\x01\n" +
+	"\x04role\x18\x05 \x01(\x0e2\x16.starling.v1.GroupRoleR\x04role\"\xdc\x01\n" +
 	"\x04Kind\x12\x14\n" +
-	"\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n" +
-	"\fKIND_CREATED\x10\x01\x12\x15\n" +
-	"\x11KIND_INFO_UPDATED\x10\x02\x12\x16\n" +
-	"\x12KIND_MEMBERS_ADDED\x10\x03\x12\x16\n" +
-	"\x12KIND_MEMBER_JOINED\x10\x04\x12\x16\n" +
-	"\x12KIND_MEMBER_KICKED\x10\x05\x12\x14\n" +
-	"\x10KIND_MEMBER_LEFT\x10\x06\x12\x15\n" +
-	"\x11KIND_ROLE_CHANGED\x10\a\x12\x1e\n" +
-	"\x1aKIND_OWNERSHIP_TRANSFERRED\x10\b\x12\x12\n" +
-	"\x0eKIND_DISBANDED\x10\t*j\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11KIND_INFO_UPDATED\x10\x01\x12\x16\n" +
+	"\x12KIND_MEMBERS_ADDED\x10\x02\x12\x16\n" +
+	"\x12KIND_MEMBER_JOINED\x10\x03\x12\x16\n" +
+	"\x12KIND_MEMBER_KICKED\x10\x04\x12\x14\n" +
+	"\x10KIND_MEMBER_LEFT\x10\x05\x12\x15\n" +
+	"\x11KIND_ROLE_CHANGED\x10\x06\x12\x1e\n" +
+	"\x1aKIND_OWNERSHIP_TRANSFERRED\x10\a\x12\x12\n" +
+	"\x0eKIND_DISBANDED\x10\b*j\n" +
 	"\tGroupRole\x12\x1a\n" +
 	"\x16GROUP_ROLE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11GROUP_ROLE_MEMBER\x10\x01\x12\x14\n" +

@@ -54,7 +54,7 @@ const (
 //   - join without being added: anyone who knows the group id, when the join
 //     policy is JOIN_POLICY_OPEN.
 //
-// Every change is recorded as a system message in the group's conversation,
+// Every change after creation is recorded as a system message in the group's conversation,
 // stored in the same transaction as the change, with a seq of its own: its
 // sender_id is "" (no user sends that) and its content has type
 // "starling.group_change" with data holding an encoded GroupChange. It is
@@ -63,8 +63,8 @@ const (
 // who is kicked or leaves sees the change that removed them as the last one.
 type GroupServiceClient interface {
 	// CreateGroup creates a group owned by the caller, with the caller and the
-	// given users as members. Its conversation starts with the CREATED change
-	// at seq 1. Errors: InvalidArgument, NotFound (a user does not exist),
+	// given users as members, all reading from seq 1. Creating records no
+	// system message: the conversation starts empty. Errors: InvalidArgument, NotFound (a user does not exist),
 	// ResourceExhausted (more members than the limit).
 	CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*CreateGroupResponse, error)
 	// AddMembers adds users to a group: admins may, and any member when the
@@ -272,7 +272,7 @@ func (c *groupServiceClient) ListMyGroups(ctx context.Context, in *ListMyGroupsR
 //   - join without being added: anyone who knows the group id, when the join
 //     policy is JOIN_POLICY_OPEN.
 //
-// Every change is recorded as a system message in the group's conversation,
+// Every change after creation is recorded as a system message in the group's conversation,
 // stored in the same transaction as the change, with a seq of its own: its
 // sender_id is "" (no user sends that) and its content has type
 // "starling.group_change" with data holding an encoded GroupChange. It is
@@ -281,8 +281,8 @@ func (c *groupServiceClient) ListMyGroups(ctx context.Context, in *ListMyGroupsR
 // who is kicked or leaves sees the change that removed them as the last one.
 type GroupServiceServer interface {
 	// CreateGroup creates a group owned by the caller, with the caller and the
-	// given users as members. Its conversation starts with the CREATED change
-	// at seq 1. Errors: InvalidArgument, NotFound (a user does not exist),
+	// given users as members, all reading from seq 1. Creating records no
+	// system message: the conversation starts empty. Errors: InvalidArgument, NotFound (a user does not exist),
 	// ResourceExhausted (more members than the limit).
 	CreateGroup(context.Context, *CreateGroupRequest) (*CreateGroupResponse, error)
 	// AddMembers adds users to a group: admins may, and any member when the

@@ -91,4 +91,3 @@ func (s *UserServer) GetUser(ctx context.Context, req *starlingv1.GetUserRequest
 	}
 	return &starlingv1.GetUserResponse{User: u}, nil
 }
-

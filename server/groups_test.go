@@ -576,3 +576,60 @@ func testGroupBadInputs(t *testing.T, srv *servertest.Server) {
 		t.Fatalf("latest seq %d (%v) after refusals, want 0", l, err)
 	}
 }
+
+// Across two nodes: a member kicked through node-0 is pushed the kick on
+// node-1 and nothing after it, and node-1 refuses their next send at once
+// (it heard GroupChanged before the kick's push); disbanding through
+// node-0 stops the others' sends on node-1 the same way.
+func TestClusterGroupKickAndDisband(t *testing.T) {
+	t.Parallel()
+	m := newMetered(noRecheck)
+	c := servertest.StartCluster(t, 2, m.configure)
+	n0, n1 := c.Nodes[0], c.Nodes[1]
+	oU, vU, wU := n0.NewUser(t, "owner"), n1.NewUser(t, "victim"), n1.NewUser(t, "witness")
+	o := connect(t, n0.Server, oU, "phone")
+	v, w := connect(t, n1.Server, vU, "phone"), connect(t, n1.Server, wU, "phone")
+	g := newGroup(t, n0.Server, o, vU, wU)
+	gid := g.GetGroupId()
+	m.awaitDevices(t, 3, n0, n1)
+
+	// Traffic first, so node-1 authorizes the victim from its member cache.
+	expectAck(t, v, v.Text(t, "", gid, "v1", "from node-1"))
+	pushed(t, w, 1)
+	expectAck(t, o, o.Text(t, "", gid, "o2", "from node-0"))
+	pushed(t, v, 1)
+	pushed(t, w, 1)
+	expectAck(t, v, v.Text(t, "", gid, "v3", "cached"))
+	pushed(t, w, 1)
+
+	gs := starlingv1.NewGroupServiceClient(n0.Dial(t))
+	k, err := gs.KickMember(servertest.WithToken(t.Context(), o.token), &starlingv1.KickMemberRequest{GroupId: gid, UserId: vU.ID})
+	if err != nil || k.GetChangeSeq() != 4 {
+		t.Fatalf("kick: %v (%v)", k, err)
+	}
+	for _, d := range []device{v, w} {
+		got := pushed(t, d, 1)[0]
+		if got.GetSeq() != 4 {
+			t.Fatalf("pushed %v, want the kick at seq 4", got)
+		}
+		wantChange(t, got, starlingv1.GroupChange_KIND_MEMBER_KICKED, oU.ID)
+	}
+	wantRefusal(t, errorOf(expectError(t, v, v.Text(t, "", gid, "v5", "still here?"), codes.PermissionDenied)), apierr.NotMember, "the kicked member sends through node-1")
+	expectAck(t, o, o.Text(t, "", gid, "o5", "after the kick"))
+	if got := pushed(t, w, 1)[0]; got.GetSeq() != 5 {
+		t.Fatalf("witness was pushed %v, want seq 5", got)
+	}
+	v.Quiet(t, 150*time.Millisecond)
+
+	// Disband through node-0: the witness on node-1 is pushed it last, and
+	// node-1 refuses the next send.
+	if _, err := gs.DisbandGroup(servertest.WithToken(t.Context(), o.token), &starlingv1.DisbandGroupRequest{GroupId: gid}); err != nil {
+		t.Fatal(err)
+	}
+	got := pushed(t, w, 1)[0]
+	wantChange(t, got, starlingv1.GroupChange_KIND_DISBANDED, oU.ID)
+	wantRefusal(t, errorOf(expectError(t, w, w.Text(t, "", gid, "w7", "hello?"), codes.FailedPrecondition)), apierr.GroupDisbanded, "send through node-1 after the disbanding")
+	if h := history(t, n1.Server, w, g.GetConversationId(), 50); !slices.Equal(seqs(h.GetMessages()), []int64{1, 2, 3, 4, 5, 6}) {
+		t.Fatalf("history %v, want 1..6: the refused sends stored nothing", seqs(h.GetMessages()))
+	}
+}

@@ -34,10 +34,22 @@ Messages:
   conversations [--json]
 
 Groups:
-  group create <name> [usernames…] [--json]
+  group create <name> [usernames…] [--description TEXT] [--avatar URL]
+               [--open] [--admins-add] [--json]
+  group show <group-id> [--json]         members (ids)
+  group info <group-id> [--json]         info, policies and your role
+  group update <group-id> [--name N] [--description TEXT] [--avatar URL]
+               [--join open|invite] [--add members|admins]   (admins)
   group add <group-id> <usernames…>
-  group leave <group-id>
-  group show <group-id> [--json]
+  group join <group-id>                  join an open group
+  group kick <group-id> <username>       (admins; the owner for admins)
+  group leave <group-id>                 (the owner transfers first)
+  group role <group-id> <username> admin|member   (the owner)
+  group transfer <group-id> <username>   make them the owner
+  group disband <group-id>               end the group (the owner)
+  group members <group-id> [--json]      members with their roles
+  group list [--json]                    your groups with your role
+  ('groups' works as well as 'group')
 
 Every message prints on one line. Text from the server (messages, names,
 ids, errors) is shown with control and bidirectional-text characters
@@ -77,6 +89,7 @@ var commands = map[string]command{
 	"history":       cmdHistory,
 	"conversations": cmdConversations,
 	"group":         cmdGroup,
+	"groups":        cmdGroup,
 }
 
 // run is the whole program, callable in-process by tests: it parses the

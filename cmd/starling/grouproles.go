@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/starling-im/starling/client"
+	"github.com/starling-im/starling/client/grouptext"
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 )
 
@@ -63,19 +63,16 @@ func cmdGroupInfo(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	role := starlingv1.GroupRole_GROUP_ROLE_MEMBER
-	for token := ""; ; {
-		page, next, err := cl.ListGroupMembers(ctx, pos[0], 0, token)
-		if err != nil {
-			return err
+	err = allPages(func(token string) ([]*starlingv1.GroupMember, string, error) {
+		return cl.ListGroupMembers(ctx, pos[0], 0, token)
+	}, func(m *starlingv1.GroupMember) error {
+		if m.GetUserId() == c.UserID {
+			role = m.GetRole()
 		}
-		for _, m := range page {
-			if m.GetUserId() == c.UserID {
-				role = m.GetRole()
-			}
-		}
-		if token = next; token == "" {
-			break
-		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if *asJSON {
 		return writeJSON(a.stdout, map[string]any{
@@ -229,25 +226,14 @@ func cmdGroupMembers(ctx context.Context, a *app, args []string) error {
 	}
 	defer cl.Close()
 	p := newPrinter(a.stdout, cl, c, *asJSON)
-	for token := ""; ; {
-		page, next, err := cl.ListGroupMembers(ctx, pos[0], 0, token)
-		if err != nil {
-			return err
+	return allPages(func(token string) ([]*starlingv1.GroupMember, string, error) {
+		return cl.ListGroupMembers(ctx, pos[0], 0, token)
+	}, func(m *starlingv1.GroupMember) error {
+		if *asJSON {
+			return writeJSON(a.stdout, map[string]any{"user_id": m.GetUserId(), "username": p.name(ctx, m.GetUserId()), "role": roleName(m.GetRole()), "joined_seq": m.GetJoinedSeq()})
 		}
-		for _, m := range page {
-			if *asJSON {
-				err = writeJSON(a.stdout, map[string]any{"user_id": m.GetUserId(), "username": p.name(ctx, m.GetUserId()), "role": roleName(m.GetRole()), "joined_seq": m.GetJoinedSeq()})
-			} else {
-				err = say(a.stdout, "%s\t%s\n", p.name(ctx, m.GetUserId()), roleName(m.GetRole()))
-			}
-			if err != nil {
-				return err
-			}
-		}
-		if token = next; token == "" {
-			return nil
-		}
-	}
+		return say(a.stdout, "%s\t%s\n", p.name(ctx, m.GetUserId()), roleName(m.GetRole()))
+	})
 }
 
 func cmdGroupList(ctx context.Context, a *app, args []string) error {
@@ -261,19 +247,33 @@ func cmdGroupList(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer cl.Close()
+	return allPages(func(token string) ([]*starlingv1.MyGroup, string, error) {
+		return cl.ListMyGroups(ctx, 0, token)
+	}, func(mg *starlingv1.MyGroup) error {
+		g := mg.GetGroup()
+		if *asJSON {
+			return writeJSON(a.stdout, map[string]any{"group_id": g.GetGroupId(), "name": g.GetName(), "member_count": g.GetMemberCount(), "role": roleName(mg.GetRole())})
+		}
+		return say(a.stdout, "%s\t\"%s\"\t%d members\t%s\n", g.GetGroupId(), g.GetName(), g.GetMemberCount(), roleName(mg.GetRole()))
+	})
+}
+
+// groupChangeText says what a group's system message records, with
+// usernames: "alice added bob, carol".
+func (p *printer) groupChangeText(ctx context.Context, ch *starlingv1.GroupChange) string {
+	return grouptext.Describe(ch, func(id string) string { return p.name(ctx, id) })
+}
+
+// allPages calls each for every item of every page fetch returns, from the
+// first page ("" token) to the last (an empty next token).
+func allPages[T any](fetch func(token string) ([]T, string, error), each func(T) error) error {
 	for token := ""; ; {
-		page, next, err := cl.ListMyGroups(ctx, 0, token)
+		page, next, err := fetch(token)
 		if err != nil {
 			return err
 		}
-		for _, mg := range page {
-			g := mg.GetGroup()
-			if *asJSON {
-				err = writeJSON(a.stdout, map[string]any{"group_id": g.GetGroupId(), "name": g.GetName(), "member_count": g.GetMemberCount(), "role": roleName(mg.GetRole())})
-			} else {
-				err = say(a.stdout, "%s\t\"%s\"\t%d members\t%s\n", g.GetGroupId(), g.GetName(), g.GetMemberCount(), roleName(mg.GetRole()))
-			}
-			if err != nil {
+		for _, item := range page {
+			if err := each(item); err != nil {
 				return err
 			}
 		}
@@ -281,30 +281,4 @@ func cmdGroupList(ctx context.Context, a *app, args []string) error {
 			return nil
 		}
 	}
-}
-
-// groupChangeText says what a group's system message records, with
-// usernames: "alice added bob, carol".
-func (p *printer) groupChangeText(ctx context.Context, ch *starlingv1.GroupChange) string {
-	who := p.name(ctx, ch.GetActorId())
-	targets := names(ctx, p, ch.GetTargetIds())
-	switch ch.GetKind() {
-	case starlingv1.GroupChange_KIND_INFO_UPDATED:
-		return fmt.Sprintf("%s updated the group: \"%s\"", who, ch.GetInfo().GetName())
-	case starlingv1.GroupChange_KIND_MEMBERS_ADDED:
-		return fmt.Sprintf("%s added %s", who, targets)
-	case starlingv1.GroupChange_KIND_MEMBER_JOINED:
-		return fmt.Sprintf("%s joined", who)
-	case starlingv1.GroupChange_KIND_MEMBER_KICKED:
-		return fmt.Sprintf("%s removed %s", who, targets)
-	case starlingv1.GroupChange_KIND_MEMBER_LEFT:
-		return fmt.Sprintf("%s left", who)
-	case starlingv1.GroupChange_KIND_ROLE_CHANGED:
-		return fmt.Sprintf("%s made %s %s", who, targets, map[bool]string{true: "an admin", false: "a member"}[ch.GetRole() == starlingv1.GroupRole_GROUP_ROLE_ADMIN])
-	case starlingv1.GroupChange_KIND_OWNERSHIP_TRANSFERRED:
-		return fmt.Sprintf("%s made %s the owner", who, targets)
-	case starlingv1.GroupChange_KIND_DISBANDED:
-		return fmt.Sprintf("%s disbanded the group", who)
-	}
-	return "the group changed"
 }

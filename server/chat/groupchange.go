@@ -2,7 +2,6 @@ package chat
 
 import (
 	"fmt"
-	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -217,32 +216,4 @@ func disbandChange(st storage.GroupState, actor string) (storage.GroupEdit, *sta
 	return storage.GroupEdit{Disband: true}, &starlingv1.GroupChange{
 		Kind: starlingv1.GroupChange_KIND_DISBANDED,
 	}, nil
-}
-
-// describeChange is the plain text of a system message, for clients that
-// do not read GroupChange: user ids, not names (names change).
-func describeChange(ch *starlingv1.GroupChange) string {
-	who, targets := ch.GetActorId(), strings.Join(ch.GetTargetIds(), ", ")
-	switch ch.GetKind() {
-	case starlingv1.GroupChange_KIND_INFO_UPDATED:
-		return fmt.Sprintf("%s updated the group's info", who)
-	case starlingv1.GroupChange_KIND_MEMBERS_ADDED:
-		return fmt.Sprintf("%s added %s", who, targets)
-	case starlingv1.GroupChange_KIND_MEMBER_JOINED:
-		return fmt.Sprintf("%s joined", who)
-	case starlingv1.GroupChange_KIND_MEMBER_KICKED:
-		return fmt.Sprintf("%s removed %s", who, targets)
-	case starlingv1.GroupChange_KIND_MEMBER_LEFT:
-		return fmt.Sprintf("%s left", who)
-	case starlingv1.GroupChange_KIND_ROLE_CHANGED:
-		if ch.GetRole() == starlingv1.GroupRole_GROUP_ROLE_ADMIN {
-			return fmt.Sprintf("%s made %s an admin", who, targets)
-		}
-		return fmt.Sprintf("%s made %s a member", who, targets)
-	case starlingv1.GroupChange_KIND_OWNERSHIP_TRANSFERRED:
-		return fmt.Sprintf("%s made %s the owner", who, targets)
-	case starlingv1.GroupChange_KIND_DISBANDED:
-		return fmt.Sprintf("%s disbanded the group", who)
-	}
-	return "the group changed"
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/starling-im/starling/client/grouptext"
 	"github.com/starling-im/starling/client/textsafe"
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/apierr"
@@ -152,7 +153,9 @@ func systemContent(ch *starlingv1.GroupChange) (*starlingv1.Content, []byte, err
 	if err != nil {
 		return nil, nil, fmt.Errorf("chat: encode group change: %w", err)
 	}
-	c := &starlingv1.Content{Type: GroupChangeType, Text: describeChange(ch), Data: data}
+	// The text is for clients that do not read GroupChange: user ids, not
+	// names (names change; clients say it with names, as the CLI does).
+	c := &starlingv1.Content{Type: GroupChangeType, Text: grouptext.Describe(ch, func(id string) string { return id }), Data: data}
 	enc, err := proto.Marshal(c)
 	if err != nil {
 		return nil, nil, fmt.Errorf("chat: encode group change: %w", err)

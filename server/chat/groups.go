@@ -273,7 +273,7 @@ func roleProto(r storage.GroupRole) starlingv1.GroupRole {
 }
 
 // CreateGroup creates a group owned by owner with owner and memberIDs; its
-// conversation starts with the CREATED system message.
+// conversation starts empty (createdChange records nothing).
 func (s *Service) CreateGroup(ctx context.Context, owner string, info GroupSettings, memberIDs []string) (GroupOutcome, error) {
 	if info.Name == nil {
 		return GroupOutcome{}, apierr.BadGroupName

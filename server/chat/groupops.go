@@ -2,9 +2,11 @@ package chat
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/starling-im/starling/server/apierr"
 	"github.com/starling-im/starling/storage"
 )
 
@@ -52,8 +54,8 @@ func splitChanges(batch []*pending) [][]*pending {
 func (p *pipeline) commitChange(s *pending) committed {
 	c := committed{batch: []*pending{s}, results: make([]storage.AppendResult, 1), errs: make([]error, 1)}
 	id, err := p.ids.Next()
-	if err != nil {
-		c.errs[0] = err
+	if err != nil { // the node number's lease lapsed, as for a send
+		c.errs[0] = apierr.FromStorage("chat: group change", fmt.Errorf("%w: %w", storage.ErrUnavailable, err))
 		return c
 	}
 	s.msg.MsgID = id

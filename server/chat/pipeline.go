@@ -50,7 +50,9 @@ type pending struct {
 // answer calls done, tells the observer how long the send took, and ends
 // the send's span.
 func (p *pipeline) answer(s *pending, r SendResult) {
-	p.observer.Answered(time.Since(s.arrived), r.Err)
+	if s.change == nil { // the metrics are of sends
+		p.observer.Answered(time.Since(s.arrived), r.Err)
+	}
 	if r.Err != nil {
 		s.span.RecordError(r.Err)
 		s.span.SetStatus(otelcodes.Error, "refused after queueing")

@@ -27,13 +27,50 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []storage.NewMessage) (
 			return nil, fmt.Errorf("sqlite: append messages: message %d: %w", i, err)
 		}
 	}
-	var results []storage.AppendResult
-	err := s.writeTx(ctx, func(tx *sql.Tx) (err error) {
-		results, err = s.appendTx(ctx, tx, msgs)
-		return err
-	})
+	// Optimistic first: a resend is rare, so the batch is inserted without
+	// looking its (sender, client_msg_id) pairs up first, and the UNIQUE
+	// index refuses a resend. Then the transaction is rolled back (nothing
+	// was written: no fsync, no seq used up) and done again with the lookup,
+	// which tells resends from new messages.
+	results, err := s.appendOnce(ctx, msgs, false)
+	if errors.Is(err, errMaybeResend) {
+		results, err = s.appendOnce(ctx, msgs, true)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: append messages: %w", mapErr(err))
+	}
+	return results, nil
+}
+
+// errMaybeResend ends an optimistic append that met a stored
+// (sender, client_msg_id) (or another constraint: the append with the
+// lookup reports that one).
+var errMaybeResend = errors.New("a message may be a resend")
+
+// appendOnce runs one append transaction. The single write connection is
+// waited for under ctx (a caller's deadline ends the wait in the queue);
+// the transaction itself runs under ctx without its cancellation: the
+// driver would start a goroutine per statement to watch ctx, which costs
+// more CPU than the statements of a small batch, while a transaction that
+// holds the writer is short and a lock wait ends at busyTimeout anyway.
+func (s *Store) appendOnce(ctx context.Context, msgs []storage.NewMessage, lookup bool) ([]storage.AppendResult, error) {
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx = context.WithoutCancel(ctx)
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	results, err := s.appendTx(ctx, tx, msgs, lookup)
+	if err != nil {
+		tx.Rollback() //nolint:errcheck // the append's error is the one to report
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
 	}
 	return results, nil
 }
@@ -45,7 +82,10 @@ type convBatch struct {
 	members []string
 }
 
-func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMessage) ([]storage.AppendResult, error) {
+// appendTx appends msgs in tx. Without lookup, no stored copies are looked
+// for: a stored (sender, client_msg_id) fails the insert with
+// errMaybeResend.
+func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMessage, lookup bool) ([]storage.AppendResult, error) {
 	results := make([]storage.AppendResult, len(msgs))
 
 	// Dedup first, so duplicates consume no seq. A resend within the batch
@@ -63,9 +103,12 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMess
 		first[k] = i
 		fresh = append(fresh, i)
 	}
-	stored, err := s.findStored(ctx, tx, msgs, fresh)
-	if err != nil {
-		return nil, err
+	var stored map[struct{ sender, clientMsgID string }]storage.Message
+	if lookup {
+		var err error
+		if stored, err = s.findStored(ctx, tx, msgs, fresh); err != nil {
+			return nil, err
+		}
 	}
 	var convs []*convBatch // in order of first appearance
 	byID := make(map[string]*convBatch)
@@ -131,6 +174,9 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMess
 		}
 	}
 	if err := s.insertMessages(ctx, tx, rows); err != nil {
+		if !lookup && errors.Is(mapErr(err), storage.ErrAlreadyExists) {
+			return nil, fmt.Errorf("%w: %w", errMaybeResend, err)
+		}
 		return nil, err
 	}
 	for i, j := range dupOf {

@@ -27,7 +27,7 @@ func (r *countingRouter) Deliver(context.Context, []string, bus.DeviceKey, *star
 	r.delivered.Add(1)
 }
 func (r *countingRouter) Announce(context.Context, []string, string, int64) {}
-func (r *countingRouter) GroupChanged(context.Context, string)             {}
+func (r *countingRouter) GroupChanged(context.Context, string)              {}
 
 // BenchmarkPipelineC2C measures a c2c send through the pipeline (commit on
 // a real SQLite file with synchronous=FULL, then fan-out and answer) with

@@ -38,10 +38,9 @@ type Store struct {
 	r     *sql.DB
 	reads *reader // s.r's queries, prepared once
 
-	// Statements of the send path, prepared once on w.
-	insertMember *sql.Stmt
-	// small[kind][n]: the send path's multi-row statements for n rows.
-	small [stmtKinds][smallBatch + 1]*sql.Stmt
+	// raw: the send path's statements, prepared on w's connection
+	// (rawtx.go).
+	raw rawStmts
 
 	closeOnce sync.Once
 	closeErr  error
@@ -130,9 +129,6 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	}
 	s.reads = newReader(s.r)
 
-	if err := s.prepare(ctx); err != nil {
-		return nil, err
-	}
 	return s, nil
 }
 
@@ -142,44 +138,15 @@ func dsn(path string, q url.Values) string {
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}).String()
 }
 
-func (s *Store) prepare(ctx context.Context) error {
-	for _, p := range []struct {
-		stmt **sql.Stmt
-		sql  string
-	}{
-		{&s.insertMember, `INSERT INTO memberships (conversation_id, user_id, joined_seq, left_seq)
-			VALUES (?, ?, 0, NULL) ON CONFLICT DO NOTHING`},
-	} {
-		st, err := s.w.PrepareContext(ctx, p.sql)
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", p.sql, err)
-		}
-		*p.stmt = st
-	}
-	for kind := range stmtKinds {
-		for n := 1; n <= smallBatch; n++ {
-			st, err := s.w.PrepareContext(ctx, batchSQL(kind, n))
-			if err != nil {
-				return fmt.Errorf("prepare batch statement %d×%d: %w", kind, n, err)
-			}
-			s.small[kind][n] = st
-		}
-	}
-	return nil
-}
-
 // Close closes the database. Closing again does nothing and returns the
 // first Close's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
-		stmts := []*sql.Stmt{s.insertMember}
-		for kind := range s.small {
-			stmts = append(stmts, s.small[kind][:]...)
-		}
-		for _, st := range stmts {
-			if st != nil {
-				errs = append(errs, st.Close())
+		if s.w != nil {
+			// The send path's statements live on the write connection.
+			if c, err := s.w.Conn(context.Background()); err == nil {
+				errs = append(errs, c.Raw(func(any) error { s.raw.close(); return nil }), c.Close())
 			}
 		}
 		if s.reads != nil {

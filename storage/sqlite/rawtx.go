@@ -53,18 +53,22 @@ type rawTx struct {
 // bg is the context of every driver call: never done (see above).
 var bg = context.Background()
 
-// on returns the statements for conn, forgetting (and closing) those of a
-// connection the pool replaced.
+// on returns the statements for conn, forgetting those of a connection the
+// pool replaced (they went with it: closed, it cannot finalize them).
 func (r *rawStmts) on(conn driver.Conn) *rawStmts {
 	if r.conn != conn {
-		r.close()
 		*r = rawStmts{conn: conn}
 	}
 	return r
 }
 
-// close closes the statements; the connection they are on may be gone.
-func (r *rawStmts) close() {
+// close closes the statements if they are on conn, which is open, and
+// forgets them.
+func (r *rawStmts) close(conn driver.Conn) {
+	if r.conn != conn {
+		*r = rawStmts{}
+		return
+	}
 	for _, st := range r.fixed {
 		if st != nil {
 			st.Close() //nolint:errcheck // nothing to do about it

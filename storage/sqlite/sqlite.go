@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"maps"
@@ -146,7 +147,7 @@ func (s *Store) Close() error {
 		if s.w != nil {
 			// The send path's statements live on the write connection.
 			if c, err := s.w.Conn(context.Background()); err == nil {
-				errs = append(errs, c.Raw(func(any) error { s.raw.close(); return nil }), c.Close())
+				errs = append(errs, c.Raw(func(dc any) error { s.raw.close(dc.(driver.Conn)); return nil }), c.Close())
 			}
 		}
 		if s.reads != nil {

@@ -60,7 +60,7 @@ func (s *Store) appendOnce(ctx context.Context, msgs []storage.NewMessage, looku
 	defer conn.Close()
 	var results []storage.AppendResult
 	err = conn.Raw(func(dc any) error {
-		return s.raw.inTx(dc.(driver.Conn), func(t *rawTx) (err error) {
+		return dc.(*writerConn).inTx(func(t *rawTx) (err error) {
 			results, err = appendTx(t, msgs, lookup)
 			return err
 		})

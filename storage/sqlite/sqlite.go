@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"maps"
@@ -38,10 +37,6 @@ type Store struct {
 	// last commit and never wait for the writer.
 	r     *sql.DB
 	reads *reader // s.r's queries, prepared once
-
-	// raw: the send path's statements, prepared on w's connection
-	// (rawtx.go).
-	raw rawStmts
 
 	closeOnce sync.Once
 	closeErr  error
@@ -94,12 +89,16 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	// cache keeps a batch's dirty pages from spilling before the commit.
 	wq.Add("_pragma", "temp_store(memory)")
 	wq.Add("_pragma", "cache_size(-32768)")
-	if s.w, err = sql.Open("sqlite", dsn(abs, wq)); err != nil {
+	// The writer's connections are writerConns: the send path runs on them
+	// directly (rawtx.go).
+	wc, err := sqlite.NewConnector(dsn(abs, wq))
+	if err != nil {
 		return nil, err
 	}
+	s.w = sql.OpenDB(writerConnector{wc})
 	s.w.SetMaxOpenConns(1)
 	s.w.SetMaxIdleConns(1)
-	s.w.SetConnMaxIdleTime(0) // keep it: its prepared statements live on it
+	s.w.SetConnMaxIdleTime(0) // keep it: the send path's statements live on it
 	s.w.SetConnMaxLifetime(0)
 	if err := s.w.PingContext(ctx); err != nil {
 		return nil, err
@@ -144,12 +143,6 @@ func dsn(path string, q url.Values) string {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
-		if s.w != nil {
-			// The send path's statements live on the write connection.
-			if c, err := s.w.Conn(context.Background()); err == nil {
-				errs = append(errs, c.Raw(func(dc any) error { s.raw.close(dc.(driver.Conn)); return nil }), c.Close())
-			}
-		}
 		if s.reads != nil {
 			errs = append(errs, s.reads.close())
 		}

@@ -193,9 +193,9 @@ const (
 )
 
 // smallBatch is the largest row count whose statements are prepared once
-// per write connection: at low load batches are small and their shapes repeat, and
-// preparing costs about as much as running. Larger ones are prepared per
-// use (their parse cost is spread over many rows).
+// per write connection: at low load batches are small and their shapes
+// repeat, and preparing costs about as much as running. Larger ones are
+// prepared per use (their parse cost is spread over many rows).
 const smallBatch = 16
 
 // batchSQL returns the statement of a kind for n rows.

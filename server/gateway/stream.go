@@ -11,8 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -106,8 +108,12 @@ const catchUpTimeout = 10 * time.Second
 func (s *ChatServer) Stream(st stream) error {
 	ctx := st.Context()
 	id, authed := auth.FromContext(ctx)
+	token, err := metadataToken(ctx)
+	if err != nil {
+		return err
+	}
 	var first *starlingv1.StreamRequest
-	if !authed {
+	if !authed && token == "" {
 		// Unauthenticated streams cost the node before they prove
 		// anything: bound how many may wait at once.
 		n := s.unauth.Add(1)
@@ -127,7 +133,7 @@ func (s *ChatServer) Stream(st stream) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		o = s.open(ctx, st, id, first)
+		o = s.open(ctx, st, id, token, first)
 	}()
 	<-done
 	if first != nil {
@@ -146,7 +152,7 @@ func (s *ChatServer) Stream(st stream) error {
 	}
 
 	sends := newSendTracker()
-	err := s.readLoop(ctx, st, sess, id, sends)
+	err = s.readLoop(ctx, st, sess, id, sends)
 	// From here the handler returns the stream's status itself.
 	sink.ending.Store(true)
 	result := readResult(err)
@@ -169,6 +175,15 @@ func (s *ChatServer) Stream(st stream) error {
 	return result
 }
 
+// metadataToken is the bearer token of the stream's metadata, "" if it
+// has none (it then authenticates with its first frame).
+func metadataToken(ctx context.Context) (string, error) {
+	if len(metadata.ValueFromIncomingContext(ctx, "authorization")) == 0 {
+		return "", nil
+	}
+	return grpcauth.AuthFromMD(ctx, "bearer")
+}
+
 // opened is what open hands back to the handler.
 type opened struct {
 	id   auth.Identity
@@ -180,9 +195,17 @@ type opened struct {
 // open does a stream's opening work, on a goroutine of its own (see
 // Stream): the token check of an Auth frame (first, when the stream came
 // without a token), then hub, presence, the catch-up read.
-func (s *ChatServer) open(ctx context.Context, st stream, id auth.Identity, first *starlingv1.StreamRequest) opened {
+func (s *ChatServer) open(ctx context.Context, st stream, id auth.Identity, token string, first *starlingv1.StreamRequest) opened {
 	var authRef uint64
-	if first != nil {
+	switch {
+	case token != "":
+		// A bad token in the metadata fails the call, as it does any
+		// other call's.
+		var err error
+		if id, err = s.Accounts.Authenticate(ctx, token); err != nil {
+			return opened{err: toError(s.Log, err)}
+		}
+	case first != nil:
 		var err error
 		if id, err = s.authenticateFrame(ctx, st, first); err != nil {
 			return opened{err: err}

@@ -129,7 +129,7 @@ func (s *Session) write() {
 
 func (s *Session) finish(err error) {
 	s.qmu.Lock()
-	s.finished = true
+	s.finished, s.writing = true, false
 	// What is still queued will not be written: let it go.
 	clear(s.queue)
 	s.queue, s.queueBytes = nil, 0

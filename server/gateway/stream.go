@@ -249,9 +249,10 @@ func (s *ChatServer) open(ctx context.Context, st stream, id auth.Identity, toke
 	return opened{id: id, sess: sess, sink: sink}
 }
 
-// unregister takes an ended stream out of the hub and presence.
+// unregister takes an ended stream out of presence, then out of the hub
+// (the reverse of open).
 func (s *ChatServer) unregister(ctx context.Context, sess *hub.Session) {
-	s.Hub.Unregister(sess)
+	defer s.Hub.Unregister(sess)
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), presenceTimeout)
 	defer cancel()
 	if err := s.Presence.Unregister(uctx, s.NodeID, sess.Key()); err != nil {

@@ -48,6 +48,14 @@ func splitChanges(batch []*pending) [][]*pending {
 	return parts
 }
 
+// commitPart commits one part of splitChanges: a change, or sends.
+func (p *pipeline) commitPart(part []*pending) committed {
+	if part[0].change != nil {
+		return p.commitChange(part[0])
+	}
+	return p.commit(part)
+}
+
 // commitChange runs one group change. Its system message gets a message id
 // and time like a send, and a client_msg_id of its own ("sys-<msg id>",
 // unique since msg ids are) under the empty sender.

@@ -137,7 +137,7 @@ func changeGroup(ctx context.Context, tx pgx.Tx, gt storage.GroupTx) (storage.Gr
 	}
 	msg := *edit.Message
 	msg.ConversationID = conv
-	appended, err := appendTx(ctx, tx, []storage.NewMessage{msg})
+	appended, err := appendTx(ctx, tx, []storage.NewMessage{msg}, true, nil)
 	if err != nil {
 		return storage.GroupTxResult{}, fmt.Errorf("system message: %w", err)
 	}

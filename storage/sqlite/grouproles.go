@@ -59,20 +59,37 @@ func insertGroup(ctx context.Context, tx *sql.Tx, g storage.Group, members []str
 	return nil
 }
 
-// ChangeGroup implements storage.Groups.
+// ChangeGroup implements storage.Groups. The transaction runs on one
+// write connection: its statements through database/sql, and the system
+// message through the send path's appendTx on the same connection (Raw),
+// so both are in the one SQLite transaction.
 func (s *Store) ChangeGroup(ctx context.Context, gt storage.GroupTx) (storage.GroupTxResult, error) {
-	var res storage.GroupTxResult
-	err := s.writeTx(ctx, func(tx *sql.Tx) (err error) {
-		res, err = s.changeGroup(ctx, tx, gt)
-		return err
-	})
+	res, err := s.changeGroupTx(ctx, gt)
 	if err != nil {
 		return storage.GroupTxResult{}, fmt.Errorf("sqlite: change group %q: %w", gt.GroupID, mapErr(err))
 	}
 	return res, nil
 }
 
-func (s *Store) changeGroup(ctx context.Context, tx *sql.Tx, gt storage.GroupTx) (storage.GroupTxResult, error) {
+func (s *Store) changeGroupTx(ctx context.Context, gt storage.GroupTx) (storage.GroupTxResult, error) {
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return storage.GroupTxResult{}, err
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return storage.GroupTxResult{}, err
+	}
+	res, err := changeGroup(ctx, conn, tx, gt)
+	if err != nil {
+		tx.Rollback() //nolint:errcheck // changeGroup's error is the one to report
+		return storage.GroupTxResult{}, err
+	}
+	return res, tx.Commit()
+}
+
+func changeGroup(ctx context.Context, conn *sql.Conn, tx *sql.Tx, gt storage.GroupTx) (storage.GroupTxResult, error) {
 	conv := storage.GroupConversationID(gt.GroupID)
 	if _, err := storage.ParseConversationID(conv); err != nil {
 		return storage.GroupTxResult{}, fmt.Errorf("invalid group id: %w", err)
@@ -125,7 +142,11 @@ func (s *Store) changeGroup(ctx context.Context, tx *sql.Tx, gt storage.GroupTx)
 	}
 	msg := *edit.Message
 	msg.ConversationID = conv
-	appended, err := s.appendTx(ctx, tx, []storage.NewMessage{msg})
+	var appended []storage.AppendResult
+	err = conn.Raw(func(dc any) (err error) {
+		appended, err = appendTx(&rawTx{c: dc.(*writerConn)}, []storage.NewMessage{msg}, true)
+		return err
+	})
 	if err != nil {
 		return storage.GroupTxResult{}, fmt.Errorf("system message: %w", err)
 	}

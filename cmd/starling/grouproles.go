@@ -28,22 +28,27 @@ func addPolicyName(p starlingv1.AddPolicy) string {
 	return "any member"
 }
 
-// groupTarget parses "<group-id> <username>" and resolves the username.
-func groupTarget(ctx context.Context, a *app, name string, args []string) (string, string, *client.Client, error) {
+// onMember runs a command of the form "<group-id> <username>": it
+// resolves the username, calls do with the group and user ids, and prints
+// done (formatted with the username and the group id).
+func onMember(ctx context.Context, a *app, name string, args []string, do func(cl *client.Client, group, user string) error, done string) error {
 	pos, err := parse(newFlags(name), args, 2, 2)
 	if err != nil {
-		return "", "", nil, err
+		return err
 	}
 	_, cl, err := a.loggedIn()
 	if err != nil {
-		return "", "", nil, err
+		return err
 	}
-	id, err := userID(ctx, cl, pos[1])
+	defer cl.Close()
+	user, err := userID(ctx, cl, pos[1])
 	if err != nil {
-		cl.Close()
-		return "", "", nil, err
+		return err
 	}
-	return pos[0], id, cl, nil
+	if err := do(cl, pos[0], user); err != nil {
+		return err
+	}
+	return say(a.stdout, done, pos[1], pos[0])
 }
 
 func cmdGroupInfo(ctx context.Context, a *app, args []string) error {
@@ -150,15 +155,9 @@ func cmdGroupJoin(ctx context.Context, a *app, args []string) error {
 }
 
 func cmdGroupKick(ctx context.Context, a *app, args []string) error {
-	group, user, cl, err := groupTarget(ctx, a, "group kick", args)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if err := cl.KickMember(ctx, group, user); err != nil {
-		return err
-	}
-	return say(a.stdout, "removed %s from %s\n", args[len(args)-1], group)
+	return onMember(ctx, a, "group kick", args, func(cl *client.Client, group, user string) error {
+		return cl.KickMember(ctx, group, user)
+	}, "removed %s from %s\n")
 }
 
 func cmdGroupRole(ctx context.Context, a *app, args []string) error {
@@ -174,27 +173,15 @@ func cmdGroupRole(ctx context.Context, a *app, args []string) error {
 	default:
 		return usageErrorf("group role: the role is admin or member, not %q", args[2])
 	}
-	group, user, cl, err := groupTarget(ctx, a, "group role", args[:2])
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if err := cl.SetMemberRole(ctx, group, user, role); err != nil {
-		return err
-	}
-	return say(a.stdout, "%s is now %s of %s\n", args[1], map[bool]string{true: "an admin", false: "a member"}[role == starlingv1.GroupRole_GROUP_ROLE_ADMIN], group)
+	return onMember(ctx, a, "group role", args[:2], func(cl *client.Client, group, user string) error {
+		return cl.SetMemberRole(ctx, group, user, role)
+	}, "%s is now "+map[bool]string{true: "an admin", false: "a member"}[role == starlingv1.GroupRole_GROUP_ROLE_ADMIN]+" of %s\n")
 }
 
 func cmdGroupTransfer(ctx context.Context, a *app, args []string) error {
-	group, user, cl, err := groupTarget(ctx, a, "group transfer", args)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if err := cl.TransferOwnership(ctx, group, user); err != nil {
-		return err
-	}
-	return say(a.stdout, "%s now owns %s; you are an admin\n", args[len(args)-1], group)
+	return onMember(ctx, a, "group transfer", args, func(cl *client.Client, group, user string) error {
+		return cl.TransferOwnership(ctx, group, user)
+	}, "%s now owns %s; you are an admin\n")
 }
 
 func cmdGroupDisband(ctx context.Context, a *app, args []string) error {

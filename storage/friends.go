@@ -94,7 +94,9 @@ type Friends interface {
 	// ListBlocked returns the users the user blocks with ids after
 	// afterID, by id, at most limit.
 	ListBlocked(ctx context.Context, userID, afterID string, limit int) ([]User, error)
-	// FriendIDs returns the ids of all the user's friends, in no order.
+	// FriendIDs returns the ids of the user's friends with no block
+	// between them either way (those who see the user's presence), in no
+	// order.
 	FriendIDs(ctx context.Context, userID string) ([]string, error)
 	// VisibleUsers returns those of candidates (distinct ids) that viewer
 	// may see the presence of: friends of viewer, and users who share a

@@ -235,7 +235,8 @@ func (s *Store) ListBlocked(ctx context.Context, userID, afterID string, limit i
 
 // FriendIDs implements storage.Friends.
 func (s *Store) FriendIDs(ctx context.Context, userID string) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT friend_id FROM friends WHERE user_id = $1`, userID)
+	rows, err := s.pool.Query(ctx, `SELECT f.friend_id FROM friends f WHERE f.user_id = $1 AND NOT EXISTS (SELECT 1 FROM blocks b
+		WHERE (b.blocker_id = f.user_id AND b.blocked_id = f.friend_id) OR (b.blocker_id = f.friend_id AND b.blocked_id = f.user_id))`, userID)
 	var out []string
 	if err == nil {
 		out, err = pgx.CollectRows(rows, pgx.RowTo[string])

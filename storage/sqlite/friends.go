@@ -233,7 +233,8 @@ func (s *Store) ListBlocked(ctx context.Context, userID, afterID string, limit i
 
 // FriendIDs implements storage.Friends.
 func (s *Store) FriendIDs(ctx context.Context, userID string) ([]string, error) {
-	rows, err := s.reads.QueryContext(ctx, `SELECT friend_id FROM friends WHERE user_id = ?`, userID)
+	rows, err := s.reads.QueryContext(ctx, `SELECT f.friend_id FROM friends f WHERE f.user_id = ? AND NOT EXISTS (SELECT 1 FROM blocks b
+		WHERE (b.blocker_id = f.user_id AND b.blocked_id = f.friend_id) OR (b.blocker_id = f.friend_id AND b.blocked_id = f.user_id))`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: friends of %q: %w", userID, mapErr(err))
 	}

@@ -250,6 +250,11 @@ func testVisibleUsers(t *testing.T, f Factory) {
 	must(t, err, "block")
 	fx.group("g1", "me", "mate", "left")
 	must(t, fx.s.LeaveGroup(ctx, "g1", "left"), "leave")
+	ids, err := fx.s.FriendIDs(ctx, "me")
+	must(t, err, "friend ids")
+	if !slices.Equal(ids, []string{"friend"}) {
+		t.Fatalf("friends of me without a block: %v", ids)
+	}
 	got, err := fx.s.VisibleUsers(ctx, "me", []string{"friend", "mate", "stranger", "blockedfriend", "left", "nobody"})
 	must(t, err, "visible users")
 	slices.Sort(got)

@@ -320,28 +320,73 @@ func testFriendBadInputs(t *testing.T, srv *servertest.Server) {
 		call func() error
 		code codes.Code
 	}{
-		"request to self":     {func() error { _, err := c.SendFriendRequest(ctx, &starlingv1.SendFriendRequestRequest{UserId: alice.ID}); return err }, codes.InvalidArgument},
-		"request to nobody":   {func() error { _, err := c.SendFriendRequest(ctx, &starlingv1.SendFriendRequestRequest{UserId: "u-nobody"}); return err }, codes.NotFound},
-		"request without id":  {func() error { _, err := c.SendFriendRequest(ctx, &starlingv1.SendFriendRequestRequest{}); return err }, codes.InvalidArgument},
-		"request to a:b":      {func() error { _, err := c.SendFriendRequest(ctx, &starlingv1.SendFriendRequestRequest{UserId: "a:b"}); return err }, codes.InvalidArgument},
-		"huge id":             {func() error { _, err := c.SendFriendRequest(ctx, &starlingv1.SendFriendRequestRequest{UserId: strings.Repeat("x", 1000)}); return err }, codes.InvalidArgument},
-		"message too long":    {func() error { _, err := c.SendFriendRequest(ctx, &starlingv1.SendFriendRequestRequest{UserId: bob.ID, Message: strings.Repeat("é", 201)}); return err }, codes.InvalidArgument},
-		"message with bidi":   {func() error { _, err := c.SendFriendRequest(ctx, &starlingv1.SendFriendRequestRequest{UserId: bob.ID, Message: "hi\u202e"}); return err }, codes.InvalidArgument},
-		"accept none":         {func() error { _, err := c.AcceptFriendRequest(ctx, &starlingv1.AcceptFriendRequestRequest{UserId: bob.ID}); return err }, codes.NotFound},
-		"accept self":         {func() error { _, err := c.AcceptFriendRequest(ctx, &starlingv1.AcceptFriendRequestRequest{UserId: alice.ID}); return err }, codes.InvalidArgument},
-		"remove non-friend":   {func() error { _, err := c.RemoveFriend(ctx, &starlingv1.RemoveFriendRequest{UserId: bob.ID}); return err }, codes.NotFound},
-		"block self":          {func() error { _, err := c.BlockUser(ctx, &starlingv1.BlockUserRequest{UserId: alice.ID}); return err }, codes.InvalidArgument},
-		"block nobody":        {func() error { _, err := c.BlockUser(ctx, &starlingv1.BlockUserRequest{UserId: "u-nobody"}); return err }, codes.NotFound},
-		"unblock empty":       {func() error { _, err := c.UnblockUser(ctx, &starlingv1.UnblockUserRequest{}); return err }, codes.InvalidArgument},
-		"page size too big":   {func() error { _, err := c.ListFriends(ctx, &starlingv1.ListFriendsRequest{PageSize: 201}); return err }, codes.InvalidArgument},
-		"negative page size":  {func() error { _, err := c.ListBlockedUsers(ctx, &starlingv1.ListBlockedUsersRequest{PageSize: -1}); return err }, codes.InvalidArgument},
-		"bad page token":      {func() error { _, err := c.ListFriends(ctx, &starlingv1.ListFriendsRequest{PageToken: "!!"}); return err }, codes.InvalidArgument},
-		"bad request token":   {func() error { _, err := c.ListFriendRequests(ctx, &starlingv1.ListFriendRequestsRequest{Direction: starlingv1.FriendRequestDirection_FRIEND_REQUEST_DIRECTION_INCOMING, PageToken: "eHl6"}); return err }, codes.InvalidArgument},
-		"no direction":        {func() error { _, err := c.ListFriendRequests(ctx, &starlingv1.ListFriendRequestsRequest{}); return err }, codes.InvalidArgument},
-		"presence of nobody":  {func() error { _, err := c.GetPresence(ctx, &starlingv1.GetPresenceRequest{}); return err }, codes.InvalidArgument},
-		"presence of 101":     {func() error { _, err := c.GetPresence(ctx, &starlingv1.GetPresenceRequest{UserIds: make([]string, 101)}); return err }, codes.InvalidArgument},
-		"presence bad id":     {func() error { _, err := c.GetPresence(ctx, &starlingv1.GetPresenceRequest{UserIds: []string{"a:b"}}); return err }, codes.InvalidArgument},
-		"history of a stream": {func() error { _, err := starlingv1.NewChatServiceClient(srv.Dial(t)).GetHistory(ctx, &starlingv1.GetHistoryRequest{ConversationId: storage.EventsConversationID(alice.ID)}); return err }, codes.InvalidArgument},
+		"request to self": {func() error {
+			_, err := c.SendFriendRequest(ctx, &starlingv1.SendFriendRequestRequest{UserId: alice.ID})
+			return err
+		}, codes.InvalidArgument},
+		"request to nobody": {func() error {
+			_, err := c.SendFriendRequest(ctx, &starlingv1.SendFriendRequestRequest{UserId: "u-nobody"})
+			return err
+		}, codes.NotFound},
+		"request without id": {func() error { _, err := c.SendFriendRequest(ctx, &starlingv1.SendFriendRequestRequest{}); return err }, codes.InvalidArgument},
+		"request to a:b": {func() error {
+			_, err := c.SendFriendRequest(ctx, &starlingv1.SendFriendRequestRequest{UserId: "a:b"})
+			return err
+		}, codes.InvalidArgument},
+		"huge id": {func() error {
+			_, err := c.SendFriendRequest(ctx, &starlingv1.SendFriendRequestRequest{UserId: strings.Repeat("x", 1000)})
+			return err
+		}, codes.InvalidArgument},
+		"message too long": {func() error {
+			_, err := c.SendFriendRequest(ctx, &starlingv1.SendFriendRequestRequest{UserId: bob.ID, Message: strings.Repeat("é", 201)})
+			return err
+		}, codes.InvalidArgument},
+		"message with bidi": {func() error {
+			_, err := c.SendFriendRequest(ctx, &starlingv1.SendFriendRequestRequest{UserId: bob.ID, Message: "hi\u202e"})
+			return err
+		}, codes.InvalidArgument},
+		"accept none": {func() error {
+			_, err := c.AcceptFriendRequest(ctx, &starlingv1.AcceptFriendRequestRequest{UserId: bob.ID})
+			return err
+		}, codes.NotFound},
+		"accept self": {func() error {
+			_, err := c.AcceptFriendRequest(ctx, &starlingv1.AcceptFriendRequestRequest{UserId: alice.ID})
+			return err
+		}, codes.InvalidArgument},
+		"remove non-friend": {func() error {
+			_, err := c.RemoveFriend(ctx, &starlingv1.RemoveFriendRequest{UserId: bob.ID})
+			return err
+		}, codes.NotFound},
+		"block self":        {func() error { _, err := c.BlockUser(ctx, &starlingv1.BlockUserRequest{UserId: alice.ID}); return err }, codes.InvalidArgument},
+		"block nobody":      {func() error { _, err := c.BlockUser(ctx, &starlingv1.BlockUserRequest{UserId: "u-nobody"}); return err }, codes.NotFound},
+		"unblock empty":     {func() error { _, err := c.UnblockUser(ctx, &starlingv1.UnblockUserRequest{}); return err }, codes.InvalidArgument},
+		"page size too big": {func() error { _, err := c.ListFriends(ctx, &starlingv1.ListFriendsRequest{PageSize: 201}); return err }, codes.InvalidArgument},
+		"negative page size": {func() error {
+			_, err := c.ListBlockedUsers(ctx, &starlingv1.ListBlockedUsersRequest{PageSize: -1})
+			return err
+		}, codes.InvalidArgument},
+		"bad page token": {func() error {
+			_, err := c.ListFriends(ctx, &starlingv1.ListFriendsRequest{PageToken: "!!"})
+			return err
+		}, codes.InvalidArgument},
+		"bad request token": {func() error {
+			_, err := c.ListFriendRequests(ctx, &starlingv1.ListFriendRequestsRequest{Direction: starlingv1.FriendRequestDirection_FRIEND_REQUEST_DIRECTION_INCOMING, PageToken: "eHl6"})
+			return err
+		}, codes.InvalidArgument},
+		"no direction":       {func() error { _, err := c.ListFriendRequests(ctx, &starlingv1.ListFriendRequestsRequest{}); return err }, codes.InvalidArgument},
+		"presence of nobody": {func() error { _, err := c.GetPresence(ctx, &starlingv1.GetPresenceRequest{}); return err }, codes.InvalidArgument},
+		"presence of 101": {func() error {
+			_, err := c.GetPresence(ctx, &starlingv1.GetPresenceRequest{UserIds: make([]string, 101)})
+			return err
+		}, codes.InvalidArgument},
+		"presence bad id": {func() error {
+			_, err := c.GetPresence(ctx, &starlingv1.GetPresenceRequest{UserIds: []string{"a:b"}})
+			return err
+		}, codes.InvalidArgument},
+		"history of a stream": {func() error {
+			_, err := starlingv1.NewChatServiceClient(srv.Dial(t)).GetHistory(ctx, &starlingv1.GetHistoryRequest{ConversationId: storage.EventsConversationID(alice.ID)})
+			return err
+		}, codes.InvalidArgument},
 	} {
 		wantCode(t, tc.call(), tc.code, name)
 	}

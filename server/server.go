@@ -229,10 +229,10 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 	starlingv1.RegisterGroupServiceServer(s.grpc, &gateway.GroupServer{Chat: c, Log: log})
 	starlingv1.RegisterFriendServiceServer(s.grpc, &gateway.FriendServer{Chat: c, Log: log})
 	chatServer := &gateway.ChatServer{
-		Accounts:          accounts,
-		Chat:              c,
-		Hub:               h,
-		Kicker:            router,
+		Accounts: accounts,
+		Chat:     c,
+		Hub:      h,
+		Kicker:   router,
 		// Friends hear when a user comes online or goes offline.
 		Presence:          c.WatchPresence(pres),
 		Log:               log,

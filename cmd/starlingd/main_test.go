@@ -95,6 +95,7 @@ func TestParseConfigRejectsBadInput(t *testing.T) {
 		"negative rate":     {args: []string{"--send-rate", "-1"}},
 		"bcrypt cost range": {args: []string{"--bcrypt-cost", "2"}},
 		"bad log format":    {args: []string{"--log-format", "xml"}},
+		"bad dm policy":     {args: []string{"--dm-policy", "strangers"}},
 		"otlp without host": {args: []string{"--otlp-insecure"}},
 		"bad otlp endpoint": {args: []string{"--otlp-endpoint", "collector"}},
 

@@ -26,7 +26,7 @@ func TestClusterFriendsAndEvents(t *testing.T) {
 		return device{user: u, token: tok, Stream: n.OpenStream(t, tok)}
 	}
 	phone := dev(n0, alice, "phone")
-	bobTok := n1.Login(t, bob, "phone") // online once they are friends
+	bobTok := n1.Login(t, bob, "phone")       // online once they are friends
 	tabletTok := n0.Login(t, alice, "tablet") // offline for now
 	af, bf := friendsOf(t, n0.Server, phone), friendsOf(t, n1.Server, device{token: bobTok})
 
@@ -45,7 +45,7 @@ func TestClusterFriendsAndEvents(t *testing.T) {
 	if evs := syncEvents(t, bobPhone, storage.EventsConversationID(bob.ID), 0); len(evs) != 2 || evs[0].GetFriendRequested().GetFromUserId() != alice.ID {
 		t.Fatalf("bob synced %v", evs)
 	}
-	if ev := nextEvent(t, phone); ev.GetPresenceChanged().GetStatus() != starlingv1.PresenceStatus_PRESENCE_STATUS_ONLINE {
+	if ev := nextPresence(t, phone); ev.GetPresenceChanged().GetStatus() != starlingv1.PresenceStatus_PRESENCE_STATUS_ONLINE {
 		t.Fatalf("alice on node-0 got %v", ev)
 	}
 

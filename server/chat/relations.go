@@ -38,8 +38,8 @@ type relationCache struct {
 		GetRelation(ctx context.Context, a, b string) (storage.Relation, error)
 	}
 
-	mu    sync.Mutex
-	gen   uint64 // incremented by every forget
+	mu    sync.RWMutex // read-locked on the send path's hit
+	gen   uint64       // incremented by every forget
 	pairs map[[2]string]relationEntry
 }
 
@@ -89,10 +89,10 @@ func newRelationCache(store storage.Friends) *relationCache {
 // get returns the pair's relation, from the cache when it is fresh.
 func (c *relationCache) get(ctx context.Context, a, b string) (relationEntry, error) {
 	p := pairOf(a, b)
-	c.mu.Lock()
+	c.mu.RLock()
 	e, ok := c.pairs[p]
 	gen := c.gen
-	c.mu.Unlock()
+	c.mu.RUnlock()
 	if ok && time.Since(e.loaded) <= relationMaxAge {
 		return e, nil
 	}

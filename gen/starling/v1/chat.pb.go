@@ -223,7 +223,10 @@ type StreamRequest_Ping struct {
 }
 
 type StreamRequest_Send struct {
-	// Send a message; answered with SendAck or Error.
+	// Send a message; answered with SendAck or Error. A one-to-one Send
+	// is refused PERMISSION_DENIED, and nothing is stored, when either
+	// user blocks the other, or when the server allows messages between
+	// friends only (--dm-policy friends) and the two are not friends.
 	Send *Send `protobuf:"bytes,4,opt,name=send,proto3,oneof"`
 }
 
@@ -1066,7 +1069,8 @@ func (x *Notify) GetDeliveredSeq() int64 {
 	return 0
 }
 
-// Sync pulls messages of one conversation.
+// Sync pulls messages of one conversation, or events of the user's event
+// stream ("evt:<user_id>"; another user's is refused PERMISSION_DENIED).
 type Sync struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The conversation.

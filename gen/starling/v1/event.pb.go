@@ -387,9 +387,11 @@ func (x *BlockChange) GetUserId() string {
 	return ""
 }
 
-// PresenceChange is a friend's new presence. Changes are coalesced: a
-// friend who reconnects within about a second causes no event, and only
-// the latest state of a burst is sent.
+// PresenceChange is a friend's new presence (friends with no block between
+// you). Changes are coalesced: a change is told once it has lasted half a
+// second, so a friend who reconnects within that causes no event, and a
+// burst of changes tells its outcome once. Every online device of the user
+// gets them; none is stored.
 type PresenceChange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The friend.

@@ -40,7 +40,7 @@ func (s *Store) socialTx(ctx context.Context, op string, events []storage.NewMes
 			return nil
 		}
 		var err error
-		results, err = appendTx(ctx, tx, events)
+		results, err = appendTx(ctx, tx, events, true, nil)
 		return err
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -27,33 +28,106 @@ func scanRelation(row scanner) (storage.Relation, error) {
 	return r, err
 }
 
-// socialTx runs change and stores events in one write transaction.
-func (s *Store) socialTx(ctx context.Context, op string, events []storage.NewMessage, change func(tx *sql.Tx) error) ([]storage.AppendResult, error) {
+// socialTx runs change and stores events in one write transaction: the
+// send path's (rawtx.go), since the events are appended by its code.
+func (s *Store) socialTx(ctx context.Context, op string, events []storage.NewMessage, change func(t *rawTx) error) ([]storage.AppendResult, error) {
 	var results []storage.AppendResult
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		if err := change(tx); err != nil {
-			return err
-		}
-		if len(events) == 0 {
-			return nil
-		}
-		var err error
-		results, err = s.appendTx(ctx, tx, events)
-		return err
-	})
+	conn, err := s.w.Conn(ctx)
+	if err == nil {
+		err = conn.Raw(func(dc any) error {
+			return dc.(*writerConn).inTx(func(t *rawTx) error {
+				if err := change(t); err != nil {
+					return err
+				}
+				if len(events) == 0 {
+					return nil
+				}
+				var err error
+				results, err = appendTx(t, events, true)
+				return err
+			})
+		})
+		conn.Close()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %s: %w", op, mapErr(err))
 	}
 	return results, nil
 }
 
+// Friend changes are rare: their statements are prepared per use.
+
+// rawExec runs query in t and returns how many rows it changed.
+func rawExec(t *rawTx, query string, args ...any) (int64, error) {
+	st, err := t.prepare(query)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	named := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+	}
+	res, err := st.(driver.StmtExecContext).ExecContext(bg, named)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// rawRelation reads what binds a and b in t.
+func rawRelation(t *rawTx, a, b string) (storage.Relation, error) {
+	st, err := t.prepare(relationSQL)
+	if err != nil {
+		return storage.Relation{}, err
+	}
+	defer st.Close()
+	var r storage.Relation
+	err = t.run(st, []any{a, b}, func(v []driver.Value) error {
+		r = storage.Relation{Friends: isTrue(v[0]), ABlocksB: isTrue(v[1]), BBlocksA: isTrue(v[2]), RequestAB: isTrue(v[3]), RequestBA: isTrue(v[4])}
+		return nil
+	})
+	return r, err
+}
+
+func isTrue(v driver.Value) bool { n, ok := v.(int64); return ok && n != 0 }
+
+// rawRequireUser returns ErrNotFound unless id is a user.
+func rawRequireUser(t *rawTx, id string) error {
+	st, err := t.prepare(`SELECT EXISTS (SELECT 1 FROM users WHERE id = ?)`)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	found := false
+	if err := t.run(st, []any{id}, func(v []driver.Value) error { found = isTrue(v[0]); return nil }); err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("user %q: %w", id, storage.ErrNotFound)
+	}
+	return nil
+}
+
+// rawDelete runs a DELETE in t and turns "no row changed" into ErrNotFound.
+func rawDelete(t *rawTx, query string, args ...any) error {
+	n, err := rawExec(t, query, args...)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return storage.ErrNotFound
+	}
+	return nil
+}
+
 // CreateFriendRequest implements storage.Friends.
 func (s *Store) CreateFriendRequest(ctx context.Context, r storage.FriendRequest, events []storage.NewMessage) ([]storage.AppendResult, error) {
-	return s.socialTx(ctx, "create friend request", events, func(tx *sql.Tx) error {
-		if err := requireUsers(ctx, tx, []string{r.ToID}); err != nil {
+	return s.socialTx(ctx, "create friend request", events, func(t *rawTx) error {
+		if err := rawRequireUser(t, r.ToID); err != nil {
 			return err
 		}
-		rel, err := scanRelation(tx.QueryRowContext(ctx, relationSQL, r.FromID, r.ToID))
+		rel, err := rawRelation(t, r.FromID, r.ToID)
 		switch {
 		case err != nil:
 			return err
@@ -64,7 +138,7 @@ func (s *Store) CreateFriendRequest(ctx context.Context, r storage.FriendRequest
 		case rel.RequestAB || rel.RequestBA:
 			return fmt.Errorf("a request is pending: %w", storage.ErrAlreadyExists)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO friend_requests (from_id, to_id, message, created_at) VALUES (?, ?, ?, ?)`,
+		_, err = rawExec(t, `INSERT INTO friend_requests (from_id, to_id, message, created_at) VALUES (?, ?, ?, ?)`,
 			r.FromID, r.ToID, r.Message, millis(r.CreatedAt))
 		return err
 	})
@@ -72,8 +146,8 @@ func (s *Store) CreateFriendRequest(ctx context.Context, r storage.FriendRequest
 
 // AcceptFriendRequest implements storage.Friends.
 func (s *Store) AcceptFriendRequest(ctx context.Context, from, to string, at time.Time, events []storage.NewMessage) ([]storage.AppendResult, error) {
-	return s.socialTx(ctx, "accept friend request", events, func(tx *sql.Tx) error {
-		rel, err := scanRelation(tx.QueryRowContext(ctx, relationSQL, from, to))
+	return s.socialTx(ctx, "accept friend request", events, func(t *rawTx) error {
+		rel, err := rawRelation(t, from, to)
 		switch {
 		case err != nil:
 			return err
@@ -82,57 +156,44 @@ func (s *Store) AcceptFriendRequest(ctx context.Context, from, to string, at tim
 		case rel.Blocked():
 			return storage.ErrBlocked
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM friend_requests WHERE from_id = ? AND to_id = ?`, from, to); err != nil {
+		if _, err := rawExec(t, `DELETE FROM friend_requests WHERE from_id = ? AND to_id = ?`, from, to); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO friends (user_id, friend_id, created_at) VALUES (?1, ?2, ?3), (?2, ?1, ?3)
+		_, err = rawExec(t, `INSERT INTO friends (user_id, friend_id, created_at) VALUES (?1, ?2, ?3), (?2, ?1, ?3)
 			ON CONFLICT DO NOTHING`, from, to, millis(at))
 		return err
 	})
 }
 
-// deleted turns "no row changed" into ErrNotFound.
-func deleted(res sql.Result, err error) error {
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		return storage.ErrNotFound
-	}
-	return nil
-}
-
 // DeleteFriendRequest implements storage.Friends.
 func (s *Store) DeleteFriendRequest(ctx context.Context, from, to string, events []storage.NewMessage) ([]storage.AppendResult, error) {
-	return s.socialTx(ctx, "delete friend request", events, func(tx *sql.Tx) error {
-		return deleted(tx.ExecContext(ctx, `DELETE FROM friend_requests WHERE from_id = ? AND to_id = ?`, from, to))
+	return s.socialTx(ctx, "delete friend request", events, func(t *rawTx) error {
+		return rawDelete(t, `DELETE FROM friend_requests WHERE from_id = ? AND to_id = ?`, from, to)
 	})
 }
 
 // RemoveFriend implements storage.Friends.
 func (s *Store) RemoveFriend(ctx context.Context, a, b string, events []storage.NewMessage) ([]storage.AppendResult, error) {
-	return s.socialTx(ctx, "remove friend", events, func(tx *sql.Tx) error {
-		return deleted(tx.ExecContext(ctx, `DELETE FROM friends WHERE (user_id = ?1 AND friend_id = ?2) OR (user_id = ?2 AND friend_id = ?1)`, a, b))
+	return s.socialTx(ctx, "remove friend", events, func(t *rawTx) error {
+		return rawDelete(t, `DELETE FROM friends WHERE (user_id = ?1 AND friend_id = ?2) OR (user_id = ?2 AND friend_id = ?1)`, a, b)
 	})
 }
 
 // Block implements storage.Friends.
 func (s *Store) Block(ctx context.Context, blocker, blocked string, at time.Time, events []storage.NewMessage) ([]storage.AppendResult, error) {
-	return s.socialTx(ctx, "block", events, func(tx *sql.Tx) error {
-		if err := requireUsers(ctx, tx, []string{blocked}); err != nil {
+	return s.socialTx(ctx, "block", events, func(t *rawTx) error {
+		if err := rawRequireUser(t, blocked); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES (?, ?, ?)`, blocker, blocked, millis(at))
+		_, err := rawExec(t, `INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES (?, ?, ?)`, blocker, blocked, millis(at))
 		return err
 	})
 }
 
 // Unblock implements storage.Friends.
 func (s *Store) Unblock(ctx context.Context, blocker, blocked string, events []storage.NewMessage) ([]storage.AppendResult, error) {
-	return s.socialTx(ctx, "unblock", events, func(tx *sql.Tx) error {
-		return deleted(tx.ExecContext(ctx, `DELETE FROM blocks WHERE blocker_id = ? AND blocked_id = ?`, blocker, blocked))
+	return s.socialTx(ctx, "unblock", events, func(t *rawTx) error {
+		return rawDelete(t, `DELETE FROM blocks WHERE blocker_id = ? AND blocked_id = ?`, blocker, blocked)
 	})
 }
 

@@ -74,8 +74,6 @@ var (
 	OwnerRoleFixed      = def(codes.InvalidArgument, "the owner's role changes only by transferring ownership")
 	KickSelf            = def(codes.InvalidArgument, "cannot kick yourself; leave the group instead")
 	TransferToSelf      = def(codes.InvalidArgument, "ownership must be transferred to another member")
-	BadPageSize         = def(codes.InvalidArgument, "page_size is out of range")
-	BadPageToken        = def(codes.InvalidArgument, "page_token is not one this server returned")
 	// ReservedContentType: content types starting with "starling." are
 	// the server's own (system messages); clients may not send them.
 	ReservedContentType = def(codes.InvalidArgument, "content types starting with \"starling.\" are reserved for the server")

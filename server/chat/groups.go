@@ -428,8 +428,16 @@ func (s *Service) DisbandGroup(ctx context.Context, caller, groupID string) (Gro
 }
 
 // ForgetGroup drops what this node cached of a group's members, after a
-// change made on another node (bus.Handler.GroupChanged).
-func (s *Service) ForgetGroup(groupID string) { s.members.forget(groupID) }
+// change made on another node (bus.Handler.GroupChanged). The bus carries
+// changes of a pair of users' relation (a block, a friendship) the same
+// way, under a key no group id can take (relationKey).
+func (s *Service) ForgetGroup(groupID string) {
+	if p, ok := parseRelationKey(groupID); ok {
+		s.social.relations.forget(p[0], p[1])
+		return
+	}
+	s.members.forget(groupID)
+}
 
 // GetGroup returns a group and its members to one of its members.
 func (s *Service) GetGroup(ctx context.Context, caller, groupID string) (*starlingv1.Group, []string, error) {
@@ -465,7 +473,7 @@ func (s *Service) ListGroupMembers(ctx context.Context, caller, groupID string, 
 	next := ""
 	if len(ms) > n {
 		ms = ms[:n]
-		next = ms[n-1].UserID
+		next = encodeToken(ms[n-1].UserID)
 	}
 	out := make([]*starlingv1.GroupMember, len(ms))
 	for i, m := range ms {
@@ -488,7 +496,7 @@ func (s *Service) ListMyGroups(ctx context.Context, caller string, pageSize int3
 	next := ""
 	if len(gs) > n {
 		gs = gs[:n]
-		next = gs[n-1].Group.ID
+		next = encodeToken(gs[n-1].Group.ID)
 	}
 	out := make([]*starlingv1.MyGroup, len(gs))
 	for i, g := range gs {
@@ -497,19 +505,21 @@ func (s *Service) ListMyGroups(ctx context.Context, caller string, pageSize int3
 	return out, next, nil
 }
 
-// page checks a page size and token. A token is the last id of the page
-// before (user or group ids: never containing ':' and bounded), so any id
-// a client could make up is merely a place in the order.
+// page checks a page size and token. A token is opaque to clients, the
+// last id of the page before (user or group id) in the encoding of the
+// friend lists' tokens (friends.go: idToken); any id a client could make
+// up is merely a place in the order.
 func page(size int32, token string) (int, string, error) {
+	after, err := idToken(token)
 	switch {
 	case size < 0 || size > MaxPageSize:
 		return 0, "", fmt.Errorf("%w: %d, want 0-%d", apierr.BadPageSize, size, MaxPageSize)
-	case token != "" && !validID(token):
-		return 0, "", fmt.Errorf("%w: %d bytes", apierr.BadPageToken, len(token))
+	case err != nil:
+		return 0, "", err
 	case size == 0:
-		return DefaultPageSize, token, nil
+		return DefaultPageSize, after, nil
 	}
-	return int(size), token, nil
+	return int(size), after, nil
 }
 
 func checkGroupID(id string) error {

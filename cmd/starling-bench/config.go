@@ -55,12 +55,14 @@ type config struct {
 	DialConcurrency  int
 	SyncLimit        int
 
+	Chaos chaosConfig // --scenario chaos (chaos.go)
+
 	JSON     bool
 	Quiet    bool
 	LogLevel slog.Level
 }
 
-var scenarios = []string{"c2c", "group", "idle", "reconnect"}
+var scenarios = []string{"c2c", "group", "idle", "reconnect", "chaos"}
 
 const usageHead = `starling-bench: load generator for a running Starling server.
 
@@ -80,6 +82,11 @@ Scenarios:
   idle       --conns authenticated streams held open with heartbeats for
              --duration; server memory per connection (--server-pid) and
              stream authentications per second while opening.
+  chaos      starts its own starlingd nodes (--nodes, --starlingd; more than
+             one needs --db and --redis), drives one-to-one and group
+             traffic while group members come and go, injects --faults on a
+             schedule, then checks the whole history (docs/reliability.md);
+             --history out.jsonl keeps it. Exits 1 on any violation.
   reconnect  --clients connected clients all drop, are sent --messages each,
              and reconnect at once; time until every one has caught up.
 
@@ -115,7 +122,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.BoolVar(&c.TLS, "tls", false, "connect with TLS")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "PEM file of the CA that signed the server's certificate (default: system roots)")
 	fs.BoolVar(&c.TLSSkipVerify, "tls-skip-verify", false, "do not verify the server's certificate (self-signed test servers)")
-	fs.StringVar(&c.Scenario, "scenario", "c2c", "c2c, group, idle or reconnect")
+	fs.StringVar(&c.Scenario, "scenario", "c2c", "c2c, group, idle, reconnect or chaos")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long to send (c2c, group) or hold (idle)")
 	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "bound on every wait: a setup call, the drain after sending, the reconnect storm")
 	fs.IntVar(&c.Pairs, "pairs", 100, "c2c: sender/receiver pairs")
@@ -139,6 +146,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON instead of a table")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress or live lines on stderr")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
+	var faults string
+	c.Chaos.addFlags(fs, &faults)
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -150,6 +159,9 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if err := c.Chaos.parse(faults); err != nil {
+		return config{}, err
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return config{}, fmt.Errorf("--log-level: %w", err)
@@ -177,7 +189,12 @@ func (c config) validate() error {
 		}
 	}
 	check(slices.Contains(scenarios, c.Scenario), "--scenario must be one of "+strings.Join(scenarios, ", "))
-	check(c.Duration > 0 && c.Duration <= 10*time.Minute, "--duration must be in (0, 10m]")
+	if c.Scenario == "chaos" { // soaks run for hours
+		check(c.Duration > 0 && c.Duration <= 24*time.Hour, "--duration must be in (0, 24h] with --scenario chaos")
+		errs = append(errs, c.validateChaos()...)
+	} else {
+		check(c.Duration > 0 && c.Duration <= 10*time.Minute, "--duration must be in (0, 10m]")
+	}
 	check(c.Timeout > 0 && c.Timeout <= 10*time.Minute, "--timeout must be in (0, 10m]")
 	check(c.Pairs >= 1 && c.Pairs <= 100_000, "--pairs must be 1-100000")
 	check(c.Rate >= 0 && !math.IsInf(c.Rate, 0) && c.Rate <= 1e6, "--rate must be 0-1000000")

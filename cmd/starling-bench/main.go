@@ -48,6 +48,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitError
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if cfg.Scenario == "chaos" {
+		return runChaos(ctx, cfg, stdout, stderr, log)
+	}
 	rep, err := run(ctx, cfg, stderr, log)
 	if rep != nil {
 		if cfg.JSON {

@@ -256,6 +256,8 @@ type histCheck struct {
 	byCMID  map[sendKey][]event            // stored user messages by send
 	members map[string]map[string][]period // conv → user → periods
 	synced  map[string]bool                // devices that finished the final sync
+	near    map[convSeq][]int              // positions of each (conv, seq)'s events, for around
+	faults  []int                          // positions of fault events, for around
 }
 
 func (c *histCheck) violate(kind, dev, conv string, seq int64, at int, format string, args ...any) {
@@ -270,36 +272,55 @@ func (c *histCheck) violate(kind, dev, conv string, seq int64, at int, format st
 	})
 }
 
-// around picks the events that explain a violation: those of conv near
-// seq (or near index at when seq is unknown), the nearest first, in
-// history order.
+// around picks the events that explain a violation: those of conv with
+// a seq next to seq (or, with neither, the events next to position at),
+// and the faults shortly before at; the nearest to at, in history order.
 func (c *histCheck) around(conv string, seq int64, at int) []event {
-	var near []event
-	for _, e := range c.evs {
-		switch {
-		case conv == "" && seq == 0:
-			if d := e.Index - at; d >= -aroundEvents/2 && d <= aroundEvents/2 {
-				near = append(near, e)
+	if c.near == nil { // built on the first violation: most runs have none
+		c.near = make(map[convSeq][]int)
+		for i, e := range c.evs {
+			if e.Conv != "" && e.Seq != 0 {
+				k := convSeq{e.Conv, e.Seq}
+				c.near[k] = append(c.near[k], i)
 			}
-		case e.Conv == conv && e.Seq != 0 && e.Seq >= seq-1 && e.Seq <= seq+1:
-			near = append(near, e)
-		case e.Kind == evFault && at >= 0 && e.Index <= at && e.Index >= at-50:
-			near = append(near, e) // a fault just before it
+			if e.Kind == evFault {
+				c.faults = append(c.faults, i)
+			}
 		}
 	}
-	if len(near) > aroundEvents {
-		// Keep those closest to the event at (or to the end if none).
-		ref := at
-		if ref < 0 {
-			ref = len(c.evs)
+	var pos []int
+	if conv == "" && seq == 0 {
+		for i := max(at-aroundEvents/2, 0); i <= at+aroundEvents/2 && i < len(c.evs); i++ {
+			pos = append(pos, i)
 		}
-		slices.SortStableFunc(near, func(a, b event) int {
-			return cmp.Compare(abs(a.Index-ref), abs(b.Index-ref))
-		})
-		near = near[:aroundEvents]
-		slices.SortFunc(near, func(a, b event) int { return cmp.Compare(a.Index, b.Index) })
+	} else {
+		for s := seq - 1; s <= seq+1; s++ {
+			pos = append(pos, c.near[convSeq{conv, s}]...)
+		}
+		for _, i := range c.faults {
+			if at >= 0 && i <= at && i >= at-50 {
+				pos = append(pos, i) // a fault just before it
+			}
+		}
 	}
-	return near
+	ref := at
+	if ref < 0 {
+		ref = len(c.evs)
+	}
+	slices.SortStableFunc(pos, func(a, b int) int { return cmp.Compare(abs(a-ref), abs(b-ref)) })
+	pos = pos[:min(len(pos), aroundEvents)]
+	slices.Sort(pos)
+	pos = slices.Compact(pos)
+	out := make([]event, len(pos))
+	for i, p := range pos {
+		out[i] = c.evs[p]
+	}
+	return out
+}
+
+type convSeq struct {
+	conv string
+	seq  int64
 }
 
 func abs(x int) int {

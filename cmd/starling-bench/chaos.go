@@ -38,7 +38,7 @@ import (
 // devices to catch up and judges the whole history (history.go).
 
 // chaosFaults are the faults --faults may name.
-var chaosFaults = []string{"kill", "term", "pause", "db", "redis", "net"}
+var chaosFaults = []string{"kill", "term", "pause", "db", "redis", "net", "slow"}
 
 // chaosConfig is the chaos scenario's part of the command line.
 type chaosConfig struct {
@@ -60,7 +60,7 @@ func (c *chaosConfig) addFlags(fs *flag.FlagSet, faults *string) {
 	fs.StringVar(&c.History, "history", "", "chaos: write the history (JSON lines) to this file")
 	fs.IntVar(&c.Users, "users", 8, "chaos: users (each with a device; the first has two); half of them come and go in the group")
 	fs.DurationVar(&c.FaultEvery, "fault-every", 5*time.Second, "chaos: time between one fault's recovery and the next fault")
-	fs.DurationVar(&c.Pause, "pause", 15*time.Second, "chaos: how long the pause fault keeps a node stopped (SIGSTOP)")
+	fs.DurationVar(&c.Pause, "pause", 15*time.Second, "chaos: how long the pause fault keeps a node stopped (SIGSTOP), and the slow fault a device from reading")
 }
 
 func (c *chaosConfig) parse(faults string) error {
@@ -128,11 +128,12 @@ type chaosUser struct {
 }
 
 type chaosDev struct {
-	name string
-	user *chaosUser
-	cl   *client.Client
-	s    *client.Session
-	done chan struct{} // closed when its reader has stopped
+	name  string
+	paths []*chaosProxy // its own way to each node, to stall (the slow fault)
+	user  *chaosUser
+	cl    *client.Client
+	s     *client.Session
+	done  chan struct{} // closed when its reader has stopped
 }
 
 // runChaos runs the chaos scenario and returns the exit code.
@@ -239,6 +240,11 @@ func (c *chaos) cleanup(tmp string) {
 	for _, p := range c.front {
 		p.close()
 	}
+	for _, d := range c.devs {
+		for _, p := range d.paths {
+			p.close()
+		}
+	}
 	if c.db != nil {
 		c.db.close()
 	}
@@ -325,11 +331,16 @@ var resolverSeq struct {
 }
 
 // dial is a client whose connection tries every node, first node home,
-// then the others in order: a device reconnects to any live node.
-func (c *chaos) dial(home int) (*client.Client, error) {
+// then the others in order: a device reconnects to any live node. With
+// paths (one per node), it goes through them.
+func (c *chaos) dial(home int, paths []*chaosProxy) (*client.Client, error) {
 	addrs := make([]resolver.Address, len(c.front))
 	for i := range c.front {
-		addrs[i] = resolver.Address{Addr: c.front[(home+i)%len(c.front)].addr()}
+		j := (home + i) % len(c.front)
+		addrs[i] = resolver.Address{Addr: c.front[j].addr()}
+		if paths != nil {
+			addrs[i].Addr = paths[j].addr()
+		}
 	}
 	resolverSeq.Lock()
 	resolverSeq.n++
@@ -346,7 +357,7 @@ func (c *chaos) setup(ctx context.Context) error {
 	const password = "chaos-password"
 	for i := range c.cfg.Chaos.Users {
 		u := &chaosUser{name: fmt.Sprintf("%s_u%d", c.run, i)}
-		cl, err := c.dial(i)
+		cl, err := c.dial(i, nil)
 		if err != nil {
 			return err
 		}
@@ -366,7 +377,14 @@ func (c *chaos) setup(ctx context.Context) error {
 		}
 		for j := range ndev {
 			d := &chaosDev{name: fmt.Sprintf("u%d.d%d", i, j), user: u, done: make(chan struct{})}
-			if d.cl, err = c.dial(i + j); err != nil {
+			for _, f := range c.front {
+				p, err := newChaosProxy(f.addr())
+				if err != nil {
+					return err
+				}
+				d.paths = append(d.paths, p)
+			}
+			if d.cl, err = c.dial(i+j, d.paths); err != nil {
 				return err
 			}
 			if _, err := d.cl.Login(ctx, u.name, password, fmt.Sprintf("d%d", j)); err != nil {
@@ -446,23 +464,28 @@ func (c *chaos) sendLoop(ctx context.Context, d *chaosDev) {
 		if n%2 == 1 {
 			to, conv = client.ToGroup(c.group), client.GroupConversationID(c.group)
 		}
-		cmid := fmt.Sprintf("%s-%s-%d", c.run, d.name, n)
-		c.h.add(event{Kind: evInvoke, Device: d.name, Conv: conv, ClientMsgID: cmid})
-		before := d.s.Welcome()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
-		ack, err := d.s.SendWithID(sctx, to, cmid, &starlingv1.Content{Type: "text", Text: cmid})
-		cancel()
-		switch {
-		case err == nil:
-			c.h.add(event{Kind: evOK, Device: d.name, Conv: conv, ClientMsgID: cmid, Seq: ack.GetSeq(), MsgID: ack.GetMsgId()})
-		case definite(err) && d.s.Welcome() == before:
-			// Refused on the stream it was first written to: nothing stored.
-			c.h.add(event{Kind: evFail, Device: d.name, Conv: conv, ClientMsgID: cmid, Err: err.Error()})
-		default:
-			// A refusal after a reconnect may answer a resend of a message
-			// stored before it (a member kicked meanwhile): not definite.
-			c.h.add(event{Kind: evUnknown, Device: d.name, Conv: conv, ClientMsgID: cmid, Err: err.Error()})
-		}
+		c.sendOne(ctx, d, to, conv, fmt.Sprintf("%s-%s-%d", c.run, d.name, n), "")
+	}
+}
+
+// sendOne sends one message from d (its text the client_msg_id, then
+// pad) and records the send and its outcome.
+func (c *chaos) sendOne(ctx context.Context, d *chaosDev, to client.Recipient, conv, cmid, pad string) {
+	c.h.add(event{Kind: evInvoke, Device: d.name, Conv: conv, ClientMsgID: cmid})
+	before := d.s.Welcome()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
+	ack, err := d.s.SendWithID(sctx, to, cmid, &starlingv1.Content{Type: "text", Text: cmid + pad})
+	cancel()
+	switch {
+	case err == nil:
+		c.h.add(event{Kind: evOK, Device: d.name, Conv: conv, ClientMsgID: cmid, Seq: ack.GetSeq(), MsgID: ack.GetMsgId()})
+	case definite(err) && d.s.Welcome() == before:
+		// Refused on the stream it was first written to: nothing stored.
+		c.h.add(event{Kind: evFail, Device: d.name, Conv: conv, ClientMsgID: cmid, Err: err.Error()})
+	default:
+		// A refusal after a reconnect may answer a resend of a message
+		// stored before it (a member kicked meanwhile): not definite.
+		c.h.add(event{Kind: evUnknown, Device: d.name, Conv: conv, ClientMsgID: cmid, Err: err.Error()})
 	}
 }
 
@@ -531,6 +554,9 @@ func (c *chaos) faultLoop(ctx context.Context) {
 		f := c.cfg.Chaos.Faults[i%len(c.cfg.Chaos.Faults)]
 		n := c.nodes[mrand.IntN(len(c.nodes))]
 		op := f + " " + n.name
+		if f == "slow" {
+			op = "slow device"
+		}
 		c.progress("fault: %s", op)
 		c.h.add(event{Kind: evFault, Op: op})
 		err := c.inject(context.WithoutCancel(ctx), f, n)
@@ -576,6 +602,28 @@ func (c *chaos) inject(ctx context.Context, f string, n *chaosNode) error {
 		c.front[i].setCut(true)
 		time.Sleep(200 * time.Millisecond)
 		c.front[i].setCut(false)
+	case "slow":
+		// A device stops reading for --pause (the server gives up on a
+		// device whose writes block 10 s), then reads again.
+		d := c.devs[mrand.IntN(len(c.devs))]
+		before := d.s.Welcome()
+		for _, p := range d.paths {
+			p.setStalled(true)
+		}
+		// Meanwhile its one-to-one peer sends it 3 MB, more than HTTP/2
+		// and TCP buffer, so the server's writes to it block.
+		idx := slices.Index(c.users, d.user)
+		from := c.users[(idx+len(c.users)-1)%len(c.users)]
+		sender := c.devs[slices.IndexFunc(c.devs, func(x *chaosDev) bool { return x.user == from })]
+		pad := strings.Repeat("x", 48<<10)
+		for k := range 64 {
+			c.sendOne(ctx, sender, client.ToUser(d.user.id), client.DirectConversationID(from.id, d.user.id), fmt.Sprintf("%s-slow-%s-%d-%d", c.run, d.name, time.Now().UnixNano(), k), pad)
+		}
+		time.Sleep(c.cfg.Chaos.Pause)
+		for _, p := range d.paths {
+			p.setStalled(false)
+		}
+		c.progress("slow %s: stream replaced meanwhile: %v", d.name, d.s.Welcome() != before)
 	}
 	if err != nil {
 		return err

@@ -149,6 +149,9 @@ type chaosProxy struct {
 	mu    sync.Mutex
 	cut   bool
 	conns map[net.Conn]struct{}
+	// gate is closed while bytes from the server flow to the client; an
+	// open channel while stalled (a client that stopped reading).
+	gate chan struct{}
 }
 
 func newChaosProxy(target string) (*chaosProxy, error) {
@@ -156,7 +159,8 @@ func newChaosProxy(target string) (*chaosProxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database proxy: %w", err)
 	}
-	p := &chaosProxy{lis: lis, target: target, conns: make(map[net.Conn]struct{})}
+	p := &chaosProxy{lis: lis, target: target, conns: make(map[net.Conn]struct{}), gate: make(chan struct{})}
+	close(p.gate)
 	go p.serve() // ends when close closes lis
 	return p, nil
 }
@@ -195,7 +199,24 @@ func (p *chaosProxy) forward(c net.Conn) {
 	}
 	wg.Add(2)
 	go pipe(s, c)
-	go pipe(c, s)
+	go func() { // server → client, through the gate
+		defer wg.Done()
+		buf := make([]byte, 32*1024)
+		for {
+			n, err := s.Read(buf)
+			if n > 0 {
+				p.wait()
+				if _, werr := c.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		c.Close()
+		s.Close()
+	}()
 	wg.Wait()
 	p.mu.Lock()
 	delete(p.conns, c)
@@ -226,7 +247,37 @@ func (p *chaosProxy) setCut(cut bool) {
 	}
 }
 
+// wait blocks while the proxy is stalled.
+func (p *chaosProxy) wait() {
+	p.mu.Lock()
+	g := p.gate
+	p.mu.Unlock()
+	<-g
+}
+
+// setStalled stops (true) or resumes forwarding from the server: the
+// client stops reading, so the server's writes to it block.
+func (p *chaosProxy) setStalled(stall bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	open := func() bool {
+		select {
+		case <-p.gate:
+			return true
+		default:
+			return false
+		}
+	}()
+	switch {
+	case stall && open:
+		p.gate = make(chan struct{})
+	case !stall && !open:
+		close(p.gate)
+	}
+}
+
 func (p *chaosProxy) close() {
+	p.setStalled(false)
 	p.setCut(true)
 	p.lis.Close()
 }

@@ -12,7 +12,7 @@ import (
 // cannot run is refused with a message naming the flag.
 func TestChaosConfig(t *testing.T) {
 	c, err := parseConfig([]string{"--scenario", "chaos", "--nodes", "3", "--db", "postgres://p@127.0.0.1:5432/x",
-		"--redis", "redis://127.0.0.1:6379/0", "--faults", "kill, term,pause,db,redis,net", "--duration", "30m", "--history", "h.jsonl"}, io.Discard)
+		"--redis", "redis://127.0.0.1:6379/0", "--faults", "kill, term,pause,db,redis,net,slow", "--duration", "30m", "--history", "h.jsonl"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,7 @@ type chaosConfig struct {
 	Users      int
 	FaultEvery time.Duration
 	Pause      time.Duration
+	Check      string // a history file to judge instead of running
 }
 
 func (c *chaosConfig) addFlags(fs *flag.FlagSet, faults *string) {
@@ -58,6 +59,7 @@ func (c *chaosConfig) addFlags(fs *flag.FlagSet, faults *string) {
 	fs.StringVar(&c.DB, "db", "", "chaos: postgres:// URL of the database the nodes share (through a proxy the bench owns, for the db fault)")
 	fs.StringVar(faults, "faults", "kill,term", "chaos: faults to inject, comma-separated: "+strings.Join(chaosFaults, ", "))
 	fs.StringVar(&c.History, "history", "", "chaos: write the history (JSON lines) to this file")
+	fs.StringVar(&c.Check, "check-history", "", "chaos: judge the history in this file (written by --history) instead of running")
 	fs.IntVar(&c.Users, "users", 8, "chaos: users (each with a device; the first has two); half of them come and go in the group")
 	fs.DurationVar(&c.FaultEvery, "fault-every", 5*time.Second, "chaos: time between one fault's recovery and the next fault")
 	fs.DurationVar(&c.Pause, "pause", 15*time.Second, "chaos: how long the pause fault keeps a node stopped (SIGSTOP), and the slow fault a device from reading")
@@ -138,6 +140,9 @@ type chaosDev struct {
 
 // runChaos runs the chaos scenario and returns the exit code.
 func runChaos(ctx context.Context, cfg config, stdout, stderr io.Writer, log *slog.Logger) int {
+	if cfg.Chaos.Check != "" {
+		return checkHistoryFile(cfg.Chaos.Check, stdout, stderr)
+	}
 	c := &chaos{cfg: cfg, log: log, out: stderr, members: make(map[string]bool)}
 	if cfg.Quiet {
 		c.out = io.Discard
@@ -161,6 +166,27 @@ func runChaos(ctx context.Context, cfg config, stdout, stderr io.Writer, log *sl
 		fmt.Fprintf(stderr, "starling-bench: chaos: %v\n", err)
 		return exitError
 	}
+	writeVerdict(stdout, v)
+	if !v.OK {
+		return exitCheckFailed
+	}
+	return exitOK
+}
+
+// checkHistoryFile judges a saved history: --check-history.
+func checkHistoryFile(path string, stdout, stderr io.Writer) int {
+	f, err := os.Open(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "starling-bench: %v\n", err)
+		return exitError
+	}
+	defer f.Close()
+	evs, err := readHistory(f)
+	if err != nil {
+		fmt.Fprintf(stderr, "starling-bench: %s: %v\n", path, err)
+		return exitError
+	}
+	v := checkHistory(evs)
 	writeVerdict(stdout, v)
 	if !v.OK {
 		return exitCheckFailed

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -46,5 +50,49 @@ func TestChaosConfig(t *testing.T) {
 	// Other scenarios keep their 10-minute ceiling.
 	if _, err := parseConfig([]string{"--scenario", "c2c", "--duration", "30m"}, io.Discard); err == nil {
 		t.Error("c2c accepted --duration 30m")
+	}
+}
+
+// TestCheckHistoryFile: --check-history judges a saved history: 0 when it
+// holds, 1 with the violation printed when not, 2 when it cannot be read.
+func TestCheckHistoryFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, evs []event) string {
+		var b bytes.Buffer
+		h := newHistory(&b)
+		for _, e := range evs {
+			h.add(e)
+		}
+		if err := h.flush(); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.jsonl", goodHistory())
+	evs := goodHistory()
+	bad := write("bad.jsonl", remove(evs, find(t, evs, evDeliver, "b1", "g", 3)))
+	torn := filepath.Join(dir, "torn.jsonl")
+	if err := os.WriteFile(torn, []byte("{\"kind\":"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		code int
+		out  string
+	}{
+		{good, exitOK, "verdict: OK"},
+		{bad, exitCheckFailed, `not-delivered: device="b1"`},
+		{torn, exitError, ""},
+		{filepath.Join(dir, "missing.jsonl"), exitError, ""},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := realMain(context.Background(), []string{"--scenario", "chaos", "--check-history", tc.path}, &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stdout.String(), tc.out) {
+			t.Errorf("%s: exit %d (want %d), stdout:\n%s\nstderr:\n%s", filepath.Base(tc.path), code, tc.code, stdout.String(), stderr.String())
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -119,6 +120,8 @@ type chaos struct {
 	devs  []*chaosDev
 	group string // group id
 	owner *chaosUser
+
+	schemes atomic.Int64 // resolver schemes handed out (dial)
 
 	mu      sync.Mutex
 	members map[string]bool // the group's members as the churn believes
@@ -351,11 +354,6 @@ func logTail(err error, path string) error {
 	return fmt.Errorf("%w\n%s", err, b)
 }
 
-var resolverSeq struct {
-	sync.Mutex
-	n int
-}
-
 // dial is a client whose connection tries every node, first node home,
 // then the others in order: a device reconnects to any live node. With
 // paths (one per node), it goes through them.
@@ -368,10 +366,8 @@ func (c *chaos) dial(home int, paths []*chaosProxy) (*client.Client, error) {
 			addrs[i].Addr = paths[j].addr()
 		}
 	}
-	resolverSeq.Lock()
-	resolverSeq.n++
-	scheme := fmt.Sprintf("chaos%d", resolverSeq.n)
-	resolverSeq.Unlock()
+	// A scheme per client: each has its own resolver with its own order.
+	scheme := fmt.Sprintf("chaos%d", c.schemes.Add(1))
 	r := manual.NewBuilderWithScheme(scheme)
 	r.InitialState(resolver.State{Addresses: addrs})
 	return client.Dial(scheme+":///nodes", client.WithDialOptions(grpc.WithResolvers(r)))
@@ -579,9 +575,9 @@ func (c *chaos) faultLoop(ctx context.Context) {
 		}
 		f := c.cfg.Chaos.Faults[i%len(c.cfg.Chaos.Faults)]
 		n := c.nodes[mrand.IntN(len(c.nodes))]
-		op := f + " " + n.name
-		if f == "slow" {
-			op = "slow device"
+		op := f // db, redis and slow concern no node
+		if f == "kill" || f == "term" || f == "pause" || f == "net" {
+			op += " " + n.name
 		}
 		c.progress("fault: %s", op)
 		c.h.add(event{Kind: evFault, Op: op})

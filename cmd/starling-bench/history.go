@@ -274,7 +274,8 @@ func (c *histCheck) violate(kind, dev, conv string, seq int64, at int, format st
 
 // around picks the events that explain a violation: those of conv with
 // a seq next to seq (or, with neither, the events next to position at),
-// and the faults shortly before at; the nearest to at, in history order.
+// and the faults shortly before at; those of seq itself and nearest to
+// at first, printed in history order.
 func (c *histCheck) around(conv string, seq int64, at int) []event {
 	if c.near == nil { // built on the first violation: most runs have none
 		c.near = make(map[convSeq][]int)
@@ -307,7 +308,17 @@ func (c *histCheck) around(conv string, seq int64, at int) []event {
 	if ref < 0 {
 		ref = len(c.evs)
 	}
-	slices.SortStableFunc(pos, func(a, b int) int { return cmp.Compare(abs(a-ref), abs(b-ref)) })
+	// The events of seq itself first (a fault has seq 0: after them), then
+	// the nearest to ref.
+	seqDist := func(i int) int64 {
+		if c.evs[i].Seq == 0 {
+			return 2
+		}
+		return max(c.evs[i].Seq-seq, seq-c.evs[i].Seq)
+	}
+	slices.SortStableFunc(pos, func(a, b int) int {
+		return cmp.Or(cmp.Compare(seqDist(a), seqDist(b)), cmp.Compare(abs(a-ref), abs(b-ref)))
+	})
 	pos = pos[:min(len(pos), aroundEvents)]
 	slices.Sort(pos)
 	pos = slices.Compact(pos)

@@ -7,6 +7,7 @@ import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-no
 
 import { AuthService, type LoginResponse } from "../gen/starling/v1/auth_pb.js";
 import { ChatService, type GetHistoryResponse } from "../gen/starling/v1/chat_pb.js";
+import { FriendService } from "../gen/starling/v1/friend_pb.js";
 import { GroupService, type Group } from "../gen/starling/v1/group_pb.js";
 import type { ConversationState, User } from "../gen/starling/v1/types_pb.js";
 import { UserService } from "../gen/starling/v1/user_pb.js";
@@ -24,7 +25,7 @@ export interface ClientOptions {
 /**
  * StarlingClient holds the token and one HTTP/2 connection to the server
  * (reopened by itself when it breaks). The raw generated clients are
- * exposed as auth, users, groups and chat for calls this wrapper does not
+ * exposed as auth, users, groups, chat and friends for calls this wrapper does not
  * cover.
  */
 export class StarlingClient {
@@ -32,6 +33,7 @@ export class StarlingClient {
   readonly users: Client<typeof UserService>;
   readonly groups: Client<typeof GroupService>;
   readonly chat: Client<typeof ChatService>;
+  readonly friends: Client<typeof FriendService>;
   /** The token sent as "authorization: Bearer …" on every call, Stream included. */
   token: string | undefined;
   /** The logged-in user, after login(). */
@@ -60,6 +62,7 @@ export class StarlingClient {
     this.users = createClient(UserService, transport);
     this.groups = createClient(GroupService, transport);
     this.chat = createClient(ChatService, transport);
+    this.friends = createClient(FriendService, transport);
   }
 
   private get callOpts() {

@@ -16,3 +16,4 @@ export {
 export * from "../gen/starling/v1/chat_pb.js";
 export * from "../gen/starling/v1/types_pb.js";
 export * from "../gen/starling/v1/event_pb.js";
+export * from "../gen/starling/v1/friend_pb.js";

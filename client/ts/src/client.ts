@@ -20,6 +20,8 @@ export interface ClientOptions {
   token?: string;
   /** Deadline of each unary call in ms (default 30 000). */
   timeoutMs?: number;
+  /** Connect interceptors run on every call, Stream included (logging, metrics, tests' taps). */
+  interceptors?: Interceptor[];
 }
 
 /**
@@ -55,7 +57,7 @@ export class StarlingClient {
     };
     const transport = createGrpcTransport({
       baseUrl: opts.baseUrl,
-      interceptors: [bearer],
+      interceptors: [bearer, ...(opts.interceptors ?? [])],
       sessionManager: this.h2,
     });
     this.auth = createClient(AuthService, transport);

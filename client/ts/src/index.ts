@@ -5,6 +5,7 @@ export {
   FrameError,
   DisconnectError,
   ClosedError,
+  MemoryStore,
   backoff,
   type SessionOptions,
   type SessionEvents,

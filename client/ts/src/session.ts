@@ -193,7 +193,8 @@ interface Conn {
   since: number;
 }
 
-class MemoryStore implements StateStore {
+/** A StateStore in memory: survives reconnects and new Sessions of one process. */
+export class MemoryStore implements StateStore {
   private m = new Map<string, bigint>();
   load(id: string) {
     return this.m.get(id);

@@ -133,8 +133,9 @@ export class TsUser {
   constructor(
     readonly name: string,
     baseUrl: string,
+    client?: StarlingClient,
   ) {
-    this.client = new StarlingClient({ baseUrl, timeoutMs: 10_000 });
+    this.client = client ?? new StarlingClient({ baseUrl, timeoutMs: 10_000 });
   }
 
   static async create(name: string, baseUrl: string, register = true): Promise<TsUser> {

@@ -85,6 +85,8 @@ export interface SessionEvents {
   ack: [Sent];
   /** A conversation has messages to pull; the session pulls them itself. */
   notify: [Notify];
+  /** A SyncBatch answering one of the session's Syncs (before its messages are handed over). */
+  sync: [SyncBatch];
   /** The server closed the stream; reconnect says whether the session tries again. */
   disconnect: [DisconnectInfo];
   /** The stream broke; the next attempt starts after delayMs. */
@@ -659,6 +661,7 @@ export class Session extends EventEmitter<SessionEvents> {
     const id = this.syncRefs.get(ref);
     if (id === undefined) return; // not ours on this stream
     this.syncRefs.delete(ref);
+    this.emit("sync", b);
     const cs = this.convs.get(id)!;
     cs.syncing = false;
     if (b.latestSeq > cs.target) cs.target = b.latestSeq;

@@ -90,12 +90,12 @@ describe("against one starlingd", () => {
     assert.deepEqual(bob.received.map((m) => m.seq), [1, 2, 3, 4]);
   });
 
-  test("offline → reconnect: the missed messages arrive once, in order", async () => {
+  test("offline → reconnect: Notify, then Sync while has_more; the missed messages arrive once, in order", async () => {
     const proxy = await Proxy.start(srv.port);
     cleanup.push(() => proxy.close());
     const bob = await ts("bob3", proxy.url);
     const alice = await go("alice3");
-    await bob.connect();
+    await bob.connect({ syncLimit: 2 }); // several SyncBatches with has_more
     await alice.cli("send", "bob3", "before");
     await waitFor("bob gets 1", () => bob.messages.length >= 1);
 
@@ -104,6 +104,11 @@ describe("against one starlingd", () => {
     for (const i of range(1, 5)) await alice.cli("send", "bob3", `away ${i}`);
     proxy.restore();
     await waitFor("bob gets 6", () => bob.messages.length >= 6);
+    assert.ok(bob.notifies >= 1);
+    assert.deepEqual(
+      bob.syncBatches.map((b) => [b.messages.length, b.hasMore]),
+      [[2, true], [2, true], [1, false]],
+    );
     // Nothing more arrives: a duplicate would show up behind a marker.
     await alice.cli("send", "bob3", "marker");
     await waitFor("bob gets the marker", () => bob.messages.length >= 7);
@@ -190,6 +195,7 @@ test("window overflow: Notify → Sync → pushes resume", async () => {
     bob.session.pause(); // bob's app stops reading: no acks, the window fills
     for (const i of range(1, 10)) await alice.session.send({ userId: bob.userId }, `m${i}`);
     await waitFor("bob is sent a Notify", () => bob.notifies >= 1);
+    await waitFor("bob pulls with Sync", () => bob.syncBatches.some((b) => !b.hasMore));
     bob.session.resume();
     await waitFor("bob gets 10", () => bob.messages.length >= 10);
     assert.deepEqual(seqs(bob.messages), range(1, 10));

@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 
 import { StarlingClient, type Session, type SessionOptions } from "../src/index.js";
+import type { SyncBatch } from "../gen/starling/v1/chat_pb.js";
 import type { Message } from "../gen/starling/v1/types_pb.js";
 
 const run = promisify(execFile);
@@ -128,6 +129,7 @@ export class TsUser {
   session!: Session;
   readonly messages: Message[] = [];
   notifies = 0;
+  readonly syncBatches: SyncBatch[] = [];
   userId = "";
 
   constructor(
@@ -150,6 +152,7 @@ export class TsUser {
     this.session = await this.client.connect({ minBackoffMs: 50, maxBackoffMs: 500, ...opts });
     this.session.on("message", (m) => this.messages.push(m));
     this.session.on("notify", () => this.notifies++);
+    this.session.on("sync", (b) => this.syncBatches.push(b));
     return this.session;
   }
 

@@ -8,12 +8,29 @@ import { after, before, test } from "node:test";
 
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 
-import { ClosedError, DisconnectError, DisconnectReason, MemoryStore, StarlingClient, type StreamRequest, type StreamResponse } from "../src/index.js";
+import { create } from "@bufbuild/protobuf";
+
+import {
+  ClosedError,
+  DisconnectError,
+  DisconnectReason,
+  FrameError,
+  MemoryStore,
+  StarlingClient,
+  StreamResponseSchema,
+  type StreamRequest,
+  type StreamResponse,
+} from "../src/index.js";
 import { Server, TsUser, password, seqs, waitFor } from "./harness.js";
 
-/** Tap: onRecv says how many times a server frame reaches the session (0 drops it); dropSent drops client frames; sent records them. */
+/**
+ * Tap: onRecv says how many times a server frame reaches the session (0
+ * drops it); rewrite may replace it; dropSent drops client frames; sent
+ * records them.
+ */
 class Tap {
   onRecv: (f: StreamResponse) => number = () => 1;
+  rewrite: (f: StreamResponse) => StreamResponse = (f) => f;
   dropSent: (f: StreamRequest) => boolean = () => false;
   readonly sent: StreamRequest[] = [];
 
@@ -35,7 +52,7 @@ class Tap {
         ...res,
         message: (async function* () {
           for await (const f of res.message as AsyncIterable<StreamResponse>) {
-            for (let n = tap.onRecv(f); n > 0; n--) yield f;
+            for (let n = tap.onRecv(f); n > 0; n--) yield tap.rewrite(f);
           }
         })(),
       };
@@ -83,6 +100,35 @@ test("a lost push leaves a gap that the next push reveals; it is filled with Syn
     const syncs = tap.sent.filter((f) => f.frame.case === "sync").map((f) => (f.frame.value as { afterSeq: bigint }).afterSeq);
     assert.ok(syncs.includes(1n), `Syncs after ${syncs}, want one after 1`);
     await quiet(bob, 3);
+  } finally {
+    alice.close();
+    bob.close();
+  }
+});
+
+test("a Send answered UNAVAILABLE (stored or not, the server cannot say) is resent with the same client_msg_id: stored once", async () => {
+  const tap = new Tap();
+  let replaced = 0;
+  // The first SendAck becomes the Error a commit of unknown outcome gets.
+  tap.rewrite = (f) =>
+    f.frame.case === "sendAck" && replaced++ === 0
+      ? create(StreamResponseSchema, { ref: f.ref, frame: { case: "error", value: { code: Code.Unavailable, message: "try again" } } })
+      : f;
+  const alice = await user("alice", tap);
+  const bob = await user("bob");
+  try {
+    await alice.connect();
+    await bob.connect();
+    const r = await alice.session.send({ userId: bob.userId }, "once", "cmid-unavailable");
+    assert.equal(replaced, 2);
+    assert.equal(r.ack.duplicate, true);
+    assert.equal(tap.sent.filter((f) => f.frame.case === "send").length, 2);
+    await waitFor("bob gets it", () => bob.messages.length >= 1);
+    await alice.session.send({ userId: bob.userId }, "marker");
+    await waitFor("bob gets the marker", () => bob.messages.length >= 2);
+    assert.deepEqual(bob.texts(), ["once", "marker"]);
+    // Other refusals are final: the promise rejects with the code.
+    await assert.rejects(alice.session.send({ userId: bob.userId }, "other", "cmid-unavailable"), (e) => e instanceof FrameError && e.code === Code.AlreadyExists);
   } finally {
     alice.close();
     bob.close();

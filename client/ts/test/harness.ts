@@ -23,6 +23,13 @@ export const password = "correct horse battery";
 
 let binDir: string | undefined;
 
+// Servers still running when the test process exits (a test that threw
+// before its cleanup) are killed, so no starlingd outlives its test.
+const running = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const p of running) p.kill("SIGKILL");
+});
+
 /** Builds starlingd and starling once per test process. */
 export async function buildBinaries(): Promise<string> {
   if (binDir) return binDir;
@@ -90,6 +97,8 @@ export class Server {
     ];
     const p = spawn(path.join(this.bin, "starlingd"), args, { stdio: ["ignore", "ignore", "pipe"] });
     p.stderr!.on("data", (d) => (this.log += d));
+    running.add(p);
+    p.once("exit", () => running.delete(p));
     this.proc = p;
     // Up when it accepts TCP and answers a unary call.
     const probe = new StarlingClient({ baseUrl: this.url, timeoutMs: 1000 });
@@ -201,6 +210,8 @@ export class GoUser {
   async listen(): Promise<void> {
     const bin = path.join(await buildBinaries(), "starling");
     const p = spawn(bin, ["listen", "--json"], { env: this.env(), stdio: ["ignore", "pipe", "pipe"] });
+    running.add(p);
+    p.once("exit", () => running.delete(p));
     createInterface({ input: p.stdout! }).on("line", (l) => {
       const j = JSON.parse(l);
       if (j.seq !== undefined && j.text !== undefined) this.received.push(j);

@@ -93,7 +93,10 @@ type StreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Client-chosen correlation id, echoed in the frame that answers this one
 	// (SendAck, Pong, SyncBatch, Error, …). 0 means "no answer needed" for
-	// frames that have none.
+	// frames that have none. An Error refusing a frame sent with ref 0 (a
+	// bad PushAck, say) comes back with ref 0, like a frame the server sends
+	// on its own; a client that gives every frame its own non-zero ref, as
+	// the Go and TypeScript clients do, can tell which frame was refused.
 	Ref uint64 `protobuf:"varint,1,opt,name=ref,proto3" json:"ref,omitempty"`
 	// The frame.
 	//
@@ -813,6 +816,13 @@ func (*Send_UserId) isSend_To() {}
 func (*Send_GroupId) isSend_To() {}
 
 // SendAck says a Send is durably stored.
+//
+// The sending device is never pushed its own message (its other devices
+// are), and SendAck carries neither content nor sender: the client builds
+// the message from its Send (client_msg_id, content), this ack (msg_id,
+// conversation_id, seq, server_time) and Welcome (user_id, device_id), and
+// slots it at seq like any received message: handed over if seq is
+// last+1, else held until a Sync fills what lies before it.
 type SendAck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The message's id.
@@ -1004,7 +1014,10 @@ func (x *PushAck) GetSeq() int64 {
 // pull them with Sync. Pushes of the conversation stop until the device has
 // synced to the end (a SyncBatch with has_more false). A device that already
 // holds everything up to latest_seq sends one Sync with after_seq set to its
-// last seq: the empty answer resumes pushes.
+// last seq: the empty answer resumes pushes. So every Notify is answered
+// with a Sync; one that arrives while a Sync of the conversation is in
+// flight is answered with another Sync once that one's SyncBatch is in,
+// even if that batch was empty (it may predate the Notify).
 type Notify struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The conversation.
@@ -1138,7 +1151,10 @@ func (x *Sync) GetLimit() int32 {
 // after_seq < seq <= (the last message's seq, or latest_seq when has_more
 // is false) that the user may read: seqs outside the user's membership
 // periods (before joining a group, between leaving and rejoining) are
-// skipped, so seqs in a batch can jump; that is not a gap to fill.
+// skipped, so seqs in a batch can jump; that is not a gap to fill. In
+// particular a group's first batch starts at the user's join point
+// (ConversationState.joined_seq + 1, which only ListConversations
+// reports), not at after_seq + 1.
 type SyncBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The conversation.
@@ -1233,6 +1249,12 @@ type Error struct {
 	// 16 UNAUTHENTICATED. 14 UNAVAILABLE is worth a retry: resend a Send with
 	// the same client_msg_id (if it was stored after all, the answer is a
 	// SendAck with duplicate true). 13 INTERNAL is a server bug.
+	//
+	// A Send refused with any other code stored nothing. Resending the same
+	// client_msg_id is always safe, but only UNAVAILABLE (at once, with
+	// backoff) and RESOURCE_EXHAUSTED (after slowing down) can succeed
+	// unchanged. A refused Sync leaves its conversation in pull mode: Sync
+	// again after a backoff, or on the next Notify or reconnect.
 	Code uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
 	// What was wrong, for people: a fixed text per kind of refusal
 	// (docs/delivery.md lists them); never the client's input echoed back.

@@ -47,6 +47,13 @@ type ChatServiceClient interface {
 	// The user's events travel the same way: the event stream
 	// "evt:<user_id>" is one more conversation of the user, pushed as Event
 	// frames, acknowledged with PushAck and pulled with Sync (see Event).
+	//
+	// When the server ends the stream, the client's next write fails with
+	// EOF (Go) or a closed stream (other runtimes) and says nothing about
+	// why: the reason, a Disconnect frame and then the RPC status, arrives
+	// on the receive side behind the frames still queued. Keep reading to
+	// the end before deciding whether to reconnect. docs/protocol.md is the
+	// client author's guide to this stream.
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
 	// GetHistory pages back through a conversation, newest first by page and
 	// ascending within a page. Errors: InvalidArgument (also for an event
@@ -123,6 +130,13 @@ type ChatServiceServer interface {
 	// The user's events travel the same way: the event stream
 	// "evt:<user_id>" is one more conversation of the user, pushed as Event
 	// frames, acknowledged with PushAck and pulled with Sync (see Event).
+	//
+	// When the server ends the stream, the client's next write fails with
+	// EOF (Go) or a closed stream (other runtimes) and says nothing about
+	// why: the reason, a Disconnect frame and then the RPC status, arrives
+	// on the receive side behind the frames still queued. Keep reading to
+	// the end before deciding whether to reconnect. docs/protocol.md is the
+	// client author's guide to this stream.
 	Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
 	// GetHistory pages back through a conversation, newest first by page and
 	// ascending within a page. Errors: InvalidArgument (also for an event

@@ -32,6 +32,12 @@ const (
 // GroupService manages groups. A group's conversation id is "grp:<group_id>".
 // A member sees the messages sent from the seq at which they joined up to the
 // seq at which they left.
+//
+// A call cut short by the client's deadline may still have committed:
+// confirm before retrying (GetGroup for AddMembers and LeaveGroup;
+// ListConversations lists a new group at once, with latest_seq 0, for
+// CreateGroup). AddMembers is safe to repeat: members already in are left
+// as they are.
 type GroupServiceClient interface {
 	// CreateGroup creates a group owned by the caller, with the caller and the
 	// given users as members. Errors: InvalidArgument, NotFound (a user does
@@ -104,6 +110,12 @@ func (c *groupServiceClient) GetGroup(ctx context.Context, in *GetGroupRequest, 
 // GroupService manages groups. A group's conversation id is "grp:<group_id>".
 // A member sees the messages sent from the seq at which they joined up to the
 // seq at which they left.
+//
+// A call cut short by the client's deadline may still have committed:
+// confirm before retrying (GetGroup for AddMembers and LeaveGroup;
+// ListConversations lists a new group at once, with latest_seq 0, for
+// CreateGroup). AddMembers is safe to repeat: members already in are left
+// as they are.
 type GroupServiceServer interface {
 	// CreateGroup creates a group owned by the caller, with the caller and the
 	// given users as members. Errors: InvalidArgument, NotFound (a user does

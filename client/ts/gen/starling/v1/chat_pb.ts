@@ -27,7 +27,10 @@ export type StreamRequest = Message<"starling.v1.StreamRequest"> & {
   /**
    * Client-chosen correlation id, echoed in the frame that answers this one
    * (SendAck, Pong, SyncBatch, Error, …). 0 means "no answer needed" for
-   * frames that have none.
+   * frames that have none. An Error refusing a frame sent with ref 0 (a
+   * bad PushAck, say) comes back with ref 0, like a frame the server sends
+   * on its own; a client that gives every frame its own non-zero ref, as
+   * the Go and TypeScript clients do, can tell which frame was refused.
    *
    * @generated from field: uint64 ref = 1;
    */
@@ -379,6 +382,13 @@ export const SendSchema: GenMessage<Send> = /*@__PURE__*/
 /**
  * SendAck says a Send is durably stored.
  *
+ * The sending device is never pushed its own message (its other devices
+ * are), and SendAck carries neither content nor sender: the client builds
+ * the message from its Send (client_msg_id, content), this ack (msg_id,
+ * conversation_id, seq, server_time) and Welcome (user_id, device_id), and
+ * slots it at seq like any received message: handed over if seq is
+ * last+1, else held until a Sync fills what lies before it.
+ *
  * @generated from message starling.v1.SendAck
  */
 export type SendAck = Message<"starling.v1.SendAck"> & {
@@ -484,7 +494,10 @@ export const PushAckSchema: GenMessage<PushAck> = /*@__PURE__*/
  * pull them with Sync. Pushes of the conversation stop until the device has
  * synced to the end (a SyncBatch with has_more false). A device that already
  * holds everything up to latest_seq sends one Sync with after_seq set to its
- * last seq: the empty answer resumes pushes.
+ * last seq: the empty answer resumes pushes. So every Notify is answered
+ * with a Sync; one that arrives while a Sync of the conversation is in
+ * flight is answered with another Sync once that one's SyncBatch is in,
+ * even if that batch was empty (it may predate the Notify).
  *
  * @generated from message starling.v1.Notify
  */
@@ -560,7 +573,10 @@ export const SyncSchema: GenMessage<Sync> = /*@__PURE__*/
  * after_seq < seq <= (the last message's seq, or latest_seq when has_more
  * is false) that the user may read: seqs outside the user's membership
  * periods (before joining a group, between leaving and rejoining) are
- * skipped, so seqs in a batch can jump; that is not a gap to fill.
+ * skipped, so seqs in a batch can jump; that is not a gap to fill. In
+ * particular a group's first batch starts at the user's join point
+ * (ConversationState.joined_seq + 1, which only ListConversations
+ * reports), not at after_seq + 1.
  *
  * @generated from message starling.v1.SyncBatch
  */
@@ -625,6 +641,12 @@ export type Error = Message<"starling.v1.Error"> & {
    * 16 UNAUTHENTICATED. 14 UNAVAILABLE is worth a retry: resend a Send with
    * the same client_msg_id (if it was stored after all, the answer is a
    * SendAck with duplicate true). 13 INTERNAL is a server bug.
+   *
+   * A Send refused with any other code stored nothing. Resending the same
+   * client_msg_id is always safe, but only UNAVAILABLE (at once, with
+   * backoff) and RESOURCE_EXHAUSTED (after slowing down) can succeed
+   * unchanged. A refused Sync leaves its conversation in pull mode: Sync
+   * again after a backoff, or on the next Notify or reconnect.
    *
    * @generated from field: uint32 code = 1;
    */
@@ -885,6 +907,13 @@ export const ChatService: GenService<{
    * The user's events travel the same way: the event stream
    * "evt:<user_id>" is one more conversation of the user, pushed as Event
    * frames, acknowledged with PushAck and pulled with Sync (see Event).
+   *
+   * When the server ends the stream, the client's next write fails with
+   * EOF (Go) or a closed stream (other runtimes) and says nothing about
+   * why: the reason, a Disconnect frame and then the RPC status, arrives
+   * on the receive side behind the frames still queued. Keep reading to
+   * the end before deciding whether to reconnect. docs/protocol.md is the
+   * client author's guide to this stream.
    *
    * @generated from rpc starling.v1.ChatService.Stream
    */

@@ -258,6 +258,12 @@ export const GetGroupResponseSchema: GenMessage<GetGroupResponse> = /*@__PURE__*
  * A member sees the messages sent from the seq at which they joined up to the
  * seq at which they left.
  *
+ * A call cut short by the client's deadline may still have committed:
+ * confirm before retrying (GetGroup for AddMembers and LeaveGroup;
+ * ListConversations lists a new group at once, with latest_seq 0, for
+ * CreateGroup). AddMembers is safe to repeat: members already in are left
+ * as they are.
+ *
  * @generated from service starling.v1.GroupService
  */
 export const GroupService: GenService<{

@@ -2,11 +2,15 @@
 // asserts what the app sees: every message, in seq order, exactly once.
 
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 
 import { FrameError, type Event } from "../src/index.js";
-import { GoUser, Proxy, Server, TsUser, seqs, waitFor } from "./harness.js";
+import { GoUser, Proxy, Server, TsUser, password, seqs, waitFor } from "./harness.js";
 
+const execFileP = promisify(execFile);
 const c2c = (a: string, b: string) => (a < b ? `c2c:${a}:${b}` : `c2c:${b}:${a}`);
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
@@ -175,6 +179,19 @@ describe("against one starlingd", () => {
     const stored = events.filter((e) => e.seq > 0n);
     assert.deepEqual(seqs(stored), [1, 2, 3]);
     assert.equal(stored[2].kind.case, "friendRequestAccepted");
+  });
+
+  test("the README's example program chats with the Go CLI", async () => {
+    await ts("alice7");
+    const bob = await go("bob7");
+    await bob.listen();
+    const example = fileURLToPath(new URL("../examples/chat.js", import.meta.url));
+    const out = execFileP(process.execPath, [example, srv.url, "alice7", password, "bob7", "2"], { timeout: 30_000 });
+    await waitFor("bob (Go) gets the example's hi", () => bob.received.length >= 1);
+    assert.equal(bob.received[0].text, "hi bob7, from Node");
+    await bob.cli("send", "alice7", "hello node");
+    const lines = (await out).stdout.trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => [l.seq, l.text]), [[1, "hi bob7, from Node"], [2, "hello node"]]);
   });
 
   test("a refused Send rejects with the Error frame's code and stores nothing", async () => {

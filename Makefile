@@ -6,6 +6,8 @@ run:        ## run a single node on the embedded database in ./data
 	go run ./cmd/starlingd
 gen:        ## regenerate gen/ and client/ts/gen/ from proto/ (needs node: npm ci installs protoc-gen-es)
 	$(BUF) format -w
+	@test -x client/ts/node_modules/.bin/protoc-gen-es || command -v npm >/dev/null || \
+		{ echo "make gen needs Node.js and npm: protoc-gen-es (TypeScript) is pinned in client/ts/package.json"; exit 1; }
 	test -x client/ts/node_modules/.bin/protoc-gen-es || npm ci --prefix client/ts
 	$(BUF) generate
 lint:       ## formatting, vet, buf lint and breaking

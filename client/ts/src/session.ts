@@ -557,11 +557,18 @@ export class Session extends EventEmitter<SessionEvents> {
         p.reject(err);
       }
     } else if (syncConv !== undefined) {
-      // A refused Sync leaves the conversation in pull mode; the next
-      // Notify, gap or reconnect tries again.
+      // A refused Sync leaves the conversation in pull mode: UNAVAILABLE
+      // is tried again after a pause; otherwise the next Notify, gap or
+      // reconnect tries again.
       this.syncRefs.delete(ref);
       const cs = this.convs.get(syncConv);
-      if (cs) cs.syncing = false;
+      if (cs) {
+        cs.syncing = false;
+        if (e.code === Code.Unavailable) {
+          const conn = this.cur;
+          setTimeout(() => conn === this.cur && this.startSync(cs), backoff(this.minBackoff, this.maxBackoff, 0));
+        }
+      }
     }
     // ref 0: the answer to a frame without a ref (PushAck); nothing waits for it.
     if (e.fatal) this.streamEnded(err);

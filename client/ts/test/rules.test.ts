@@ -135,6 +135,29 @@ test("a Send answered UNAVAILABLE (stored or not, the server cannot say) is rese
   }
 });
 
+test("a Sync refused UNAVAILABLE is tried again after a pause: the backlog still arrives once", async () => {
+  const tap = new Tap();
+  let refused = 0;
+  tap.rewrite = (f) =>
+    f.frame.case === "syncBatch" && refused++ === 0
+      ? create(StreamResponseSchema, { ref: f.ref, frame: { case: "error", value: { code: Code.Unavailable, message: "try again" } } })
+      : f;
+  const alice = await user("alice");
+  const bob = await user("bob", tap);
+  try {
+    await alice.connect();
+    for (const t of ["p", "q"]) await alice.session.send({ userId: bob.userId }, t);
+    await bob.connect(); // offline until now: Notify, Sync (refused), Sync again
+    await waitFor("bob gets 2", () => bob.messages.length >= 2);
+    assert.ok(refused >= 2);
+    assert.deepEqual(bob.texts(), ["p", "q"]);
+    await quiet(bob, 2);
+  } finally {
+    alice.close();
+    bob.close();
+  }
+});
+
 test("every push arriving twice: the app still sees each message once", async () => {
   const tap = new Tap();
   tap.onRecv = (f) => (f.frame.case === "push" ? 2 : 1);

@@ -372,7 +372,7 @@ func (s *Session) dropConn(err error, slow bool) {
 	clear(s.loop.sendRefs)
 	clear(s.loop.syncRefs)
 	for _, cs := range s.loop.convs {
-		cs.syncing = false
+		cs.syncing, cs.again = false, false
 	}
 	if slow {
 		s.log.Error("stream broken, reconnecting after the longest backoff", "err", err)

@@ -5,19 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/starling-im/starling/client/textsafe"
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/apierr"
 	"github.com/starling-im/starling/server/auth"
@@ -221,6 +217,10 @@ func (s *Service) send(ctx context.Context, req SendRequest, done func(SendResul
 	if req.Content == nil {
 		return apierr.ContentRequired
 	}
+	if strings.HasPrefix(req.Content.GetType(), reservedTypePrefix) {
+		// Only the server writes system messages (GroupChangeType).
+		return fmt.Errorf("%w: %q", apierr.ReservedContentType, req.Content.GetType())
+	}
 	content, err := proto.Marshal(req.Content)
 	if err != nil {
 		return fmt.Errorf("%w: cannot be encoded: %v", apierr.ContentRequired, err)
@@ -270,6 +270,11 @@ func (s *Service) send(ctx context.Context, req SendRequest, done func(SendResul
 	}
 	return s.pipe.submit(ctx, p)
 }
+
+// reservedTypePrefix starts the content types of the server's own
+// messages; clients may not send them, so a client can trust them (and
+// sender_id "", which no user has, marks them too).
+const reservedTypePrefix = "starling."
 
 // maxIDBytes bounds user and group ids a client names. Server-made ids are
 // far shorter; anything longer is refused before it reaches the database
@@ -590,136 +595,4 @@ func (s *Service) GetUser(ctx context.Context, id, username string) (*starlingv1
 // UserProto is a user as clients see it.
 func UserProto(u storage.User) *starlingv1.User {
 	return &starlingv1.User{UserId: u.ID, Username: u.Username, DisplayName: u.DisplayName}
-}
-
-func groupProto(g storage.Group) *starlingv1.Group {
-	return &starlingv1.Group{
-		GroupId:        g.ID,
-		ConversationId: storage.GroupConversationID(g.ID),
-		Name:           g.Name,
-		OwnerId:        g.OwnerID,
-		CreateTime:     timestamppb.New(g.CreatedAt),
-		MemberCount:    int32(g.MemberCount),
-	}
-}
-
-// CreateGroup creates a group owned by owner with owner and memberIDs.
-func (s *Service) CreateGroup(ctx context.Context, owner, name string, memberIDs []string) (*starlingv1.Group, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || !utf8.ValidString(name) || utf8.RuneCountInString(name) > 64 || textsafe.ContainsUnsafe(name) {
-		// Every member sees the name: no control or bidi characters.
-		return nil, apierr.BadGroupName
-	}
-	members, err := s.memberList(memberIDs)
-	if err != nil {
-		return nil, err
-	}
-	if !slices.Contains(members, owner) {
-		members = append(members, owner)
-	}
-	if len(members) > s.cfg.MaxGroupMembers {
-		return nil, fmt.Errorf("%w: %d, limit %d", apierr.TooManyMembers, len(members), s.cfg.MaxGroupMembers)
-	}
-	g := storage.Group{ID: idgen.Random("g"), Name: name, OwnerID: owner, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
-	if err := s.store.CreateGroup(ctx, g, members, s.cfg.MaxGroupMembers); err != nil {
-		return nil, groupErr("chat: create group", err)
-	}
-	g.MemberCount = len(members)
-	return groupProto(g), nil
-}
-
-// AddMembers adds users to a group the caller is a member of.
-func (s *Service) AddMembers(ctx context.Context, caller, groupID string, userIDs []string) ([]string, error) {
-	users, err := s.memberList(userIDs)
-	if err != nil {
-		return nil, err
-	}
-	if len(users) == 0 {
-		return nil, apierr.MembersRequired
-	}
-	if err := s.members.requireActive(ctx, groupID, caller); err != nil {
-		return nil, err
-	}
-	added, err := s.store.AddMembers(ctx, groupID, users, s.cfg.MaxGroupMembers)
-	if err != nil {
-		return nil, groupErr("chat: add members", err)
-	}
-	if len(added) > 0 {
-		s.members.forget(groupID)
-	}
-	return added, nil
-}
-
-// LeaveGroup removes the caller from a group.
-func (s *Service) LeaveGroup(ctx context.Context, caller, groupID string) error {
-	if err := s.members.requireActive(ctx, groupID, caller); err != nil {
-		return err
-	}
-	err := s.store.LeaveGroup(ctx, groupID, caller)
-	// Forget even on error: an ambiguous commit may have left. Other
-	// nodes forget too: the leaver must not send through their caches.
-	s.members.forget(groupID)
-	s.router.GroupChanged(ctx, groupID)
-	if err != nil {
-		return groupErr("chat: leave group", err)
-	}
-	return nil
-}
-
-// ForgetGroup drops what this node cached of a group's members, after a
-// change made on another node (bus.Handler.GroupChanged). The bus carries
-// changes of a pair of users' relation (a block, a friendship) the same
-// way, under a key no group id can take (relationKey).
-func (s *Service) ForgetGroup(groupID string) {
-	if p, ok := parseRelationKey(groupID); ok {
-		s.social.relations.forget(p[0], p[1])
-		return
-	}
-	s.members.forget(groupID)
-}
-
-// GetGroup returns a group and its members to one of its members.
-func (s *Service) GetGroup(ctx context.Context, caller, groupID string) (*starlingv1.Group, []string, error) {
-	if err := s.members.requireActive(ctx, groupID, caller); err != nil {
-		return nil, nil, err
-	}
-	g, err := s.store.GetGroup(ctx, groupID)
-	if err != nil {
-		return nil, nil, groupErr("chat: get group", err)
-	}
-	set, err := s.store.ListMembers(ctx, groupID)
-	if err != nil {
-		return nil, nil, groupErr("chat: list members", err)
-	}
-	g.MemberCount = len(set.Members)
-	return groupProto(g), set.Members, nil
-}
-
-// memberList checks and de-duplicates user ids given by a client.
-func (s *Service) memberList(ids []string) ([]string, error) {
-	if len(ids) > s.cfg.MaxGroupMembers {
-		return nil, fmt.Errorf("%w: %d, limit %d", apierr.TooManyMembers, len(ids), s.cfg.MaxGroupMembers)
-	}
-	seen := make(map[string]bool, len(ids))
-	out := make([]string, 0, len(ids))
-	for _, id := range ids {
-		if !validID(id) {
-			return nil, fmt.Errorf("%w: %d bytes", apierr.BadUserID, len(id))
-		}
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out, nil
-}
-
-func groupErr(op string, err error) error {
-	switch {
-	case errors.Is(err, storage.ErrGroupFull):
-		return fmt.Errorf("%w: %s: %w", apierr.GroupFull, op, err)
-	case errors.Is(err, storage.ErrNotFound):
-		return fmt.Errorf("%w: %s: %w", apierr.MemberNotFound, op, err)
-	}
-	return apierr.FromStorage(op, err)
 }

@@ -44,6 +44,7 @@ func Run(t *testing.T, factory Factory) {
 		{"Users", userTests},
 		{"Sessions", sessionTests},
 		{"Groups", groupTests},
+		{"GroupRoles", groupRoleTests},
 		{"Messages", messageTests},
 		{"Cursors", cursorTests},
 		{"Lifecycle", lifecycleTests},

@@ -79,19 +79,21 @@ describe("against one starlingd", () => {
     assert.deepEqual(bob.received.map((m) => m.text), ["hello group", "hello from go"]);
 
     // carol joins after seq 2: her Sync starts at joined_seq+1, which is
-    // not a gap to fill.
+    // not a gap to fill. Seq 3 is the system message that added her.
     await alice.client.addMembers(g.groupId, [carol.userId]);
     await alice.session.send({ groupId: g.groupId }, "welcome carol");
     await carol.connect();
-    await waitFor("carol gets the first message after she joined", () => carol.messages.length >= 1);
+    await waitFor("carol gets what followed her joining", () => carol.messages.length >= 2);
     await bob.cli("gsend", g.groupId, "hi carol");
-    await waitFor("carol gets 2", () => carol.messages.length >= 2);
-    assert.deepEqual(carol.texts(), ["welcome carol", "hi carol"]);
-    assert.deepEqual(seqs(carol.messages), [3, 4]);
+    await waitFor("carol gets 3", () => carol.messages.length >= 3);
+    assert.deepEqual(seqs(carol.messages), [3, 4, 5]);
+    assert.equal(carol.messages[0].senderId, "");
+    assert.equal(carol.messages[0].content?.type, "starling.group_change");
+    assert.deepEqual(carol.texts().slice(1), ["welcome carol", "hi carol"]);
     const st = (await carol.client.listConversations()).find((c) => c.conversationId === g.conversationId)!;
     assert.equal(st.joinedSeq, 2n);
-    await waitFor("bob gets 4", () => bob.received.length >= 4);
-    assert.deepEqual(bob.received.map((m) => m.seq), [1, 2, 3, 4]);
+    await waitFor("bob gets 5", () => bob.received.length >= 5);
+    assert.deepEqual(bob.received.map((m) => m.seq), [1, 2, 3, 4, 5]);
   });
 
   test("offline → reconnect: Notify, then Sync while has_more; the missed messages arrive once, in order", async () => {

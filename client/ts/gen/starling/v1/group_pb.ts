@@ -2,8 +2,8 @@
 // @generated from file starling/v1/group.proto (package starling.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file starling/v1/group.proto.
  */
 export const file_starling_v1_group: GenFile = /*@__PURE__*/
-  fileDesc("ChdzdGFybGluZy92MS9ncm91cC5wcm90bxILc3RhcmxpbmcudjEimQEKBUdyb3VwEhAKCGdyb3VwX2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEhAKCG93bmVyX2lkGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxtZW1iZXJfY291bnQYBiABKAUiNgoSQ3JlYXRlR3JvdXBSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKbWVtYmVyX2lkcxgCIAMoCSI4ChNDcmVhdGVHcm91cFJlc3BvbnNlEiEKBWdyb3VwGAEgASgLMhIuc3RhcmxpbmcudjEuR3JvdXAiNwoRQWRkTWVtYmVyc1JlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSEAoIdXNlcl9pZHMYAiADKAkiLAoSQWRkTWVtYmVyc1Jlc3BvbnNlEhYKDmFkZGVkX3VzZXJfaWRzGAEgAygJIiUKEUxlYXZlR3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJIhQKEkxlYXZlR3JvdXBSZXNwb25zZSIjCg9HZXRHcm91cFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkiSQoQR2V0R3JvdXBSZXNwb25zZRIhCgVncm91cBgBIAEoCzISLnN0YXJsaW5nLnYxLkdyb3VwEhIKCm1lbWJlcl9pZHMYAiADKAkyxwIKDEdyb3VwU2VydmljZRJQCgtDcmVhdGVHcm91cBIfLnN0YXJsaW5nLnYxLkNyZWF0ZUdyb3VwUmVxdWVzdBogLnN0YXJsaW5nLnYxLkNyZWF0ZUdyb3VwUmVzcG9uc2USTQoKQWRkTWVtYmVycxIeLnN0YXJsaW5nLnYxLkFkZE1lbWJlcnNSZXF1ZXN0Gh8uc3RhcmxpbmcudjEuQWRkTWVtYmVyc1Jlc3BvbnNlEk0KCkxlYXZlR3JvdXASHi5zdGFybGluZy52MS5MZWF2ZUdyb3VwUmVxdWVzdBofLnN0YXJsaW5nLnYxLkxlYXZlR3JvdXBSZXNwb25zZRJHCghHZXRHcm91cBIcLnN0YXJsaW5nLnYxLkdldEdyb3VwUmVxdWVzdBodLnN0YXJsaW5nLnYxLkdldEdyb3VwUmVzcG9uc2VCPFo6Z2l0aHViLmNvbS9zdGFybGluZy1pbS9zdGFybGluZy9nZW4vc3RhcmxpbmcvdjE7c3Rhcmxpbmd2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChdzdGFybGluZy92MS9ncm91cC5wcm90bxILc3RhcmxpbmcudjEirwIKBUdyb3VwEhAKCGdyb3VwX2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEhAKCG93bmVyX2lkGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxtZW1iZXJfY291bnQYBiABKAUSEwoLZGVzY3JpcHRpb24YByABKAkSEgoKYXZhdGFyX3VybBgIIAEoCRIsCgtqb2luX3BvbGljeRgJIAEoDjIXLnN0YXJsaW5nLnYxLkpvaW5Qb2xpY3kSKgoKYWRkX3BvbGljeRgKIAEoDjIWLnN0YXJsaW5nLnYxLkFkZFBvbGljeRIRCglkaXNiYW5kZWQYCyABKAgiuQEKEkNyZWF0ZUdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJEhIKCm1lbWJlcl9pZHMYAiADKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSEgoKYXZhdGFyX3VybBgEIAEoCRIsCgtqb2luX3BvbGljeRgFIAEoDjIXLnN0YXJsaW5nLnYxLkpvaW5Qb2xpY3kSKgoKYWRkX3BvbGljeRgGIAEoDjIWLnN0YXJsaW5nLnYxLkFkZFBvbGljeSI4ChNDcmVhdGVHcm91cFJlc3BvbnNlEiEKBWdyb3VwGAEgASgLMhIuc3RhcmxpbmcudjEuR3JvdXAiNwoRQWRkTWVtYmVyc1JlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSEAoIdXNlcl9pZHMYAiADKAkiQAoSQWRkTWVtYmVyc1Jlc3BvbnNlEhYKDmFkZGVkX3VzZXJfaWRzGAEgAygJEhIKCmNoYW5nZV9zZXEYAiABKAMiJQoRTGVhdmVHcm91cFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkiKAoSTGVhdmVHcm91cFJlc3BvbnNlEhIKCmNoYW5nZV9zZXEYASABKAMiIwoPR2V0R3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJIkkKEEdldEdyb3VwUmVzcG9uc2USIQoFZ3JvdXAYASABKAsyEi5zdGFybGluZy52MS5Hcm91cBISCgptZW1iZXJfaWRzGAIgAygJIpwBCglHcm91cEluZm8SDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRISCgphdmF0YXJfdXJsGAMgASgJEiwKC2pvaW5fcG9saWN5GAQgASgOMhcuc3RhcmxpbmcudjEuSm9pblBvbGljeRIqCgphZGRfcG9saWN5GAUgASgOMhYuc3RhcmxpbmcudjEuQWRkUG9saWN5Iu4BChJVcGRhdGVHcm91cFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSEQoEbmFtZRgCIAEoCUgAiAEBEhgKC2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESFwoKYXZhdGFyX3VybBgEIAEoCUgCiAEBEiwKC2pvaW5fcG9saWN5GAUgASgOMhcuc3RhcmxpbmcudjEuSm9pblBvbGljeRIqCgphZGRfcG9saWN5GAYgASgOMhYuc3RhcmxpbmcudjEuQWRkUG9saWN5QgcKBV9uYW1lQg4KDF9kZXNjcmlwdGlvbkINCgtfYXZhdGFyX3VybCJMChNVcGRhdGVHcm91cFJlc3BvbnNlEiEKBWdyb3VwGAEgASgLMhIuc3RhcmxpbmcudjEuR3JvdXASEgoKY2hhbmdlX3NlcRgCIAEoAyIkChBKb2luR3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJIkoKEUpvaW5Hcm91cFJlc3BvbnNlEiEKBWdyb3VwGAEgASgLMhIuc3RhcmxpbmcudjEuR3JvdXASEgoKY2hhbmdlX3NlcRgCIAEoAyI2ChFLaWNrTWVtYmVyUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIigKEktpY2tNZW1iZXJSZXNwb25zZRISCgpjaGFuZ2Vfc2VxGAEgASgDIl8KFFNldE1lbWJlclJvbGVSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSJAoEcm9sZRgDIAEoDjIWLnN0YXJsaW5nLnYxLkdyb3VwUm9sZSIrChVTZXRNZW1iZXJSb2xlUmVzcG9uc2USEgoKY2hhbmdlX3NlcRgBIAEoAyI9ChhUcmFuc2Zlck93bmVyc2hpcFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIvChlUcmFuc2Zlck93bmVyc2hpcFJlc3BvbnNlEhIKCmNoYW5nZV9zZXEYASABKAMiJwoTRGlzYmFuZEdyb3VwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCSIqChREaXNiYW5kR3JvdXBSZXNwb25zZRISCgpjaGFuZ2Vfc2VxGAEgASgDIlgKC0dyb3VwTWVtYmVyEg8KB3VzZXJfaWQYASABKAkSJAoEcm9sZRgCIAEoDjIWLnN0YXJsaW5nLnYxLkdyb3VwUm9sZRISCgpqb2luZWRfc2VxGAMgASgDIlIKF0xpc3RHcm91cE1lbWJlcnNSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIl4KGExpc3RHcm91cE1lbWJlcnNSZXNwb25zZRIpCgdtZW1iZXJzGAEgAygLMhguc3RhcmxpbmcudjEuR3JvdXBNZW1iZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjwKE0xpc3RNeUdyb3Vwc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiUgoHTXlHcm91cBIhCgVncm91cBgBIAEoCzISLnN0YXJsaW5nLnYxLkdyb3VwEiQKBHJvbGUYAiABKA4yFi5zdGFybGluZy52MS5Hcm91cFJvbGUiVQoUTGlzdE15R3JvdXBzUmVzcG9uc2USJAoGZ3JvdXBzGAEgAygLMhQuc3RhcmxpbmcudjEuTXlHcm91cBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiiwMKC0dyb3VwQ2hhbmdlEisKBGtpbmQYASABKA4yHS5zdGFybGluZy52MS5Hcm91cENoYW5nZS5LaW5kEhAKCGFjdG9yX2lkGAIgASgJEhIKCnRhcmdldF9pZHMYAyADKAkSJAoEaW5mbxgEIAEoCzIWLnN0YXJsaW5nLnYxLkdyb3VwSW5mbxIkCgRyb2xlGAUgASgOMhYuc3RhcmxpbmcudjEuR3JvdXBSb2xlItwBCgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIVChFLSU5EX0lORk9fVVBEQVRFRBABEhYKEktJTkRfTUVNQkVSU19BRERFRBACEhYKEktJTkRfTUVNQkVSX0pPSU5FRBADEhYKEktJTkRfTUVNQkVSX0tJQ0tFRBAEEhQKEEtJTkRfTUVNQkVSX0xFRlQQBRIVChFLSU5EX1JPTEVfQ0hBTkdFRBAGEh4KGktJTkRfT1dORVJTSElQX1RSQU5TRkVSUkVEEAcSEgoOS0lORF9ESVNCQU5ERUQQCCpqCglHcm91cFJvbGUSGgoWR1JPVVBfUk9MRV9VTlNQRUNJRklFRBAAEhUKEUdST1VQX1JPTEVfTUVNQkVSEAESFAoQR1JPVVBfUk9MRV9BRE1JThACEhQKEEdST1VQX1JPTEVfT1dORVIQAypcCgpKb2luUG9saWN5EhsKF0pPSU5fUE9MSUNZX1VOU1BFQ0lGSUVEEAASGwoXSk9JTl9QT0xJQ1lfSU5WSVRFX09OTFkQARIUChBKT0lOX1BPTElDWV9PUEVOEAIqVgoJQWRkUG9saWN5EhoKFkFERF9QT0xJQ1lfVU5TUEVDSUZJRUQQABIWChJBRERfUE9MSUNZX01FTUJFUlMQARIVChFBRERfUE9MSUNZX0FETUlOUxACMvsHCgxHcm91cFNlcnZpY2USUAoLQ3JlYXRlR3JvdXASHy5zdGFybGluZy52MS5DcmVhdGVHcm91cFJlcXVlc3QaIC5zdGFybGluZy52MS5DcmVhdGVHcm91cFJlc3BvbnNlEk0KCkFkZE1lbWJlcnMSHi5zdGFybGluZy52MS5BZGRNZW1iZXJzUmVxdWVzdBofLnN0YXJsaW5nLnYxLkFkZE1lbWJlcnNSZXNwb25zZRJNCgpMZWF2ZUdyb3VwEh4uc3RhcmxpbmcudjEuTGVhdmVHcm91cFJlcXVlc3QaHy5zdGFybGluZy52MS5MZWF2ZUdyb3VwUmVzcG9uc2USRwoIR2V0R3JvdXASHC5zdGFybGluZy52MS5HZXRHcm91cFJlcXVlc3QaHS5zdGFybGluZy52MS5HZXRHcm91cFJlc3BvbnNlElAKC1VwZGF0ZUdyb3VwEh8uc3RhcmxpbmcudjEuVXBkYXRlR3JvdXBSZXF1ZXN0GiAuc3RhcmxpbmcudjEuVXBkYXRlR3JvdXBSZXNwb25zZRJKCglKb2luR3JvdXASHS5zdGFybGluZy52MS5Kb2luR3JvdXBSZXF1ZXN0Gh4uc3RhcmxpbmcudjEuSm9pbkdyb3VwUmVzcG9uc2USTQoKS2lja01lbWJlchIeLnN0YXJsaW5nLnYxLktpY2tNZW1iZXJSZXF1ZXN0Gh8uc3RhcmxpbmcudjEuS2lja01lbWJlclJlc3BvbnNlElYKDVNldE1lbWJlclJvbGUSIS5zdGFybGluZy52MS5TZXRNZW1iZXJSb2xlUmVxdWVzdBoiLnN0YXJsaW5nLnYxLlNldE1lbWJlclJvbGVSZXNwb25zZRJiChFUcmFuc2Zlck93bmVyc2hpcBIlLnN0YXJsaW5nLnYxLlRyYW5zZmVyT3duZXJzaGlwUmVxdWVzdBomLnN0YXJsaW5nLnYxLlRyYW5zZmVyT3duZXJzaGlwUmVzcG9uc2USUwoMRGlzYmFuZEdyb3VwEiAuc3RhcmxpbmcudjEuRGlzYmFuZEdyb3VwUmVxdWVzdBohLnN0YXJsaW5nLnYxLkRpc2JhbmRHcm91cFJlc3BvbnNlEl8KEExpc3RHcm91cE1lbWJlcnMSJC5zdGFybGluZy52MS5MaXN0R3JvdXBNZW1iZXJzUmVxdWVzdBolLnN0YXJsaW5nLnYxLkxpc3RHcm91cE1lbWJlcnNSZXNwb25zZRJTCgxMaXN0TXlHcm91cHMSIC5zdGFybGluZy52MS5MaXN0TXlHcm91cHNSZXF1ZXN0GiEuc3RhcmxpbmcudjEuTGlzdE15R3JvdXBzUmVzcG9uc2VCPFo6Z2l0aHViLmNvbS9zdGFybGluZy1pbS9zdGFybGluZy9nZW4vc3RhcmxpbmcvdjE7c3Rhcmxpbmd2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * Group describes a group.
@@ -61,6 +61,43 @@ export type Group = Message<"starling.v1.Group"> & {
    * @generated from field: int32 member_count = 6;
    */
   memberCount: number;
+
+  /**
+   * Free text shown with the group: at most 512 characters.
+   *
+   * @generated from field: string description = 7;
+   */
+  description: string;
+
+  /**
+   * URL of the group's picture ("" for none): at most 512 bytes, https://
+   * or http://.
+   *
+   * @generated from field: string avatar_url = 8;
+   */
+  avatarUrl: string;
+
+  /**
+   * Who may join without being added.
+   *
+   * @generated from field: starling.v1.JoinPolicy join_policy = 9;
+   */
+  joinPolicy: JoinPolicy;
+
+  /**
+   * Who may add members.
+   *
+   * @generated from field: starling.v1.AddPolicy add_policy = 10;
+   */
+  addPolicy: AddPolicy;
+
+  /**
+   * True once the owner disbanded the group: it has no members, and sends
+   * to it are refused.
+   *
+   * @generated from field: bool disbanded = 11;
+   */
+  disbanded: boolean;
 };
 
 /**
@@ -89,6 +126,34 @@ export type CreateGroupRequest = Message<"starling.v1.CreateGroupRequest"> & {
    * @generated from field: repeated string member_ids = 2;
    */
   memberIds: string[];
+
+  /**
+   * Free text: at most 512 characters.
+   *
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * The group's picture: "" or an http(s) URL of at most 512 bytes.
+   *
+   * @generated from field: string avatar_url = 4;
+   */
+  avatarUrl: string;
+
+  /**
+   * Who may join without being added (unset: invite only).
+   *
+   * @generated from field: starling.v1.JoinPolicy join_policy = 5;
+   */
+  joinPolicy: JoinPolicy;
+
+  /**
+   * Who may add members (unset: any member).
+   *
+   * @generated from field: starling.v1.AddPolicy add_policy = 6;
+   */
+  addPolicy: AddPolicy;
 };
 
 /**
@@ -159,6 +224,13 @@ export type AddMembersResponse = Message<"starling.v1.AddMembersResponse"> & {
    * @generated from field: repeated string added_user_ids = 1;
    */
   addedUserIds: string[];
+
+  /**
+   * Seq of the MEMBERS_ADDED system message; 0 when nobody was added.
+   *
+   * @generated from field: int64 change_seq = 2;
+   */
+  changeSeq: bigint;
 };
 
 /**
@@ -190,11 +262,17 @@ export const LeaveGroupRequestSchema: GenMessage<LeaveGroupRequest> = /*@__PURE_
   messageDesc(file_starling_v1_group, 5);
 
 /**
- * LeaveGroupResponse is empty.
+ * LeaveGroupResponse says where the membership ended.
  *
  * @generated from message starling.v1.LeaveGroupResponse
  */
 export type LeaveGroupResponse = Message<"starling.v1.LeaveGroupResponse"> & {
+  /**
+   * Seq of the MEMBER_LEFT system message: the last the caller reads.
+   *
+   * @generated from field: int64 change_seq = 1;
+   */
+  changeSeq: bigint;
 };
 
 /**
@@ -254,6 +332,807 @@ export const GetGroupResponseSchema: GenMessage<GetGroupResponse> = /*@__PURE__*
   messageDesc(file_starling_v1_group, 8);
 
 /**
+ * GroupInfo is what admins may change about a group.
+ *
+ * @generated from message starling.v1.GroupInfo
+ */
+export type GroupInfo = Message<"starling.v1.GroupInfo"> & {
+  /**
+   * Display name: 1–64 characters.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Free text: at most 512 characters.
+   *
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * "" or an http(s) URL of at most 512 bytes.
+   *
+   * @generated from field: string avatar_url = 3;
+   */
+  avatarUrl: string;
+
+  /**
+   * Who may join without being added.
+   *
+   * @generated from field: starling.v1.JoinPolicy join_policy = 4;
+   */
+  joinPolicy: JoinPolicy;
+
+  /**
+   * Who may add members.
+   *
+   * @generated from field: starling.v1.AddPolicy add_policy = 5;
+   */
+  addPolicy: AddPolicy;
+};
+
+/**
+ * Describes the message starling.v1.GroupInfo.
+ * Use `create(GroupInfoSchema)` to create a new message.
+ */
+export const GroupInfoSchema: GenMessage<GroupInfo> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 9);
+
+/**
+ * UpdateGroupRequest changes a group's info; unset fields stay as they are.
+ *
+ * @generated from message starling.v1.UpdateGroupRequest
+ */
+export type UpdateGroupRequest = Message<"starling.v1.UpdateGroupRequest"> & {
+  /**
+   * The group.
+   *
+   * @generated from field: string group_id = 1;
+   */
+  groupId: string;
+
+  /**
+   * New display name, if set.
+   *
+   * @generated from field: optional string name = 2;
+   */
+  name?: string | undefined;
+
+  /**
+   * New description, if set ("" clears it).
+   *
+   * @generated from field: optional string description = 3;
+   */
+  description?: string | undefined;
+
+  /**
+   * New avatar URL, if set ("" clears it).
+   *
+   * @generated from field: optional string avatar_url = 4;
+   */
+  avatarUrl?: string | undefined;
+
+  /**
+   * New join policy, unless UNSPECIFIED.
+   *
+   * @generated from field: starling.v1.JoinPolicy join_policy = 5;
+   */
+  joinPolicy: JoinPolicy;
+
+  /**
+   * New add policy, unless UNSPECIFIED.
+   *
+   * @generated from field: starling.v1.AddPolicy add_policy = 6;
+   */
+  addPolicy: AddPolicy;
+};
+
+/**
+ * Describes the message starling.v1.UpdateGroupRequest.
+ * Use `create(UpdateGroupRequestSchema)` to create a new message.
+ */
+export const UpdateGroupRequestSchema: GenMessage<UpdateGroupRequest> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 10);
+
+/**
+ * UpdateGroupResponse is the group after the change.
+ *
+ * @generated from message starling.v1.UpdateGroupResponse
+ */
+export type UpdateGroupResponse = Message<"starling.v1.UpdateGroupResponse"> & {
+  /**
+   * The group.
+   *
+   * @generated from field: starling.v1.Group group = 1;
+   */
+  group?: Group | undefined;
+
+  /**
+   * Seq of the INFO_UPDATED system message; 0 when nothing changed (no
+   * message is recorded then).
+   *
+   * @generated from field: int64 change_seq = 2;
+   */
+  changeSeq: bigint;
+};
+
+/**
+ * Describes the message starling.v1.UpdateGroupResponse.
+ * Use `create(UpdateGroupResponseSchema)` to create a new message.
+ */
+export const UpdateGroupResponseSchema: GenMessage<UpdateGroupResponse> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 11);
+
+/**
+ * JoinGroupRequest joins an open group.
+ *
+ * @generated from message starling.v1.JoinGroupRequest
+ */
+export type JoinGroupRequest = Message<"starling.v1.JoinGroupRequest"> & {
+  /**
+   * The group.
+   *
+   * @generated from field: string group_id = 1;
+   */
+  groupId: string;
+};
+
+/**
+ * Describes the message starling.v1.JoinGroupRequest.
+ * Use `create(JoinGroupRequestSchema)` to create a new message.
+ */
+export const JoinGroupRequestSchema: GenMessage<JoinGroupRequest> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 12);
+
+/**
+ * JoinGroupResponse is the group joined.
+ *
+ * @generated from message starling.v1.JoinGroupResponse
+ */
+export type JoinGroupResponse = Message<"starling.v1.JoinGroupResponse"> & {
+  /**
+   * The group.
+   *
+   * @generated from field: starling.v1.Group group = 1;
+   */
+  group?: Group | undefined;
+
+  /**
+   * Seq of the MEMBER_JOINED system message: the first the caller reads.
+   *
+   * @generated from field: int64 change_seq = 2;
+   */
+  changeSeq: bigint;
+};
+
+/**
+ * Describes the message starling.v1.JoinGroupResponse.
+ * Use `create(JoinGroupResponseSchema)` to create a new message.
+ */
+export const JoinGroupResponseSchema: GenMessage<JoinGroupResponse> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 13);
+
+/**
+ * KickMemberRequest removes a member.
+ *
+ * @generated from message starling.v1.KickMemberRequest
+ */
+export type KickMemberRequest = Message<"starling.v1.KickMemberRequest"> & {
+  /**
+   * The group.
+   *
+   * @generated from field: string group_id = 1;
+   */
+  groupId: string;
+
+  /**
+   * The member to remove.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message starling.v1.KickMemberRequest.
+ * Use `create(KickMemberRequestSchema)` to create a new message.
+ */
+export const KickMemberRequestSchema: GenMessage<KickMemberRequest> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 14);
+
+/**
+ * KickMemberResponse says where the membership ended.
+ *
+ * @generated from message starling.v1.KickMemberResponse
+ */
+export type KickMemberResponse = Message<"starling.v1.KickMemberResponse"> & {
+  /**
+   * Seq of the MEMBER_KICKED system message: the last the kicked user reads.
+   *
+   * @generated from field: int64 change_seq = 1;
+   */
+  changeSeq: bigint;
+};
+
+/**
+ * Describes the message starling.v1.KickMemberResponse.
+ * Use `create(KickMemberResponseSchema)` to create a new message.
+ */
+export const KickMemberResponseSchema: GenMessage<KickMemberResponse> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 15);
+
+/**
+ * SetMemberRoleRequest changes a member's role.
+ *
+ * @generated from message starling.v1.SetMemberRoleRequest
+ */
+export type SetMemberRoleRequest = Message<"starling.v1.SetMemberRoleRequest"> & {
+  /**
+   * The group.
+   *
+   * @generated from field: string group_id = 1;
+   */
+  groupId: string;
+
+  /**
+   * The member.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * GROUP_ROLE_ADMIN or GROUP_ROLE_MEMBER.
+   *
+   * @generated from field: starling.v1.GroupRole role = 3;
+   */
+  role: GroupRole;
+};
+
+/**
+ * Describes the message starling.v1.SetMemberRoleRequest.
+ * Use `create(SetMemberRoleRequestSchema)` to create a new message.
+ */
+export const SetMemberRoleRequestSchema: GenMessage<SetMemberRoleRequest> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 16);
+
+/**
+ * SetMemberRoleResponse says where the change was recorded.
+ *
+ * @generated from message starling.v1.SetMemberRoleResponse
+ */
+export type SetMemberRoleResponse = Message<"starling.v1.SetMemberRoleResponse"> & {
+  /**
+   * Seq of the ROLE_CHANGED system message; 0 when the member had the role
+   * already (nothing is recorded then).
+   *
+   * @generated from field: int64 change_seq = 1;
+   */
+  changeSeq: bigint;
+};
+
+/**
+ * Describes the message starling.v1.SetMemberRoleResponse.
+ * Use `create(SetMemberRoleResponseSchema)` to create a new message.
+ */
+export const SetMemberRoleResponseSchema: GenMessage<SetMemberRoleResponse> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 17);
+
+/**
+ * TransferOwnershipRequest hands the group to another member.
+ *
+ * @generated from message starling.v1.TransferOwnershipRequest
+ */
+export type TransferOwnershipRequest = Message<"starling.v1.TransferOwnershipRequest"> & {
+  /**
+   * The group.
+   *
+   * @generated from field: string group_id = 1;
+   */
+  groupId: string;
+
+  /**
+   * The new owner: a current member.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message starling.v1.TransferOwnershipRequest.
+ * Use `create(TransferOwnershipRequestSchema)` to create a new message.
+ */
+export const TransferOwnershipRequestSchema: GenMessage<TransferOwnershipRequest> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 18);
+
+/**
+ * TransferOwnershipResponse says where the change was recorded.
+ *
+ * @generated from message starling.v1.TransferOwnershipResponse
+ */
+export type TransferOwnershipResponse = Message<"starling.v1.TransferOwnershipResponse"> & {
+  /**
+   * Seq of the OWNERSHIP_TRANSFERRED system message.
+   *
+   * @generated from field: int64 change_seq = 1;
+   */
+  changeSeq: bigint;
+};
+
+/**
+ * Describes the message starling.v1.TransferOwnershipResponse.
+ * Use `create(TransferOwnershipResponseSchema)` to create a new message.
+ */
+export const TransferOwnershipResponseSchema: GenMessage<TransferOwnershipResponse> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 19);
+
+/**
+ * DisbandGroupRequest ends a group.
+ *
+ * @generated from message starling.v1.DisbandGroupRequest
+ */
+export type DisbandGroupRequest = Message<"starling.v1.DisbandGroupRequest"> & {
+  /**
+   * The group.
+   *
+   * @generated from field: string group_id = 1;
+   */
+  groupId: string;
+};
+
+/**
+ * Describes the message starling.v1.DisbandGroupRequest.
+ * Use `create(DisbandGroupRequestSchema)` to create a new message.
+ */
+export const DisbandGroupRequestSchema: GenMessage<DisbandGroupRequest> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 20);
+
+/**
+ * DisbandGroupResponse says where the group ended.
+ *
+ * @generated from message starling.v1.DisbandGroupResponse
+ */
+export type DisbandGroupResponse = Message<"starling.v1.DisbandGroupResponse"> & {
+  /**
+   * Seq of the DISBANDED system message: the group's last.
+   *
+   * @generated from field: int64 change_seq = 1;
+   */
+  changeSeq: bigint;
+};
+
+/**
+ * Describes the message starling.v1.DisbandGroupResponse.
+ * Use `create(DisbandGroupResponseSchema)` to create a new message.
+ */
+export const DisbandGroupResponseSchema: GenMessage<DisbandGroupResponse> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 21);
+
+/**
+ * GroupMember is one current member of a group.
+ *
+ * @generated from message starling.v1.GroupMember
+ */
+export type GroupMember = Message<"starling.v1.GroupMember"> & {
+  /**
+   * The member.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Their role.
+   *
+   * @generated from field: starling.v1.GroupRole role = 2;
+   */
+  role: GroupRole;
+
+  /**
+   * The seq their current membership period starts after.
+   *
+   * @generated from field: int64 joined_seq = 3;
+   */
+  joinedSeq: bigint;
+};
+
+/**
+ * Describes the message starling.v1.GroupMember.
+ * Use `create(GroupMemberSchema)` to create a new message.
+ */
+export const GroupMemberSchema: GenMessage<GroupMember> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 22);
+
+/**
+ * ListGroupMembersRequest asks for one page of members.
+ *
+ * @generated from message starling.v1.ListGroupMembersRequest
+ */
+export type ListGroupMembersRequest = Message<"starling.v1.ListGroupMembersRequest"> & {
+  /**
+   * The group.
+   *
+   * @generated from field: string group_id = 1;
+   */
+  groupId: string;
+
+  /**
+   * At most this many members (1–500; 0: 100).
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token of the previous page; "" for the first.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message starling.v1.ListGroupMembersRequest.
+ * Use `create(ListGroupMembersRequestSchema)` to create a new message.
+ */
+export const ListGroupMembersRequestSchema: GenMessage<ListGroupMembersRequest> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 23);
+
+/**
+ * ListGroupMembersResponse is one page of members.
+ *
+ * @generated from message starling.v1.ListGroupMembersResponse
+ */
+export type ListGroupMembersResponse = Message<"starling.v1.ListGroupMembersResponse"> & {
+  /**
+   * Members, by user id.
+   *
+   * @generated from field: repeated starling.v1.GroupMember members = 1;
+   */
+  members: GroupMember[];
+
+  /**
+   * Pass as page_token for the next page; "" when this was the last.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message starling.v1.ListGroupMembersResponse.
+ * Use `create(ListGroupMembersResponseSchema)` to create a new message.
+ */
+export const ListGroupMembersResponseSchema: GenMessage<ListGroupMembersResponse> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 24);
+
+/**
+ * ListMyGroupsRequest asks for one page of the caller's groups.
+ *
+ * @generated from message starling.v1.ListMyGroupsRequest
+ */
+export type ListMyGroupsRequest = Message<"starling.v1.ListMyGroupsRequest"> & {
+  /**
+   * At most this many groups (1–500; 0: 100).
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token of the previous page; "" for the first.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message starling.v1.ListMyGroupsRequest.
+ * Use `create(ListMyGroupsRequestSchema)` to create a new message.
+ */
+export const ListMyGroupsRequestSchema: GenMessage<ListMyGroupsRequest> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 25);
+
+/**
+ * MyGroup is one group the caller is a member of.
+ *
+ * @generated from message starling.v1.MyGroup
+ */
+export type MyGroup = Message<"starling.v1.MyGroup"> & {
+  /**
+   * The group.
+   *
+   * @generated from field: starling.v1.Group group = 1;
+   */
+  group?: Group | undefined;
+
+  /**
+   * The caller's role in it.
+   *
+   * @generated from field: starling.v1.GroupRole role = 2;
+   */
+  role: GroupRole;
+};
+
+/**
+ * Describes the message starling.v1.MyGroup.
+ * Use `create(MyGroupSchema)` to create a new message.
+ */
+export const MyGroupSchema: GenMessage<MyGroup> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 26);
+
+/**
+ * ListMyGroupsResponse is one page of the caller's groups.
+ *
+ * @generated from message starling.v1.ListMyGroupsResponse
+ */
+export type ListMyGroupsResponse = Message<"starling.v1.ListMyGroupsResponse"> & {
+  /**
+   * Groups, by group id.
+   *
+   * @generated from field: repeated starling.v1.MyGroup groups = 1;
+   */
+  groups: MyGroup[];
+
+  /**
+   * Pass as page_token for the next page; "" when this was the last.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message starling.v1.ListMyGroupsResponse.
+ * Use `create(ListMyGroupsResponseSchema)` to create a new message.
+ */
+export const ListMyGroupsResponseSchema: GenMessage<ListMyGroupsResponse> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 27);
+
+/**
+ * GroupChange is the payload of a group's system message (sender_id "",
+ * content type "starling.group_change", content data = this message
+ * encoded). It says what changed, who did it and to whom.
+ *
+ * @generated from message starling.v1.GroupChange
+ */
+export type GroupChange = Message<"starling.v1.GroupChange"> & {
+  /**
+   * What changed.
+   *
+   * @generated from field: starling.v1.GroupChange.Kind kind = 1;
+   */
+  kind: GroupChange_Kind;
+
+  /**
+   * The user who made the change.
+   *
+   * @generated from field: string actor_id = 2;
+   */
+  actorId: string;
+
+  /**
+   * The users it was made to (see Kind).
+   *
+   * @generated from field: repeated string target_ids = 3;
+   */
+  targetIds: string[];
+
+  /**
+   * KIND_INFO_UPDATED: the group's info afterwards.
+   *
+   * @generated from field: starling.v1.GroupInfo info = 4;
+   */
+  info?: GroupInfo | undefined;
+
+  /**
+   * KIND_ROLE_CHANGED: the targets' new role; KIND_OWNERSHIP_TRANSFERRED:
+   * GROUP_ROLE_OWNER.
+   *
+   * @generated from field: starling.v1.GroupRole role = 5;
+   */
+  role: GroupRole;
+};
+
+/**
+ * Describes the message starling.v1.GroupChange.
+ * Use `create(GroupChangeSchema)` to create a new message.
+ */
+export const GroupChangeSchema: GenMessage<GroupChange> = /*@__PURE__*/
+  messageDesc(file_starling_v1_group, 28);
+
+/**
+ * What changed.
+ *
+ * @generated from enum starling.v1.GroupChange.Kind
+ */
+export enum GroupChange_Kind {
+  /**
+   * Not set; never stored.
+   *
+   * @generated from enum value: KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Admins changed the info (info: the info after the change).
+   *
+   * @generated from enum value: KIND_INFO_UPDATED = 1;
+   */
+  INFO_UPDATED = 1,
+
+  /**
+   * The actor added the targets.
+   *
+   * @generated from enum value: KIND_MEMBERS_ADDED = 2;
+   */
+  MEMBERS_ADDED = 2,
+
+  /**
+   * The actor joined an open group (targets: the actor).
+   *
+   * @generated from enum value: KIND_MEMBER_JOINED = 3;
+   */
+  MEMBER_JOINED = 3,
+
+  /**
+   * The actor removed the target.
+   *
+   * @generated from enum value: KIND_MEMBER_KICKED = 4;
+   */
+  MEMBER_KICKED = 4,
+
+  /**
+   * The actor left (targets: the actor).
+   *
+   * @generated from enum value: KIND_MEMBER_LEFT = 5;
+   */
+  MEMBER_LEFT = 5,
+
+  /**
+   * The owner gave the target the role in role.
+   *
+   * @generated from enum value: KIND_ROLE_CHANGED = 6;
+   */
+  ROLE_CHANGED = 6,
+
+  /**
+   * The owner (actor) handed the group to the target; the actor is now
+   * an admin.
+   *
+   * @generated from enum value: KIND_OWNERSHIP_TRANSFERRED = 7;
+   */
+  OWNERSHIP_TRANSFERRED = 7,
+
+  /**
+   * The owner ended the group; nothing follows.
+   *
+   * @generated from enum value: KIND_DISBANDED = 8;
+   */
+  DISBANDED = 8,
+}
+
+/**
+ * Describes the enum starling.v1.GroupChange.Kind.
+ */
+export const GroupChange_KindSchema: GenEnum<GroupChange_Kind> = /*@__PURE__*/
+  enumDesc(file_starling_v1_group, 28, 0);
+
+/**
+ * GroupRole is a member's role in a group.
+ *
+ * @generated from enum starling.v1.GroupRole
+ */
+export enum GroupRole {
+  /**
+   * Not set (in requests: invalid).
+   *
+   * @generated from enum value: GROUP_ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A member: reads and sends; adds others when the add policy allows.
+   *
+   * @generated from enum value: GROUP_ROLE_MEMBER = 1;
+   */
+  MEMBER = 1,
+
+  /**
+   * An admin: also updates the info, adds and kicks members.
+   *
+   * @generated from enum value: GROUP_ROLE_ADMIN = 2;
+   */
+  ADMIN = 2,
+
+  /**
+   * The owner, exactly one per group: also kicks admins, sets roles,
+   * transfers ownership and disbands.
+   *
+   * @generated from enum value: GROUP_ROLE_OWNER = 3;
+   */
+  OWNER = 3,
+}
+
+/**
+ * Describes the enum starling.v1.GroupRole.
+ */
+export const GroupRoleSchema: GenEnum<GroupRole> = /*@__PURE__*/
+  enumDesc(file_starling_v1_group, 0);
+
+/**
+ * JoinPolicy says who may become a member without being added.
+ *
+ * @generated from enum starling.v1.JoinPolicy
+ */
+export enum JoinPolicy {
+  /**
+   * Not set: at creation, invite only; in UpdateGroup, unchanged.
+   *
+   * @generated from enum value: JOIN_POLICY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Only users added by a member (see AddPolicy) join.
+   *
+   * @generated from enum value: JOIN_POLICY_INVITE_ONLY = 1;
+   */
+  INVITE_ONLY = 1,
+
+  /**
+   * Anyone who knows the group id may also join with JoinGroup.
+   *
+   * @generated from enum value: JOIN_POLICY_OPEN = 2;
+   */
+  OPEN = 2,
+}
+
+/**
+ * Describes the enum starling.v1.JoinPolicy.
+ */
+export const JoinPolicySchema: GenEnum<JoinPolicy> = /*@__PURE__*/
+  enumDesc(file_starling_v1_group, 1);
+
+/**
+ * AddPolicy says who may add members.
+ *
+ * @generated from enum starling.v1.AddPolicy
+ */
+export enum AddPolicy {
+  /**
+   * Not set: at creation, ADD_POLICY_MEMBERS; in UpdateGroup, unchanged.
+   *
+   * @generated from enum value: ADD_POLICY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Any member may add users.
+   *
+   * @generated from enum value: ADD_POLICY_MEMBERS = 1;
+   */
+  MEMBERS = 1,
+
+  /**
+   * Only admins and the owner may add users.
+   *
+   * @generated from enum value: ADD_POLICY_ADMINS = 2;
+   */
+  ADMINS = 2,
+}
+
+/**
+ * Describes the enum starling.v1.AddPolicy.
+ */
+export const AddPolicySchema: GenEnum<AddPolicy> = /*@__PURE__*/
+  enumDesc(file_starling_v1_group, 2);
+
+/**
  * GroupService manages groups. A group's conversation id is "grp:<group_id>".
  * A member sees the messages sent from the seq at which they joined up to the
  * seq at which they left.
@@ -264,13 +1143,35 @@ export const GetGroupResponseSchema: GenMessage<GetGroupResponse> = /*@__PURE__*
  * CreateGroup). AddMembers is safe to repeat: members already in are left
  * as they are.
  *
+ * Roles: every group has exactly one owner (the creator, until they transfer
+ * ownership), any number of admins, and members. Who may do what:
+ *
+ *   - update info, kick members: admins and the owner;
+ *   - add members: admins and the owner, or any member when the group's
+ *     add_policy is ADD_POLICY_MEMBERS;
+ *   - kick an admin, promote or demote, transfer ownership, disband: the owner
+ *     only; nobody can kick the owner;
+ *   - leave: anyone but the owner, who must transfer ownership (or disband)
+ *     first;
+ *   - join without being added: anyone who knows the group id, when the join
+ *     policy is JOIN_POLICY_OPEN.
+ *
+ * Every change after creation is recorded as a system message in the group's conversation,
+ * stored in the same transaction as the change, with a seq of its own: its
+ * sender_id is "" (no user sends that) and its content has type
+ * "starling.group_change" with data holding an encoded GroupChange. It is
+ * delivered like any message of the group: a member who is added sees the
+ * change that added them as the first message of their membership; a member
+ * who is kicked or leaves sees the change that removed them as the last one.
+ *
  * @generated from service starling.v1.GroupService
  */
 export const GroupService: GenService<{
   /**
    * CreateGroup creates a group owned by the caller, with the caller and the
-   * given users as members. Errors: InvalidArgument, NotFound (a user does
-   * not exist), ResourceExhausted (more members than the limit).
+   * given users as members, all reading from seq 1. Creating records no
+   * system message: the conversation starts empty. Errors: InvalidArgument, NotFound (a user does not exist),
+   * ResourceExhausted (more members than the limit).
    *
    * @generated from rpc starling.v1.GroupService.CreateGroup
    */
@@ -280,9 +1181,12 @@ export const GroupService: GenService<{
     output: typeof CreateGroupResponseSchema;
   },
   /**
-   * AddMembers adds users to a group; any member may add. Users already in
-   * the group are left as they are. Errors: InvalidArgument, NotFound,
-   * PermissionDenied (caller is not a member), ResourceExhausted (group full).
+   * AddMembers adds users to a group: admins may, and any member when the
+   * group's add_policy is ADD_POLICY_MEMBERS. Users already in the group are
+   * left as they are; when nobody is new, nothing is recorded. Errors:
+   * InvalidArgument, NotFound, PermissionDenied (caller is not a member, or
+   * not an admin in a group where only admins add), ResourceExhausted
+   * (group full), FailedPrecondition (the group was disbanded).
    *
    * @generated from rpc starling.v1.GroupService.AddMembers
    */
@@ -293,7 +1197,8 @@ export const GroupService: GenService<{
   },
   /**
    * LeaveGroup removes the caller from a group. Errors: NotFound,
-   * PermissionDenied (caller is not a member).
+   * PermissionDenied (caller is not a member), FailedPrecondition (the
+   * caller is the owner: transfer ownership or disband first).
    *
    * @generated from rpc starling.v1.GroupService.LeaveGroup
    */
@@ -312,6 +1217,110 @@ export const GroupService: GenService<{
     methodKind: "unary";
     input: typeof GetGroupRequestSchema;
     output: typeof GetGroupResponseSchema;
+  },
+  /**
+   * UpdateGroup changes a group's info (admins and the owner). Fields left
+   * unset keep their value. Errors: InvalidArgument, NotFound,
+   * PermissionDenied, FailedPrecondition (disbanded).
+   *
+   * @generated from rpc starling.v1.GroupService.UpdateGroup
+   */
+  updateGroup: {
+    methodKind: "unary";
+    input: typeof UpdateGroupRequestSchema;
+    output: typeof UpdateGroupResponseSchema;
+  },
+  /**
+   * JoinGroup makes the caller a member of an open group (join policy
+   * JOIN_POLICY_OPEN). Errors: NotFound, PermissionDenied (the group is
+   * invite only), AlreadyExists (the caller is a member), ResourceExhausted
+   * (group full), FailedPrecondition (disbanded).
+   *
+   * @generated from rpc starling.v1.GroupService.JoinGroup
+   */
+  joinGroup: {
+    methodKind: "unary";
+    input: typeof JoinGroupRequestSchema;
+    output: typeof JoinGroupResponseSchema;
+  },
+  /**
+   * KickMember removes another member from a group: admins may kick
+   * members, only the owner may kick admins, and nobody kicks the owner.
+   * The kicked user's devices get nothing after the change's seq. Errors:
+   * InvalidArgument (kicking oneself: use LeaveGroup), NotFound (no such
+   * group, or the user is not a member), PermissionDenied,
+   * FailedPrecondition (disbanded).
+   *
+   * @generated from rpc starling.v1.GroupService.KickMember
+   */
+  kickMember: {
+    methodKind: "unary";
+    input: typeof KickMemberRequestSchema;
+    output: typeof KickMemberResponseSchema;
+  },
+  /**
+   * SetMemberRole makes a member an admin or an admin a member (the owner
+   * only). Errors: InvalidArgument (role is not ADMIN or MEMBER, or the
+   * target is the owner), NotFound, PermissionDenied, FailedPrecondition
+   * (disbanded).
+   *
+   * @generated from rpc starling.v1.GroupService.SetMemberRole
+   */
+  setMemberRole: {
+    methodKind: "unary";
+    input: typeof SetMemberRoleRequestSchema;
+    output: typeof SetMemberRoleResponseSchema;
+  },
+  /**
+   * TransferOwnership makes another member the owner (the owner only); the
+   * old owner becomes an admin. Errors: InvalidArgument (to oneself),
+   * NotFound (the user is not a member), PermissionDenied,
+   * FailedPrecondition (disbanded).
+   *
+   * @generated from rpc starling.v1.GroupService.TransferOwnership
+   */
+  transferOwnership: {
+    methodKind: "unary";
+    input: typeof TransferOwnershipRequestSchema;
+    output: typeof TransferOwnershipResponseSchema;
+  },
+  /**
+   * DisbandGroup ends a group (the owner only): every membership ends at
+   * the DISBANDED change's seq, sends to it are refused with
+   * FailedPrecondition, and former members keep reading the history of
+   * their membership periods. Errors: NotFound, PermissionDenied,
+   * FailedPrecondition (already disbanded).
+   *
+   * @generated from rpc starling.v1.GroupService.DisbandGroup
+   */
+  disbandGroup: {
+    methodKind: "unary";
+    input: typeof DisbandGroupRequestSchema;
+    output: typeof DisbandGroupResponseSchema;
+  },
+  /**
+   * ListGroupMembers returns one page of a group's current members with
+   * their roles, ordered by user id. Errors: InvalidArgument (page_size or
+   * page_token), NotFound, PermissionDenied (caller is not a member).
+   *
+   * @generated from rpc starling.v1.GroupService.ListGroupMembers
+   */
+  listGroupMembers: {
+    methodKind: "unary";
+    input: typeof ListGroupMembersRequestSchema;
+    output: typeof ListGroupMembersResponseSchema;
+  },
+  /**
+   * ListMyGroups returns one page of the groups the caller is a member of
+   * now, with the caller's role, ordered by group id. Errors:
+   * InvalidArgument (page_size or page_token).
+   *
+   * @generated from rpc starling.v1.GroupService.ListMyGroups
+   */
+  listMyGroups: {
+    methodKind: "unary";
+    input: typeof ListMyGroupsRequestSchema;
+    output: typeof ListMyGroupsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_starling_v1_group, 0);

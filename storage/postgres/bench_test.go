@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/starling-im/starling/storage"
+	"github.com/starling-im/starling/storage/storagetest"
 	"github.com/starling-im/starling/storage/postgres"
 	"github.com/starling-im/starling/storage/postgres/pgtest"
 )
@@ -91,4 +92,9 @@ func BenchmarkAppendMessages(b *testing.B) {
 			report(b, n.Load(), batch, attempts0)
 		})
 	}
+}
+
+// BenchmarkInbox lists an inbox of 1,000 conversations (storagetest.BenchInbox).
+func BenchmarkInbox(b *testing.B) {
+	storagetest.BenchInbox(b, pgtest.Open(b, pgtest.NewDatabase(b)))
 }

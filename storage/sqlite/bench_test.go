@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/starling-im/starling/storage"
+	"github.com/starling-im/starling/storage/storagetest"
 )
 
 // BenchmarkAppendMessages measures durable appends (WAL, synchronous=FULL)
@@ -138,4 +139,9 @@ func pair(p int64) (x, y int) {
 func reportRate(b *testing.B, batch int) {
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/msg")
+}
+
+// BenchmarkInbox lists an inbox of 1,000 conversations (storagetest.BenchInbox).
+func BenchmarkInbox(b *testing.B) {
+	storagetest.BenchInbox(b, openTest(b, filepath.Join(b.TempDir(), "inbox.db")))
 }

@@ -46,6 +46,7 @@ func Run(t *testing.T, factory Factory) {
 		{"Groups", groupTests},
 		{"Messages", messageTests},
 		{"Cursors", cursorTests},
+		{"ReadState", readStateTests},
 		{"Lifecycle", lifecycleTests},
 		{"NodeLeases", leaseTests},
 	} {

@@ -96,5 +96,10 @@ func BenchmarkAppendMessages(b *testing.B) {
 
 // BenchmarkInbox lists an inbox of 1,000 conversations (storagetest.BenchInbox).
 func BenchmarkInbox(b *testing.B) {
-	storagetest.BenchInbox(b, pgtest.Open(b, pgtest.NewDatabase(b)))
+	s := pgtest.Open(b, pgtest.NewDatabase(b))
+	storagetest.BenchInbox(b, s, func() {
+		if _, err := postgres.Pool(s).Exec(b.Context(), "ANALYZE"); err != nil {
+			b.Fatal(err)
+		}
+	})
 }

@@ -103,7 +103,12 @@ const inboxSQL = `WITH page AS (
 ), floor AS (
 	SELECT x.*, COALESCE(r.read_seq, 0) AS read_seq, GREATEST(COALESCE(r.read_seq, 0), x.cur_joined) AS lo,
 		COALESCE(r.muted_until, 0) AS muted_until, COALESCE(r.updated_at, 0) AS read_updated
-	FROM page x LEFT JOIN read_state r ON r.user_id = $1 AND r.conversation_id = x.conv
+	FROM page x
+	-- LATERAL with LIMIT (which keeps the planner from flattening it): a
+	-- primary-key lookup per row whatever the statistics say (a fresh
+	-- table's made it scan every row of the user per conversation).
+	LEFT JOIN LATERAL (SELECT r.read_seq, r.muted_until, r.updated_at FROM read_state r
+		WHERE r.user_id = $1 AND r.conversation_id = x.conv LIMIT 1) r ON true
 )
 SELECT x.conv, x.top, COALESCE(d.delivered_seq, 0), x.first_joined, x.updated_at,
 	x.read_seq, x.muted_until, x.read_updated,
@@ -117,7 +122,8 @@ SELECT x.conv, x.top, COALESCE(d.delivered_seq, 0), x.first_joined, x.updated_at
 		(SELECT count(*) FROM memberships gm WHERE gm.conversation_id = x.conv AND gm.left_seq IS NULL) END,
 	COALESCE(p.read_seq, 0), COALESCE(p.delivered_seq, 0), COALESCE(p.updated_at, 0)
 FROM floor x
-LEFT JOIN device_cursors d ON d.user_id = $1 AND d.device_id = $2 AND d.conversation_id = x.conv
+LEFT JOIN LATERAL (SELECT d.delivered_seq FROM device_cursors d
+	WHERE d.user_id = $1 AND d.device_id = $2 AND d.conversation_id = x.conv LIMIT 1) d ON true
 LEFT JOIN messages lm ON lm.conversation_id = x.conv AND lm.seq = x.top
 LEFT JOIN groups g ON substr(x.conv, 1, 4) = 'grp:' AND g.id = substr(x.conv, 5)
 LEFT JOIN read_state p ON substr(x.conv, 1, 4) = 'c2c:' AND p.conversation_id = x.conv AND p.user_id <> $1

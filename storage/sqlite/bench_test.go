@@ -143,5 +143,5 @@ func reportRate(b *testing.B, batch int) {
 
 // BenchmarkInbox lists an inbox of 1,000 conversations (storagetest.BenchInbox).
 func BenchmarkInbox(b *testing.B) {
-	storagetest.BenchInbox(b, openTest(b, filepath.Join(b.TempDir(), "inbox.db")))
+	storagetest.BenchInbox(b, openTest(b, filepath.Join(b.TempDir(), "inbox.db")), nil)
 }

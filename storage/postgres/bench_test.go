@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/starling-im/starling/storage"
-	"github.com/starling-im/starling/storage/storagetest"
 	"github.com/starling-im/starling/storage/postgres"
 	"github.com/starling-im/starling/storage/postgres/pgtest"
+	"github.com/starling-im/starling/storage/storagetest"
 )
 
 // BenchmarkAppendMessages measures the send hot path (dedup lookup, seq

@@ -111,6 +111,31 @@ func (s *Session) Send(f *starlingv1.StreamResponse) {
 	s.enqueue(item{frame: f})
 }
 
+// signal queues a frame the session was not asked for (bus.Signal), unless
+// the session is still starting.
+func (s *Session) signal(f *starlingv1.StreamResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.starting {
+		return
+	}
+	s.enqueue(item{frame: f})
+}
+
+// Known returns the highest seq of the conversation this stream knows to
+// exist for its user (pushed, offered, synced, sent, or where the device
+// stood at connect), 0 if none: a MarkRead or Typing up to it needs no
+// database read to be checked.
+func (s *Session) Known(conversationID string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.convs[conversationID]
+	if c == nil {
+		return 0
+	}
+	return max(c.top(), c.latest, c.acked)
+}
+
 // End asks the writer to stop once it has written everything queued
 // before this call.
 func (s *Session) End() { s.enqueue(item{end: true}) }

@@ -37,6 +37,7 @@ import (
 	"github.com/starling-im/starling/server/hub"
 	"github.com/starling-im/starling/server/nodelease"
 	"github.com/starling-im/starling/server/presence"
+	"github.com/starling-im/starling/server/readstate"
 	"github.com/starling-im/starling/server/wire"
 	"github.com/starling-im/starling/storage"
 )
@@ -53,6 +54,7 @@ type Server struct {
 	router   *bus.Router
 	pres     presence.Presence
 	gateway  *gateway.ChatServer
+	reads    *readstate.Tracker
 	resync   chan struct{} // cap 1: re-read what every stream is behind on
 	accounts *auth.Accounts
 	lease    *nodelease.Keeper // the node number of message ids
@@ -225,7 +227,10 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 	starlingv1.RegisterAuthServiceServer(s.grpc, &gateway.AuthServer{Accounts: accounts, Kicker: router, Log: log})
 	starlingv1.RegisterUserServiceServer(s.grpc, &gateway.UserServer{Chat: c, Log: log})
 	starlingv1.RegisterGroupServiceServer(s.grpc, &gateway.GroupServer{Chat: c, Log: log})
+	s.reads = readstate.New(store, router, cfg.ReadFlushInterval, log)
 	chatServer := &gateway.ChatServer{
+		Reads:             s.reads,
+		Signals:           router,
 		Accounts:          accounts,
 		Chat:              c,
 		Hub:               h,
@@ -376,6 +381,14 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		defer close(hubDone)
 		_ = s.hub.Run(hubCtx)
 	}()
+	// Read positions are written behind; the last ones when the streams
+	// are gone, before the router stops carrying their receipts.
+	readsCtx, stopReads := context.WithCancel(bg)
+	readsDone := make(chan struct{})
+	go func() {
+		defer close(readsDone)
+		s.reads.Run(readsCtx)
+	}()
 	// Expired and revoked login sessions are deleted in the background.
 	gcCtx, stopSessionGC := context.WithCancel(bg)
 	gcDone := make(chan struct{})
@@ -436,6 +449,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	stopHub()
 	<-hubDone
+	stopReads()
+	<-readsDone
 	stopRouter()
 	<-routerDone
 	s.log.Info("stopped", "node", s.cfg.NodeID)

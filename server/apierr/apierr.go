@@ -66,6 +66,12 @@ var (
 	BadPassword     = def(codes.InvalidArgument, "password must be 8-72 bytes")
 	BadDisplayName  = def(codes.InvalidArgument, "display name must be valid UTF-8 of at most 64 characters, without control or bidirectional-formatting characters")
 	BadDeviceID     = def(codes.InvalidArgument, "device_id must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'")
+	// BadReadSeq: a MarkRead below 1 or past the newest message the user
+	// may read in the conversation.
+	BadReadSeq   = def(codes.InvalidArgument, "seq must be from 1 up to the newest message you may read")
+	BadPageSize  = def(codes.InvalidArgument, "page_size is out of range")
+	BadPageToken = def(codes.InvalidArgument, "page_token is not one this server made")
+	BadMuteTime  = def(codes.InvalidArgument, "muted_until is not a valid time")
 )
 
 // Unauthenticated: log in again (or send a valid Auth frame).
@@ -115,6 +121,9 @@ var (
 	// TooManyUnauth: the node has too many streams waiting for their Auth
 	// frame; retry after a backoff.
 	TooManyUnauth = def(codes.ResourceExhausted, "too many streams waiting to authenticate; retry later")
+	// TypingTooFast: the device sent Typing frames faster than they are
+	// relayed (one a second, bursts of 3); the extra ones were dropped.
+	TypingTooFast = def(codes.ResourceExhausted, "typing notices too frequent")
 )
 
 // Unavailable: worth a retry, after a backoff. A Send refused so is resent

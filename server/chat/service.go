@@ -32,6 +32,7 @@ type Store interface {
 	storage.Groups
 	storage.Messages
 	storage.Cursors
+	storage.ReadState
 }
 
 // Router fans committed messages out to the online devices of their

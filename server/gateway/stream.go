@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -63,6 +64,10 @@ type ChatServer struct {
 	// OnRefuse, if set, hears every frame refused with an Error frame that
 	// keeps the stream open (for metrics); it must not block.
 	OnRefuse func(*status.Status)
+	// Reads keeps read and delivered positions (MarkRead, PushAck).
+	Reads ReadTracker
+	// Signals relays receipts and typing to devices on any node.
+	Signals Signaler
 
 	unauth atomic.Int64 // streams waiting for their Auth frame
 }
@@ -158,10 +163,20 @@ func (s *ChatServer) Stream(st stream) error {
 	}}}
 	// The session is registered, so whatever commits from now on is offered
 	// to it; read what it is behind on only now (invariant 2). Welcome goes
-	// out with the catch-up, so it marks where live pushes begin.
+	// out with the catch-up, so it marks where live pushes begin. Its inbox
+	// summary is read after registering too: a receipt written later is
+	// held by the session and sent after the Welcome.
+	defer s.streamEnded(id)
+	receipts, err := s.welcomeInbox(ctx, id, welcome.GetWelcome())
+	if err != nil {
+		log.Warn("inbox summary unreadable; Welcome goes without it", "err", err)
+	}
 	if err := s.catchUp(ctx, sess, id, welcome); err != nil {
 		log.Error("catch-up failed", "err", err)
 		sess.Close(&starlingv1.Disconnect{Reason: starlingv1.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, Message: "could not read conversation state; reconnect", Reconnect: true})
+	}
+	for _, r := range receipts {
+		sess.Send(r)
 	}
 
 	if s.RecheckAfter > 0 {
@@ -473,6 +488,7 @@ func writeLoop(st stream, sess *hub.Session) error {
 // readLoop receives frames and handles each one: this is where every
 // client frame is dispatched.
 func (s *ChatServer) readLoop(ctx context.Context, st stream, sess *hub.Session, id auth.Identity, sends *sendTracker) error {
+	var typing *rate.Limiter // made at the first Typing frame
 	for {
 		f, err := st.Recv()
 		if err != nil {
@@ -490,7 +506,13 @@ func (s *ChatServer) readLoop(ctx context.Context, st stream, sess *hub.Session,
 				s.refuse(sess, ref, apierr.BadPushAck)
 				continue
 			}
-			s.Hub.Ack(sess, fr.PushAck.GetConversationId(), fr.PushAck.GetSeq())
+			if cur := s.Hub.Ack(sess, fr.PushAck.GetConversationId(), fr.PushAck.GetSeq()); cur > 0 {
+				s.Reads.Delivered(id.UserID, fr.PushAck.GetConversationId(), cur)
+			}
+		case *starlingv1.StreamRequest_MarkRead:
+			s.handleMarkRead(ctx, sess, id, ref, fr.MarkRead)
+		case *starlingv1.StreamRequest_Typing:
+			s.handleTyping(ctx, sess, id, ref, fr.Typing, &typing)
 		case *starlingv1.StreamRequest_Sync:
 			s.handleSync(ctx, sess, id, ref, fr.Sync)
 		case *starlingv1.StreamRequest_Logout:
@@ -593,21 +615,4 @@ func (s *ChatServer) GetHistory(ctx context.Context, req *starlingv1.GetHistoryR
 		return nil, toError(s.Log, err)
 	}
 	return &starlingv1.GetHistoryResponse{Messages: msgs, HasMore: more}, nil
-}
-
-// ListConversations lists the caller's conversations.
-func (s *ChatServer) ListConversations(ctx context.Context, _ *starlingv1.ListConversationsRequest) (*starlingv1.ListConversationsResponse, error) {
-	id, err := identity(ctx)
-	if err != nil {
-		return nil, toError(s.Log, err)
-	}
-	cs, err := s.Chat.Conversations(ctx, id.UserID, id.DeviceID, false)
-	if err != nil {
-		return nil, toError(s.Log, err)
-	}
-	out := make([]*starlingv1.ConversationState, len(cs))
-	for i, c := range cs {
-		out[i] = &starlingv1.ConversationState{ConversationId: c.ConversationID, LatestSeq: c.LatestSeq, DeliveredSeq: c.DeliveredSeq, JoinedSeq: c.JoinedSeq}
-	}
-	return &starlingv1.ListConversationsResponse{Conversations: out}, nil
 }

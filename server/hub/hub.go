@@ -291,9 +291,8 @@ func (h *Hub) Ack(s *Session, conversationID string, seq int64) int64 {
 }
 
 // Signal sends s.Frame to every online device of s.Users on this node,
-// except s.Except and sessions still starting: a frame queued before
-// their Welcome would come first, and what they miss is in the catch-up
-// read (receipts) or not worth keeping (typing).
+// except s.Except. A session still starting holds it until after its
+// Welcome.
 func (h *Hub) Signal(sig bus.Signal) {
 	var targets []*Session
 	for _, uid := range sig.Users {

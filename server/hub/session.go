@@ -68,7 +68,14 @@ type Session struct {
 	heldOver map[string]overflow
 	convs    map[string]*convState
 	unacked  int64 // sum of inflight over convs
+	// signals are the bus.Signal frames that came while starting, sent
+	// after the Welcome (at most maxHeldSignals; the catch-up read covers
+	// receipts beyond them).
+	signals []*starlingv1.StreamResponse
 }
+
+// maxHeldSignals bounds the signals a starting session holds.
+const maxHeldSignals = 256
 
 // overflow is the first and last seq of a conversation offered while held
 // was full.
@@ -111,12 +118,15 @@ func (s *Session) Send(f *starlingv1.StreamResponse) {
 	s.enqueue(item{frame: f})
 }
 
-// signal queues a frame the session was not asked for (bus.Signal), unless
-// the session is still starting.
+// signal queues a frame the session was not asked for (bus.Signal); while
+// the session is starting it is held until after the Welcome.
 func (s *Session) signal(f *starlingv1.StreamResponse) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.starting {
+		if len(s.signals) < maxHeldSignals {
+			s.signals = append(s.signals, f)
+		}
 		return
 	}
 	s.enqueue(item{frame: f})
@@ -384,6 +394,10 @@ func (s *Session) FinishStart(welcome *starlingv1.StreamResponse, behind []Catch
 	for _, m := range held {
 		s.offerLocked(m, nil)
 	}
+	for _, f := range s.signals {
+		s.enqueue(item{frame: f})
+	}
+	s.signals = nil
 }
 
 // Recheck puts every conversation of behind that the device was not

@@ -43,7 +43,6 @@ func TestReadState(t *testing.T) {
 	}
 }
 
-
 // listInbox lists every conversation of d's user as d sees it, by id.
 func listInbox(t *testing.T, srv *servertest.Server, token string) (map[string]*starlingv1.ConversationState, []string) {
 	t.Helper()

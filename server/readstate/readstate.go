@@ -183,13 +183,24 @@ func (t *Tracker) Flush(ctx context.Context) error {
 }
 
 // receipts tells who must know about written moves: for a one-to-one
-// conversation both users (the other one's ticks, the mover's other
-// devices), for a group the mover's devices only.
+// conversation the other user (ticks) and, when the read cursor moved,
+// the mover's devices (unread counts); for a group, the mover's devices
+// only.
 func (t *Tracker) receipts(ctx context.Context, cursors []storage.ReadCursor) {
 	for _, c := range cursors {
-		users := []string{c.UserID}
+		var users []string
+		if c.ReadSeq > 0 {
+			users = append(users, c.UserID)
+		}
 		if p, err := storage.ParseConversationID(c.ConversationID); err == nil && p.Kind == storage.KindC2C {
-			users = p.Users[:]
+			peer := p.Users[0]
+			if peer == c.UserID {
+				peer = p.Users[1]
+			}
+			users = append(users, peer)
+		}
+		if len(users) == 0 {
+			continue
 		}
 		f := &starlingv1.StreamResponse{Frame: &starlingv1.StreamResponse_Receipt{Receipt: &starlingv1.Receipt{
 			ConversationId: c.ConversationID, UserId: c.UserID, DeliveredSeq: max(c.DeliveredSeq, c.ReadSeq), ReadSeq: c.ReadSeq,

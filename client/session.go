@@ -54,6 +54,8 @@ type sessionConfig struct {
 	welcomeTimeout time.Duration
 	sendOnly       bool
 	clientVersion  string
+	onReceipt      func(*starlingv1.Receipt)
+	onTyping       func(*starlingv1.TypingNotice)
 }
 
 // WithStateStore sets where the session keeps each conversation's last

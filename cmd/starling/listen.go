@@ -19,28 +19,53 @@ func cmdListen(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer cl.Close()
-	s, err := a.openSession(ctx, c, cl)
+	// Receipts and typing notices come on the session's loop; they are
+	// printed here, with the messages, so lines never interleave.
+	events := make(chan any, 256)
+	event := func(v any) {
+		select {
+		case events <- v:
+		default: // a stalled terminal: drop rather than stall the session
+		}
+	}
+	s, err := a.openSession(ctx, c, cl,
+		client.WithReceipts(func(r *starlingv1.Receipt) { event(r) }),
+		client.WithTyping(func(n *starlingv1.TypingNotice) { event(n) }))
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	p := newPrinter(a.stdout, cl, c, *asJSON)
-	for m := range s.Messages() {
-		if err := p.message(ctx, m); err != nil {
+	for {
+		var err error
+		select {
+		case m, ok := <-s.Messages():
+			if !ok {
+				return sessionEnd(ctx, s)
+			}
+			err = p.message(ctx, m)
+		case ev := <-events:
+			switch ev := ev.(type) {
+			case *starlingv1.Receipt:
+				err = p.receipt(ctx, ev)
+			case *starlingv1.TypingNotice:
+				err = p.typing(ctx, ev)
+			}
+		}
+		if err != nil {
 			return err
 		}
 	}
-	return sessionEnd(ctx, s)
 }
 
 // openSession opens this device's stream with the per-device state file, so
 // only what is new since the last run is printed.
-func (a *app) openSession(ctx context.Context, c *config, cl *client.Client) (*client.Session, error) {
+func (a *app) openSession(ctx context.Context, c *config, cl *client.Client, opts ...client.SessionOption) (*client.Session, error) {
 	store, err := a.openState(c)
 	if err != nil {
 		return nil, err
 	}
-	return cl.Open(ctx, client.WithStateStore(store))
+	return cl.Open(ctx, append([]client.SessionOption{client.WithStateStore(store)}, opts...)...)
 }
 
 // sessionEnd is the command's result once the session is over: nil when

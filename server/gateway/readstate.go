@@ -22,7 +22,6 @@ type ReadTracker interface {
 	Read(user, conv string, seq int64)
 	Delivered(user, conv string, seq int64)
 	Seen(user, device string, at time.Time)
-	HasPending(user string) bool
 	Flush(ctx context.Context) error
 }
 
@@ -99,11 +98,7 @@ func (s *ChatServer) handleTyping(ctx context.Context, sess *hub.Session, id aut
 // frames to send after it: one per one-to-one conversation that changed
 // while the device was away, with the other user's positions.
 func (s *ChatServer) welcomeInbox(ctx context.Context, id auth.Identity, w *starlingv1.Welcome) ([]*starlingv1.StreamResponse, error) {
-	if s.Reads.HasPending(id.UserID) {
-		if err := s.Reads.Flush(ctx); err != nil {
-			s.Log.Warn("read state: flush before a Welcome failed", "err", err)
-		}
-	}
+	s.readsFirst(ctx, s.Log)
 	seen, err := s.Chat.LastSeen(ctx, id.UserID, id.DeviceID)
 	if err != nil {
 		return nil, err
@@ -159,13 +154,13 @@ func (s *ChatServer) streamEnded(id auth.Identity) {
 	s.Reads.Seen(id.UserID, id.DeviceID, time.Now())
 }
 
-// readsFirst writes the caller's pending moves before a read of its own
-// read state, so a client sees what it just marked read.
-func (s *ChatServer) readsFirst(ctx context.Context, log *slog.Logger, user string) {
-	if s.Reads.HasPending(user) {
-		if err := s.Reads.Flush(ctx); err != nil {
-			log.Warn("read state: flush before a read failed", "err", err)
-		}
+// readsFirst writes this node's pending moves before a read of read
+// state, so a client sees what it (or anyone on this node) just marked
+// read; moves made on other nodes show within their flush interval.
+// Nothing pending costs nothing.
+func (s *ChatServer) readsFirst(ctx context.Context, log *slog.Logger) {
+	if err := s.Reads.Flush(ctx); err != nil {
+		log.Warn("read state: flush before a read failed", "err", err)
 	}
 }
 
@@ -175,7 +170,7 @@ func (s *ChatServer) ListConversations(ctx context.Context, req *starlingv1.List
 	if err != nil {
 		return nil, toError(s.Log, err)
 	}
-	s.readsFirst(ctx, s.Log, id.UserID)
+	s.readsFirst(ctx, s.Log)
 	list, next, err := s.Chat.Inbox(ctx, id.UserID, id.DeviceID, req.GetPageSize(), req.GetPageToken())
 	if err != nil {
 		return nil, toError(s.Log, err)
@@ -230,11 +225,7 @@ func (s *ChatServer) GetReadReceipts(ctx context.Context, req *starlingv1.GetRea
 	if err != nil {
 		return nil, toError(s.Log, err)
 	}
-	// Other users' reads on this node count: write them first (moves on
-	// other nodes show within their flush interval).
-	if err := s.Reads.Flush(ctx); err != nil {
-		s.Log.Warn("read state: flush before a read failed", "err", err)
-	}
+	s.readsFirst(ctx, s.Log)
 	n, users, err := s.Chat.ReadReceipts(ctx, id.UserID, req.GetConversationId(), req.GetSeq(), req.GetLimit())
 	if err != nil {
 		return nil, toError(s.Log, err)

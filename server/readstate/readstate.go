@@ -59,7 +59,6 @@ type Tracker struct {
 	mu      sync.Mutex
 	pending map[key]pos
 	seen    map[[2]string]time.Time
-	users   map[string]int // users with pending moves → how many
 	flushMu sync.Mutex     // one flush at a time: writes and receipts in order
 }
 
@@ -69,7 +68,7 @@ func New(store Store, signal Signaler, interval time.Duration, log *slog.Logger)
 		interval = DefaultInterval
 	}
 	return &Tracker{store: store, signal: signal, interval: interval, log: log,
-		pending: make(map[key]pos), seen: make(map[[2]string]time.Time), users: make(map[string]int)}
+		pending: make(map[key]pos), seen: make(map[[2]string]time.Time)}
 }
 
 // Read records that user read conv up to seq (checked by the caller).
@@ -93,10 +92,7 @@ func (t *Tracker) move(user, conv string, p pos) {
 	k := key{user, conv}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old, ok := t.pending[k]
-	if !ok {
-		t.users[user]++
-	}
+	old := t.pending[k]
 	t.pending[k] = pos{max(old.read, p.read), max(old.delivered, p.delivered)}
 }
 
@@ -108,14 +104,6 @@ func (t *Tracker) Seen(user, device string, at time.Time) {
 	if at.After(t.seen[k]) {
 		t.seen[k] = at
 	}
-}
-
-// HasPending reports whether user has moves not yet written, so a read of
-// the user's inbox can Flush first and see its own writes.
-func (t *Tracker) HasPending(user string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.users[user] > 0
 }
 
 // Run writes every interval until ctx ends, then writes what is left.
@@ -151,7 +139,7 @@ func (t *Tracker) Flush(ctx context.Context) error {
 		return nil
 	}
 	batch, seen := t.pending, t.seen
-	t.pending, t.seen, t.users = make(map[key]pos), make(map[[2]string]time.Time), make(map[string]int)
+	t.pending, t.seen = make(map[key]pos), make(map[[2]string]time.Time)
 	t.mu.Unlock()
 
 	var err error
@@ -215,10 +203,7 @@ func (t *Tracker) repend(cursors []storage.ReadCursor, seen map[[2]string]time.T
 	defer t.mu.Unlock()
 	for _, c := range cursors {
 		k := key{c.UserID, c.ConversationID}
-		old, ok := t.pending[k]
-		if !ok {
-			t.users[c.UserID]++
-		}
+		old := t.pending[k]
 		t.pending[k] = pos{max(old.read, c.ReadSeq), max(old.delivered, c.DeliveredSeq)}
 	}
 	for k, at := range seen {

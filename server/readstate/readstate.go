@@ -59,7 +59,7 @@ type Tracker struct {
 	mu      sync.Mutex
 	pending map[key]pos
 	seen    map[[2]string]time.Time
-	flushMu sync.Mutex     // one flush at a time: writes and receipts in order
+	flushMu sync.Mutex // one flush at a time: writes and receipts in order
 }
 
 // New returns a Tracker that writes every interval (DefaultInterval if 0).

@@ -111,6 +111,7 @@ func testUnreadCounts(t *testing.T, srv *servertest.Server) {
 	sendN(t, bob, aliceU.ID, 3, "b")   // 1-3
 	sendN(t, phone, bobU.ID, 2, "a")   // 4-5, alice's own
 	sendN(t, carol, aliceU.ID, 4, "c") // ac 1-4
+	time.Sleep(2 * time.Millisecond)   // a later activity time (ms) for the order below
 	sendN(t, bob, aliceU.ID, 1, "b2")  // 6
 	got, order := listInbox(t, srv, laptop.token)
 	if !slices.Equal(order, []string{ab, ac}) {
@@ -129,6 +130,15 @@ func testUnreadCounts(t *testing.T, srv *servertest.Server) {
 	// cursor) and lists the new count; the count is the user's.
 	markRead(t, phone, ab, 5)
 	receiptFor(t, laptop, ab, aliceU.ID, 5)
+	// The phone is not told what it said itself. (A listing writes what
+	// is pending and sends its receipts before it answers.)
+	listInbox(t, srv, phone.token)
+	phone.Send(t, &starlingv1.StreamRequest{Frame: &starlingv1.StreamRequest_Ping{Ping: &starlingv1.Ping{}}})
+	for f := phone.Next(t); f.GetPong() == nil; f = phone.Next(t) {
+		if r := f.GetReceipt(); r.GetUserId() == aliceU.ID {
+			t.Fatalf("the reading device got its own receipt: %v", r)
+		}
+	}
 	if got, _ := listInbox(t, srv, laptop.token); got[ab].GetUnreadCount() != 1 || got[ab].GetReadSeq() != 5 {
 		t.Fatalf("after reading to 5: unread %d read %d, want 1 and 5", got[ab].GetUnreadCount(), got[ab].GetReadSeq())
 	}

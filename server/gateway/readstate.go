@@ -19,7 +19,7 @@ import (
 // ReadTracker keeps read and delivered positions and writes them behind
 // (readstate.Tracker).
 type ReadTracker interface {
-	Read(user, conv string, seq int64)
+	Read(user, conv string, seq int64, origin bus.DeviceKey)
 	Delivered(user, conv string, seq int64)
 	Seen(user, device string, at time.Time)
 	Flush(ctx context.Context) error
@@ -63,7 +63,7 @@ func (s *ChatServer) handleMarkRead(ctx context.Context, sess *hub.Session, id a
 			return
 		}
 	}
-	s.Reads.Read(id.UserID, conv, seq)
+	s.Reads.Read(id.UserID, conv, seq, sess.Key())
 }
 
 // handleTyping relays a Typing frame to the conversation's other members'
@@ -187,7 +187,7 @@ func (s *ChatServer) MarkRead(ctx context.Context, req *starlingv1.MarkReadReque
 	if err := s.Chat.CheckRead(ctx, id.UserID, req.GetConversationId(), req.GetSeq()); err != nil {
 		return nil, toError(s.Log, err)
 	}
-	s.Reads.Read(id.UserID, req.GetConversationId(), req.GetSeq())
+	s.Reads.Read(id.UserID, req.GetConversationId(), req.GetSeq(), bus.DeviceKey{})
 	return &starlingv1.MarkReadResponse{}, nil
 }
 

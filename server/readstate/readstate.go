@@ -47,7 +47,14 @@ const chunk = 1000
 
 type key struct{ user, conv string }
 
-type pos struct{ read, delivered int64 }
+// pos is a pending move. origin is the stream that moved the read cursor
+// when only one did (its own Receipt would tell it what it said); zero
+// when none did, several did, or the unary call did.
+type pos struct {
+	read, delivered int64
+	origin          bus.DeviceKey
+	mixed           bool // more than one origin: send to every device
+}
 
 // Tracker collects moves and writes them behind. Run must be running.
 type Tracker struct {
@@ -71,9 +78,12 @@ func New(store Store, signal Signaler, interval time.Duration, log *slog.Logger)
 		pending: make(map[key]pos), seen: make(map[[2]string]time.Time)}
 }
 
-// Read records that user read conv up to seq (checked by the caller).
-// Reading implies delivery.
-func (t *Tracker) Read(user, conv string, seq int64) { t.move(user, conv, pos{seq, seq}) }
+// Read records that user read conv up to seq (checked by the caller),
+// from the stream origin (the zero key: not from a stream). Reading
+// implies delivery.
+func (t *Tracker) Read(user, conv string, seq int64, origin bus.DeviceKey) {
+	t.move(user, conv, pos{read: seq, delivered: seq, origin: origin})
+}
 
 // Delivered records that a device of user acknowledged conv up to seq.
 // Only one-to-one conversations are tracked: group delivery is not
@@ -82,7 +92,7 @@ func (t *Tracker) Delivered(user, conv string, seq int64) {
 	if p, err := storage.ParseConversationID(conv); err != nil || p.Kind != storage.KindC2C {
 		return
 	}
-	t.move(user, conv, pos{0, seq})
+	t.move(user, conv, pos{delivered: seq})
 }
 
 func (t *Tracker) move(user, conv string, p pos) {
@@ -92,8 +102,27 @@ func (t *Tracker) move(user, conv string, p pos) {
 	k := key{user, conv}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := t.pending[k]
-	t.pending[k] = pos{max(old.read, p.read), max(old.delivered, p.delivered)}
+	t.pending[k] = merge(t.pending[k], p)
+}
+
+// merge is a and b together: the higher positions, and the origin of the
+// read moves if they all came from one stream.
+func merge(a, b pos) pos {
+	m := pos{read: max(a.read, b.read), delivered: max(a.delivered, b.delivered), mixed: a.mixed || b.mixed}
+	switch {
+	case a.read == 0:
+		m.origin = b.origin
+	case b.read == 0:
+		m.origin = a.origin
+	case a.origin != b.origin:
+		m.mixed = true
+	default:
+		m.origin = a.origin
+	}
+	if m.mixed {
+		m.origin = bus.DeviceKey{}
+	}
+	return m
 }
 
 // Seen records that a device opened a stream at at.
@@ -150,7 +179,7 @@ func (t *Tracker) Flush(ctx context.Context) error {
 		}
 		if e := t.store.MarkSeen(ctx, ds); e != nil {
 			err = fmt.Errorf("read state: mark %d devices seen: %w", len(ds), e)
-			t.repend(nil, seen)
+			t.repend(nil, nil, seen)
 		}
 	}
 	cursors := make([]storage.ReadCursor, 0, len(batch))
@@ -161,10 +190,10 @@ func (t *Tracker) Flush(ctx context.Context) error {
 	for len(cursors) > 0 {
 		n := min(len(cursors), chunk)
 		if e := t.store.AdvanceReadCursors(ctx, cursors[:n], now); e != nil {
-			t.repend(cursors, nil)
+			t.repend(cursors, batch, nil)
 			return errors.Join(err, fmt.Errorf("read state: write %d cursors: %w", n, e))
 		}
-		t.receipts(ctx, cursors[:n])
+		t.receipts(ctx, cursors[:n], batch)
 		cursors = cursors[n:]
 	}
 	return err
@@ -172,9 +201,9 @@ func (t *Tracker) Flush(ctx context.Context) error {
 
 // receipts tells who must know about written moves: for a one-to-one
 // conversation the other user (ticks) and, when the read cursor moved,
-// the mover's devices (unread counts); for a group, the mover's devices
-// only.
-func (t *Tracker) receipts(ctx context.Context, cursors []storage.ReadCursor) {
+// the mover's devices (unread counts) but the stream that moved it; for a
+// group, the mover's other devices only.
+func (t *Tracker) receipts(ctx context.Context, cursors []storage.ReadCursor, batch map[key]pos) {
 	for _, c := range cursors {
 		var users []string
 		if c.ReadSeq > 0 {
@@ -193,18 +222,17 @@ func (t *Tracker) receipts(ctx context.Context, cursors []storage.ReadCursor) {
 		f := &starlingv1.StreamResponse{Frame: &starlingv1.StreamResponse_Receipt{Receipt: &starlingv1.Receipt{
 			ConversationId: c.ConversationID, UserId: c.UserID, DeliveredSeq: max(c.DeliveredSeq, c.ReadSeq), ReadSeq: c.ReadSeq,
 		}}}
-		t.signal.Signal(ctx, users, bus.DeviceKey{}, f)
+		t.signal.Signal(ctx, users, batch[key{c.UserID, c.ConversationID}].origin, f)
 	}
 }
 
 // repend puts unwritten moves back, merged with newer ones.
-func (t *Tracker) repend(cursors []storage.ReadCursor, seen map[[2]string]time.Time) {
+func (t *Tracker) repend(cursors []storage.ReadCursor, batch map[key]pos, seen map[[2]string]time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, c := range cursors {
 		k := key{c.UserID, c.ConversationID}
-		old := t.pending[k]
-		t.pending[k] = pos{max(old.read, c.ReadSeq), max(old.delivered, c.DeliveredSeq)}
+		t.pending[k] = merge(t.pending[k], batch[k])
 	}
 	for k, at := range seen {
 		if at.After(t.seen[k]) {

@@ -213,6 +213,12 @@ func testInboxPagingMute(t *testing.T, srv *servertest.Server) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("pages %v, want %v", got, want)
 	}
+	// The cheap listing a client's resync uses: every conversation, the
+	// delivery fields only.
+	states, err := chatClient(t, srv).ListConversations(ctx, &starlingv1.ListConversationsRequest{StatesOnly: true})
+	if err != nil || len(states.GetConversations()) != 5 || states.GetConversations()[0].GetLatestSeq() != 1 || states.GetConversations()[0].GetLastMessage() != nil {
+		t.Fatalf("states only: %v %v", states, err)
+	}
 	// Mute one for ever, another for an hour, then unmute it.
 	c := chatClient(t, srv)
 	if _, err := c.SetMute(ctx, &starlingv1.SetMuteRequest{ConversationId: want[0], Forever: true}); err != nil {
@@ -480,6 +486,8 @@ func testReadBadInputs(t *testing.T, srv *servertest.Server) {
 	wantCode(err, codes.InvalidArgument, "page_size 1001")
 	_, err = c.ListConversations(ctx, &starlingv1.ListConversationsRequest{PageSize: 1, PageToken: "%%%"})
 	wantCode(err, codes.InvalidArgument, "bad page token")
+	_, err = c.ListConversations(ctx, &starlingv1.ListConversationsRequest{PageSize: 1, StatesOnly: true})
+	wantCode(err, codes.InvalidArgument, "states_only paged")
 	_, err = c.SetMute(ctx, &starlingv1.SetMuteRequest{ConversationId: ab, MutedUntil: &timestamppb.Timestamp{Seconds: -1 << 50}})
 	wantCode(err, codes.InvalidArgument, "bad mute time")
 	_, err = c.SetMute(servertest.WithToken(t.Context(), carol.token), &starlingv1.SetMuteRequest{ConversationId: ab, Forever: true})

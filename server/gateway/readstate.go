@@ -170,12 +170,32 @@ func (s *ChatServer) ListConversations(ctx context.Context, req *starlingv1.List
 	if err != nil {
 		return nil, toError(s.Log, err)
 	}
+	if req.GetStatesOnly() {
+		return s.conversationStates(ctx, id, req)
+	}
 	s.readsFirst(ctx, s.Log)
 	list, next, err := s.Chat.Inbox(ctx, id.UserID, id.DeviceID, req.GetPageSize(), req.GetPageToken())
 	if err != nil {
 		return nil, toError(s.Log, err)
 	}
 	return &starlingv1.ListConversationsResponse{Conversations: list, NextPageToken: next}, nil
+}
+
+// conversationStates is ListConversations with states_only: the delivery
+// fields of every conversation, as before the inbox existed.
+func (s *ChatServer) conversationStates(ctx context.Context, id auth.Identity, req *starlingv1.ListConversationsRequest) (*starlingv1.ListConversationsResponse, error) {
+	if req.GetPageSize() != 0 || req.GetPageToken() != "" {
+		return nil, toError(s.Log, fmt.Errorf("%w: states_only lists everything", apierr.BadPageSize))
+	}
+	cs, err := s.Chat.Conversations(ctx, id.UserID, id.DeviceID, false)
+	if err != nil {
+		return nil, toError(s.Log, err)
+	}
+	out := make([]*starlingv1.ConversationState, len(cs))
+	for i, c := range cs {
+		out[i] = &starlingv1.ConversationState{ConversationId: c.ConversationID, LatestSeq: c.LatestSeq, DeliveredSeq: c.DeliveredSeq, JoinedSeq: c.JoinedSeq}
+	}
+	return &starlingv1.ListConversationsResponse{Conversations: out}, nil
 }
 
 // MarkRead moves the caller's read cursor.

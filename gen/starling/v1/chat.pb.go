@@ -1927,7 +1927,12 @@ type ListConversationsRequest struct {
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Where to continue: the next_page_token of the previous page; empty for
 	// the first page.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the delivery fields (conversation_id, latest_seq, delivered_seq,
+	// joined_seq) of every conversation the user is or was in, unpaged
+	// (page_size and page_token must be unset): the cheap listing a client's
+	// periodic resync needs, without unread counts or last messages.
+	StatesOnly    bool `protobuf:"varint,3,opt,name=states_only,json=statesOnly,proto3" json:"states_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1974,6 +1979,13 @@ func (x *ListConversationsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListConversationsRequest) GetStatesOnly() bool {
+	if x != nil {
+		return x.StatesOnly
+	}
+	return false
 }
 
 // ListConversationsResponse is one page of the caller's conversations.
@@ -2468,11 +2480,13 @@ const file_starling_v1_chat_proto_rawDesc = "" +
 	"\x05limit\x18\x03 \x01(\x05R\x05limit\"a\n" +
 	"\x12GetHistoryResponse\x120\n" +
 	"\bmessages\x18\x01 \x03(\v2\x14.starling.v1.MessageR\bmessages\x12\x19\n" +
-	"\bhas_more\x18\x02 \x01(\bR\ahasMore\"V\n" +
+	"\bhas_more\x18\x02 \x01(\bR\ahasMore\"w\n" +
 	"\x18ListConversationsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"\x89\x01\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1f\n" +
+	"\vstates_only\x18\x03 \x01(\bR\n" +
+	"statesOnly\"\x89\x01\n" +
 	"\x19ListConversationsResponse\x12D\n" +
 	"\rconversations\x18\x01 \x03(\v2\x1e.starling.v1.ConversationStateR\rconversations\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"L\n" +

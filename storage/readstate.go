@@ -16,7 +16,7 @@ type ReadCursor struct {
 	DeliveredSeq   int64
 }
 
-// DeviceSeen records when a device last opened a stream.
+// DeviceSeen records when a device's last stream ended.
 type DeviceSeen struct {
 	UserID   string
 	DeviceID string
@@ -101,9 +101,9 @@ type ReadState interface {
 	// conversation is at or past seq and who may read seq (a membership
 	// period contains it), and returns up to limit of them.
 	ReadBy(ctx context.Context, conversationID string, seq int64, exclude string, limit int) (count int, users []string, err error)
-	// LastSeen returns when the device last opened a stream (zero: never).
+	// LastSeen returns when the device's last stream ended (zero: never).
 	LastSeen(ctx context.Context, userID, deviceID string) (time.Time, error)
-	// MarkSeen records devices' stream openings, in one transaction; a
+	// MarkSeen records when devices' streams ended, in one transaction; a
 	// device's time only moves forward.
 	MarkSeen(ctx context.Context, seen []DeviceSeen) error
 }

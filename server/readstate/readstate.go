@@ -125,7 +125,8 @@ func merge(a, b pos) pos {
 	return m
 }
 
-// Seen records that a device opened a stream at at.
+// Seen records that a device's stream ended at at: its next Welcome
+// reports what changed since.
 func (t *Tracker) Seen(user, device string, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -20,7 +20,7 @@ CREATE TABLE read_state (
 -- of a one-to-one conversation for the inbox's receipts.
 CREATE INDEX read_state_conversation_read ON read_state (conversation_id, read_seq);
 
--- When each device last opened a stream: Welcome lists what changed since.
+-- When each device's last stream ended: Welcome lists what changed since.
 CREATE TABLE device_seen (
     user_id   TEXT    NOT NULL,
     device_id TEXT    NOT NULL,

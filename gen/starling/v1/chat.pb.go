@@ -602,7 +602,7 @@ type Welcome struct {
 	// The server's clock.
 	ServerTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
 	// The inbox at connect: the total unread count and the conversations
-	// that changed since this device's previous stream opened, so an app
+	// that changed since this device's previous stream ended, so an app
 	// draws its inbox without another round trip.
 	Inbox         *InboxSummary `protobuf:"bytes,6,opt,name=inbox,proto3" json:"inbox,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -688,15 +688,16 @@ type InboxSummary struct {
 	// unread_count, muted ones included: the app decides what to badge).
 	TotalUnread int64 `protobuf:"varint,1,opt,name=total_unread,json=totalUnread,proto3" json:"total_unread,omitempty"`
 	// The conversations with activity since this device's previous stream
-	// opened (a new message, a read cursor or mute change of this user, or,
-	// one-to-one, a receipt of the other user), newest activity first, as
-	// ListConversations reports them. At most 100; more_changed says there
-	// were more (list the inbox).
+	// ended (a new message, a read cursor or mute change of this user, or,
+	// one-to-one, a move of the other user's positions), newest activity
+	// first, as ListConversations reports them; on a device's first stream,
+	// the newest conversations. At most 100 (and 1 MiB); more_changed says
+	// there were more (list the inbox).
 	Changed []*ConversationState `protobuf:"bytes,2,rep,name=changed,proto3" json:"changed,omitempty"`
 	// True when more conversations changed than fit in changed.
 	MoreChanged bool `protobuf:"varint,3,opt,name=more_changed,json=moreChanged,proto3" json:"more_changed,omitempty"`
-	// False on a device's first stream (everything is new to it): list the
-	// inbox with ListConversations rather than reading changed.
+	// False on a device's first stream: changed is then the newest part of
+	// the inbox, not a list of changes.
 	SeenBefore    bool `protobuf:"varint,4,opt,name=seen_before,json=seenBefore,proto3" json:"seen_before,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1618,10 +1619,12 @@ func (x *TypingNotice) GetDeviceId() string {
 // peer_delivered_seq (and read_seq) of Welcome.inbox.changed, followed by
 // one Receipt per such one-to-one conversation with the latest positions.
 // So an offline sender gets one Receipt per conversation that changed
-// while it was away, not one per move it missed. Under a cluster, node
-// clocks decide "changed since"; a receipt of the last second before the
-// device's previous stream opened may come again (same position: max makes
-// it harmless).
+// while it was away, not one per move it missed. "Changed since" goes by
+// the time the device's previous stream ended, less 5 seconds (moves are
+// stamped before they commit, and node clocks differ): a move of those 5
+// seconds is reported again at the next connect, with the same positions,
+// which max makes harmless. Within one stream a device may also get a
+// position twice (live while its stream was starting, and in the catch-up).
 type Receipt struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The conversation.

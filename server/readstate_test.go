@@ -21,6 +21,7 @@ import (
 func TestReadState(t *testing.T) {
 	cases := []e2eCase{
 		{name: "unread counts", run: testUnreadCounts},
+		{name: "unread across many conversations", run: testUnreadMany},
 		{name: "cursor never moves back", run: testCursorNeverBack},
 		{name: "inbox paging and mute", run: testInboxPagingMute},
 		{name: "receipts coalesced", run: testReceiptsCoalesced},
@@ -501,5 +502,43 @@ func testReadBadInputs(t *testing.T, srv *servertest.Server) {
 	// Nothing was lost or moved.
 	if in, _ := listInbox(t, srv, alice.token); in[ab].GetReadSeq() != 0 || in[ab].GetUnreadCount() != 3 || in[ab].GetMuted() {
 		t.Fatalf("after bad inputs: %v", in[ab])
+	}
+}
+
+// Twelve conversations, each with its own mix of unread, own and read
+// messages: every count is right, and the Welcome's total is their sum.
+func testUnreadMany(t *testing.T, srv *servertest.Server) {
+	meU := srv.NewUser(t, "myself")
+	me := connect(t, srv, meU, "phone")
+	want := make(map[string]int64)
+	var total int64
+	for i := range 12 {
+		u := srv.NewUser(t, fmt.Sprintf("peer%02d", i))
+		peer := connect(t, srv, u, "phone")
+		conv := storage.C2CConversationID(meU.ID, u.ID)
+		sendN(t, peer, meU.ID, i, "p")                 // i from the peer
+		sendN(t, me, u.ID, i%3, fmt.Sprintf("m%d", i)) // some of mine, after them
+		last := sendN(t, peer, meU.ID, 2, "q")         // two more from the peer
+		read := int64(0)
+		if i%4 == 0 && last > 0 {
+			read = last - 1 // read all but the very last
+			markRead(t, me, conv, read)
+		}
+		n := int64(i + 2)
+		if read > 0 {
+			n = 1
+		}
+		want[conv], total = n, total+n
+	}
+	got, _ := listInbox(t, srv, me.token)
+	for conv, n := range want {
+		if got[conv].GetUnreadCount() != n {
+			t.Fatalf("%s: unread %d, want %d", conv, got[conv].GetUnreadCount(), n)
+		}
+	}
+	me.Close()
+	back := srv.OpenStream(t, me.token)
+	if back.Welcome.GetInbox().GetTotalUnread() != total {
+		t.Fatalf("Welcome's total unread %d, want %d", back.Welcome.GetInbox().GetTotalUnread(), total)
 	}
 }

@@ -58,7 +58,15 @@ type Session struct {
 	qmu        sync.Mutex
 	queue      []item
 	queueBytes int           // sum of the queued items' cost
-	wake       chan struct{} // cap 1: the queue got items
+	wake       chan struct{} // cap 1: the queue got items (for Next)
+	// The writer, once Attach has run: a goroutine exists only while
+	// there is something to write (see write), so an idle stream holds
+	// no writer goroutine and no stack for it.
+	sink     Sink
+	writing  bool          // a writer goroutine is running
+	finished bool          // the writer has finished: nothing more is written
+	written  chan struct{} // closed when the writer has finished
+	onClose  func()        // called once when the session closes
 
 	mu       sync.Mutex
 	starting bool                  // catch-up not yet computed: offers are held
@@ -109,7 +117,39 @@ func (s *Session) Close(reason *starlingv1.Disconnect) {
 			s.reason.Store(reason)
 		}
 		close(s.done)
+		s.qmu.Lock()
+		f := s.onClose
+		s.onClose = nil
+		start := s.claimWriter()
+		s.qmu.Unlock()
+		if f != nil {
+			f()
+		}
+		if start {
+			// What is queued, then the Disconnect.
+			go s.write()
+		}
 	})
+}
+
+// OnClose has f called once when the session closes (at once if it is
+// closed already), on the goroutine that closes it: f must not block. The
+// gateway arms there the bound on a writer stuck on a device that does
+// not read.
+func (s *Session) OnClose(f func()) {
+	s.qmu.Lock()
+	s.onClose = f
+	s.qmu.Unlock()
+	select {
+	case <-s.done:
+		s.qmu.Lock()
+		f, s.onClose = s.onClose, nil
+		s.qmu.Unlock()
+		if f != nil {
+			f()
+		}
+	default:
+	}
 }
 
 // Send queues a frame (an answer, a Welcome, an Error). It never blocks: if
@@ -172,7 +212,12 @@ func (s *Session) enqueue(it item) {
 		s.queue = append(s.queue, it)
 		s.queueBytes += it.cost
 	}
+	start := !full && s.claimWriter()
 	s.qmu.Unlock()
+	if start {
+		go s.write()
+		return
+	}
 	if full {
 		s.hub.metrics.slowDisconnects.Add(1)
 		s.Close(&starlingv1.Disconnect{

@@ -91,19 +91,92 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []storage.NewMessage) (
 		return []storage.AppendResult{}, nil
 	}
 	var results []storage.AppendResult
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		results, err = appendTx(ctx, tx, msgs) // set afresh on every attempt
-		return err
-	})
+	var err error
+	if s.cockroach {
+		err = s.inTx(ctx, func(tx pgx.Tx) error {
+			var err error
+			results, err = appendTx(ctx, tx, msgs, true, nil) // set afresh on every attempt
+			return err
+		})
+	} else {
+		results, err = s.appendPostgres(ctx, msgs)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("postgres: append messages: %w", mapError(err))
 	}
 	return results, nil
 }
 
-// appendTx is one attempt of AppendMessages.
-func appendTx(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage) ([]storage.AppendResult, error) {
+// postgresBegin begins a write transaction as postgresTx does, one
+// statement each, to be queued at the head of an append's first batch.
+var postgresBegin = []string{"BEGIN ISOLATION LEVEL SERIALIZABLE", "SET LOCAL enable_seqscan = off"}
+
+// appendPostgres is AppendMessages on PostgreSQL, in two round trips
+// instead of four: the BEGIN rides in the batch that inserts, and the first
+// attempt looks no stored copies up, since resends are rare; the UNIQUE
+// (sender_id, client_msg_id) index refuses a resend, which rolls the
+// attempt back (no seq is used up), and the attempts after a failure look
+// stored copies up first. Retries and the classification of errors are
+// inTx's.
+func (s *Store) appendPostgres(ctx context.Context, msgs []storage.NewMessage) ([]storage.AppendResult, error) {
+	s.transactions.Add(1)
+	var results []storage.AppendResult
+	lookup := false
+	err := s.retryPostgres(ctx, func(ctx context.Context) error {
+		r, err := s.appendAttempt(ctx, msgs, lookup)
+		if err != nil {
+			lookup = true
+			return err
+		}
+		results = r
+		return nil
+	})
+	return results, mapError(err)
+}
+
+// appendAttempt is one whole append transaction on one connection.
+func (s *Store) appendAttempt(ctx context.Context, msgs []storage.NewMessage, lookup bool) ([]storage.AppendResult, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	// Release drops a connection left inside a transaction (a ROLLBACK
+	// that failed) or broken.
+	defer conn.Release()
+	results, err := appendTx(ctx, conn, msgs, lookup, postgresBegin)
+	if err != nil {
+		if conn.Conn().PgConn().TxStatus() != 'I' {
+			_, _ = conn.Exec(ctx, "ROLLBACK") // on failure Release drops the connection
+		}
+		return nil, retryableDeadlock(err)
+	}
+	tag, err := conn.Exec(ctx, "COMMIT")
+	if err == nil && tag.String() == "ROLLBACK" {
+		err = pgx.ErrTxCommitRollback
+	}
+	if err := s.commitErr(err); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// batcher sends batches: a pgx.Tx, or a connection whose transaction the
+// first batch begins.
+type batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// queueAll queues statements without arguments or results.
+func queueAll(b *pgx.Batch, stmts []string) {
+	for _, q := range stmts {
+		b.Queue(q)
+	}
+}
+
+// appendTx is one attempt of AppendMessages. begin is queued at the head
+// of its first batch. Without lookup, no stored copies are looked for: a
+// stored (sender, client_msg_id) fails the insert.
+func appendTx(ctx context.Context, tx batcher, msgs []storage.NewMessage, lookup bool, begin []string) ([]storage.AppendResult, error) {
 	// The first message of the batch with each key; later ones with the same
 	// key are duplicates of it.
 	first := make(map[dedupKey]int, len(msgs))
@@ -118,17 +191,21 @@ func appendTx(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage) ([]stor
 		}
 	}
 
-	rows, err := tx.Query(ctx, lookupSQL, senders, clientIDs)
-	if err != nil {
-		return nil, fmt.Errorf("dedup lookup: %w", err)
-	}
-	stored, err := pgx.CollectRows(rows, scanMessage)
-	if err != nil {
-		return nil, fmt.Errorf("dedup lookup: %w", err)
-	}
-	existing := make(map[dedupKey]storage.Message, len(stored))
-	for _, m := range stored {
-		existing[dedupKey{m.SenderID, m.ClientMsgID}] = m
+	existing := make(map[dedupKey]storage.Message)
+	if lookup {
+		b := &pgx.Batch{}
+		queueAll(b, begin)
+		begin = nil
+		b.Queue(lookupSQL, senders, clientIDs).Query(func(rows pgx.Rows) error {
+			stored, err := pgx.CollectRows(rows, scanMessage)
+			for _, m := range stored {
+				existing[dedupKey{m.SenderID, m.ClientMsgID}] = m
+			}
+			return err
+		})
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return nil, fmt.Errorf("dedup lookup: %w", err)
+		}
 	}
 
 	// The new messages, grouped by conversation in input order.
@@ -149,7 +226,7 @@ func appendTx(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage) ([]stor
 
 	results := make([]storage.AppendResult, len(msgs))
 	if len(byConv) > 0 {
-		latest, epochs, err := insertNew(ctx, tx, msgs, byConv)
+		latest, epochs, err := insertNew(ctx, tx, msgs, byConv, begin)
 		if err != nil {
 			return nil, err
 		}
@@ -185,7 +262,7 @@ func appendTx(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage) ([]stor
 // insertNew stores the new messages, grouped by conversation, and their
 // one-to-one memberships, in one round trip. It returns each
 // conversation's latest_seq after the insert, and its membership epoch.
-func insertNew(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage, byConv map[string]*convBatch) (latest, epochs map[string]int64, err error) {
+func insertNew(ctx context.Context, tx batcher, msgs []storage.NewMessage, byConv map[string]*convBatch, begin []string) (latest, epochs map[string]int64, err error) {
 	// Conversations in key order, so that concurrent batches lock their
 	// rows in the same order and cannot deadlock.
 	convs := slices.Sorted(maps.Keys(byConv))
@@ -221,6 +298,7 @@ func insertNew(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage, byConv
 	epochs = make(map[string]int64, len(convs))
 	var inserted int64
 	b := &pgx.Batch{}
+	queueAll(b, begin)
 	b.Queue(appendSQL, convs, counts, updated,
 		mConv, mBack, mMsgID, mSender, mDevice, mClientID, mContent, mCreated,
 	).Query(func(rows pgx.Rows) error {

@@ -79,17 +79,23 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 			err = fmt.Errorf("%w: %w", storage.ErrAmbiguousCommit, err)
 		}
 	} else {
-		retry := 0
-		err = crdb.ExecuteCtx(ctx, func(ctx context.Context, _ ...any) error {
-			if err := backoff(ctx, retry); err != nil {
-				return err
-			}
-			retry++
-			s.attempts.Add(1)
-			return s.attempt(ctx, fn)
-		})
+		err = s.retryPostgres(ctx, func(ctx context.Context) error { return s.attempt(ctx, fn) })
 	}
 	return mapError(err)
+}
+
+// retryPostgres runs attempt, a whole PostgreSQL transaction, and runs it
+// again after a backoff while it fails with a serialization failure.
+func (s *Store) retryPostgres(ctx context.Context, attempt func(ctx context.Context) error) error {
+	retry := 0
+	return crdb.ExecuteCtx(ctx, func(ctx context.Context, _ ...any) error {
+		if err := backoff(ctx, retry); err != nil {
+			return err
+		}
+		retry++
+		s.attempts.Add(1)
+		return attempt(ctx)
+	})
 }
 
 // backoff waits before the retry-th retry (none before the first try): a
@@ -125,18 +131,23 @@ func (s *Store) attempt(ctx context.Context, fn func(pgx.Tx) error) error {
 		_ = tx.Rollback(ctx)
 		return retryableDeadlock(err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		if commitAmbiguous(err) {
-			return fmt.Errorf("commit: %w: %w", storage.ErrAmbiguousCommit, err)
-		}
-		// A 40001 here is the failure crdbpgx.ExecuteTx would have lost:
-		// ExecuteCtx sees it and retries.
-		if sqlState(err) == codeSerializationFailure {
-			s.commitConflicts.Add(1)
-		}
-		return fmt.Errorf("commit: %w", err)
+	return s.commitErr(tx.Commit(ctx))
+}
+
+// commitErr classifies the error of a COMMIT.
+func (s *Store) commitErr(err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	if commitAmbiguous(err) {
+		return fmt.Errorf("commit: %w: %w", storage.ErrAmbiguousCommit, err)
+	}
+	// A 40001 here is the failure crdbpgx.ExecuteTx would have lost:
+	// ExecuteCtx sees it and retries.
+	if sqlState(err) == codeSerializationFailure {
+		s.commitConflicts.Add(1)
+	}
+	return fmt.Errorf("commit: %w", err)
 }
 
 // commitAmbiguous tells whether a failed COMMIT may have committed anyway.

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"slices"
@@ -27,13 +28,45 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []storage.NewMessage) (
 			return nil, fmt.Errorf("sqlite: append messages: message %d: %w", i, err)
 		}
 	}
-	var results []storage.AppendResult
-	err := s.writeTx(ctx, func(tx *sql.Tx) (err error) {
-		results, err = s.appendTx(ctx, tx, msgs)
-		return err
-	})
+	// Optimistic first: a resend is rare, so the batch is inserted without
+	// looking its (sender, client_msg_id) pairs up first, and the UNIQUE
+	// index refuses a resend. Then the transaction is rolled back (nothing
+	// was written: no fsync, no seq used up) and done again with the lookup,
+	// which tells resends from new messages.
+	results, err := s.appendOnce(ctx, msgs, false)
+	if errors.Is(err, errMaybeResend) {
+		results, err = s.appendOnce(ctx, msgs, true)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: append messages: %w", mapErr(err))
+	}
+	return results, nil
+}
+
+// errMaybeResend ends an optimistic append that met a stored
+// (sender, client_msg_id) (or another constraint: the append with the
+// lookup reports that one).
+var errMaybeResend = errors.New("a message may be a resend")
+
+// appendOnce runs one append transaction (see rawtx.go). The single
+// write connection is waited for under ctx: a caller's deadline ends the
+// wait in the queue; the transaction that holds the writer is short, and a
+// lock wait ends at busyTimeout.
+func (s *Store) appendOnce(ctx context.Context, msgs []storage.NewMessage, lookup bool) ([]storage.AppendResult, error) {
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	var results []storage.AppendResult
+	err = conn.Raw(func(dc any) error {
+		return dc.(*writerConn).inTx(func(t *rawTx) (err error) {
+			results, err = appendTx(t, msgs, lookup)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, err
 	}
 	return results, nil
 }
@@ -45,7 +78,10 @@ type convBatch struct {
 	members []string
 }
 
-func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMessage) ([]storage.AppendResult, error) {
+// appendTx appends msgs in tx. Without lookup, no stored copies are looked
+// for: a stored (sender, client_msg_id) fails the insert with
+// errMaybeResend.
+func appendTx(tx *rawTx, msgs []storage.NewMessage, lookup bool) ([]storage.AppendResult, error) {
 	results := make([]storage.AppendResult, len(msgs))
 
 	// Dedup first, so duplicates consume no seq. A resend within the batch
@@ -63,9 +99,12 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMess
 		first[k] = i
 		fresh = append(fresh, i)
 	}
-	stored, err := s.findStored(ctx, tx, msgs, fresh)
-	if err != nil {
-		return nil, err
+	var stored map[struct{ sender, clientMsgID string }]storage.Message
+	if lookup {
+		var err error
+		if stored, err = findStored(tx, msgs, fresh); err != nil {
+			return nil, err
+		}
 	}
 	var convs []*convBatch // in order of first appearance
 	byID := make(map[string]*convBatch)
@@ -95,11 +134,10 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMess
 		return results, nil
 	}
 
-	latest, epochs, err := s.reserveSeqs(ctx, tx, msgs, convs)
+	latest, epochs, err := reserveSeqs(tx, msgs, convs)
 	if err != nil {
 		return nil, err
 	}
-	member := tx.StmtContext(ctx, s.insertMember)
 	var rows []storage.Message
 	for _, c := range convs {
 		seq := latest[c.id] - int64(len(c.msgs))
@@ -107,7 +145,7 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMess
 			// The conversation is new: its members get their memberships.
 			// Later batches skip this, since they were made with it.
 			for _, u := range c.members {
-				if _, err := member.ExecContext(ctx, c.id, u); err != nil {
+				if err := tx.exec(rawMember, c.id, u); err != nil {
 					return nil, fmt.Errorf("conversation %q: membership of %q: %w", c.id, u, mapErr(err))
 				}
 			}
@@ -130,7 +168,10 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, msgs []storage.NewMess
 			results[i] = storage.AppendResult{Message: msg, MemberEpoch: epochs[c.id]}
 		}
 	}
-	if err := s.insertMessages(ctx, tx, rows); err != nil {
+	if err := insertMessages(tx, rows); err != nil {
+		if !lookup && errors.Is(mapErr(err), storage.ErrAlreadyExists) {
+			return nil, fmt.Errorf("%w: %w", errMaybeResend, err)
+		}
 		return nil, err
 	}
 	for i, j := range dupOf {
@@ -151,10 +192,10 @@ const (
 	stmtKinds
 )
 
-// smallBatch is the largest row count whose statements are prepared once at
-// Open: at low load batches are small and their shapes repeat, and
-// preparing costs about as much as running. Larger ones are prepared per
-// use (their parse cost is spread over many rows).
+// smallBatch is the largest row count whose statements are prepared once
+// per write connection: at low load batches are small and their shapes
+// repeat, and preparing costs about as much as running. Larger ones are
+// prepared per use (their parse cost is spread over many rows).
 const smallBatch = 16
 
 // batchSQL returns the statement of a kind for n rows.
@@ -184,18 +225,9 @@ func batchSQL(kind, n int) string {
 	return q.String()
 }
 
-// batchStmt returns the kind's statement for n rows, bound to tx: one
-// prepared at Open for small n, else prepared now for this transaction.
-func (s *Store) batchStmt(ctx context.Context, tx *sql.Tx, kind, n int) (*sql.Stmt, error) {
-	if n <= smallBatch {
-		return tx.StmtContext(ctx, s.small[kind][n]), nil
-	}
-	return tx.PrepareContext(ctx, batchSQL(kind, n))
-}
-
 // findStored looks up, in one statement per chunk, which of msgs[idx] were
 // stored before under the same (sender, client_msg_id).
-func (s *Store) findStored(ctx context.Context, tx *sql.Tx, msgs []storage.NewMessage, idx []int) (map[struct{ sender, clientMsgID string }]storage.Message, error) {
+func findStored(tx *rawTx, msgs []storage.NewMessage, idx []int) (map[struct{ sender, clientMsgID string }]storage.Message, error) {
 	found := make(map[struct{ sender, clientMsgID string }]storage.Message)
 	for len(idx) > 0 {
 		n := min(len(idx), chunk)
@@ -203,28 +235,41 @@ func (s *Store) findStored(ctx context.Context, tx *sql.Tx, msgs []storage.NewMe
 		for _, i := range idx[:n] {
 			args = append(args, msgs[i].SenderID, msgs[i].ClientMsgID)
 		}
-		st, err := s.batchStmt(ctx, tx, stmtDedup, n)
-		if err != nil {
-			return nil, fmt.Errorf("dedup lookup: %w", err)
-		}
-		rows, err := st.QueryContext(ctx, args...)
-		if err != nil {
-			return nil, fmt.Errorf("dedup lookup: %w", err)
-		}
-		for rows.Next() {
-			m, err := scanMessage(rows)
-			if err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("dedup lookup: %w", err)
-			}
+		err := tx.batch(stmtDedup, n, args, func(v []driver.Value) error {
+			m, err := messageOf(v)
 			found[struct{ sender, clientMsgID string }{m.SenderID, m.ClientMsgID}] = m
-		}
-		if err := rows.Close(); err != nil {
+			return err
+		})
+		if err != nil {
 			return nil, fmt.Errorf("dedup lookup: %w", err)
 		}
 		idx = idx[n:]
 	}
 	return found, nil
+}
+
+// messageOf is a row of messageColumns as the driver returns it.
+func messageOf(v []driver.Value) (storage.Message, error) {
+	var m storage.Message
+	var ok [8]bool
+	m.ConversationID, ok[0] = v[0].(string)
+	m.Seq, ok[1] = v[1].(int64)
+	m.MsgID, ok[2] = v[2].(int64)
+	m.SenderID, ok[3] = v[3].(string)
+	m.SenderDeviceID, ok[4] = v[4].(string)
+	m.ClientMsgID, ok[5] = v[5].(string)
+	var content []byte
+	content, ok[6] = v[6].([]byte)
+	m.Content = append([]byte{}, content...) // the driver may reuse its buffer
+	var created int64
+	created, ok[7] = v[7].(int64)
+	m.CreatedAt = fromMillis(created)
+	for i, good := range ok {
+		if !good {
+			return storage.Message{}, fmt.Errorf("column %d: unexpected %T", i, v[i])
+		}
+	}
+	return m, nil
 }
 
 // reserveSeqs bumps every conversation of the batch by its count of new
@@ -234,7 +279,7 @@ func (s *Store) findStored(ctx context.Context, tx *sql.Tx, msgs []storage.NewMe
 // returns each one's membership epoch, read by the same statement: the
 // transaction holds the single writer, so no membership change can come
 // between it and the commit.
-func (s *Store) reserveSeqs(ctx context.Context, tx *sql.Tx, msgs []storage.NewMessage, convs []*convBatch) (latest, epochs map[string]int64, err error) {
+func reserveSeqs(tx *rawTx, msgs []storage.NewMessage, convs []*convBatch) (latest, epochs map[string]int64, err error) {
 	latest = make(map[string]int64, len(convs))
 	epochs = make(map[string]int64, len(convs))
 	for len(convs) > 0 {
@@ -244,24 +289,17 @@ func (s *Store) reserveSeqs(ctx context.Context, tx *sql.Tx, msgs []storage.NewM
 			last := msgs[c.msgs[len(c.msgs)-1]]
 			args = append(args, c.id, len(c.msgs), millis(last.CreatedAt))
 		}
-		st, err := s.batchStmt(ctx, tx, stmtReserve, n)
-		if err != nil {
-			return nil, nil, fmt.Errorf("reserve seqs: %w", err)
-		}
-		rows, err := st.QueryContext(ctx, args...)
-		if err != nil {
-			return nil, nil, fmt.Errorf("reserve seqs: %w", err)
-		}
-		for rows.Next() {
-			var id string
-			var seq, epoch int64
-			if err := rows.Scan(&id, &seq, &epoch); err != nil {
-				rows.Close()
-				return nil, nil, fmt.Errorf("reserve seqs: %w", err)
+		err := tx.batch(stmtReserve, n, args, func(v []driver.Value) error {
+			id, ok1 := v[0].(string)
+			seq, ok2 := v[1].(int64)
+			epoch, ok3 := v[2].(int64)
+			if !ok1 || !ok2 || !ok3 {
+				return fmt.Errorf("unexpected row %T %T %T", v[0], v[1], v[2])
 			}
 			latest[id], epochs[id] = seq, epoch
-		}
-		if err := rows.Close(); err != nil {
+			return nil
+		})
+		if err != nil {
 			return nil, nil, fmt.Errorf("reserve seqs: %w", err)
 		}
 		convs = convs[n:]
@@ -270,18 +308,14 @@ func (s *Store) reserveSeqs(ctx context.Context, tx *sql.Tx, msgs []storage.NewM
 }
 
 // insertMessages inserts rows with one multi-row INSERT per chunk.
-func (s *Store) insertMessages(ctx context.Context, tx *sql.Tx, rows []storage.Message) error {
+func insertMessages(tx *rawTx, rows []storage.Message) error {
 	for len(rows) > 0 {
 		n := min(len(rows), chunk)
 		args := make([]any, 0, 8*n)
 		for _, m := range rows[:n] {
 			args = append(args, m.ConversationID, m.Seq, m.MsgID, m.SenderID, m.SenderDeviceID, m.ClientMsgID, m.Content, millis(m.CreatedAt))
 		}
-		st, err := s.batchStmt(ctx, tx, stmtInsert, n)
-		if err != nil {
-			return fmt.Errorf("insert %d messages: %w", n, err)
-		}
-		if _, err := st.ExecContext(ctx, args...); err != nil {
+		if err := tx.batch(stmtInsert, n, args, nil); err != nil {
 			return fmt.Errorf("insert %d messages: %w", n, mapErr(err))
 		}
 		rows = rows[n:]

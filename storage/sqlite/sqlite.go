@@ -38,11 +38,6 @@ type Store struct {
 	r     *sql.DB
 	reads *reader // s.r's queries, prepared once
 
-	// Statements of the send path, prepared once on w.
-	insertMember *sql.Stmt
-	// small[kind][n]: the send path's multi-row statements for n rows.
-	small [stmtKinds][smallBatch + 1]*sql.Stmt
-
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -94,12 +89,16 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	// cache keeps a batch's dirty pages from spilling before the commit.
 	wq.Add("_pragma", "temp_store(memory)")
 	wq.Add("_pragma", "cache_size(-32768)")
-	if s.w, err = sql.Open("sqlite", dsn(abs, wq)); err != nil {
+	// The writer's connections are writerConns: the send path runs on them
+	// directly (rawtx.go).
+	wc, err := sqlite.NewConnector(dsn(abs, wq))
+	if err != nil {
 		return nil, err
 	}
+	s.w = sql.OpenDB(writerConnector{wc})
 	s.w.SetMaxOpenConns(1)
 	s.w.SetMaxIdleConns(1)
-	s.w.SetConnMaxIdleTime(0) // keep it: its prepared statements live on it
+	s.w.SetConnMaxIdleTime(0) // keep it: the send path's statements live on it
 	s.w.SetConnMaxLifetime(0)
 	if err := s.w.PingContext(ctx); err != nil {
 		return nil, err
@@ -130,9 +129,6 @@ func open(ctx context.Context, path string) (_ *Store, err error) {
 	}
 	s.reads = newReader(s.r)
 
-	if err := s.prepare(ctx); err != nil {
-		return nil, err
-	}
 	return s, nil
 }
 
@@ -142,46 +138,11 @@ func dsn(path string, q url.Values) string {
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}).String()
 }
 
-func (s *Store) prepare(ctx context.Context) error {
-	for _, p := range []struct {
-		stmt **sql.Stmt
-		sql  string
-	}{
-		{&s.insertMember, `INSERT INTO memberships (conversation_id, user_id, joined_seq, left_seq)
-			VALUES (?, ?, 0, NULL) ON CONFLICT DO NOTHING`},
-	} {
-		st, err := s.w.PrepareContext(ctx, p.sql)
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", p.sql, err)
-		}
-		*p.stmt = st
-	}
-	for kind := range stmtKinds {
-		for n := 1; n <= smallBatch; n++ {
-			st, err := s.w.PrepareContext(ctx, batchSQL(kind, n))
-			if err != nil {
-				return fmt.Errorf("prepare batch statement %d×%d: %w", kind, n, err)
-			}
-			s.small[kind][n] = st
-		}
-	}
-	return nil
-}
-
 // Close closes the database. Closing again does nothing and returns the
 // first Close's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
-		stmts := []*sql.Stmt{s.insertMember}
-		for kind := range s.small {
-			stmts = append(stmts, s.small[kind][:]...)
-		}
-		for _, st := range stmts {
-			if st != nil {
-				errs = append(errs, st.Close())
-			}
-		}
 		if s.reads != nil {
 			errs = append(errs, s.reads.close())
 		}

@@ -151,6 +151,8 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		MaxResponseBytes: cfg.MaxResponseBytes,
 		SendRate:         cfg.SendRate,
 		SendBurst:        cfg.SendBurst,
+		DMPolicy:         cfg.DMPolicy,
+		Presence:         pres,
 		SendShards:       cfg.SendShards,
 		MaxBatch:         cfg.MaxBatch,
 		BatchLinger:      cfg.BatchLinger,
@@ -240,15 +242,17 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 	starlingv1.RegisterAuthServiceServer(s.grpc, &gateway.AuthServer{Accounts: accounts, Kicker: router, Log: log})
 	starlingv1.RegisterUserServiceServer(s.grpc, &gateway.UserServer{Chat: c, Log: log})
 	starlingv1.RegisterGroupServiceServer(s.grpc, &gateway.GroupServer{Chat: c, Log: log})
+	starlingv1.RegisterFriendServiceServer(s.grpc, &gateway.FriendServer{Chat: c, Log: log})
 	s.reads = readstate.New(store, router, cfg.ReadFlushInterval, log)
 	chatServer := &gateway.ChatServer{
-		Reads:             s.reads,
-		Signals:           router,
-		Accounts:          accounts,
-		Chat:              c,
-		Hub:               h,
-		Kicker:            router,
-		Presence:          pres,
+		Reads:    s.reads,
+		Signals:  router,
+		Accounts: accounts,
+		Chat:     c,
+		Hub:      h,
+		Kicker:   router,
+		// Friends hear when a user comes online or goes offline.
+		Presence:          c.WatchPresence(pres),
 		Log:               log,
 		NodeID:            cfg.NodeID,
 		HeartbeatInterval: cfg.HeartbeatInterval,

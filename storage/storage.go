@@ -34,7 +34,7 @@ var (
 // sentinel errors, so a backend that maps driver errors inside a
 // transaction and again at a method's end wraps only once.
 func HasSentinel(err error) bool {
-	for _, target := range []error{ErrNotFound, ErrAlreadyExists, ErrGroupFull, ErrUnavailable, ErrAmbiguousCommit, ErrNoNodeNumber} {
+	for _, target := range []error{ErrNotFound, ErrAlreadyExists, ErrGroupFull, ErrUnavailable, ErrAmbiguousCommit, ErrNoNodeNumber, ErrBlocked, ErrAlreadyFriends} {
 		if errors.Is(err, target) {
 			return true
 		}
@@ -51,6 +51,7 @@ type Store interface {
 	Cursors
 	ReadState
 	NodeLeases
+	Friends
 	// Close releases the database. Calls after Close fail.
 	Close() error
 }

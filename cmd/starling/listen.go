@@ -20,42 +20,56 @@ func cmdListen(ctx context.Context, a *app, args []string) error {
 	}
 	defer cl.Close()
 	// Receipts and typing notices come on the session's loop; they are
-	// printed here, with the messages, so lines never interleave.
-	events := make(chan any, 256)
-	event := func(v any) {
+	// printed here, with the messages and events, so lines never
+	// interleave.
+	signals := make(chan any, 256)
+	signal := func(v any) {
 		select {
-		case events <- v:
+		case signals <- v:
 		default: // a stalled terminal: drop rather than stall the session
 		}
 	}
-	s, err := a.openSession(ctx, c, cl,
-		client.WithReceipts(func(r *starlingv1.Receipt) { event(r) }),
-		client.WithTyping(func(n *starlingv1.TypingNotice) { event(n) }))
+	s, err := a.openSession(ctx, c, cl, client.WithEvents(),
+		client.WithReceipts(func(r *starlingv1.Receipt) { signal(r) }),
+		client.WithTyping(func(n *starlingv1.TypingNotice) { signal(n) }))
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	p := newPrinter(a.stdout, cl, c, *asJSON)
-	for {
-		var err error
+	msgs, evs := s.Messages(), s.Events()
+	for msgs != nil || evs != nil {
 		select {
-		case m, ok := <-s.Messages():
+		case m, ok := <-msgs:
 			if !ok {
-				return sessionEnd(ctx, s)
+				msgs = nil
+				continue
 			}
-			err = p.message(ctx, m)
-		case ev := <-events:
-			switch ev := ev.(type) {
+			if err := p.message(ctx, m); err != nil {
+				return err
+			}
+		case ev, ok := <-evs:
+			if !ok {
+				evs = nil
+				continue
+			}
+			if err := p.event(ctx, ev); err != nil {
+				return err
+			}
+		case sg := <-signals:
+			var err error
+			switch sg := sg.(type) {
 			case *starlingv1.Receipt:
-				err = p.receipt(ctx, ev)
+				err = p.receipt(ctx, sg)
 			case *starlingv1.TypingNotice:
-				err = p.typing(ctx, ev)
+				err = p.typing(ctx, sg)
 			}
-		}
-		if err != nil {
-			return err
+			if err != nil {
+				return err
+			}
 		}
 	}
+	return sessionEnd(ctx, s)
 }
 
 // openSession opens this device's stream with the per-device state file, so

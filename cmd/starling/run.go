@@ -28,7 +28,7 @@ Accounts:
 Messages:
   send <username> <text…> [--json]       one-to-one message
   gsend <group-id> <text…> [--json]      group message
-  listen [--json]                        print incoming messages, receipts and typing until interrupted
+  listen [--json]                        print incoming messages, events, receipts and typing until interrupted
   chat <username>                        send stdin lines, print incoming messages
   history <username|group-id> [--before SEQ] [--limit N] [--json]
   conversations [--json]
@@ -40,6 +40,17 @@ Groups:
   group add <group-id> <usernames…>
   group leave <group-id>
   group show <group-id> [--json]
+
+Friends:
+  friends [list] [--json]                your friends, online or not
+  friends requests [--outgoing] [--json] pending requests (default: to you)
+  friends request <username> [message…]  ask to be friends
+  friends accept|decline <username>      answer their request
+  friends cancel <username>              withdraw your request
+  friends remove <username>              end a friendship
+  block <username>                       no messages, requests or presence either way
+  unblock <username>
+  block list [--json]                    the users you block
 
 Every message prints on one line. Text from the server (messages, names,
 ids, errors) is shown with control and bidirectional-text characters
@@ -81,6 +92,9 @@ var commands = map[string]command{
 	"inbox":         cmdInbox,
 	"read":          cmdRead,
 	"group":         cmdGroup,
+	"friends":       cmdFriends,
+	"block":         cmdBlock,
+	"unblock":       cmdUnblock,
 }
 
 // run is the whole program, callable in-process by tests: it parses the

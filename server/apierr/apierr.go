@@ -68,10 +68,8 @@ var (
 	BadDeviceID     = def(codes.InvalidArgument, "device_id must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'")
 	// BadReadSeq: a MarkRead below 1 or past the newest message the user
 	// may read in the conversation.
-	BadReadSeq   = def(codes.InvalidArgument, "seq must be from 1 up to the newest message you may read")
-	BadPageSize  = def(codes.InvalidArgument, "page_size is out of range")
-	BadPageToken = def(codes.InvalidArgument, "page_token is not one this server made")
-	BadMuteTime  = def(codes.InvalidArgument, "muted_until is not a valid time")
+	BadReadSeq  = def(codes.InvalidArgument, "seq must be from 1 up to the newest message you may read")
+	BadMuteTime = def(codes.InvalidArgument, "muted_until is not a valid time")
 )
 
 // Unauthenticated: log in again (or send a valid Auth frame).

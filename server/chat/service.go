@@ -22,6 +22,7 @@ import (
 	"github.com/starling-im/starling/server/apierr"
 	"github.com/starling-im/starling/server/auth"
 	"github.com/starling-im/starling/server/bus"
+	"github.com/starling-im/starling/server/eventwire"
 	"github.com/starling-im/starling/server/idgen"
 	"github.com/starling-im/starling/storage"
 )
@@ -33,6 +34,7 @@ type Store interface {
 	storage.Messages
 	storage.Cursors
 	storage.ReadState
+	storage.Friends
 }
 
 // Router fans committed messages out to the online devices of their
@@ -69,6 +71,12 @@ type Config struct {
 	MaxBatch         int           // messages per commit
 	BatchLinger      time.Duration // under load, how long a commit waits for more sends
 	QueuePerShard    int           // sends waiting per shard before Send blocks
+	// DMPolicy says who may send one-to-one messages to whom (blocks
+	// are enforced under every policy).
+	DMPolicy DMPolicy
+	// Presence says who is online, for GetPresence, friend lists and
+	// friends' presence events; nil: nobody is (tests of the logic alone).
+	Presence Presence
 	// Observer hears what the pipeline does, for metrics; nil: nobody.
 	Observer Observer
 	// Tracer, if set, traces every send: a span from the Send frame to its
@@ -103,6 +111,7 @@ type Service struct {
 	pipe    *pipeline
 	members *memberCache
 	router  Router
+	social  *social
 
 	limMu    sync.Mutex
 	limiters map[string]*limiter
@@ -136,6 +145,7 @@ func New(cfg Config, store Store, router Router, ids *idgen.Snowflake, log *slog
 		log:      log,
 		members:  members,
 		router:   router,
+		social:   newSocial(cfg, store, router, ids, log),
 		pipe:     newPipeline(store, router, members, ids, log, cfg.Observer, cfg.Tracer, max(cfg.SendShards, 1), max(cfg.MaxBatch, 1), max(cfg.QueuePerShard, 1), cfg.BatchLinger),
 		limiters: make(map[string]*limiter),
 		known:    make(map[string]struct{}),
@@ -151,6 +161,7 @@ const DefaultMaxResponseBytes = 1 << 20
 func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.pipe.run(ctx) })
+	wg.Go(func() { s.social.watch.run(ctx) })
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
@@ -236,6 +247,11 @@ func (s *Service) send(ctx context.Context, req SendRequest, done func(SendResul
 		return fmt.Errorf("%w: both given", apierr.BadRecipient)
 	case req.ToUser != "":
 		if err := s.requireUser(ctx, req.ToUser); err != nil {
+			return err
+		}
+		// Blocks (both directions) and the dm policy, from a cache: no
+		// database read per message for a pair that talks.
+		if err := s.social.relations.checkDM(ctx, s.cfg.DMPolicy, req.From.UserID, req.ToUser); err != nil {
 			return err
 		}
 		p.msg.ConversationID = storage.C2CConversationID(req.From.UserID, req.ToUser)
@@ -334,6 +350,13 @@ func (s *Service) readable(ctx context.Context, conv, user string) ([]storage.Pe
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", apierr.BadConversationID, err)
 	}
+	if pc.Kind == storage.KindEvents {
+		// A user's event stream is theirs alone.
+		if pc.UserID != user {
+			return nil, apierr.NotMember
+		}
+		return everything, nil
+	}
 	if pc.Kind == storage.KindC2C {
 		// The id names both members; the peer must exist, so made-up ids
 		// create no state anywhere.
@@ -382,7 +405,9 @@ func pageLimit(limit int32, def int) (int, error) {
 
 // SyncBatch is one answer to Sync.
 type SyncBatch struct {
-	Messages  []*starlingv1.Message
+	Messages []*starlingv1.Message
+	// Events replaces Messages for the user's event stream.
+	Events    []*starlingv1.Event
 	HasMore   bool
 	LatestSeq int64 // the newest seq the user may read
 	// Reached is how far the device holds the conversation once it has
@@ -442,6 +467,13 @@ func (s *Service) Sync(ctx context.Context, user, conv string, afterSeq int64, l
 	if b.HasMore {
 		b.Reached = b.Messages[len(b.Messages)-1].Seq
 	}
+	if storage.IsEventsConversation(conv) {
+		// The event stream is delivered as Events (server/eventwire).
+		if b.Events, err = eventwire.Events(b.Messages); err != nil {
+			return SyncBatch{}, err
+		}
+		b.Messages = nil
+	}
 	return b, nil
 }
 
@@ -467,6 +499,9 @@ func (s *Service) History(ctx context.Context, user, conv string, beforeSeq int6
 	}
 	if beforeSeq < 0 {
 		return nil, false, fmt.Errorf("%w: before_seq %d", apierr.BadSeq, beforeSeq)
+	}
+	if storage.IsEventsConversation(conv) {
+		return nil, false, apierr.EventStreamHistory
 	}
 	periods, err := s.readable(ctx, conv, user)
 	if err != nil {
@@ -633,8 +668,16 @@ func (s *Service) LeaveGroup(ctx context.Context, caller, groupID string) error 
 }
 
 // ForgetGroup drops what this node cached of a group's members, after a
-// change made on another node (bus.Handler.GroupChanged).
-func (s *Service) ForgetGroup(groupID string) { s.members.forget(groupID) }
+// change made on another node (bus.Handler.GroupChanged). The bus carries
+// changes of a pair of users' relation (a block, a friendship) the same
+// way, under a key no group id can take (relationKey).
+func (s *Service) ForgetGroup(groupID string) {
+	if p, ok := parseRelationKey(groupID); ok {
+		s.social.relations.forget(p[0], p[1])
+		return
+	}
+	s.members.forget(groupID)
+}
 
 // GetGroup returns a group and its members to one of its members.
 func (s *Service) GetGroup(ctx context.Context, caller, groupID string) (*starlingv1.Group, []string, error) {

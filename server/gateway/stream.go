@@ -692,6 +692,7 @@ func (s *ChatServer) handleSync(ctx context.Context, sess *hub.Session, id auth.
 		Messages:       b.Messages,
 		HasMore:        b.HasMore,
 		LatestSeq:      b.LatestSeq,
+		Events:         b.Events,
 	}}}
 	sess.SyncDone(m.GetConversationId(), b.Reached, b.HasMore, answer)
 }

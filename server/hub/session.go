@@ -9,6 +9,7 @@ import (
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/bus"
+	"github.com/starling-im/starling/server/eventwire"
 	"github.com/starling-im/starling/server/wire"
 )
 
@@ -253,6 +254,10 @@ func (s *Session) update(c *convState, change func()) {
 // offer decides what the device gets for a newly committed message. sh is
 // the message's shared encoding.
 func (s *Session) offer(m *starlingv1.Message, sh *wire.Shared) {
+	if m.Seq == 0 && eventwire.IsEphemeral(m) {
+		s.offerEphemeral(m)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.starting {
@@ -294,6 +299,9 @@ func (s *Session) knows(conv string) bool {
 // announce puts conv in pull mode with a Notify{latest}, unless the device
 // was already given latest.
 func (s *Session) announce(conv string, latest int64) {
+	if latest <= 0 {
+		return // an owed ephemeral event (seq 0): nothing to pull
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.starting {
@@ -354,7 +362,9 @@ func (s *Session) offerLocked(m *starlingv1.Message, sh *wire.Shared) {
 		s.enqueue(item{frame: notifyFrame(m.ConversationId, m.Seq, c.acked)})
 	default:
 		s.update(c, func() { c.pushed = m.Seq })
-		s.enqueue(item{msg: m, shared: sh})
+		if it, ok := pushItem(m, sh); ok {
+			s.enqueue(it)
+		}
 	}
 }
 

@@ -49,6 +49,7 @@ func Run(t *testing.T, factory Factory) {
 		{"ReadState", readStateTests},
 		{"Lifecycle", lifecycleTests},
 		{"NodeLeases", leaseTests},
+		{"Friends", friendTests},
 	} {
 		t.Run(group.name, func(t *testing.T) {
 			t.Parallel()

@@ -243,7 +243,10 @@ type StreamRequest_Ping struct {
 }
 
 type StreamRequest_Send struct {
-	// Send a message; answered with SendAck or Error.
+	// Send a message; answered with SendAck or Error. A one-to-one Send
+	// is refused PERMISSION_DENIED, and nothing is stored, when either
+	// user blocks the other, or when the server allows messages between
+	// friends only (--dm-policy friends) and the two are not friends.
 	Send *Send `protobuf:"bytes,4,opt,name=send,proto3,oneof"`
 }
 
@@ -309,6 +312,7 @@ type StreamResponse struct {
 	//	*StreamResponse_Error
 	//	*StreamResponse_Disconnect
 	//	*StreamResponse_Receipt
+	//	*StreamResponse_Event
 	//	*StreamResponse_Typing
 	Frame         isStreamResponse_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
@@ -440,6 +444,15 @@ func (x *StreamResponse) GetReceipt() *Receipt {
 	return nil
 }
 
+func (x *StreamResponse) GetEvent() *Event {
+	if x != nil {
+		if x, ok := x.Frame.(*StreamResponse_Event); ok {
+			return x.Event
+		}
+	}
+	return nil
+}
+
 func (x *StreamResponse) GetTyping() *TypingNotice {
 	if x != nil {
 		if x, ok := x.Frame.(*StreamResponse_Typing); ok {
@@ -498,6 +511,13 @@ type StreamResponse_Receipt struct {
 	Receipt *Receipt `protobuf:"bytes,10,opt,name=receipt,proto3,oneof"`
 }
 
+type StreamResponse_Event struct {
+	// Something changed for the user (friends, blocks, presence): a
+	// stored event of the user's event stream "evt:<user_id>", pushed and
+	// acknowledged like a message, or an ephemeral one (seq 0). See Event.
+	Event *Event `protobuf:"bytes,11,opt,name=event,proto3,oneof"`
+}
+
 type StreamResponse_Typing struct {
 	// Another member is typing.
 	Typing *TypingNotice `protobuf:"bytes,12,opt,name=typing,proto3,oneof"`
@@ -520,6 +540,8 @@ func (*StreamResponse_Error) isStreamResponse_Frame() {}
 func (*StreamResponse_Disconnect) isStreamResponse_Frame() {}
 
 func (*StreamResponse_Receipt) isStreamResponse_Frame() {}
+
+func (*StreamResponse_Event) isStreamResponse_Frame() {}
 
 func (*StreamResponse_Typing) isStreamResponse_Frame() {}
 
@@ -1208,7 +1230,8 @@ func (x *Notify) GetDeliveredSeq() int64 {
 	return 0
 }
 
-// Sync pulls messages of one conversation.
+// Sync pulls messages of one conversation, or events of the user's event
+// stream ("evt:<user_id>"; another user's is refused PERMISSION_DENIED).
 type Sync struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The conversation.
@@ -1288,7 +1311,11 @@ type SyncBatch struct {
 	HasMore bool `protobuf:"varint,3,opt,name=has_more,json=hasMore,proto3" json:"has_more,omitempty"`
 	// Newest seq in the conversation visible to this user (for a group the
 	// user left, the seq at which they left).
-	LatestSeq     int64 `protobuf:"varint,4,opt,name=latest_seq,json=latestSeq,proto3" json:"latest_seq,omitempty"`
+	LatestSeq int64 `protobuf:"varint,4,opt,name=latest_seq,json=latestSeq,proto3" json:"latest_seq,omitempty"`
+	// For the user's event stream ("evt:<user_id>"): its events, in
+	// ascending seq order, with the same bounds and has_more rule as
+	// messages (which is then empty). Empty for other conversations.
+	Events        []*Event `protobuf:"bytes,5,rep,name=events,proto3" json:"events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1349,6 +1376,13 @@ func (x *SyncBatch) GetLatestSeq() int64 {
 		return x.LatestSeq
 	}
 	return 0
+}
+
+func (x *SyncBatch) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
 }
 
 // Error says a frame was refused.
@@ -2368,7 +2402,7 @@ var File_starling_v1_chat_proto protoreflect.FileDescriptor
 
 const file_starling_v1_chat_proto_rawDesc = "" +
 	"\n" +
-	"\x16starling/v1/chat.proto\x12\vstarling.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17starling/v1/types.proto\"\x95\x03\n" +
+	"\x16starling/v1/chat.proto\x12\vstarling.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17starling/v1/event.proto\x1a\x17starling/v1/types.proto\"\x95\x03\n" +
 	"\rStreamRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12'\n" +
 	"\x04auth\x18\x02 \x01(\v2\x11.starling.v1.AuthH\x00R\x04auth\x12'\n" +
@@ -2379,7 +2413,7 @@ const file_starling_v1_chat_proto_rawDesc = "" +
 	"\x06logout\x18\a \x01(\v2\x13.starling.v1.LogoutH\x00R\x06logout\x124\n" +
 	"\tmark_read\x18\b \x01(\v2\x15.starling.v1.MarkReadH\x00R\bmarkRead\x12-\n" +
 	"\x06typing\x18\t \x01(\v2\x13.starling.v1.TypingH\x00R\x06typingB\a\n" +
-	"\x05frame\"\x9e\x04\n" +
+	"\x05frame\"\xc4\x04\n" +
 	"\x0eStreamResponse\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x120\n" +
 	"\awelcome\x18\x02 \x01(\v2\x14.starling.v1.WelcomeH\x00R\awelcome\x12'\n" +
@@ -2394,9 +2428,10 @@ const file_starling_v1_chat_proto_rawDesc = "" +
 	"disconnect\x18\t \x01(\v2\x17.starling.v1.DisconnectH\x00R\n" +
 	"disconnect\x120\n" +
 	"\areceipt\x18\n" +
-	" \x01(\v2\x14.starling.v1.ReceiptH\x00R\areceipt\x123\n" +
+	" \x01(\v2\x14.starling.v1.ReceiptH\x00R\areceipt\x12*\n" +
+	"\x05event\x18\v \x01(\v2\x12.starling.v1.EventH\x00R\x05event\x123\n" +
 	"\x06typing\x18\f \x01(\v2\x19.starling.v1.TypingNoticeH\x00R\x06typingB\a\n" +
-	"\x05frameJ\x04\b\v\x10\f\"`\n" +
+	"\x05frame\"`\n" +
 	"\x04Auth\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12%\n" +
@@ -2445,13 +2480,14 @@ const file_starling_v1_chat_proto_rawDesc = "" +
 	"\x04Sync\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x1b\n" +
 	"\tafter_seq\x18\x02 \x01(\x03R\bafterSeq\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\xa0\x01\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\xcc\x01\n" +
 	"\tSyncBatch\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x120\n" +
 	"\bmessages\x18\x02 \x03(\v2\x14.starling.v1.MessageR\bmessages\x12\x19\n" +
 	"\bhas_more\x18\x03 \x01(\bR\ahasMore\x12\x1d\n" +
 	"\n" +
-	"latest_seq\x18\x04 \x01(\x03R\tlatestSeq\"K\n" +
+	"latest_seq\x18\x04 \x01(\x03R\tlatestSeq\x12*\n" +
+	"\x06events\x18\x05 \x03(\v2\x12.starling.v1.EventR\x06events\"K\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
@@ -2574,11 +2610,12 @@ var file_starling_v1_chat_proto_goTypes = []any{
 	(*SetMuteResponse)(nil),           // 29: starling.v1.SetMuteResponse
 	(*GetReadReceiptsRequest)(nil),    // 30: starling.v1.GetReadReceiptsRequest
 	(*GetReadReceiptsResponse)(nil),   // 31: starling.v1.GetReadReceiptsResponse
-	(*durationpb.Duration)(nil),       // 32: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 33: google.protobuf.Timestamp
-	(*ConversationState)(nil),         // 34: starling.v1.ConversationState
-	(*Content)(nil),                   // 35: starling.v1.Content
-	(*Message)(nil),                   // 36: starling.v1.Message
+	(*Event)(nil),                     // 32: starling.v1.Event
+	(*durationpb.Duration)(nil),       // 33: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 34: google.protobuf.Timestamp
+	(*ConversationState)(nil),         // 35: starling.v1.ConversationState
+	(*Content)(nil),                   // 36: starling.v1.Content
+	(*Message)(nil),                   // 37: starling.v1.Message
 }
 var file_starling_v1_chat_proto_depIdxs = []int32{
 	3,  // 0: starling.v1.StreamRequest.auth:type_name -> starling.v1.Auth
@@ -2598,37 +2635,39 @@ var file_starling_v1_chat_proto_depIdxs = []int32{
 	15, // 14: starling.v1.StreamResponse.error:type_name -> starling.v1.Error
 	21, // 15: starling.v1.StreamResponse.disconnect:type_name -> starling.v1.Disconnect
 	19, // 16: starling.v1.StreamResponse.receipt:type_name -> starling.v1.Receipt
-	18, // 17: starling.v1.StreamResponse.typing:type_name -> starling.v1.TypingNotice
-	32, // 18: starling.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
-	33, // 19: starling.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	5,  // 20: starling.v1.Welcome.inbox:type_name -> starling.v1.InboxSummary
-	34, // 21: starling.v1.InboxSummary.changed:type_name -> starling.v1.ConversationState
-	33, // 22: starling.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
-	35, // 23: starling.v1.Send.content:type_name -> starling.v1.Content
-	33, // 24: starling.v1.SendAck.server_time:type_name -> google.protobuf.Timestamp
-	36, // 25: starling.v1.Push.messages:type_name -> starling.v1.Message
-	36, // 26: starling.v1.SyncBatch.messages:type_name -> starling.v1.Message
-	0,  // 27: starling.v1.Disconnect.reason:type_name -> starling.v1.DisconnectReason
-	36, // 28: starling.v1.GetHistoryResponse.messages:type_name -> starling.v1.Message
-	34, // 29: starling.v1.ListConversationsResponse.conversations:type_name -> starling.v1.ConversationState
-	33, // 30: starling.v1.SetMuteRequest.muted_until:type_name -> google.protobuf.Timestamp
-	1,  // 31: starling.v1.ChatService.Stream:input_type -> starling.v1.StreamRequest
-	22, // 32: starling.v1.ChatService.GetHistory:input_type -> starling.v1.GetHistoryRequest
-	24, // 33: starling.v1.ChatService.ListConversations:input_type -> starling.v1.ListConversationsRequest
-	26, // 34: starling.v1.ChatService.MarkRead:input_type -> starling.v1.MarkReadRequest
-	28, // 35: starling.v1.ChatService.SetMute:input_type -> starling.v1.SetMuteRequest
-	30, // 36: starling.v1.ChatService.GetReadReceipts:input_type -> starling.v1.GetReadReceiptsRequest
-	2,  // 37: starling.v1.ChatService.Stream:output_type -> starling.v1.StreamResponse
-	23, // 38: starling.v1.ChatService.GetHistory:output_type -> starling.v1.GetHistoryResponse
-	25, // 39: starling.v1.ChatService.ListConversations:output_type -> starling.v1.ListConversationsResponse
-	27, // 40: starling.v1.ChatService.MarkRead:output_type -> starling.v1.MarkReadResponse
-	29, // 41: starling.v1.ChatService.SetMute:output_type -> starling.v1.SetMuteResponse
-	31, // 42: starling.v1.ChatService.GetReadReceipts:output_type -> starling.v1.GetReadReceiptsResponse
-	37, // [37:43] is the sub-list for method output_type
-	31, // [31:37] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	32, // 17: starling.v1.StreamResponse.event:type_name -> starling.v1.Event
+	18, // 18: starling.v1.StreamResponse.typing:type_name -> starling.v1.TypingNotice
+	33, // 19: starling.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
+	34, // 20: starling.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	5,  // 21: starling.v1.Welcome.inbox:type_name -> starling.v1.InboxSummary
+	35, // 22: starling.v1.InboxSummary.changed:type_name -> starling.v1.ConversationState
+	34, // 23: starling.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
+	36, // 24: starling.v1.Send.content:type_name -> starling.v1.Content
+	34, // 25: starling.v1.SendAck.server_time:type_name -> google.protobuf.Timestamp
+	37, // 26: starling.v1.Push.messages:type_name -> starling.v1.Message
+	37, // 27: starling.v1.SyncBatch.messages:type_name -> starling.v1.Message
+	32, // 28: starling.v1.SyncBatch.events:type_name -> starling.v1.Event
+	0,  // 29: starling.v1.Disconnect.reason:type_name -> starling.v1.DisconnectReason
+	37, // 30: starling.v1.GetHistoryResponse.messages:type_name -> starling.v1.Message
+	35, // 31: starling.v1.ListConversationsResponse.conversations:type_name -> starling.v1.ConversationState
+	34, // 32: starling.v1.SetMuteRequest.muted_until:type_name -> google.protobuf.Timestamp
+	1,  // 33: starling.v1.ChatService.Stream:input_type -> starling.v1.StreamRequest
+	22, // 34: starling.v1.ChatService.GetHistory:input_type -> starling.v1.GetHistoryRequest
+	24, // 35: starling.v1.ChatService.ListConversations:input_type -> starling.v1.ListConversationsRequest
+	26, // 36: starling.v1.ChatService.MarkRead:input_type -> starling.v1.MarkReadRequest
+	28, // 37: starling.v1.ChatService.SetMute:input_type -> starling.v1.SetMuteRequest
+	30, // 38: starling.v1.ChatService.GetReadReceipts:input_type -> starling.v1.GetReadReceiptsRequest
+	2,  // 39: starling.v1.ChatService.Stream:output_type -> starling.v1.StreamResponse
+	23, // 40: starling.v1.ChatService.GetHistory:output_type -> starling.v1.GetHistoryResponse
+	25, // 41: starling.v1.ChatService.ListConversations:output_type -> starling.v1.ListConversationsResponse
+	27, // 42: starling.v1.ChatService.MarkRead:output_type -> starling.v1.MarkReadResponse
+	29, // 43: starling.v1.ChatService.SetMute:output_type -> starling.v1.SetMuteResponse
+	31, // 44: starling.v1.ChatService.GetReadReceipts:output_type -> starling.v1.GetReadReceiptsResponse
+	39, // [39:45] is the sub-list for method output_type
+	33, // [33:39] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_starling_v1_chat_proto_init() }
@@ -2636,6 +2675,7 @@ func file_starling_v1_chat_proto_init() {
 	if File_starling_v1_chat_proto != nil {
 		return
 	}
+	file_starling_v1_event_proto_init()
 	file_starling_v1_types_proto_init()
 	file_starling_v1_chat_proto_msgTypes[0].OneofWrappers = []any{
 		(*StreamRequest_Auth)(nil),
@@ -2657,6 +2697,7 @@ func file_starling_v1_chat_proto_init() {
 		(*StreamResponse_Error)(nil),
 		(*StreamResponse_Disconnect)(nil),
 		(*StreamResponse_Receipt)(nil),
+		(*StreamResponse_Event)(nil),
 		(*StreamResponse_Typing)(nil),
 	}
 	file_starling_v1_chat_proto_msgTypes[7].OneofWrappers = []any{

@@ -46,16 +46,24 @@ type ChatServiceClient interface {
 	// Notify for every conversation that has messages past the device's
 	// delivered cursor; every message committed after that point is pushed
 	// (or announced by a Notify), so Welcome marks where live delivery begins.
+	//
+	// The user's events travel the same way: the event stream
+	// "evt:<user_id>" is one more conversation of the user, pushed as Event
+	// frames, acknowledged with PushAck and pulled with Sync (see Event).
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
 	// GetHistory pages back through a conversation, newest first by page and
-	// ascending within a page. Errors: InvalidArgument, PermissionDenied (not
-	// a member), NotFound.
+	// ascending within a page. Errors: InvalidArgument (also for an event
+	// stream "evt:…", which is read with Sync), PermissionDenied (not a
+	// member), NotFound.
 	GetHistory(ctx context.Context, in *GetHistoryRequest, opts ...grpc.CallOption) (*GetHistoryResponse, error)
 	// ListConversations is the inbox: the caller's one-to-one and group
 	// conversations, newest activity first, paged, each with its latest seq,
 	// this device's delivered cursor, the last message, the unread count, the
 	// read cursor, the mute state and, for groups, name and member count.
-	// Errors: InvalidArgument (page_size, page_token).
+	// With states_only it lists instead every conversation with its latest
+	// seq and this device's delivered cursor, the caller's event stream
+	// ("evt:<user_id>", once it holds an event) among them: what a client's
+	// resync compares. Errors: InvalidArgument (page_size, page_token).
 	ListConversations(ctx context.Context, in *ListConversationsRequest, opts ...grpc.CallOption) (*ListConversationsResponse, error)
 	// MarkRead moves the caller's read cursor in a conversation, as the
 	// MarkRead frame does. Errors: InvalidArgument (bad id, seq below 1 or
@@ -164,16 +172,24 @@ type ChatServiceServer interface {
 	// Notify for every conversation that has messages past the device's
 	// delivered cursor; every message committed after that point is pushed
 	// (or announced by a Notify), so Welcome marks where live delivery begins.
+	//
+	// The user's events travel the same way: the event stream
+	// "evt:<user_id>" is one more conversation of the user, pushed as Event
+	// frames, acknowledged with PushAck and pulled with Sync (see Event).
 	Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
 	// GetHistory pages back through a conversation, newest first by page and
-	// ascending within a page. Errors: InvalidArgument, PermissionDenied (not
-	// a member), NotFound.
+	// ascending within a page. Errors: InvalidArgument (also for an event
+	// stream "evt:…", which is read with Sync), PermissionDenied (not a
+	// member), NotFound.
 	GetHistory(context.Context, *GetHistoryRequest) (*GetHistoryResponse, error)
 	// ListConversations is the inbox: the caller's one-to-one and group
 	// conversations, newest activity first, paged, each with its latest seq,
 	// this device's delivered cursor, the last message, the unread count, the
 	// read cursor, the mute state and, for groups, name and member count.
-	// Errors: InvalidArgument (page_size, page_token).
+	// With states_only it lists instead every conversation with its latest
+	// seq and this device's delivered cursor, the caller's event stream
+	// ("evt:<user_id>", once it holds an event) among them: what a client's
+	// resync compares. Errors: InvalidArgument (page_size, page_token).
 	ListConversations(context.Context, *ListConversationsRequest) (*ListConversationsResponse, error)
 	// MarkRead moves the caller's read cursor in a conversation, as the
 	// MarkRead frame does. Errors: InvalidArgument (bad id, seq below 1 or

@@ -13,6 +13,7 @@ import (
 	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/presence"
+	"github.com/starling-im/starling/server/readstate"
 )
 
 // Config is everything a node needs besides its store. DefaultConfig gives
@@ -101,6 +102,10 @@ type Config struct {
 	MaxBatch            int           // messages per commit
 	BatchLinger         time.Duration // under load, how long a commit waits to fill
 	CursorFlushInterval time.Duration // how often acked cursors are written
+	// ReadFlushInterval is how often read and delivered positions
+	// (MarkRead, PushAck) are written, and receipts sent: the coalescing
+	// window of receipts, and what a crash may lose of them.
+	ReadFlushInterval time.Duration
 
 	// Registerer receives the gRPC and hub metrics; nil: no metrics.
 	Registerer prometheus.Registerer
@@ -153,6 +158,7 @@ func DefaultConfig() Config {
 		MaxBatch:              256,
 		BatchLinger:           time.Millisecond,
 		CursorFlushInterval:   time.Second,
+		ReadFlushInterval:     readstate.DefaultInterval,
 		AuthLimits:            DefaultAuthLimits(),
 		SessionGCInterval:     5 * time.Minute,
 		SessionGCBatch:        1000,

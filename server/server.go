@@ -36,6 +36,7 @@ import (
 	"github.com/starling-im/starling/server/hub"
 	"github.com/starling-im/starling/server/nodelease"
 	"github.com/starling-im/starling/server/presence"
+	"github.com/starling-im/starling/server/readstate"
 	"github.com/starling-im/starling/server/wire"
 	"github.com/starling-im/starling/storage"
 )
@@ -52,6 +53,7 @@ type Server struct {
 	router   *bus.Router
 	pres     presence.Presence
 	gateway  *gateway.ChatServer
+	reads    *readstate.Tracker
 	resync   chan struct{} // cap 1: re-read what every stream is behind on
 	accounts *auth.Accounts
 	lease    *nodelease.Keeper // the node number of message ids
@@ -241,7 +243,10 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 	starlingv1.RegisterUserServiceServer(s.grpc, &gateway.UserServer{Chat: c, Log: log})
 	starlingv1.RegisterGroupServiceServer(s.grpc, &gateway.GroupServer{Chat: c, Log: log})
 	starlingv1.RegisterFriendServiceServer(s.grpc, &gateway.FriendServer{Chat: c, Log: log})
+	s.reads = readstate.New(store, router, cfg.ReadFlushInterval, log)
 	chatServer := &gateway.ChatServer{
+		Reads:    s.reads,
+		Signals:  router,
 		Accounts: accounts,
 		Chat:     c,
 		Hub:      h,
@@ -405,6 +410,14 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		defer close(hubDone)
 		_ = s.hub.Run(hubCtx)
 	}()
+	// Read positions are written behind; the last ones when the streams
+	// are gone, before the router stops carrying their receipts.
+	readsCtx, stopReads := context.WithCancel(bg)
+	readsDone := make(chan struct{})
+	go func() {
+		defer close(readsDone)
+		s.reads.Run(readsCtx)
+	}()
 	// Expired and revoked login sessions are deleted in the background.
 	gcCtx, stopSessionGC := context.WithCancel(bg)
 	gcDone := make(chan struct{})
@@ -465,6 +478,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	stopHub()
 	<-hubDone
+	stopReads()
+	<-readsDone
 	stopRouter()
 	<-routerDone
 	s.log.Info("stopped", "node", s.cfg.NodeID)

@@ -49,6 +49,7 @@ type Store interface {
 	Groups
 	Messages
 	Cursors
+	ReadState
 	NodeLeases
 	Friends
 	// Close releases the database. Calls after Close fail.

@@ -34,6 +34,7 @@ type config struct {
 	Inflight int     // sends per stream awaiting their SendAck
 	Payload  int     // text bytes per message
 	NoAck    bool    // devices never send PushAck (the pull path under test)
+	Read     bool    // receivers MarkRead as messages arrive (read receipts on)
 
 	// group
 	Members int
@@ -123,6 +124,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.Inflight, "inflight", 16, "sends per stream awaiting their SendAck (the server allows 256)")
 	fs.IntVar(&c.Payload, "payload", 50, "text bytes per message, besides the 8-byte send timestamp")
 	fs.BoolVar(&c.NoAck, "no-ack", false, "devices never send PushAck, so each one's push window fills and delivery goes through Notify and Sync (the pull path)")
+	fs.BoolVar(&c.Read, "read", false, "c2c, group: devices also MarkRead what they acknowledge, as an app that shows every message at once (read receipts on)")
 	fs.IntVar(&c.Members, "members", 100, "group: members of the group")
 	fs.Float64Var(&c.Online, "online", 1, "group: fraction of members with a stream open (0-1]")
 	fs.IntVar(&c.Senders, "senders", 1, "group: members that send; reconnect: users that send to the clients")

@@ -28,10 +28,12 @@ Accounts:
 Messages:
   send <username> <text…> [--json]       one-to-one message
   gsend <group-id> <text…> [--json]      group message
-  listen [--json]                        print incoming messages and events until interrupted
+  listen [--json]                        print incoming messages, events, receipts and typing until interrupted
   chat <username>                        send stdin lines, print incoming messages
   history <username|group-id> [--before SEQ] [--limit N] [--json]
   conversations [--json]
+  inbox [--limit N] [--json]             conversations with unread counts and last messages
+  read <username|group-id> [--seq N]     mark read up to the newest message (or N)
 
 Groups:
   group create <name> [usernames…] [--description TEXT] [--avatar URL]
@@ -99,6 +101,8 @@ var commands = map[string]command{
 	"chat":          cmdChat,
 	"history":       cmdHistory,
 	"conversations": cmdConversations,
+	"inbox":         cmdInbox,
+	"read":          cmdRead,
 	"group":         cmdGroup,
 	"groups":        cmdGroup,
 	"friends":       cmdFriends,

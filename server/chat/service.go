@@ -29,6 +29,7 @@ type Store interface {
 	storage.Groups
 	storage.Messages
 	storage.Cursors
+	storage.ReadState
 	storage.Friends
 }
 

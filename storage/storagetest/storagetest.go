@@ -47,6 +47,7 @@ func Run(t *testing.T, factory Factory) {
 		{"GroupRoles", groupRoleTests},
 		{"Messages", messageTests},
 		{"Cursors", cursorTests},
+		{"ReadState", readStateTests},
 		{"Lifecycle", lifecycleTests},
 		{"NodeLeases", leaseTests},
 		{"Friends", friendTests},

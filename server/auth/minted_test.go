@@ -6,6 +6,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/starling-im/starling/server/apierr"
+	"github.com/starling-im/starling/storage"
+	"golang.org/x/crypto/bcrypt"
 )
 
 func wantMintedHits(t *testing.T, a *Accounts, want int64, what string) {
@@ -126,4 +128,36 @@ func TestMintedTokenOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantMintedHits(t, a, 0, "table off")
+}
+
+// The token check of a stream's first connect, on the node that signed the
+// token (minted) and on another one (parsed); the session is cached in
+// both, so this is the CPU and allocation of the check itself.
+func BenchmarkAuthenticate(b *testing.B) {
+	for _, name := range []string{"minted", "parsed"} {
+		b.Run(name, func(b *testing.B) {
+			st := newMemStore()
+			tok, err := NewTokens(secret, time.Hour)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l := Limits{SessionCacheTTL: time.Hour, MaxTracked: 100}
+			a, _ := NewAccounts(st, tok, 4, l, nil)
+			hash, _ := bcrypt.GenerateFromPassword([]byte(testPassword), 4)
+			st.users["alice"] = storage.User{ID: "u-alice", Username: "alice", PasswordHash: hash}
+			token, _, _, err := a.Login(b.Context(), "alice", testPassword, "phone")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if name == "parsed" {
+				a.minted = newMintedTokens(0)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := a.Authenticate(b.Context(), token); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

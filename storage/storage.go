@@ -50,6 +50,7 @@ type Store interface {
 	Messages
 	Cursors
 	NodeLeases
+	Admin
 	// Close releases the database. Calls after Close fail.
 	Close() error
 }

@@ -48,6 +48,7 @@ func Run(t *testing.T, factory Factory) {
 		{"Cursors", cursorTests},
 		{"Lifecycle", lifecycleTests},
 		{"NodeLeases", leaseTests},
+		{"Admin", adminTests},
 	} {
 		t.Run(group.name, func(t *testing.T) {
 			t.Parallel()

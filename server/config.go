@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/starling-im/starling/server/admin"
 	"github.com/starling-im/starling/server/auth"
 	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/presence"
@@ -48,6 +49,10 @@ type Config struct {
 	// RecheckAfter is when a new stream reads what it is behind on a
 	// second time (gateway.ChatServer.RecheckAfter). 0: never.
 	RecheckAfter time.Duration
+
+	// AdminKeys are the API keys that open AdminService (server/admin);
+	// nil: none does. Keys.Load may replace them while the node serves.
+	AdminKeys *admin.Keys
 
 	TokenSecret []byte        // HS256 key, at least 32 bytes, the same on every node
 	TokenTTL    time.Duration // token lifetime

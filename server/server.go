@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server/admin"
 	"github.com/starling-im/starling/server/auth"
 	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/chat"
@@ -173,11 +174,17 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		// chat load; the hub's own atomic counters cover streams instead.
 		streams = append(streams, selector.StreamServerInterceptor(metrics.StreamServerInterceptor(), selector.MatchFunc(notChatStream)))
 	}
+	adminSrv := &admin.Server{Keys: cfg.AdminKeys, Accounts: accounts, Chat: c, Kicker: router, Presence: pres, Log: log}
+	if adminSrv.Keys == nil {
+		adminSrv.Keys = &admin.Keys{} // no key opens AdminService
+	}
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(callLevel)}
 	authFn := s.authenticate
 	unary = append(unary,
 		logging.UnaryServerInterceptor(interceptorLogger(log), logOpts...),
 		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(authFn), selector.MatchFunc(needsAuth)),
+		// AdminService: API keys only (server/admin).
+		selector.UnaryServerInterceptor(adminSrv.Interceptor, selector.MatchFunc(isAdmin)),
 	)
 	streams = append(streams,
 		// The chat Stream logs its own open and close (gateway), without a
@@ -225,6 +232,8 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 	starlingv1.RegisterAuthServiceServer(s.grpc, &gateway.AuthServer{Accounts: accounts, Kicker: router, Log: log})
 	starlingv1.RegisterUserServiceServer(s.grpc, &gateway.UserServer{Chat: c, Log: log})
 	starlingv1.RegisterGroupServiceServer(s.grpc, &gateway.GroupServer{Chat: c, Log: log})
+	starlingv1.RegisterPushServiceServer(s.grpc, &gateway.PushServer{Store: store, Log: log})
+	starlingv1.RegisterAdminServiceServer(s.grpc, adminSrv)
 	chatServer := &gateway.ChatServer{
 		Accounts:          accounts,
 		Chat:              c,
@@ -266,7 +275,7 @@ var public = map[string]bool{
 }
 
 func needsAuth(_ context.Context, c interceptors.CallMeta) bool {
-	if public[c.FullMethod()] {
+	if public[c.FullMethod()] || admin.IsAdminMethod(c.FullMethod()) {
 		return false
 	}
 	svc := c.Service
@@ -288,6 +297,8 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	}
 	return auth.WithIdentity(ctx, id), nil
 }
+
+func isAdmin(_ context.Context, c interceptors.CallMeta) bool { return admin.IsAdminMethod(c.FullMethod()) }
 
 func isStream(_ context.Context, c interceptors.CallMeta) bool {
 	return c.FullMethod() == starlingv1.ChatService_Stream_FullMethodName

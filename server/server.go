@@ -174,7 +174,7 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		// chat load; the hub's own atomic counters cover streams instead.
 		streams = append(streams, selector.StreamServerInterceptor(metrics.StreamServerInterceptor(), selector.MatchFunc(notChatStream)))
 	}
-	adminSrv := &admin.Server{Keys: cfg.AdminKeys, Accounts: accounts, Chat: c, Kicker: router, Presence: pres, Log: log}
+	adminSrv := &admin.Server{Keys: cfg.AdminKeys, Accounts: accounts, Chat: c, Kicker: router, Presence: pres, Hub: h, NodeID: cfg.NodeID, Log: log}
 	if adminSrv.Keys == nil {
 		adminSrv.Keys = &admin.Keys{} // no key opens AdminService
 	}
@@ -298,7 +298,9 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	return auth.WithIdentity(ctx, id), nil
 }
 
-func isAdmin(_ context.Context, c interceptors.CallMeta) bool { return admin.IsAdminMethod(c.FullMethod()) }
+func isAdmin(_ context.Context, c interceptors.CallMeta) bool {
+	return admin.IsAdminMethod(c.FullMethod())
+}
 
 func isStream(_ context.Context, c interceptors.CallMeta) bool {
 	return c.FullMethod() == starlingv1.ChatService_Stream_FullMethodName

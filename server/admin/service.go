@@ -30,6 +30,11 @@ type Locator interface {
 	Locate(ctx context.Context, users []string) (map[string][]string, error)
 }
 
+// Local counts a user's devices online on this node (hub.Hub).
+type Local interface {
+	Online(userID string) int
+}
+
 // Server serves starling.v1.AdminService. Its Interceptor must guard it.
 type Server struct {
 	starlingv1.UnimplementedAdminServiceServer
@@ -38,7 +43,11 @@ type Server struct {
 	Chat     *chat.Service
 	Kicker   gateway.Kicker
 	Presence Locator
-	Log      *slog.Logger
+	// Hub counts the devices online on this node: Locate places users
+	// with no device anywhere on this node too.
+	Hub    Local
+	NodeID string
+	Log    *slog.Logger
 
 	systemReady atomic.Bool // the system sender exists
 }
@@ -290,9 +299,12 @@ func (s *Server) GetPresence(ctx context.Context, req *starlingv1.GetPresenceReq
 		return nil, gateway.ToError(s.Log, fmt.Errorf("%w: presence: %w", apierr.Unavailable, err))
 	}
 	online := map[string]bool{}
-	for _, us := range where {
+	for node, us := range where {
 		for _, u := range us {
-			online[u] = true
+			// Elsewhere means a device there; here, the hub knows.
+			if node != s.NodeID || s.Hub.Online(u) > 0 {
+				online[u] = true
+			}
 		}
 	}
 	out := &starlingv1.GetPresenceResponse{Users: make([]*starlingv1.UserPresence, len(users))}

@@ -28,6 +28,8 @@ type config struct {
 	TLSCert       string
 	TLSKey        string
 	TokenSecret   string
+	AdminKeysFile string
+	AdminKey      string
 	TokenTTL      time.Duration
 	NodeID        string
 	LogLevel      slog.Level
@@ -77,6 +79,8 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "address for HTTP /metrics (Prometheus), /healthz and /readyz (default: off)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves gRPC over TLS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM)")
+	fs.StringVar(&c.AdminKeysFile, "admin-keys-file", "", "JSON file of the API keys that open AdminService (name, SHA-256 of the key, scopes; see docs/operations.md); re-read on SIGHUP")
+	fs.StringVar(&c.AdminKey, "admin-key", "", "one API key with every AdminService scope (at least 32 bytes; prefer STARLING_ADMIN_KEY or --admin-keys-file, which keeps only hashes)")
 	fs.StringVar(&c.TokenSecret, "token-secret", "", "secret that signs tokens, at least 32 bytes; generated and kept in --data-dir when empty (single node only)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 30*24*time.Hour, "lifetime of login tokens")
 	fs.StringVar(&c.NodeID, "node-id", "", "this node's name in logs and Welcome frames, unique in a cluster: letters, digits, '.', '_' and '-', at most 64 (default: host name)")
@@ -177,6 +181,9 @@ func (c config) validate() error {
 	}
 	if c.TokenSecret != "" && len(c.TokenSecret) < 32 {
 		return errors.New("--token-secret must be at least 32 bytes")
+	}
+	if c.AdminKey != "" && len(c.AdminKey) < 32 {
+		return errShortAdminKey
 	}
 	if c.Pprof && c.MetricsListen == "" {
 		return errors.New("--pprof needs --metrics-listen")

@@ -50,6 +50,9 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 	}
 	cfg := server.DefaultConfig()
 	cfg.NodeID = c.NodeID
+	if cfg.AdminKeys, err = adminKeys(c); err != nil { // before anything is created
+		return err
+	}
 	if cfg.NodeID == "" {
 		host, _ := os.Hostname()
 		if !validNodeID(host) {
@@ -151,6 +154,7 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 		cfg.TracerProvider = tp
 	}
 
+	defer reloadAdminKeys(ctx, c, cfg.AdminKeys, log)()
 	srv, err := server.New(cfg, store, log, opts...)
 	if err != nil {
 		return err

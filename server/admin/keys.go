@@ -158,3 +158,11 @@ func (k *Keys) authenticate(ctx context.Context) (Key, error) {
 	}
 	return key, nil
 }
+
+// List returns the keys of the set.
+func (k *Keys) List() []Key {
+	if p := k.set.Load(); p != nil {
+		return slices.Clone(*p)
+	}
+	return nil
+}

@@ -33,7 +33,9 @@ type adminEnv struct {
 	ctx  context.Context // carries fullKey
 }
 
-func startAdmin(t *testing.T, b servertest.Backend) adminEnv {
+func startAdmin(t *testing.T, b servertest.Backend) adminEnv { return startAdminB(t, b) }
+
+func startAdminB(t testing.TB, b servertest.Backend) adminEnv {
 	t.Helper()
 	keys, err := admin.NewKeys(
 		admin.Key{Name: "full", SHA256: admin.Hash(fullKey), Scopes: []string{"*"}},
@@ -43,7 +45,7 @@ func startAdmin(t *testing.T, b servertest.Backend) adminEnv {
 		t.Fatal(err)
 	}
 	srv := servertest.Start(t, servertest.WithStore(b.New(t)), servertest.WithConfig(func(c *server.Config) { c.AdminKeys = keys }))
-	return adminEnv{srv: srv, keys: keys, api: starlingv1.NewAdminServiceClient(srv.Dial(t)), ctx: withKey(t.Context(), fullKey)}
+	return adminEnv{srv: srv, keys: keys, api: starlingv1.NewAdminServiceClient(srv.Dial(t)), ctx: withKey(context.Background(), fullKey)}
 }
 
 func TestAdmin(t *testing.T) {

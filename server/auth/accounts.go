@@ -49,6 +49,7 @@ type Accounts struct {
 	failures    *failures       // failed-login backoff per username
 	bcrypt      *bcryptPool     // bcrypt work running at once
 	sessions    *sessionCache   // recent session reads of token checks
+	issued      *sessionBatcher // sessions of IssueToken, written in batches
 }
 
 // NewAccounts returns an Accounts. bcryptCost 0 means bcrypt.DefaultCost
@@ -77,6 +78,7 @@ func NewAccounts(store Store, tokens *Tokens, bcryptCost int, limits Limits, log
 		failures:    newFailures(limits),
 		bcrypt:      newBcryptPool(limits.MaxBcrypt, limits.BcryptWait),
 		sessions:    newSessionCache(limits.SessionCacheTTL, limits.MaxTracked),
+		issued:      &sessionBatcher{store: store},
 	}, nil
 }
 

@@ -27,7 +27,7 @@ func (a *Accounts) IssueToken(ctx context.Context, userID, deviceID string) (str
 		return "", time.Time{}, err
 	}
 	s := storage.Session{ID: id.SessionID, UserID: userID, DeviceID: deviceID, CreatedAt: a.now().UTC(), ExpiresAt: expires.UTC()}
-	if err := a.store.CreateSession(ctx, s); err != nil {
+	if err := a.issued.create(ctx, s); err != nil {
 		if errors.Is(err, storage.ErrNotFound) { // deleted meanwhile
 			return "", time.Time{}, fmt.Errorf("%w: %q", apierr.UserNotFound, userID)
 		}
@@ -39,13 +39,10 @@ func (a *Accounts) IssueToken(ctx context.Context, userID, deviceID string) (str
 
 // requireEnabled checks that the user exists and is not disabled.
 func (a *Accounts) requireEnabled(ctx context.Context, userID string) error {
-	if _, err := a.store.GetUser(ctx, userID); err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("%w: %q", apierr.UserNotFound, userID)
-		}
-		return apierr.FromStorage("auth: look up user", err)
-	}
 	disabled, err := a.store.UserDisabled(ctx, userID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("%w: %q", apierr.UserNotFound, userID)
+	}
 	if err != nil {
 		return apierr.FromStorage("auth: user disabled?", err)
 	}

@@ -20,3 +20,12 @@ func (m *memStore) DeletePushToken(context.Context, string, string) error { retu
 func (m *memStore) ListPushTokens(context.Context, string) ([]storage.PushToken, error) {
 	return nil, nil
 }
+
+func (m *memStore) CreateSessions(ctx context.Context, ss []storage.Session) error {
+	for _, s := range ss {
+		if err := m.CreateSession(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}

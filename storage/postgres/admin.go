@@ -50,9 +50,10 @@ func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool) e
 // UserDisabled implements storage.Admin.
 func (s *Store) UserDisabled(ctx context.Context, id string) (bool, error) {
 	var disabled bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM disabled_users WHERE user_id = $1)`, id).Scan(&disabled)
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM disabled_users WHERE user_id = users.id)
+		FROM users WHERE id = $1`, id).Scan(&disabled)
 	if err != nil {
-		return false, fmt.Errorf("postgres: user %q disabled: %w", id, mapError(err))
+		return false, fmt.Errorf("postgres: user %q disabled: %w", id, mapError(notFound(err)))
 	}
 	return disabled, nil
 }
@@ -135,4 +136,22 @@ func (s *Store) ListPushTokens(ctx context.Context, userID string) ([]storage.Pu
 		return nil, fmt.Errorf("postgres: list push tokens of %q: %w", userID, mapError(err))
 	}
 	return out, nil
+}
+
+// CreateSessions implements storage.Admin: one transaction, the inserts
+// in one batch (one round trip).
+func (s *Store) CreateSessions(ctx context.Context, sessions []storage.Session) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var b pgx.Batch
+		for _, sess := range sessions {
+			b.Queue(`INSERT INTO sessions (id, user_id, device_id, created_at, expires_at, revoked)
+				VALUES ($1, $2, $3, $4, $5, $6)`,
+				sess.ID, sess.UserID, sess.DeviceID, toMillis(sess.CreatedAt), toMillis(sess.ExpiresAt), sess.Revoked)
+		}
+		return tx.SendBatch(ctx, &b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: create %d sessions: %w", len(sessions), mapError(err))
+	}
+	return nil
 }

@@ -49,11 +49,13 @@ func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool) e
 
 // UserDisabled implements storage.Admin.
 func (s *Store) UserDisabled(ctx context.Context, id string) (bool, error) {
-	var n int
-	if err := s.reads.QueryRowContext(ctx, `SELECT count(*) FROM disabled_users WHERE user_id = ?`, id).Scan(&n); err != nil {
+	var disabled bool
+	err := s.reads.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM disabled_users WHERE user_id = users.id)
+		FROM users WHERE id = ?`, id).Scan(&disabled)
+	if err != nil {
 		return false, fmt.Errorf("sqlite: user %q disabled: %w", id, mapErr(err))
 	}
-	return n > 0, nil
+	return disabled, nil
 }
 
 // RevokeSessions implements storage.Admin.
@@ -123,4 +125,31 @@ func (s *Store) ListPushTokens(ctx context.Context, userID string) ([]storage.Pu
 		return nil, fmt.Errorf("sqlite: list push tokens of %q: %w", userID, mapErr(err))
 	}
 	return out, nil
+}
+
+// CreateSessions implements storage.Admin.
+func (s *Store) CreateSessions(ctx context.Context, sessions []storage.Session) error {
+	err := func() error {
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO sessions (id, user_id, device_id, created_at, expires_at, revoked)
+			VALUES (?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, sess := range sessions {
+			if _, err := stmt.ExecContext(ctx, sess.ID, sess.UserID, sess.DeviceID, millis(sess.CreatedAt), millis(sess.ExpiresAt), sess.Revoked); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	}()
+	if err != nil {
+		return fmt.Errorf("sqlite: create %d sessions: %w", len(sessions), mapErr(err))
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ var adminTests = []test{
 	{"DisableUser", testDisableUser},
 	{"RevokeSessions", testRevokeSessions},
 	{"PushTokens", testPushTokens},
+	{"CreateSessions", testCreateSessions},
 }
 
 func adminUser(t *testing.T, s storage.Store, id, name string) {
@@ -65,8 +66,8 @@ func testDisableUser(t *testing.T, f Factory) {
 			t.Fatalf("disable=%v of a missing user: %v, want ErrNotFound", d, err)
 		}
 	}
-	if d, err := s.UserDisabled(ctx, "nobody"); err != nil || d {
-		t.Fatalf("missing user disabled = %v, %v", d, err)
+	if _, err := s.UserDisabled(ctx, "nobody"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("missing user disabled? %v, want ErrNotFound", err)
 	}
 }
 
@@ -136,5 +137,40 @@ func testPushTokens(t *testing.T, f Factory) {
 	}
 	if err := s.PutPushToken(ctx, storage.PushToken{UserID: "nobody", DeviceID: "d", Platform: "fcm", Token: "t", UpdatedAt: now}); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("token of a missing user: %v, want ErrNotFound", err)
+	}
+}
+
+func testCreateSessions(t *testing.T, f Factory) {
+	s, ctx := newStore(t, f), t.Context()
+	adminUser(t, s, "u1", "alice")
+	now := time.Now()
+	batch := []storage.Session{
+		{ID: "s1", UserID: "u1", DeviceID: "a", CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+		{ID: "s2", UserID: "u1", DeviceID: "b", CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+	}
+	must(t, s.CreateSessions(ctx, batch), "create sessions")
+	for _, want := range batch {
+		got, err := s.GetSession(ctx, want.ID)
+		must(t, err, "get session")
+		if got.DeviceID != want.DeviceID || got.Revoked || !sameTime(got.ExpiresAt, want.ExpiresAt) {
+			t.Fatalf("session %+v, want %+v", got, want)
+		}
+	}
+	// All or none: a taken id or a missing user stores nothing.
+	for name, tc := range map[string]struct {
+		bad  storage.Session
+		want error
+	}{
+		"taken id":     {storage.Session{ID: "s1", UserID: "u1", DeviceID: "c"}, storage.ErrAlreadyExists},
+		"missing user": {storage.Session{ID: "s9", UserID: "nobody", DeviceID: "c"}, storage.ErrNotFound},
+	} {
+		ok := storage.Session{ID: "s3-" + tc.bad.ID, UserID: "u1", DeviceID: "d", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		tc.bad.CreatedAt, tc.bad.ExpiresAt = now, now.Add(time.Hour)
+		if err := s.CreateSessions(ctx, []storage.Session{ok, tc.bad}); !errors.Is(err, tc.want) {
+			t.Fatalf("%s: %v, want %v", name, err, tc.want)
+		}
+		if _, err := s.GetSession(ctx, ok.ID); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("%s: the good session of a failed batch was stored: %v", name, err)
+		}
 	}
 }

@@ -2,8 +2,8 @@ package server_test
 
 import (
 	"strconv"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 

@@ -13,6 +13,7 @@ import (
 	"github.com/starling-im/starling/server/auth"
 	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/presence"
+	"github.com/starling-im/starling/server/push"
 )
 
 // Config is everything a node needs besides its store. DefaultConfig gives
@@ -53,6 +54,15 @@ type Config struct {
 	// AdminKeys are the API keys that open AdminService (server/admin);
 	// nil: none does. Keys.Load may replace them while the node serves.
 	AdminKeys *admin.Keys
+	// PushWebhook, when set, receives offline notifications (a message to
+	// a user with no device online), coalesced per user over PushWindow
+	// (0: 2 s), with a text preview when PushPreview; nil: they are only
+	// logged (server/push).
+	PushWebhook *push.WebhookConfig
+	PushWindow  time.Duration
+	PushPreview bool
+	// PushMuter, when set, keeps muted conversations from pushing.
+	PushMuter push.Muter
 
 	TokenSecret []byte        // HS256 key, at least 32 bytes, the same on every node
 	TokenTTL    time.Duration // token lifetime

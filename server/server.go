@@ -38,6 +38,7 @@ import (
 	"github.com/starling-im/starling/server/hub"
 	"github.com/starling-im/starling/server/nodelease"
 	"github.com/starling-im/starling/server/presence"
+	"github.com/starling-im/starling/server/push"
 	"github.com/starling-im/starling/server/wire"
 	"github.com/starling-im/starling/storage"
 )
@@ -57,6 +58,8 @@ type Server struct {
 	resync   chan struct{} // cap 1: re-read what every stream is behind on
 	accounts *auth.Accounts
 	lease    *nodelease.Keeper // the node number of message ids
+	offline  *push.Offline     // offline notifications, behind the router
+	webhook  *push.Webhook     // nil: notifications are only logged
 
 	connsMu sync.Mutex
 	conns   *connListener // the listener Serve accepts on
@@ -129,6 +132,10 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		b = bus.NewLocal()
 	}
 	router := bus.NewRouter(cfg.NodeID, pres, b, log)
+	offline, webhook, err := newOffline(cfg, router, pres, h, store, log)
+	if err != nil {
+		return nil, err
+	}
 	var (
 		nm       *nodeMetrics
 		observer chat.Observer
@@ -155,9 +162,9 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		MaxBatch:         cfg.MaxBatch,
 		BatchLinger:      cfg.BatchLinger,
 		QueuePerShard:    4 * cfg.MaxBatch,
-	}, store, router, ids, log)
+	}, store, offline, ids, log)
 
-	s := &Server{cfg: cfg, log: log, hub: h, chat: c, bus: b, router: router, pres: pres, resync: resync, accounts: accounts, health: health.NewServer(), store: store, lease: lease}
+	s := &Server{cfg: cfg, log: log, hub: h, chat: c, bus: b, router: router, pres: pres, resync: resync, accounts: accounts, health: health.NewServer(), store: store, lease: lease, offline: offline, webhook: webhook}
 	s.setServing(true)
 
 	var metrics *grpcprom.ServerMetrics
@@ -383,6 +390,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		defer close(chatDone)
 		s.chat.Run(chatCtx)
 	}()
+	stopPush := s.runPush(bg)
+	defer stopPush() // after the pipeline's last delivery
 	hubCtx, stopHub := context.WithCancel(bg)
 	hubDone := make(chan struct{})
 	go func() {

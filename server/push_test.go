@@ -1,0 +1,98 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server"
+	"github.com/starling-im/starling/server/push"
+	"github.com/starling-im/starling/server/servertest"
+)
+
+var pushSecret = []byte("push-secret-of-at-least-16-bytes")
+
+// TestOfflinePush: messages to a user with no device online reach the
+// push webhook, signed, coalesced into one call with a count and the
+// user's push tokens; a user with a device online gets none.
+func TestOfflinePush(t *testing.T) {
+	for _, b := range servertest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			got := make(chan push.Notification, 100)
+			muted := &muter{}
+			hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				if err := push.Verify(pushSecret, r.Header.Get(push.HeaderTimestamp), r.Header.Get(push.HeaderSignature), body, time.Now(), time.Minute); err != nil {
+					t.Errorf("webhook call: %v", err)
+				}
+				var n push.Notification
+				if err := json.Unmarshal(body, &n); err != nil {
+					t.Errorf("webhook body %s: %v", body, err)
+				}
+				got <- n
+			}))
+			defer hook.Close()
+			srv := servertest.Start(t, servertest.WithStore(b.New(t)), servertest.WithConfig(func(c *server.Config) {
+				c.PushWebhook = &push.WebhookConfig{URL: hook.URL, Secret: pushSecret, Backoff: 10 * time.Millisecond}
+				c.PushWindow = 300 * time.Millisecond
+				c.PushPreview = true
+				c.PushMuter = muted
+			}))
+			alice, bob, carol := srv.NewUser(t, "alice"), srv.NewUser(t, "bob"), srv.NewUser(t, "carol")
+			// Bob registers a push token, then goes offline.
+			bobTok := srv.Login(t, bob, "phone")
+			if _, err := starlingv1.NewPushServiceClient(srv.Dial(t)).RegisterPushToken(servertest.WithToken(t.Context(), bobTok), &starlingv1.RegisterPushTokenRequest{Platform: "fcm", Token: "fcm-token-1"}); err != nil {
+				t.Fatal(err)
+			}
+			carolDev := connect(t, srv, carol, "phone")
+			a := connect(t, srv, alice, "phone")
+			// Carol is online: no push for her. Bob is not: one push for
+			// three messages.
+			expectAck(t, a, a.Text(t, carol.ID, "", "c1", "hi carol"))
+			pushed(t, carolDev, 1)
+			for i, text := range []string{"one", "two", "three"} {
+				expectAck(t, a, a.Text(t, bob.ID, "", "b"+string(rune('1'+i)), text))
+			}
+			var n push.Notification
+			select {
+			case n = <-got:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no push for the offline user")
+			}
+			if n.Type != "message.offline" || n.Recipient != bob.ID || n.SenderID != alice.ID || n.Count != 3 || n.Seq != 3 || n.Preview != "three" ||
+				len(n.Tokens) != 1 || n.Tokens[0].Token != "fcm-token-1" || n.Tokens[0].Platform != "fcm" {
+				t.Fatalf("notification %+v", n)
+			}
+			// Nothing was pushed for carol, who was online, or erin, who
+			// muted: the next push is dave's, sent after everything else.
+			// Erin muted every conversation: no push for her either.
+			erin, dave := srv.NewUser(t, "erin"), srv.NewUser(t, "dave")
+			muted.user.Store(erin.ID)
+			expectAck(t, a, a.Text(t, erin.ID, "", "e1", "muted"))
+			expectAck(t, a, a.Text(t, dave.ID, "", "d1", "hi dave"))
+			select {
+			case n = <-got:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no push for dave")
+			}
+			if n.Recipient != dave.ID {
+				t.Fatalf("push %+v, want dave's", n)
+			}
+		})
+	}
+}
+
+// muter mutes every conversation of one user.
+type muter struct{ user atomic.Value }
+
+func (m *muter) Muted(_ context.Context, user, _ string) (bool, error) {
+	id, _ := m.user.Load().(string)
+	return user == id, nil
+}

@@ -14,6 +14,19 @@ func TestAdminKeysFlags(t *testing.T) {
 	if _, err := parseConfig([]string{"--admin-key", "short"}, env); err == nil {
 		t.Fatal("a short --admin-key was accepted")
 	}
+	for _, args := range [][]string{
+		{"--push-webhook", "https://backend.example/push"},
+		{"--push-webhook", "https://backend.example/push", "--push-webhook-secret", "short"},
+		{"--push-webhook", "ftp://backend.example/push", "--push-webhook-secret", strings.Repeat("s", 16)},
+		{"--push-window", "0s"},
+	} {
+		if _, err := parseConfig(args, env); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+	if _, err := parseConfig([]string{"--push-webhook", "https://backend.example/push", "--push-webhook-secret", strings.Repeat("s", 16)}, env); err != nil {
+		t.Errorf("a good push webhook refused: %v", err)
+	}
 	dir := t.TempDir()
 	good := filepath.Join(dir, "keys.json")
 	key := strings.Repeat("k", 40)

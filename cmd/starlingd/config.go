@@ -30,6 +30,10 @@ type config struct {
 	TokenSecret   string
 	AdminKeysFile string
 	AdminKey      string
+	PushWebhook   string
+	PushSecret    string
+	PushWindow    time.Duration
+	PushPreview   bool
 	TokenTTL      time.Duration
 	NodeID        string
 	LogLevel      slog.Level
@@ -81,6 +85,10 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&c.AdminKeysFile, "admin-keys-file", "", "JSON file of the API keys that open AdminService (name, SHA-256 of the key, scopes; see docs/operations.md); re-read on SIGHUP")
 	fs.StringVar(&c.AdminKey, "admin-key", "", "one API key with every AdminService scope (at least 32 bytes; prefer STARLING_ADMIN_KEY or --admin-keys-file, which keeps only hashes)")
+	fs.StringVar(&c.PushWebhook, "push-webhook", "", "URL that offline notifications are POSTed to, signed with --push-webhook-secret (default: they are only logged)")
+	fs.StringVar(&c.PushSecret, "push-webhook-secret", "", "HMAC-SHA256 secret that signs --push-webhook calls, at least 16 bytes")
+	fs.DurationVar(&c.PushWindow, "push-window", 2*time.Second, "messages to one offline user within this window make one notification, with a count")
+	fs.BoolVar(&c.PushPreview, "push-preview", true, "offline notifications carry the newest message's text (at most 100 characters)")
 	fs.StringVar(&c.TokenSecret, "token-secret", "", "secret that signs tokens, at least 32 bytes; generated and kept in --data-dir when empty (single node only)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 30*24*time.Hour, "lifetime of login tokens")
 	fs.StringVar(&c.NodeID, "node-id", "", "this node's name in logs and Welcome frames, unique in a cluster: letters, digits, '.', '_' and '-', at most 64 (default: host name)")
@@ -181,6 +189,15 @@ func (c config) validate() error {
 	}
 	if c.TokenSecret != "" && len(c.TokenSecret) < 32 {
 		return errors.New("--token-secret must be at least 32 bytes")
+	}
+	if c.PushWebhook != "" && len(c.PushSecret) < 16 {
+		return errors.New("--push-webhook needs --push-webhook-secret of at least 16 bytes")
+	}
+	if c.PushWebhook != "" && !strings.HasPrefix(c.PushWebhook, "http://") && !strings.HasPrefix(c.PushWebhook, "https://") {
+		return errors.New("--push-webhook must be an http:// or https:// URL")
+	}
+	if c.PushWindow <= 0 {
+		return errors.New("--push-window must be positive")
 	}
 	if c.AdminKey != "" && len(c.AdminKey) < 32 {
 		return errShortAdminKey

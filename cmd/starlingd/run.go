@@ -26,6 +26,7 @@ import (
 
 	"github.com/starling-im/starling/server"
 	"github.com/starling-im/starling/server/nodelease"
+	"github.com/starling-im/starling/server/push"
 	"github.com/starling-im/starling/storage"
 	"github.com/starling-im/starling/storage/postgres"
 	"github.com/starling-im/starling/storage/sqlite"
@@ -52,6 +53,10 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 	cfg.NodeID = c.NodeID
 	if cfg.AdminKeys, err = adminKeys(c); err != nil { // before anything is created
 		return err
+	}
+	cfg.PushWindow, cfg.PushPreview = c.PushWindow, c.PushPreview
+	if c.PushWebhook != "" {
+		cfg.PushWebhook = &push.WebhookConfig{URL: c.PushWebhook, Secret: []byte(c.PushSecret)}
 	}
 	if cfg.NodeID == "" {
 		host, _ := os.Hostname()

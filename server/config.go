@@ -63,6 +63,10 @@ type Config struct {
 	PushPreview bool
 	// PushMuter, when set, keeps muted conversations from pushing.
 	PushMuter push.Muter
+	// EventWebhook, when set, receives the events of EventTypes
+	// (push.EventTypes), signed like the push webhook.
+	EventWebhook *push.WebhookConfig
+	EventTypes   []string
 
 	TokenSecret []byte        // HS256 key, at least 32 bytes, the same on every node
 	TokenTTL    time.Duration // token lifetime

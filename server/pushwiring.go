@@ -14,51 +14,81 @@ import (
 	"github.com/starling-im/starling/storage"
 )
 
-// newOffline puts the offline check behind the router (server/push) and
-// builds its notifier: the webhook when configured, else the log.
-func newOffline(cfg Config, router *bus.Router, pres presence.Presence, h *hub.Hub, store storage.Store, log *slog.Logger) (*push.Offline, *push.Webhook, error) {
-	var (
-		notifier push.Notifier = push.LogNotifier{Log: log}
-		webhook  *push.Webhook
-		err      error
-	)
-	if cfg.PushWebhook != nil {
-		if webhook, err = push.NewWebhook(*cfg.PushWebhook, log); err != nil {
-			return nil, nil, err
-		}
-		notifier = push.WebhookNotifier{Webhook: webhook}
-	}
-	offline := push.NewOffline(router, push.OfflineConfig{
-		Node: cfg.NodeID, Notifier: notifier, Locator: pres, Local: h, Tokens: store, Muter: cfg.PushMuter,
-		Window: cfg.PushWindow, Preview: cfg.PushPreview,
-	}, log)
-	if cfg.Registerer != nil {
-		if err := registerPushMetrics(cfg.Registerer, offline, webhook); err != nil {
-			return nil, nil, err
-		}
-	}
-	return offline, webhook, nil
+// newBackend puts the offline check behind the router (server/push) and
+// builds its notifier (the push webhook when configured, else the log)
+// and the event webhook.
+// backend is what a node tells a backend: offline notifications and events.
+type backend struct {
+	offline  *push.Offline
+	webhooks []*push.Webhook // the push webhook and the event webhook, when set
+	events   *push.Events    // nil: no event webhook
 }
 
-func registerPushMetrics(reg prometheus.Registerer, o *push.Offline, w *push.Webhook) error {
-	cs := []prometheus.Collector{
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "starling_push_offline_dropped_total", Help: "Messages whose offline check was dropped (queue full)."},
-			func() float64 { return float64(o.Dropped.Load()) }),
+func newBackend(cfg Config, router *bus.Router, pres presence.Presence, h *hub.Hub, store storage.Store, log *slog.Logger) (backend, error) {
+	var (
+		b        backend
+		notifier push.Notifier = push.LogNotifier{Log: log}
+		metrics  []prometheus.Collector
+	)
+	if cfg.PushWebhook != nil {
+		w, err := push.NewWebhook(*cfg.PushWebhook, log)
+		if err != nil {
+			return b, err
+		}
+		notifier = push.WebhookNotifier{Webhook: w}
+		b.webhooks = append(b.webhooks, w)
+		metrics = append(metrics, webhookMetrics("starling_push_webhook", w)...)
 	}
-	if w != nil {
-		st := w.Stats()
-		for _, c := range []struct {
-			name, help string
-			v          func() int64
-		}{
-			{"starling_push_webhook_sent_total", "Webhook calls the receiver accepted.", st.Sent.Load},
-			{"starling_push_webhook_failed_total", "Webhook calls given up after their attempts (or refused with a 4xx).", st.Failed.Load},
-			{"starling_push_webhook_dropped_total", "Webhook calls dropped because the queue was full.", st.Dropped.Load},
-			{"starling_push_webhook_retries_total", "Webhook attempts after the first.", st.Retried.Load},
-		} {
-			cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 { return float64(c.v()) }))
+	if cfg.EventWebhook != nil {
+		w, err := push.NewWebhook(*cfg.EventWebhook, log)
+		if err != nil {
+			return b, err
+		}
+		b.events = push.NewEvents(w, cfg.NodeID, cfg.EventTypes)
+		b.webhooks = append(b.webhooks, w)
+		metrics = append(metrics, webhookMetrics("starling_event_webhook", w)...)
+	}
+	b.offline = push.NewOffline(router, push.OfflineConfig{
+		Node: cfg.NodeID, Notifier: notifier, Locator: pres, Local: h, Tokens: store, Muter: cfg.PushMuter,
+		Window: cfg.PushWindow, Preview: cfg.PushPreview, Events: b.events,
+	}, log)
+	metrics = append(metrics, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "starling_push_offline_dropped_total", Help: "Messages whose offline check (and message.stored event) was dropped: queue full."},
+		func() float64 { return float64(b.offline.Dropped.Load()) }))
+	if cfg.Registerer != nil {
+		if err := registerAll(cfg.Registerer, metrics); err != nil {
+			return b, err
 		}
 	}
+	return b, nil
+}
+
+// presence is the gateway's presence: with user.online/offline events
+// when they are enabled.
+func (b backend) presence(p presence.Presence) presence.Presence {
+	if b.events.Enabled(push.EventUserOnline) || b.events.Enabled(push.EventUserOffline) {
+		return push.PresenceEvents{Presence: p, Events: b.events}
+	}
+	return p
+}
+
+func webhookMetrics(prefix string, w *push.Webhook) []prometheus.Collector {
+	st := w.Stats()
+	var cs []prometheus.Collector
+	for _, c := range []struct {
+		name, help string
+		v          func() int64
+	}{
+		{"_sent_total", "Webhook calls the receiver accepted.", st.Sent.Load},
+		{"_failed_total", "Webhook calls given up after their attempts (or refused with a 4xx).", st.Failed.Load},
+		{"_dropped_total", "Webhook calls dropped because the queue was full.", st.Dropped.Load},
+		{"_retries_total", "Webhook attempts after the first.", st.Retried.Load},
+	} {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: prefix + c.name, Help: c.help}, func() float64 { return float64(c.v()) }))
+	}
+	return cs
+}
+
+func registerAll(reg prometheus.Registerer, cs []prometheus.Collector) error {
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return err
@@ -67,7 +97,7 @@ func registerPushMetrics(reg prometheus.Registerer, o *push.Offline, w *push.Web
 	return nil
 }
 
-// runPush runs the offline check and the webhook until the returned stop
+// runPush runs the offline check and the webhooks until the returned stop
 // is called.
 func (s *Server) runPush(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -75,13 +105,13 @@ func (s *Server) runPush(ctx context.Context) (stop func()) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		s.offline.Run(ctx)
+		s.backend.offline.Run(ctx)
 	}()
-	if s.webhook != nil {
+	for _, w := range s.backend.webhooks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.webhook.Run(ctx)
+			w.Run(ctx)
 		}()
 	}
 	return func() {

@@ -38,7 +38,6 @@ import (
 	"github.com/starling-im/starling/server/hub"
 	"github.com/starling-im/starling/server/nodelease"
 	"github.com/starling-im/starling/server/presence"
-	"github.com/starling-im/starling/server/push"
 	"github.com/starling-im/starling/server/wire"
 	"github.com/starling-im/starling/storage"
 )
@@ -58,8 +57,7 @@ type Server struct {
 	resync   chan struct{} // cap 1: re-read what every stream is behind on
 	accounts *auth.Accounts
 	lease    *nodelease.Keeper // the node number of message ids
-	offline  *push.Offline     // offline notifications, behind the router
-	webhook  *push.Webhook     // nil: notifications are only logged
+	backend  backend           // offline notifications and events (server/push)
 
 	connsMu sync.Mutex
 	conns   *connListener // the listener Serve accepts on
@@ -132,7 +130,7 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		b = bus.NewLocal()
 	}
 	router := bus.NewRouter(cfg.NodeID, pres, b, log)
-	offline, webhook, err := newOffline(cfg, router, pres, h, store, log)
+	backend, err := newBackend(cfg, router, pres, h, store, log)
 	if err != nil {
 		return nil, err
 	}
@@ -162,9 +160,9 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		MaxBatch:         cfg.MaxBatch,
 		BatchLinger:      cfg.BatchLinger,
 		QueuePerShard:    4 * cfg.MaxBatch,
-	}, store, offline, ids, log)
+	}, store, backend.offline, ids, log)
 
-	s := &Server{cfg: cfg, log: log, hub: h, chat: c, bus: b, router: router, pres: pres, resync: resync, accounts: accounts, health: health.NewServer(), store: store, lease: lease, offline: offline, webhook: webhook}
+	s := &Server{cfg: cfg, log: log, hub: h, chat: c, bus: b, router: router, pres: pres, resync: resync, accounts: accounts, health: health.NewServer(), store: store, lease: lease, backend: backend}
 	s.setServing(true)
 
 	var metrics *grpcprom.ServerMetrics
@@ -246,7 +244,7 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		Chat:              c,
 		Hub:               h,
 		Kicker:            router,
-		Presence:          pres,
+		Presence:          backend.presence(pres),
 		Log:               log,
 		NodeID:            cfg.NodeID,
 		HeartbeatInterval: cfg.HeartbeatInterval,

@@ -19,6 +19,9 @@ func TestAdminKeysFlags(t *testing.T) {
 		{"--push-webhook", "https://backend.example/push", "--push-webhook-secret", "short"},
 		{"--push-webhook", "ftp://backend.example/push", "--push-webhook-secret", strings.Repeat("s", 16)},
 		{"--push-window", "0s"},
+		{"--events", "message.stored"},
+		{"--events", "message.deleted", "--event-webhook", "https://b.example/e", "--event-webhook-secret", strings.Repeat("s", 16)},
+		{"--event-webhook", "https://b.example/e"},
 	} {
 		if _, err := parseConfig(args, env); err == nil {
 			t.Errorf("%q accepted", args)

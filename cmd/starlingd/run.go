@@ -58,6 +58,10 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 	if c.PushWebhook != "" {
 		cfg.PushWebhook = &push.WebhookConfig{URL: c.PushWebhook, Secret: []byte(c.PushSecret)}
 	}
+	if c.EventWebhook != "" {
+		cfg.EventWebhook = &push.WebhookConfig{URL: c.EventWebhook, Secret: []byte(c.EventSecret)}
+		cfg.EventTypes, _ = push.ParseEventTypes(c.Events) // validated
+	}
 	if cfg.NodeID == "" {
 		host, _ := os.Hostname()
 		if !validNodeID(host) {

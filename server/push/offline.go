@@ -103,7 +103,8 @@ type OfflineConfig struct {
 	Locator  Locator
 	Local    Local
 	Tokens   Tokens
-	Muter    Muter // optional
+	Muter    Muter   // optional
+	Events   *Events // optional: message.stored and group.changed
 	// Window coalesces: the messages to one offline user within it make
 	// one notification (0: 2 s).
 	Window  time.Duration
@@ -154,9 +155,6 @@ func NewOffline(r Router, cfg OfflineConfig, log *slog.Logger) *Offline {
 // offer to the offline check.
 func (o *Offline) Deliver(ctx context.Context, users []string, except bus.DeviceKey, m *starlingv1.Message) {
 	o.Router.Deliver(ctx, users, except, m)
-	if len(users) == 1 && users[0] == m.GetSenderId() {
-		return // a note to self
-	}
 	select {
 	case o.in <- offered{users: users, m: m}:
 	default:
@@ -164,6 +162,13 @@ func (o *Offline) Deliver(ctx context.Context, users []string, except bus.Device
 			o.log.Warn("offline push: check queue full; message not checked", "dropped", n)
 		}
 	}
+}
+
+// GroupChanged implements Router: the inner router's, then a
+// group.changed event.
+func (o *Offline) GroupChanged(ctx context.Context, group string) {
+	o.Router.GroupChanged(ctx, group)
+	o.cfg.Events.Emit(EventGroupChanged, GroupData{GroupID: group})
 }
 
 type note struct {
@@ -195,6 +200,7 @@ func (o *Offline) Run(ctx context.Context) {
 }
 
 func (o *Offline) check(ctx context.Context, x offered, pending map[string]*note) {
+	o.cfg.Events.Emit(EventMessageStored, messageData(x.m))
 	where, err := o.cfg.Locator.Locate(ctx, x.users)
 	if err != nil {
 		o.log.Warn("offline push: presence unreadable; message not checked", "err", err)

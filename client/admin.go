@@ -132,7 +132,7 @@ func (a *Admin) SetMembers(ctx context.Context, groupID string, userIDs ...strin
 
 // Presence tells which users have a device online.
 func (a *Admin) Presence(ctx context.Context, userIDs ...string) (map[string]bool, error) {
-	res, err := a.api.GetPresence(ctx, &starlingv1.GetPresenceRequest{UserIds: userIDs})
+	res, err := a.api.GetPresence(ctx, &starlingv1.AdminServiceGetPresenceRequest{UserIds: userIDs})
 	if err != nil {
 		return nil, err
 	}

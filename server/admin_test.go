@@ -77,7 +77,7 @@ func wantCode(t *testing.T, err error, want codes.Code, what string) {
 }
 
 func testAdminCredentials(t *testing.T, e adminEnv) {
-	req := &starlingv1.GetPresenceRequest{UserIds: []string{"nobody"}}
+	req := &starlingv1.AdminServiceGetPresenceRequest{UserIds: []string{"nobody"}}
 	_, err := e.api.GetPresence(t.Context(), req)
 	wantCode(t, err, codes.Unauthenticated, "no key")
 	_, err = e.api.GetPresence(withKey(t.Context(), "sk_wrong"), req)
@@ -295,7 +295,7 @@ func testAdminGroupsBroadcast(t *testing.T, e adminEnv) {
 	wantCode(t, err, codes.InvalidArgument, "too many recipients")
 
 	// Presence.
-	p, err := e.api.GetPresence(e.ctx, &starlingv1.GetPresenceRequest{UserIds: []string{carol.ID, bob.ID}})
+	p, err := e.api.GetPresence(e.ctx, &starlingv1.AdminServiceGetPresenceRequest{UserIds: []string{carol.ID, bob.ID}})
 	if err != nil || !p.GetUsers()[0].GetOnline() || p.GetUsers()[1].GetOnline() {
 		t.Fatalf("presence %v %v", p, err)
 	}

@@ -210,6 +210,6 @@ func cmdAdminPresence(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	return adminCall(ctx, a, func(ctx context.Context, c starlingv1.AdminServiceClient) (proto.Message, error) {
-		return c.GetPresence(ctx, &starlingv1.GetPresenceRequest{UserIds: pos})
+		return c.GetPresence(ctx, &starlingv1.AdminServiceGetPresenceRequest{UserIds: pos})
 	})
 }

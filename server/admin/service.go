@@ -289,7 +289,7 @@ func (s *Server) SetMembers(ctx context.Context, req *starlingv1.SetMembersReque
 }
 
 // GetPresence implements AdminService.
-func (s *Server) GetPresence(ctx context.Context, req *starlingv1.GetPresenceRequest) (*starlingv1.GetPresenceResponse, error) {
+func (s *Server) GetPresence(ctx context.Context, req *starlingv1.AdminServiceGetPresenceRequest) (*starlingv1.AdminServiceGetPresenceResponse, error) {
 	users := req.GetUserIds()
 	if len(users) > MaxBatch {
 		return nil, gateway.ToError(s.Log, fmt.Errorf("%w: %d, limit %d", apierr.TooManyRecipients, len(users), MaxBatch))
@@ -307,9 +307,9 @@ func (s *Server) GetPresence(ctx context.Context, req *starlingv1.GetPresenceReq
 			}
 		}
 	}
-	out := &starlingv1.GetPresenceResponse{Users: make([]*starlingv1.UserPresence, len(users))}
+	out := &starlingv1.AdminServiceGetPresenceResponse{Users: make([]*starlingv1.AdminUserPresence, len(users))}
 	for i, u := range users {
-		out.Users[i] = &starlingv1.UserPresence{UserId: u, Online: online[u]}
+		out.Users[i] = &starlingv1.AdminUserPresence{UserId: u, Online: online[u]}
 	}
 	return out, nil
 }

@@ -1078,8 +1078,8 @@ func (x *SetMembersResponse) GetRemovedUserIds() []string {
 	return nil
 }
 
-// GetPresenceRequest lists users.
-type GetPresenceRequest struct {
+// AdminServiceGetPresenceRequest lists users.
+type AdminServiceGetPresenceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At most 1,000 user ids.
 	UserIds       []string `protobuf:"bytes,1,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
@@ -1087,20 +1087,20 @@ type GetPresenceRequest struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *GetPresenceRequest) Reset() {
-	*x = GetPresenceRequest{}
+func (x *AdminServiceGetPresenceRequest) Reset() {
+	*x = AdminServiceGetPresenceRequest{}
 	mi := &file_starling_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *GetPresenceRequest) String() string {
+func (x *AdminServiceGetPresenceRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*GetPresenceRequest) ProtoMessage() {}
+func (*AdminServiceGetPresenceRequest) ProtoMessage() {}
 
-func (x *GetPresenceRequest) ProtoReflect() protoreflect.Message {
+func (x *AdminServiceGetPresenceRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_starling_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1112,20 +1112,20 @@ func (x *GetPresenceRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use GetPresenceRequest.ProtoReflect.Descriptor instead.
-func (*GetPresenceRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use AdminServiceGetPresenceRequest.ProtoReflect.Descriptor instead.
+func (*AdminServiceGetPresenceRequest) Descriptor() ([]byte, []int) {
 	return file_starling_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
-func (x *GetPresenceRequest) GetUserIds() []string {
+func (x *AdminServiceGetPresenceRequest) GetUserIds() []string {
 	if x != nil {
 		return x.UserIds
 	}
 	return nil
 }
 
-// UserPresence is one user's online state.
-type UserPresence struct {
+// AdminUserPresence is one user's online state.
+type AdminUserPresence struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -1135,20 +1135,20 @@ type UserPresence struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *UserPresence) Reset() {
-	*x = UserPresence{}
+func (x *AdminUserPresence) Reset() {
+	*x = AdminUserPresence{}
 	mi := &file_starling_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *UserPresence) String() string {
+func (x *AdminUserPresence) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*UserPresence) ProtoMessage() {}
+func (*AdminUserPresence) ProtoMessage() {}
 
-func (x *UserPresence) ProtoReflect() protoreflect.Message {
+func (x *AdminUserPresence) ProtoReflect() protoreflect.Message {
 	mi := &file_starling_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1160,48 +1160,48 @@ func (x *UserPresence) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use UserPresence.ProtoReflect.Descriptor instead.
-func (*UserPresence) Descriptor() ([]byte, []int) {
+// Deprecated: Use AdminUserPresence.ProtoReflect.Descriptor instead.
+func (*AdminUserPresence) Descriptor() ([]byte, []int) {
 	return file_starling_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
-func (x *UserPresence) GetUserId() string {
+func (x *AdminUserPresence) GetUserId() string {
 	if x != nil {
 		return x.UserId
 	}
 	return ""
 }
 
-func (x *UserPresence) GetOnline() bool {
+func (x *AdminUserPresence) GetOnline() bool {
 	if x != nil {
 		return x.Online
 	}
 	return false
 }
 
-// GetPresenceResponse answers in request order.
-type GetPresenceResponse struct {
+// AdminServiceGetPresenceResponse answers in request order.
+type AdminServiceGetPresenceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One per user asked about.
-	Users         []*UserPresence `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	Users         []*AdminUserPresence `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *GetPresenceResponse) Reset() {
-	*x = GetPresenceResponse{}
+func (x *AdminServiceGetPresenceResponse) Reset() {
+	*x = AdminServiceGetPresenceResponse{}
 	mi := &file_starling_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *GetPresenceResponse) String() string {
+func (x *AdminServiceGetPresenceResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*GetPresenceResponse) ProtoMessage() {}
+func (*AdminServiceGetPresenceResponse) ProtoMessage() {}
 
-func (x *GetPresenceResponse) ProtoReflect() protoreflect.Message {
+func (x *AdminServiceGetPresenceResponse) ProtoReflect() protoreflect.Message {
 	mi := &file_starling_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1213,12 +1213,12 @@ func (x *GetPresenceResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use GetPresenceResponse.ProtoReflect.Descriptor instead.
-func (*GetPresenceResponse) Descriptor() ([]byte, []int) {
+// Deprecated: Use AdminServiceGetPresenceResponse.ProtoReflect.Descriptor instead.
+func (*AdminServiceGetPresenceResponse) Descriptor() ([]byte, []int) {
 	return file_starling_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
-func (x *GetPresenceResponse) GetUsers() []*UserPresence {
+func (x *AdminServiceGetPresenceResponse) GetUsers() []*AdminUserPresence {
 	if x != nil {
 		return x.Users
 	}
@@ -1292,14 +1292,14 @@ const file_starling_v1_admin_proto_rawDesc = "" +
 	"\buser_ids\x18\x02 \x03(\tR\auserIds\"d\n" +
 	"\x12SetMembersResponse\x12$\n" +
 	"\x0eadded_user_ids\x18\x01 \x03(\tR\faddedUserIds\x12(\n" +
-	"\x10removed_user_ids\x18\x02 \x03(\tR\x0eremovedUserIds\"/\n" +
-	"\x12GetPresenceRequest\x12\x19\n" +
-	"\buser_ids\x18\x01 \x03(\tR\auserIds\"?\n" +
-	"\fUserPresence\x12\x17\n" +
+	"\x10removed_user_ids\x18\x02 \x03(\tR\x0eremovedUserIds\";\n" +
+	"\x1eAdminServiceGetPresenceRequest\x12\x19\n" +
+	"\buser_ids\x18\x01 \x03(\tR\auserIds\"D\n" +
+	"\x11AdminUserPresence\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
-	"\x06online\x18\x02 \x01(\bR\x06online\"F\n" +
-	"\x13GetPresenceResponse\x12/\n" +
-	"\x05users\x18\x01 \x03(\v2\x19.starling.v1.UserPresenceR\x05users2\xd7\x06\n" +
+	"\x06online\x18\x02 \x01(\bR\x06online\"W\n" +
+	"\x1fAdminServiceGetPresenceResponse\x124\n" +
+	"\x05users\x18\x01 \x03(\v2\x1e.starling.v1.AdminUserPresenceR\x05users2\xef\x06\n" +
 	"\fAdminService\x12M\n" +
 	"\n" +
 	"UpsertUser\x12\x1e.starling.v1.UpsertUserRequest\x1a\x1f.starling.v1.UpsertUserResponse\x12\\\n" +
@@ -1313,8 +1313,8 @@ const file_starling_v1_admin_proto_rawDesc = "" +
 	"\tBroadcast\x12\x1d.starling.v1.BroadcastRequest\x1a\x1e.starling.v1.BroadcastResponse\x12h\n" +
 	"\vCreateGroup\x12+.starling.v1.AdminServiceCreateGroupRequest\x1a,.starling.v1.AdminServiceCreateGroupResponse\x12M\n" +
 	"\n" +
-	"SetMembers\x12\x1e.starling.v1.SetMembersRequest\x1a\x1f.starling.v1.SetMembersResponse\x12P\n" +
-	"\vGetPresence\x12\x1f.starling.v1.GetPresenceRequest\x1a .starling.v1.GetPresenceResponseB<Z:github.com/starling-im/starling/gen/starling/v1;starlingv1b\x06proto3"
+	"SetMembers\x12\x1e.starling.v1.SetMembersRequest\x1a\x1f.starling.v1.SetMembersResponse\x12h\n" +
+	"\vGetPresence\x12+.starling.v1.AdminServiceGetPresenceRequest\x1a,.starling.v1.AdminServiceGetPresenceResponseB<Z:github.com/starling-im/starling/gen/starling/v1;starlingv1b\x06proto3"
 
 var (
 	file_starling_v1_admin_proto_rawDescOnce sync.Once
@@ -1349,9 +1349,9 @@ var file_starling_v1_admin_proto_goTypes = []any{
 	(*AdminServiceCreateGroupResponse)(nil), // 16: starling.v1.AdminServiceCreateGroupResponse
 	(*SetMembersRequest)(nil),               // 17: starling.v1.SetMembersRequest
 	(*SetMembersResponse)(nil),              // 18: starling.v1.SetMembersResponse
-	(*GetPresenceRequest)(nil),              // 19: starling.v1.GetPresenceRequest
-	(*UserPresence)(nil),                    // 20: starling.v1.UserPresence
-	(*GetPresenceResponse)(nil),             // 21: starling.v1.GetPresenceResponse
+	(*AdminServiceGetPresenceRequest)(nil),  // 19: starling.v1.AdminServiceGetPresenceRequest
+	(*AdminUserPresence)(nil),               // 20: starling.v1.AdminUserPresence
+	(*AdminServiceGetPresenceResponse)(nil), // 21: starling.v1.AdminServiceGetPresenceResponse
 	(*User)(nil),                            // 22: starling.v1.User
 	(*timestamppb.Timestamp)(nil),           // 23: google.protobuf.Timestamp
 	(*Content)(nil),                         // 24: starling.v1.Content
@@ -1367,7 +1367,7 @@ var file_starling_v1_admin_proto_depIdxs = []int32{
 	25, // 5: starling.v1.BroadcastResult.message:type_name -> starling.v1.Message
 	13, // 6: starling.v1.BroadcastResponse.results:type_name -> starling.v1.BroadcastResult
 	26, // 7: starling.v1.AdminServiceCreateGroupResponse.group:type_name -> starling.v1.Group
-	20, // 8: starling.v1.GetPresenceResponse.users:type_name -> starling.v1.UserPresence
+	20, // 8: starling.v1.AdminServiceGetPresenceResponse.users:type_name -> starling.v1.AdminUserPresence
 	0,  // 9: starling.v1.AdminService.UpsertUser:input_type -> starling.v1.UpsertUserRequest
 	2,  // 10: starling.v1.AdminService.SetUserDisabled:input_type -> starling.v1.SetUserDisabledRequest
 	4,  // 11: starling.v1.AdminService.DeleteUser:input_type -> starling.v1.DeleteUserRequest
@@ -1377,7 +1377,7 @@ var file_starling_v1_admin_proto_depIdxs = []int32{
 	12, // 15: starling.v1.AdminService.Broadcast:input_type -> starling.v1.BroadcastRequest
 	15, // 16: starling.v1.AdminService.CreateGroup:input_type -> starling.v1.AdminServiceCreateGroupRequest
 	17, // 17: starling.v1.AdminService.SetMembers:input_type -> starling.v1.SetMembersRequest
-	19, // 18: starling.v1.AdminService.GetPresence:input_type -> starling.v1.GetPresenceRequest
+	19, // 18: starling.v1.AdminService.GetPresence:input_type -> starling.v1.AdminServiceGetPresenceRequest
 	1,  // 19: starling.v1.AdminService.UpsertUser:output_type -> starling.v1.UpsertUserResponse
 	3,  // 20: starling.v1.AdminService.SetUserDisabled:output_type -> starling.v1.SetUserDisabledResponse
 	5,  // 21: starling.v1.AdminService.DeleteUser:output_type -> starling.v1.DeleteUserResponse
@@ -1387,7 +1387,7 @@ var file_starling_v1_admin_proto_depIdxs = []int32{
 	14, // 25: starling.v1.AdminService.Broadcast:output_type -> starling.v1.BroadcastResponse
 	16, // 26: starling.v1.AdminService.CreateGroup:output_type -> starling.v1.AdminServiceCreateGroupResponse
 	18, // 27: starling.v1.AdminService.SetMembers:output_type -> starling.v1.SetMembersResponse
-	21, // 28: starling.v1.AdminService.GetPresence:output_type -> starling.v1.GetPresenceResponse
+	21, // 28: starling.v1.AdminService.GetPresence:output_type -> starling.v1.AdminServiceGetPresenceResponse
 	19, // [19:29] is the sub-list for method output_type
 	9,  // [9:19] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name

@@ -82,7 +82,7 @@ type AdminServiceClient interface {
 	SetMembers(ctx context.Context, in *SetMembersRequest, opts ...grpc.CallOption) (*SetMembersResponse, error)
 	// GetPresence tells which of the users have a device online (on any
 	// node). Scope "presence".
-	GetPresence(ctx context.Context, in *GetPresenceRequest, opts ...grpc.CallOption) (*GetPresenceResponse, error)
+	GetPresence(ctx context.Context, in *AdminServiceGetPresenceRequest, opts ...grpc.CallOption) (*AdminServiceGetPresenceResponse, error)
 }
 
 type adminServiceClient struct {
@@ -183,9 +183,9 @@ func (c *adminServiceClient) SetMembers(ctx context.Context, in *SetMembersReque
 	return out, nil
 }
 
-func (c *adminServiceClient) GetPresence(ctx context.Context, in *GetPresenceRequest, opts ...grpc.CallOption) (*GetPresenceResponse, error) {
+func (c *adminServiceClient) GetPresence(ctx context.Context, in *AdminServiceGetPresenceRequest, opts ...grpc.CallOption) (*AdminServiceGetPresenceResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(GetPresenceResponse)
+	out := new(AdminServiceGetPresenceResponse)
 	err := c.cc.Invoke(ctx, AdminService_GetPresence_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -244,7 +244,7 @@ type AdminServiceServer interface {
 	SetMembers(context.Context, *SetMembersRequest) (*SetMembersResponse, error)
 	// GetPresence tells which of the users have a device online (on any
 	// node). Scope "presence".
-	GetPresence(context.Context, *GetPresenceRequest) (*GetPresenceResponse, error)
+	GetPresence(context.Context, *AdminServiceGetPresenceRequest) (*AdminServiceGetPresenceResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -282,7 +282,7 @@ func (UnimplementedAdminServiceServer) CreateGroup(context.Context, *AdminServic
 func (UnimplementedAdminServiceServer) SetMembers(context.Context, *SetMembersRequest) (*SetMembersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetMembers not implemented")
 }
-func (UnimplementedAdminServiceServer) GetPresence(context.Context, *GetPresenceRequest) (*GetPresenceResponse, error) {
+func (UnimplementedAdminServiceServer) GetPresence(context.Context, *AdminServiceGetPresenceRequest) (*AdminServiceGetPresenceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetPresence not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
@@ -469,7 +469,7 @@ func _AdminService_SetMembers_Handler(srv interface{}, ctx context.Context, dec 
 }
 
 func _AdminService_GetPresence_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(GetPresenceRequest)
+	in := new(AdminServiceGetPresenceRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -481,7 +481,7 @@ func _AdminService_GetPresence_Handler(srv interface{}, ctx context.Context, dec
 		FullMethod: AdminService_GetPresence_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServiceServer).GetPresence(ctx, req.(*GetPresenceRequest))
+		return srv.(AdminServiceServer).GetPresence(ctx, req.(*AdminServiceGetPresenceRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }

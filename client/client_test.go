@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -85,8 +86,13 @@ func TestGroup(t *testing.T) {
 	send(t, alice, client.ToGroup(g.GetGroupId()), "hello all")
 	send(t, bob, client.ToGroup(g.GetGroupId()), "hi alice")
 	for _, s := range []*client.Session{alice, bob, carol} {
-		got := receive(t, s, 2)
-		wantTexts(t, got, "hello all", "hi alice")
+		got := receive(t, s, 3)
+		// Seq 1 records carol's adding; carol reads it as her first.
+		if ch, ok := client.GroupChangeOf(got[0]); !ok || ch.GetKind() != starlingv1.GroupChange_KIND_MEMBERS_ADDED ||
+			ch.GetActorId() != g.GetOwnerId() || !slices.Equal(ch.GetTargetIds(), []string{carolID}) {
+			t.Fatalf("first message %v, want the system message of carol's adding", got[0])
+		}
+		wantTexts(t, got[1:], "hello all", "hi alice")
 		if got[0].GetConversationId() != client.GroupConversationID(g.GetGroupId()) {
 			t.Fatalf("conversation %q", got[0].GetConversationId())
 		}
@@ -96,7 +102,7 @@ func TestGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantTexts(t, hist.GetMessages(), "hello all", "hi alice")
+	wantTexts(t, hist.GetMessages()[1:], "hello all", "hi alice")
 }
 
 // A device that was offline gets every message it missed, c2c and group,

@@ -19,6 +19,15 @@
 // default) until Close, the Open context ending, the server ending it, or
 // an error that no reconnect can cure (see "Errors").
 //
+// Friends, blocks and presence are Client calls too (SendFriendRequest,
+// AcceptFriendRequest, DeclineFriendRequest, CancelFriendRequest,
+// RemoveFriend, BlockUser, UnblockUser, ListFriends, ListFriendRequests,
+// ListBlockedUsers, GetPresence). A Session opened WithEvents delivers the
+// user's events on Events: the user's event stream ("evt:<user id>") is
+// handled as one more conversation, with the guarantees below, and friends'
+// presence changes come on the same channel (Seq 0, not stored). Events
+// and messages leave the session through one queue: read both channels.
+//
 // # Delivery guarantees
 //
 // Within one Session, Messages yields every message of every conversation

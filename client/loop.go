@@ -300,6 +300,10 @@ func (s *Session) onFrame(f *starlingv1.StreamResponse) {
 		if !s.cfg.sendOnly {
 			s.onSyncBatch(f.GetRef(), fr.SyncBatch)
 		}
+	case *starlingv1.StreamResponse_Event:
+		if !s.cfg.sendOnly {
+			s.onEvent(fr.Event)
+		}
 	case *starlingv1.StreamResponse_Error:
 		s.onError(f.GetRef(), fr.Error)
 	case *starlingv1.StreamResponse_Disconnect:

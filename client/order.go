@@ -171,10 +171,15 @@ func (s *Session) onSyncBatch(ref uint64, b *starlingv1.SyncBatch) {
 			s.accept(m, true)
 		}
 	}
+	for _, ev := range b.GetEvents() { // the user's event stream
+		if ev.GetConversationId() == id && ev.GetSeq() > 0 {
+			s.accept(eventMessage(ev), true)
+		}
+	}
 	s.drain(cs)
 	// An empty batch makes no progress; stop rather than spin, and let the
 	// next Notify or list try again.
-	if len(b.GetMessages()) > 0 && (b.GetHasMore() || cs.last < cs.target) {
+	if len(b.GetMessages())+len(b.GetEvents()) > 0 && (b.GetHasMore() || cs.last < cs.target) {
 		s.startSync(cs)
 	}
 }

@@ -78,10 +78,15 @@ func (o *outbox) takeDelivered() map[string]int64 {
 	return d
 }
 
-// run feeds out until ctx ends, then closes out. Messages still queued are
-// dropped: they were never acked, so the server has them for next time.
-func (o *outbox) run(ctx context.Context, out chan<- *starlingv1.Message) {
+// run feeds out (and events, the user's events, when not nil) until ctx
+// ends, then closes them. Messages still queued are dropped: they were
+// never acked, so the server has them for next time. Without an events
+// channel an event counts as delivered at once.
+func (o *outbox) run(ctx context.Context, out chan<- *starlingv1.Message, events chan<- *starlingv1.Event) {
 	defer close(out)
+	if events != nil {
+		defer close(events)
+	}
 	for {
 		m := o.pop()
 		if m == nil {
@@ -91,6 +96,22 @@ func (o *outbox) run(ctx context.Context, out chan<- *starlingv1.Message) {
 			case <-ctx.Done():
 				return
 			}
+		}
+		if ev := wrappedEvent(m); ev != nil {
+			if events != nil {
+				select {
+				case events <- ev:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if m.GetSeq() > 0 {
+				o.mu.Lock()
+				o.delivered[m.GetConversationId()] = m.GetSeq()
+				o.mu.Unlock()
+				signal(o.poke)
+			}
+			continue
 		}
 		select {
 		case out <- m:

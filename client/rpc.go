@@ -70,43 +70,6 @@ func (c *Client) GetUserByName(ctx context.Context, username string) (*starlingv
 	return resp.GetUser(), nil
 }
 
-// CreateGroup creates a group owned by the caller, with the caller and
-// memberIDs as members.
-func (c *Client) CreateGroup(ctx context.Context, name string, memberIDs ...string) (*starlingv1.Group, error) {
-	resp, err := c.groups.CreateGroup(ctx, &starlingv1.CreateGroupRequest{Name: name, MemberIds: memberIDs})
-	if err != nil {
-		return nil, fmt.Errorf("create group %q: %w", name, err)
-	}
-	return resp.GetGroup(), nil
-}
-
-// AddMembers adds users to a group and returns those that were not members
-// before.
-func (c *Client) AddMembers(ctx context.Context, groupID string, userIDs ...string) ([]string, error) {
-	resp, err := c.groups.AddMembers(ctx, &starlingv1.AddMembersRequest{GroupId: groupID, UserIds: userIDs})
-	if err != nil {
-		return nil, fmt.Errorf("add members to group %q: %w", groupID, err)
-	}
-	return resp.GetAddedUserIds(), nil
-}
-
-// LeaveGroup removes the caller from a group.
-func (c *Client) LeaveGroup(ctx context.Context, groupID string) error {
-	if _, err := c.groups.LeaveGroup(ctx, &starlingv1.LeaveGroupRequest{GroupId: groupID}); err != nil {
-		return fmt.Errorf("leave group %q: %w", groupID, err)
-	}
-	return nil
-}
-
-// GetGroup returns a group and its current members' user ids.
-func (c *Client) GetGroup(ctx context.Context, groupID string) (*starlingv1.Group, []string, error) {
-	resp, err := c.groups.GetGroup(ctx, &starlingv1.GetGroupRequest{GroupId: groupID})
-	if err != nil {
-		return nil, nil, fmt.Errorf("get group %q: %w", groupID, err)
-	}
-	return resp.GetGroup(), resp.GetMemberIds(), nil
-}
-
 // GetHistory returns one page of a conversation: messages with seq below
 // beforeSeq (0: from the newest), at most limit (0: the server's default),
 // in ascending seq order, and whether older ones remain.

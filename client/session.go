@@ -34,6 +34,7 @@ type Session struct {
 	logouts   chan struct{}     // from Logout to the loop
 	resyncReq chan struct{}     // cap 1: from Resync to the loop
 	msgs      chan *starlingv1.Message
+	evs       chan *starlingv1.Event // nil unless WithEvents
 	out       *outbox
 	outDone   chan struct{} // closed when the outbox goroutine stopped
 
@@ -53,6 +54,7 @@ type sessionConfig struct {
 	syncLimit      int32
 	welcomeTimeout time.Duration
 	sendOnly       bool
+	events         bool
 	clientVersion  string
 }
 
@@ -133,6 +135,7 @@ func (c *Client) Open(ctx context.Context, opts ...SessionOption) (*Session, err
 		logouts:   make(chan struct{}),
 		resyncReq: make(chan struct{}, 1),
 		msgs:      make(chan *starlingv1.Message),
+		evs:       make(chan *starlingv1.Event),
 		out:       newOutbox(),
 		outDone:   make(chan struct{}),
 	}
@@ -159,13 +162,19 @@ func (c *Client) Open(ctx context.Context, opts ...SessionOption) (*Session, err
 	s.welcome.Store(first.welcome)
 	s.log = s.log.With("user", first.welcome.GetUserId(), "device", first.welcome.GetDeviceId())
 	s.loop.init()
+	if !cfg.events {
+		s.evs = nil
+	}
 	if cfg.sendOnly {
 		close(s.msgs)
+		if s.evs != nil {
+			close(s.evs)
+		}
 		close(s.outDone)
 	} else {
 		go func() {
 			defer close(s.outDone)
-			s.out.run(sctx, s.msgs)
+			s.out.run(sctx, s.msgs, s.evs)
 		}()
 	}
 	go s.run(first)

@@ -69,12 +69,7 @@ func TestAdmin(t *testing.T) {
 	}
 }
 
-func wantCode(t *testing.T, err error, want codes.Code, what string) {
-	t.Helper()
-	if status.Code(err) != want {
-		t.Fatalf("%s: %v, want %v", what, err, want)
-	}
-}
+// wantCode: friends_test.go.
 
 func testAdminCredentials(t *testing.T, e adminEnv) {
 	req := &starlingv1.AdminServiceGetPresenceRequest{UserIds: []string{"nobody"}}

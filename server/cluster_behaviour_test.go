@@ -382,6 +382,11 @@ func TestClusterLeaveHeardByOtherNodes(t *testing.T) {
 
 	laptop := device{user: carolU, token: n0.Login(t, carolU, "laptop")}
 	leave(t, n0.Server, laptop, g)
+	// Carol's phone is pushed the system message of her leaving (seq 4),
+	// the last of the group she reads.
+	if got := pushed(t, carol, 1); got[0].GetSeq() != 4 || got[0].GetSenderId() != "" {
+		t.Fatalf("carol was pushed %v, want the leave's system message at seq 4", got)
+	}
 	// A barrier: node-2 hears node-0's publications in order, on one
 	// subscription, one at a time. A push published after the leave
 	// returned reaches carol after node-2 has handled the group change.
@@ -394,8 +399,8 @@ func TestClusterLeaveHeardByOtherNodes(t *testing.T) {
 	if e.GetMessage() != apierr.NotMember.Message {
 		t.Fatalf("refused with %q, want %q", e.GetMessage(), apierr.NotMember.Message)
 	}
-	if h := history(t, n2.Server, alice, g.GetConversationId(), 50); !slices.Equal(seqs(h.GetMessages()), []int64{1, 2, 3}) {
-		t.Fatalf("history %v, want seqs 1..3: the refused send stored nothing", seqs(h.GetMessages()))
+	if h := history(t, n2.Server, alice, g.GetConversationId(), 50); !slices.Equal(seqs(h.GetMessages()), []int64{1, 2, 3, 4}) {
+		t.Fatalf("history %v, want seqs 1..4: the refused send stored nothing", seqs(h.GetMessages()))
 	}
 	// Nor is she pushed the group any more.
 	expectAck(t, alice, alice.Text(t, "", g.GetGroupId(), "a4", "after carol left"))

@@ -12,6 +12,7 @@ import (
 	"github.com/starling-im/starling/server/admin"
 	"github.com/starling-im/starling/server/auth"
 	"github.com/starling-im/starling/server/bus"
+	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/presence"
 	"github.com/starling-im/starling/server/push"
 )
@@ -111,6 +112,9 @@ type Config struct {
 	MaxConnectionAgeGrace time.Duration // after MaxConnectionAge, open RPCs get this long before the connection is cut
 	SendRate              rate.Limit    // messages/s per user (0: unlimited)
 	SendBurst             int
+	// DMPolicy says who may send one-to-one messages: anyone (the
+	// default), or friends only. Blocks hold under both.
+	DMPolicy chat.DMPolicy
 
 	SendShards          int           // parallel commit pipelines
 	MaxBatch            int           // messages per commit

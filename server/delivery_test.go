@@ -146,8 +146,14 @@ func testFanoutAtSeq(t *testing.T, srv *servertest.Server, f *servertest.Faults)
 	f.Set(servertest.Hooks{AfterAppend: func([]storage.NewMessage, []storage.AppendResult) { h.wait() }})
 	ref := owner.Text(t, "", g.GetGroupId(), "m2", "said before the change")
 	h.held(t) // m2 is committed; its fan-out has not run
-	addMembers(t, srv, owner, g, joinerU)
-	leave(t, srv, leaver, g)
+	// The members change meanwhile, as another node changes them (a change
+	// made on this node would queue behind m2 on the group's shard).
+	if _, err := srv.Store().AddMembers(t.Context(), g.GetGroupId(), []string{joinerU.ID}, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Store().LeaveGroup(t.Context(), g.GetGroupId(), leaverU.ID); err != nil {
+		t.Fatal(err)
+	}
 	h.release()
 	if ack, _ := expectAck(t, owner, ref); ack.GetSeq() != 2 {
 		t.Fatalf("m2 got seq %d", ack.GetSeq())
@@ -188,7 +194,9 @@ func testRejoinPeriods(t *testing.T, srv *servertest.Server, _ *servertest.Fault
 	member.Close()
 
 	fresh := connect(t, srv, memberU, "laptop") // no cursor: catches up from scratch
-	want := []int64{1, 2, 5, 6, 8}
+	// Every change is a message: 3 leave, 6 add, 9 leave, 11 add. A
+	// member reads the one that removes them and the one that adds them.
+	want := []int64{1, 2, 3, 6, 7, 8, 9, 11, 12}
 	if got := seqs(syncAll(t, fresh, g.GetConversationId(), 0)); !slices.Equal(got, want) {
 		t.Fatalf("sync of a rejoined member: %v, want %v", got, want)
 	}
@@ -213,18 +221,23 @@ func testRejoinPeriods(t *testing.T, srv *servertest.Server, _ *servertest.Fault
 		t.Fatalf("history paged by 2: %v, want %v", paged, want)
 	}
 	expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), "9", "9"))
-	if m := pushed(t, fresh, 1)[0]; m.GetSeq() != 9 {
-		t.Fatalf("pushed %v, want seq 9", m)
+	if m := pushed(t, fresh, 1)[0]; m.GetSeq() != 13 {
+		t.Fatalf("pushed %v, want seq 13", m)
 	}
 }
 
 // Leaving before the group's first message means reading nothing of it
-// (left_seq 0 once read as "never left").
+// (left_seq 0 once read as "never left"). LeaveGroup records a system
+// message, so its period ends at 1 at the earliest; a period ending at 0
+// (left through the store, as before group changes were recorded) must
+// still read as ended.
 func testLeaveBeforeFirst(t *testing.T, srv *servertest.Server, _ *servertest.Faults) {
 	ownerU, goneU := srv.NewUser(t, "owner"), srv.NewUser(t, "gone")
 	owner, gone := connect(t, srv, ownerU, "phone"), connect(t, srv, goneU, "phone")
 	g := newGroup(t, srv, owner, goneU)
-	leave(t, srv, gone, g)
+	if err := srv.Store().LeaveGroup(t.Context(), g.GetGroupId(), goneU.ID); err != nil {
+		t.Fatal(err)
+	}
 	for i := range 3 {
 		expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), fmt.Sprint(i), "after you left"))
 	}
@@ -350,7 +363,12 @@ func testMemberReadFails(t *testing.T, srv *servertest.Server, f *servertest.Fau
 	g := newGroup(t, srv, owner, memberU)
 	expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), "1", "one"))
 	pushed(t, member, 1)
-	addMembers(t, srv, owner, g, newU) // a new epoch: the fan-out must read
+	// A new epoch, as another node makes it (unheard here), so the fan-out
+	// must read. (A change made here fans its system message out, which
+	// reads the new members into the cache.)
+	if _, err := srv.Store().AddMembers(t.Context(), g.GetGroupId(), []string{newU.ID}, 100); err != nil {
+		t.Fatal(err)
+	}
 	f.Set(servertest.Hooks{Members: func() error { return fmt.Errorf("test: %w", storage.ErrUnavailable) }})
 	ack, _ := expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), "2", "two"))
 	var nt *starlingv1.Notify

@@ -847,8 +847,13 @@ func testLeaveGroup(t *testing.T, srv *servertest.Server) {
 	expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), "1", "one"))
 	pushed(t, leaver, 1)
 	groups := starlingv1.NewGroupServiceClient(srv.Dial(t))
-	if _, err := groups.LeaveGroup(servertest.WithToken(t.Context(), leaver.token), &starlingv1.LeaveGroupRequest{GroupId: g.GetGroupId()}); err != nil {
-		t.Fatal(err)
+	res0, err := groups.LeaveGroup(servertest.WithToken(t.Context(), leaver.token), &starlingv1.LeaveGroupRequest{GroupId: g.GetGroupId()})
+	if err != nil || res0.GetChangeSeq() != 2 {
+		t.Fatalf("leave: %v (%v), want the change at seq 2", res0, err)
+	}
+	// The leaver reads the system message of their leaving, and nothing after.
+	if m := pushed(t, leaver, 1)[0]; m.GetSeq() != 2 || m.GetSenderId() != "" {
+		t.Fatalf("leaver was pushed %v, want the leave at seq 2", m)
 	}
 	expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), "2", "two"))
 	leaver.Quiet(t, 150*time.Millisecond)
@@ -858,22 +863,22 @@ func testLeaveGroup(t *testing.T, srv *servertest.Server) {
 		t.Fatalf("second leave: %v", err)
 	}
 	h, err := starlingv1.NewChatServiceClient(srv.Dial(t)).GetHistory(servertest.WithToken(t.Context(), leaver.token), &starlingv1.GetHistoryRequest{ConversationId: g.GetConversationId()})
-	if err != nil || !slices.Equal(seqs(h.GetMessages()), []int64{1}) {
-		t.Fatalf("history after leaving: %v (%v), want seq 1 only", h, err)
+	if err != nil || !slices.Equal(seqs(h.GetMessages()), []int64{1, 2}) {
+		t.Fatalf("history after leaving: %v (%v), want seqs 1 and 2", h, err)
 	}
-	// A member added later sees from its join on.
+	// A member added later sees from its join on: the add first.
+	later := connect(t, srv, laterU, "phone")
 	res, err := groups.AddMembers(servertest.WithToken(t.Context(), owner.token), &starlingv1.AddMembersRequest{GroupId: g.GetGroupId(), UserIds: []string{laterU.ID, leaverU.ID}})
-	if err != nil || len(res.GetAddedUserIds()) != 2 {
+	if err != nil || len(res.GetAddedUserIds()) != 2 || res.GetChangeSeq() != 4 {
 		t.Fatalf("add members: %v (%v)", res, err)
 	}
-	later := connect(t, srv, laterU, "phone")
 	expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), "4", "three"))
-	if m := pushed(t, later, 1)[0]; m.GetSeq() != 3 {
-		t.Fatalf("late joiner got %v", m)
+	if got := seqs(pushed(t, later, 2)); !slices.Equal(got, []int64{4, 5}) {
+		t.Fatalf("late joiner was pushed %v, want 4 and 5", got)
 	}
 	h, err = starlingv1.NewChatServiceClient(srv.Dial(t)).GetHistory(servertest.WithToken(t.Context(), later.token), &starlingv1.GetHistoryRequest{ConversationId: g.GetConversationId()})
-	if err != nil || !slices.Equal(seqs(h.GetMessages()), []int64{3}) {
-		t.Fatalf("late joiner's history: %v (%v), want seq 3 only", h, err)
+	if err != nil || !slices.Equal(seqs(h.GetMessages()), []int64{4, 5}) {
+		t.Fatalf("late joiner's history: %v (%v), want seqs 4 and 5", h, err)
 	}
 	// Unknown users cannot be added.
 	if _, err := groups.AddMembers(servertest.WithToken(t.Context(), owner.token), &starlingv1.AddMembersRequest{GroupId: g.GetGroupId(), UserIds: []string{"unobody"}}); status.Code(err) != codes.NotFound {

@@ -236,3 +236,46 @@ func TestGarbageFrames(t *testing.T) {
 		t.Fatalf("garbage Register: %v", err)
 	}
 }
+
+// A device that stops reading (its flow-control window full, the server's
+// writes to it blocked) and is then logged out or replaced does not hold
+// its stream, nor the writer blocked on it: the stream ends and its
+// connection is closed once the write timeout has passed, and the node
+// carries on.
+func TestKickedBlockedWriterIsCut(t *testing.T) {
+	for _, how := range []string{"logged out", "replaced"} {
+		t.Run(how, func(t *testing.T) {
+			srv := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.WriteTimeout = 200 * time.Millisecond }))
+			aliceU, bobU := srv.NewUser(t, "alice"), srv.NewUser(t, "bob")
+			alice := connect(t, srv, aliceU, "phone")
+			cc := tightConn(t, srv)
+			tok := srv.Login(t, bobU, "phone")
+			ctx, cancel := context.WithCancel(servertest.WithToken(context.Background(), tok))
+			defer cancel()
+			st, err := starlingv1.NewChatServiceClient(cc).Stream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f, err := st.Recv(); err != nil || f.GetWelcome() == nil { // open; from here bob never reads
+				t.Fatalf("first frame %v, %v", f, err)
+			}
+			// 480 KiB of pushes, queued for bob before each SendAck (one
+			// node fans out before it answers): more than his window and
+			// the server's write quota hold, so his writer blocks.
+			big := strings.Repeat("x", 60<<10)
+			for i := range 8 {
+				expectAck(t, alice, alice.Text(t, bobU.ID, "", fmt.Sprint(i), big))
+			}
+			switch how {
+			case "logged out":
+				if _, err := starlingv1.NewAuthServiceClient(srv.Dial(t)).Logout(servertest.WithToken(t.Context(), tok), &starlingv1.LogoutRequest{}); err != nil {
+					t.Fatal(err)
+				}
+			case "replaced":
+				connect(t, srv, bobU, "phone")
+			}
+			leavesReady(t, cc, "the blocked stream of a kicked device was not cut")
+			expectAck(t, alice, alice.Text(t, bobU.ID, "", "after", "still here"))
+		})
+	}
+}

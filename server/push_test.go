@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -95,4 +96,37 @@ type muter struct{ user atomic.Value }
 func (m *muter) Muted(_ context.Context, user, _ string) (bool, error) {
 	id, _ := m.user.Load().(string)
 	return user == id, nil
+}
+
+// TestOfflinePushSkipsEvents: a friend request to an offline user is an
+// event of their event stream, not a message: no push.
+func TestOfflinePushSkipsEvents(t *testing.T) {
+	got := make(chan push.Notification, 100)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n push.Notification
+		body, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(body, &n)
+		got <- n
+	}))
+	defer hook.Close()
+	srv := servertest.Start(t, servertest.WithConfig(func(c *server.Config) {
+		c.PushWebhook = &push.WebhookConfig{URL: hook.URL, Secret: pushSecret}
+		c.PushWindow = 100 * time.Millisecond
+	}))
+	alice, bob, carol := srv.NewUser(t, "alice"), srv.NewUser(t, "bob"), srv.NewUser(t, "carol")
+	a := connect(t, srv, alice, "phone")
+	friends := starlingv1.NewFriendServiceClient(srv.Dial(t))
+	if _, err := friends.SendFriendRequest(servertest.WithToken(t.Context(), a.token), &starlingv1.SendFriendRequestRequest{UserId: bob.ID}); err != nil {
+		t.Fatal(err)
+	}
+	// Then a message to offline carol: hers is the first push.
+	expectAck(t, a, a.Text(t, carol.ID, "", "c1", "hi"))
+	select {
+	case n := <-got:
+		if n.Recipient != carol.ID || !strings.HasPrefix(n.ConversationID, "c2c:") {
+			t.Fatalf("push %+v, want carol's message only", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no push")
+	}
 }

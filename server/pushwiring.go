@@ -64,7 +64,7 @@ func newBackend(cfg Config, router *bus.Router, pres presence.Presence, h *hub.H
 
 // presence is the gateway's presence: with user.online/offline events
 // when they are enabled.
-func (b backend) presence(p presence.Presence) presence.Presence {
+func (b backend) presence(p push.StreamPresence) push.StreamPresence {
 	if b.events.Enabled(push.EventUserOnline) || b.events.Enabled(push.EventUserOffline) {
 		return push.PresenceEvents{Presence: p, Events: b.events}
 	}

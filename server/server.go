@@ -25,7 +25,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -156,6 +155,8 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		MaxResponseBytes: cfg.MaxResponseBytes,
 		SendRate:         cfg.SendRate,
 		SendBurst:        cfg.SendBurst,
+		DMPolicy:         cfg.DMPolicy,
+		Presence:         pres,
 		SendShards:       cfg.SendShards,
 		MaxBatch:         cfg.MaxBatch,
 		BatchLinger:      cfg.BatchLinger,
@@ -167,7 +168,9 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 
 	var metrics *grpcprom.ServerMetrics
 	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered))}
-	streams := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered))}
+	// Interceptors of the streams other than the chat Stream (see
+	// skipForChatStream).
+	var streams []grpc.StreamServerInterceptor
 	if cfg.Registerer != nil {
 		metrics = grpcprom.NewServerMetrics()
 		if err := cfg.Registerer.Register(metrics); err != nil {
@@ -177,7 +180,7 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		// Not on the chat Stream: the middleware counts every message of a
 		// stream through a labelled counter, ~7 % of the server's CPU under
 		// chat load; the hub's own atomic counters cover streams instead.
-		streams = append(streams, selector.StreamServerInterceptor(metrics.StreamServerInterceptor(), selector.MatchFunc(notChatStream)))
+		streams = append(streams, metrics.StreamServerInterceptor())
 	}
 	adminSrv := &admin.Server{Keys: cfg.AdminKeys, Accounts: accounts, Chat: c, Kicker: router, Presence: pres, Hub: h, NodeID: cfg.NodeID, Log: log}
 	if adminSrv.Keys == nil {
@@ -192,21 +195,33 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		selector.UnaryServerInterceptor(adminSrv.Interceptor, selector.MatchFunc(isAdmin)),
 	)
 	streams = append(streams,
-		// The chat Stream logs its own open and close (gateway), without a
-		// wrapper around every message.
-		selector.StreamServerInterceptor(logging.StreamServerInterceptor(interceptorLogger(log), logOpts...), selector.MatchFunc(notChatStream)),
+		logging.StreamServerInterceptor(interceptorLogger(log), logOpts...),
 		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), selector.MatchFunc(needsAuth)),
-		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(s.authenticateIfToken), selector.MatchFunc(isStream)),
 	)
 
 	base := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(streams...),
+		grpc.ChainStreamInterceptor(
+			recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
+			skipForChatStream(chainStreams(streams)),
+		),
 		grpc.MaxRecvMsgSize(cfg.MaxFrameBytes),
 		// Protobuf, plus pushes encoded once for all their recipients.
 		grpc.ForceServerCodecV2(wire.NewCodec()),
 		// An idle connection gives its write buffer back to a pool.
 		grpc.SharedWriteBuffer(true),
+		// Clients keep no HPACK dynamic table for their requests here: a
+		// table costs every connection its entries and their maps (~1 KiB
+		// of an idle phone's memory), for a saving of a few header bytes
+		// per stream opened.
+		grpc.HeaderTableSize(0),
+		// Fixed receive windows (gRPC's defaults), which turns off its
+		// bandwidth-delay estimator: it pings the client after every
+		// read that follows an answered ping — at ordinary load that is
+		// every PushAck, a write and a read more per delivery. A chat
+		// client uploads little; 64 KiB per round trip is plenty.
+		grpc.InitialWindowSize(65535),
+		grpc.InitialConnWindowSize(65535),
 		// Keepalive under the app heartbeat: detects dead TCP peers, and
 		// tolerates clients that ping as often as every 10 s.
 		grpc.KeepaliveParams(keepalive.ServerParameters{
@@ -237,14 +252,16 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 	starlingv1.RegisterAuthServiceServer(s.grpc, &gateway.AuthServer{Accounts: accounts, Kicker: router, Log: log})
 	starlingv1.RegisterUserServiceServer(s.grpc, &gateway.UserServer{Chat: c, Log: log})
 	starlingv1.RegisterGroupServiceServer(s.grpc, &gateway.GroupServer{Chat: c, Log: log})
+	starlingv1.RegisterFriendServiceServer(s.grpc, &gateway.FriendServer{Chat: c, Log: log})
 	starlingv1.RegisterPushServiceServer(s.grpc, &gateway.PushServer{Store: store, Log: log})
 	starlingv1.RegisterAdminServiceServer(s.grpc, adminSrv)
 	chatServer := &gateway.ChatServer{
-		Accounts:          accounts,
-		Chat:              c,
-		Hub:               h,
-		Kicker:            router,
-		Presence:          backend.presence(pres),
+		Accounts: accounts,
+		Chat:     c,
+		Hub:      h,
+		Kicker:   router,
+		// Friends hear when a user comes online or goes offline.
+		Presence:          backend.presence(c.WatchPresence(pres)),
 		Log:               log,
 		NodeID:            cfg.NodeID,
 		HeartbeatInterval: cfg.HeartbeatInterval,
@@ -307,19 +324,31 @@ func isAdmin(_ context.Context, c interceptors.CallMeta) bool {
 	return admin.IsAdminMethod(c.FullMethod())
 }
 
-func isStream(_ context.Context, c interceptors.CallMeta) bool {
-	return c.FullMethod() == starlingv1.ChatService_Stream_FullMethodName
+// skipForChatStream runs next on every stream but the chat Stream, which
+// authenticates itself (from its metadata or its first frame, see
+// gateway.ChatServer.Stream) and logs its own open and close. Every
+// interceptor level would stay on the stack of each open stream's handler
+// goroutine for the stream's whole life, and that stack is most of what an
+// idle phone costs the node.
+func skipForChatStream(next grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if info.FullMethod == starlingv1.ChatService_Stream_FullMethodName {
+			return handler(srv, ss)
+		}
+		return next(srv, ss, info, handler)
+	}
 }
 
-func notChatStream(ctx context.Context, c interceptors.CallMeta) bool { return !isStream(ctx, c) }
-
-// authenticateIfToken authenticates the Stream when its metadata carries a
-// token; without one the handler waits for an Auth frame instead.
-func (s *Server) authenticateIfToken(ctx context.Context) (context.Context, error) {
-	if len(metadata.ValueFromIncomingContext(ctx, "authorization")) == 0 {
-		return ctx, nil
+// chainStreams runs ints in order around a stream's handler.
+func chainStreams(ints []grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		h := handler
+		for i := len(ints) - 1; i >= 0; i-- {
+			ic, next := ints[i], h
+			h = func(srv any, ss grpc.ServerStream) error { return ic(srv, ss, info, next) }
+		}
+		return h(srv, ss)
 	}
-	return s.authenticate(ctx)
 }
 
 func (s *Server) recovered(ctx context.Context, p any) error {

@@ -17,7 +17,11 @@ func TestConversationIDs(t *testing.T) {
 	if err != nil || p.Kind != KindGroup || p.GroupID != "g1" {
 		t.Fatalf("parse group: %+v %v", p, err)
 	}
-	for _, bad := range []string{"", "c2c:", "c2c:a", "c2c:a:", "c2c::b", "c2c:b:a", "c2c:a:b:c", "grp:", "grp:a:b", "dm:a:b", "GRP:x"} {
+	p, err = ParseConversationID(EventsConversationID("u1"))
+	if err != nil || p.Kind != KindEvents || p.UserID != "u1" || !IsEventsConversation("evt:u1") || IsEventsConversation("grp:u1") {
+		t.Fatalf("parse events: %+v %v", p, err)
+	}
+	for _, bad := range []string{"", "c2c:", "c2c:a", "c2c:a:", "c2c::b", "c2c:b:a", "c2c:a:b:c", "grp:", "grp:a:b", "dm:a:b", "GRP:x", "evt:", "evt:a:b"} {
 		if _, err := ParseConversationID(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
@@ -51,6 +55,10 @@ func FuzzParseConversationID(f *testing.F) {
 			}
 		case KindGroup:
 			if GroupConversationID(p.GroupID) != id || !validPart(p.GroupID) || p.Users != [2]string{} {
+				t.Fatalf("%q parsed to %+v, which does not round-trip", id, p)
+			}
+		case KindEvents:
+			if EventsConversationID(p.UserID) != id || !validPart(p.UserID) {
 				t.Fatalf("%q parsed to %+v, which does not round-trip", id, p)
 			}
 		default:

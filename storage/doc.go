@@ -13,6 +13,9 @@
 //   - When AppendMessages returns nil, every result is durable (committed
 //     and on disk).
 //   - Cursors only move forward.
+//   - A group change (ChangeGroup) and its system message are one
+//     transaction, decided inside it: both are stored or neither, and the
+//     periods it starts and ends meet the message's seq.
 //   - A node number is leased to one holder at a time, by the database's
 //     clock, and a lapsed lease is not given to another holder until the
 //     grace has passed (NodeLeases).

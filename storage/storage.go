@@ -34,7 +34,7 @@ var (
 // sentinel errors, so a backend that maps driver errors inside a
 // transaction and again at a method's end wraps only once.
 func HasSentinel(err error) bool {
-	for _, target := range []error{ErrNotFound, ErrAlreadyExists, ErrGroupFull, ErrUnavailable, ErrAmbiguousCommit, ErrNoNodeNumber} {
+	for _, target := range []error{ErrNotFound, ErrAlreadyExists, ErrGroupFull, ErrUnavailable, ErrAmbiguousCommit, ErrNoNodeNumber, ErrBlocked, ErrAlreadyFriends} {
 		if errors.Is(err, target) {
 			return true
 		}
@@ -50,6 +50,7 @@ type Store interface {
 	Messages
 	Cursors
 	NodeLeases
+	Friends
 	Admin
 	// Close releases the database. Calls after Close fail.
 	Close() error
@@ -112,6 +113,12 @@ type Group struct {
 	OwnerID     string
 	CreatedAt   time.Time
 	MemberCount int // current members; filled in by GetGroup
+	Description string
+	AvatarURL   string
+	JoinPolicy  JoinPolicy
+	AddPolicy   AddPolicy
+	// Disbanded: the owner ended the group; it has no active members.
+	Disbanded bool
 }
 
 // OpenSeq is the LeftSeq of a membership period that has not ended, and
@@ -208,6 +215,21 @@ type Groups interface {
 	// GetMembership returns the user's membership in a conversation (c2c or
 	// group, active or not, every period), or ErrNotFound.
 	GetMembership(ctx context.Context, conversationID, userID string) (Membership, error)
+	// ChangeGroup makes one change to a group and stores its system
+	// message, in ONE transaction (see GroupTx). It returns Decide's error
+	// as it is (wrapped) when Decide refuses; ErrNotFound if the group does
+	// not exist (or, when creating, a member is not a user), or a user to
+	// add is not a user; ErrAlreadyExists if the group to create exists;
+	// ErrGroupFull past tx.MaxMembers. On error nothing changes.
+	ChangeGroup(ctx context.Context, tx GroupTx) (GroupTxResult, error)
+	// ListGroupMembers returns the group's active members with their
+	// roles, user ids above afterUserID, ascending, at most limit of them.
+	// ErrNotFound if the group does not exist.
+	ListGroupMembers(ctx context.Context, groupID, afterUserID string, limit int) ([]GroupMember, error)
+	// ListUserGroups returns the groups the user is an active member of,
+	// group ids above afterGroupID, ascending, at most limit of them, each
+	// with its MemberCount and the user's role.
+	ListUserGroups(ctx context.Context, userID, afterGroupID string, limit int) ([]UserGroup, error)
 }
 
 // NewMessage is a message to store. The caller assigns MsgID and CreatedAt;

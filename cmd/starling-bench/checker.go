@@ -253,6 +253,26 @@ func (c *checker) acked(conv string, seq, msgID int64, sender *receiver) int {
 	return n
 }
 
+// system records a group's system message (the server's record of a
+// membership change, sent by nobody, so no SendAck tells of it): every
+// recipient must hold it at its seq like an acknowledged message, but it
+// promises no delivery (the bench counts its own messages only).
+func (c *checker) system(conv string, seq, msgID int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.log(conv)
+	if seq <= 0 {
+		return
+	}
+	for int64(len(l.ids)) < seq {
+		l.ids = append(l.ids, 0)
+	}
+	if old := l.ids[seq-1]; old != 0 && old != msgID {
+		l.problem("seq %d is msg %d and system message %d", seq, old, msgID)
+	}
+	l.ids[seq-1] = msgID
+}
+
 func (l *convLog) problem(format string, args ...any) {
 	if len(l.problems) < maxProblems {
 		l.problems = append(l.problems, fmt.Sprintf(format, args...))

@@ -399,9 +399,13 @@ func (d *device) ack(s *session, conv string) {
 func (d *device) accept(s *session, m *starlingv1.Message, via source) {
 	conv := m.GetConversationId()
 	own := m.GetSenderId() == d.acct.UserID
+	system := m.GetSenderId() == "" // a group change's system message (setup's AddMembers)
+	if system {
+		d.e.check.system(conv, m.GetSeq(), m.GetMsgId())
+	}
 	switch d.recv.deliver(conv, m.GetSeq(), m.GetMsgId(), own, via) {
 	case accepted:
-		if own {
+		if own || system {
 			return
 		}
 		d.delivered(m, via)

@@ -5,22 +5,35 @@ import (
 	"strings"
 
 	"github.com/starling-im/starling/client"
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 )
 
 var groupCommands = map[string]command{
-	"create": cmdGroupCreate,
-	"add":    cmdGroupAdd,
-	"leave":  cmdGroupLeave,
-	"show":   cmdGroupShow,
+	"create":   cmdGroupCreate,
+	"add":      cmdGroupAdd,
+	"leave":    cmdGroupLeave,
+	"show":     cmdGroupShow,
+	"info":     cmdGroupInfo,
+	"update":   cmdGroupUpdate,
+	"join":     cmdGroupJoin,
+	"kick":     cmdGroupKick,
+	"role":     cmdGroupRole,
+	"transfer": cmdGroupTransfer,
+	"disband":  cmdGroupDisband,
+	"members":  cmdGroupMembers,
+	"list":     cmdGroupList,
 }
+
+// groupCommandNames lists the group commands for usage errors.
+const groupCommandNames = "create, info, show, update, add, join, kick, leave, role, transfer, disband, members or list"
 
 func cmdGroup(ctx context.Context, a *app, args []string) error {
 	if len(args) == 0 {
-		return usageErrorf("group: create, add, leave or show (see 'starling help')")
+		return usageErrorf("group: %s (see 'starling help')", groupCommandNames)
 	}
 	cmd, ok := groupCommands[args[0]]
 	if !ok {
-		return usageErrorf("group: unknown command %q (create, add, leave or show)", args[0])
+		return usageErrorf("group: unknown command %q (%s)", args[0], groupCommandNames)
 	}
 	return cmd(ctx, a, args[1:])
 }
@@ -28,6 +41,10 @@ func cmdGroup(ctx context.Context, a *app, args []string) error {
 func cmdGroupCreate(ctx context.Context, a *app, args []string) error {
 	fs := newFlags("group create")
 	asJSON := fs.Bool("json", false, "print the group as JSON")
+	description := fs.String("description", "", "what the group is about")
+	avatar := fs.String("avatar", "", "URL of the group's picture")
+	open := fs.Bool("open", false, "anyone who knows the group id may join")
+	adminsAdd := fs.Bool("admins-add", false, "only admins may add members")
 	pos, err := parse(fs, args, 1, -1)
 	if err != nil {
 		return err
@@ -41,7 +58,14 @@ func cmdGroupCreate(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	g, err := cl.CreateGroup(ctx, pos[0], members...)
+	req := &starlingv1.CreateGroupRequest{Name: pos[0], MemberIds: members, Description: *description, AvatarUrl: *avatar}
+	if *open {
+		req.JoinPolicy = starlingv1.JoinPolicy_JOIN_POLICY_OPEN
+	}
+	if *adminsAdd {
+		req.AddPolicy = starlingv1.AddPolicy_ADD_POLICY_ADMINS
+	}
+	g, err := cl.CreateGroupWith(ctx, req)
 	if err != nil {
 		return err
 	}

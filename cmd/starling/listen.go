@@ -19,15 +19,31 @@ func cmdListen(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer cl.Close()
-	s, err := a.openSession(ctx, c, cl)
+	s, err := a.openSession(ctx, c, cl, client.WithEvents())
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	p := newPrinter(a.stdout, cl, c, *asJSON)
-	for m := range s.Messages() {
-		if err := p.message(ctx, m); err != nil {
-			return err
+	msgs, evs := s.Messages(), s.Events()
+	for msgs != nil || evs != nil {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				msgs = nil
+				continue
+			}
+			if err := p.message(ctx, m); err != nil {
+				return err
+			}
+		case ev, ok := <-evs:
+			if !ok {
+				evs = nil
+				continue
+			}
+			if err := p.event(ctx, ev); err != nil {
+				return err
+			}
 		}
 	}
 	return sessionEnd(ctx, s)
@@ -35,12 +51,12 @@ func cmdListen(ctx context.Context, a *app, args []string) error {
 
 // openSession opens this device's stream with the per-device state file, so
 // only what is new since the last run is printed.
-func (a *app) openSession(ctx context.Context, c *config, cl *client.Client) (*client.Session, error) {
+func (a *app) openSession(ctx context.Context, c *config, cl *client.Client, opts ...client.SessionOption) (*client.Session, error) {
 	store, err := a.openState(c)
 	if err != nil {
 		return nil, err
 	}
-	return cl.Open(ctx, client.WithStateStore(store))
+	return cl.Open(ctx, append([]client.SessionOption{client.WithStateStore(store)}, opts...)...)
 }
 
 // sessionEnd is the command's result once the session is over: nil when

@@ -146,6 +146,11 @@ func (p *printer) message(ctx context.Context, m *starlingv1.Message) error {
 			ServerTime:     m.GetServerTime().AsTime(),
 		})
 	}
+	if ch, ok := client.GroupChangeOf(m); ok {
+		return say(p.out, "%s [%s #%d] * %s\n",
+			m.GetServerTime().AsTime().Local().Format(time.DateTime),
+			p.label(ctx, m.GetConversationId()), m.GetSeq(), p.groupChangeText(ctx, ch))
+	}
 	return say(p.out, "%s [%s #%d] %s: %s\n",
 		m.GetServerTime().AsTime().Local().Format(time.DateTime),
 		p.label(ctx, m.GetConversationId()), m.GetSeq(), sender, body(m.GetContent()))

@@ -28,16 +28,39 @@ Accounts:
 Messages:
   send <username> <text…> [--json]       one-to-one message
   gsend <group-id> <text…> [--json]      group message
-  listen [--json]                        print incoming messages until interrupted
+  listen [--json]                        print incoming messages and events until interrupted
   chat <username>                        send stdin lines, print incoming messages
   history <username|group-id> [--before SEQ] [--limit N] [--json]
   conversations [--json]
 
 Groups:
-  group create <name> [usernames…] [--json]
+  group create <name> [usernames…] [--description TEXT] [--avatar URL]
+               [--open] [--admins-add] [--json]
+  group show <group-id> [--json]         members (ids)
+  group info <group-id> [--json]         info, policies and your role
+  group update <group-id> [--name N] [--description TEXT] [--avatar URL]
+               [--join open|invite] [--add members|admins]   (admins)
   group add <group-id> <usernames…>
-  group leave <group-id>
-  group show <group-id> [--json]
+  group join <group-id>                  join an open group
+  group kick <group-id> <username>       (admins; the owner for admins)
+  group leave <group-id>                 (the owner transfers first)
+  group role <group-id> <username> admin|member   (the owner)
+  group transfer <group-id> <username>   make them the owner
+  group disband <group-id>               end the group (the owner)
+  group members <group-id> [--json]      members with their roles
+  group list [--json]                    your groups with your role
+  ('groups' works as well as 'group')
+
+Friends:
+  friends [list] [--json]                your friends, online or not
+  friends requests [--outgoing] [--json] pending requests (default: to you)
+  friends request <username> [message…]  ask to be friends
+  friends accept|decline <username>      answer their request
+  friends cancel <username>              withdraw your request
+  friends remove <username>              end a friendship
+  block <username>                       no messages, requests or presence either way
+  unblock <username>
+  block list [--json]                    the users you block
 
 Backend (AdminService; the API key comes from STARLING_ADMIN_KEY; each
 answer prints as JSON):
@@ -89,6 +112,10 @@ var commands = map[string]command{
 	"history":       cmdHistory,
 	"conversations": cmdConversations,
 	"group":         cmdGroup,
+	"groups":        cmdGroup,
+	"friends":       cmdFriends,
+	"block":         cmdBlock,
+	"unblock":       cmdUnblock,
 	"admin":         cmdAdmin,
 }
 

@@ -48,6 +48,7 @@ type config struct {
 	BcryptCost    int
 	Pprof         bool
 	Window        int
+	DMPolicy      string
 
 	// Login and Register limits (auth.Limits) and session collection.
 	LoginRate          float64
@@ -106,6 +107,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.Float64Var(&c.SendRate, "send-rate", 100, "messages per second one user may send (0: unlimited)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve /debug/pprof/ on --metrics-listen")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", 10, "bcrypt cost of stored passwords (4-31); lower only for load tests that register many users")
+	fs.StringVar(&c.DMPolicy, "dm-policy", "anyone", "who may send one-to-one messages: anyone, or friends (only friends may message each other; others are refused PERMISSION_DENIED and nothing is stored). Blocks are enforced under both")
 	fs.IntVar(&c.Window, "window", 64, fmt.Sprintf("pushes a device may leave unacknowledged before it is sent Notify instead (1-%d)", maxWindow))
 
 	// Login and Register limits. Defaults: server.DefaultAuthLimits.
@@ -228,6 +230,9 @@ func (c config) validate() error {
 	}
 	if !validRate(c.SendRate) || c.Window < 1 || c.Window > maxWindow {
 		return fmt.Errorf("--send-rate must be 0-%g and --window 1-%d", float64(maxRate), maxWindow)
+	}
+	if c.DMPolicy != "anyone" && c.DMPolicy != "friends" {
+		return fmt.Errorf("--dm-policy must be anyone or friends, not %q", c.DMPolicy)
 	}
 	if c.TokenTTL <= 0 {
 		return fmt.Errorf("--token-ttl must be positive, not %v", c.TokenTTL)

@@ -30,15 +30,15 @@ func TestParseConfigDefaultsEnvAndFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != "127.0.0.1:7070" || c.DataDir != "./data" || c.DB != "" || c.Window != 64 {
+	if c.Listen != "127.0.0.1:7070" || c.DataDir != "./data" || c.DB != "" || c.Window != 64 || c.DMPolicy != "anyone" {
 		t.Fatalf("defaults: %+v", c)
 	}
-	env := map[string]string{"STARLING_LISTEN": "127.0.0.1:9000", "STARLING_DATA_DIR": "/tmp/x", "STARLING_SEND_RATE": "5"}
+	env := map[string]string{"STARLING_LISTEN": "127.0.0.1:9000", "STARLING_DATA_DIR": "/tmp/x", "STARLING_SEND_RATE": "5", "STARLING_DM_POLICY": "friends"}
 	c, err = parseConfig([]string{"--listen", "127.0.0.1:9001"}, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != "127.0.0.1:9001" || c.DataDir != "/tmp/x" || c.SendRate != 5 {
+	if c.Listen != "127.0.0.1:9001" || c.DataDir != "/tmp/x" || c.SendRate != 5 || c.DMPolicy != "friends" {
 		t.Fatalf("flag must win over env, env over default: %+v", c)
 	}
 }
@@ -95,6 +95,7 @@ func TestParseConfigRejectsBadInput(t *testing.T) {
 		"negative rate":     {args: []string{"--send-rate", "-1"}},
 		"bcrypt cost range": {args: []string{"--bcrypt-cost", "2"}},
 		"bad log format":    {args: []string{"--log-format", "xml"}},
+		"bad dm policy":     {args: []string{"--dm-policy", "strangers"}},
 		"otlp without host": {args: []string{"--otlp-insecure"}},
 		"bad otlp endpoint": {args: []string{"--otlp-endpoint", "collector"}},
 

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/starling-im/starling/server"
+	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/nodelease"
 	"github.com/starling-im/starling/server/push"
 	"github.com/starling-im/starling/storage"
@@ -73,6 +74,9 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 	cfg.SendRate = rate.Limit(c.SendRate)
 	cfg.SendBurst = max(1, int(2*c.SendRate))
 	cfg.Window = c.Window
+	if c.DMPolicy == "friends" {
+		cfg.DMPolicy = chat.DMFriends
+	}
 	cfg.BcryptCost = c.BcryptCost
 	cfg.QueueSize = max(cfg.QueueSize, 4*c.Window) // validate bounds the window, so this stays bounded too
 	cfg.AuthLimits = c.authLimits()

@@ -272,11 +272,12 @@ func recipientMsgID(broadcast, user string) string {
 
 // CreateGroup implements AdminService.
 func (s *Server) CreateGroup(ctx context.Context, req *starlingv1.AdminServiceCreateGroupRequest) (*starlingv1.AdminServiceCreateGroupResponse, error) {
-	g, err := s.Chat.CreateGroup(ctx, req.GetOwnerId(), req.GetName(), req.GetMemberIds())
+	name := req.GetName()
+	out, err := s.Chat.CreateGroup(ctx, req.GetOwnerId(), chat.GroupSettings{Name: &name}, req.GetMemberIds())
 	if err != nil {
 		return nil, gateway.ToError(s.Log, err)
 	}
-	return &starlingv1.AdminServiceCreateGroupResponse{Group: g}, nil
+	return &starlingv1.AdminServiceCreateGroupResponse{Group: out.Group}, nil
 }
 
 // SetMembers implements AdminService.

@@ -66,6 +66,17 @@ var (
 	BadPassword     = def(codes.InvalidArgument, "password must be 8-72 bytes")
 	BadDisplayName  = def(codes.InvalidArgument, "display name must be valid UTF-8 of at most 64 characters, without control or bidirectional-formatting characters")
 	BadDeviceID     = def(codes.InvalidArgument, "device_id must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'")
+	// Groups (server/chat/groups.go).
+	BadGroupDescription = def(codes.InvalidArgument, "group description must be at most 512 characters, without control or bidirectional-formatting characters")
+	BadAvatarURL        = def(codes.InvalidArgument, "avatar_url must be empty or an http:// or https:// URL of at most 512 bytes")
+	BadGroupPolicy      = def(codes.InvalidArgument, "unknown join_policy or add_policy")
+	BadGroupRole        = def(codes.InvalidArgument, "role must be GROUP_ROLE_ADMIN or GROUP_ROLE_MEMBER")
+	OwnerRoleFixed      = def(codes.InvalidArgument, "the owner's role changes only by transferring ownership")
+	KickSelf            = def(codes.InvalidArgument, "cannot kick yourself; leave the group instead")
+	TransferToSelf      = def(codes.InvalidArgument, "ownership must be transferred to another member")
+	// ReservedContentType: content types starting with "starling." are
+	// the server's own (system messages); clients may not send them.
+	ReservedContentType = def(codes.InvalidArgument, "content types starting with \"starling.\" are reserved for the server")
 )
 
 // Unauthenticated: log in again (or send a valid Auth frame).
@@ -83,6 +94,24 @@ var (
 // PermissionDenied: the caller may not do this; retrying does not help.
 var (
 	NotMember = def(codes.PermissionDenied, "not a member of this conversation")
+	// NotGroupAdmin: only admins and the owner may (update info, kick,
+	// and add when the group's add policy is admins only).
+	NotGroupAdmin = def(codes.PermissionDenied, "only the group's admins may do this")
+	// NotGroupOwner: only the owner may (kick admins, set roles, transfer
+	// ownership, disband).
+	NotGroupOwner   = def(codes.PermissionDenied, "only the group's owner may do this")
+	KickOwner       = def(codes.PermissionDenied, "nobody can kick the group's owner")
+	GroupInviteOnly = def(codes.PermissionDenied, "the group is invite only")
+)
+
+// FailedPrecondition: the group is not in a state that allows this.
+var (
+	// GroupDisbanded: the owner disbanded the group; nothing can be sent
+	// to it or changed. Former members still read its history.
+	GroupDisbanded = def(codes.FailedPrecondition, "the group was disbanded")
+	// OwnerCannotLeave: the owner must transfer ownership (or disband the
+	// group) before leaving, so a group always has an owner.
+	OwnerCannotLeave = def(codes.FailedPrecondition, "the owner cannot leave; transfer ownership or disband the group first")
 )
 
 // NotFound: the named user or group does not exist.
@@ -91,6 +120,9 @@ var (
 	GroupNotFound = def(codes.NotFound, "no such group")
 	// MemberNotFound: a group or one of the users named does not exist.
 	MemberNotFound = def(codes.NotFound, "a group or user does not exist")
+	// TargetNotMember: the user named (to kick, promote, make owner) is
+	// not a member of the group now.
+	TargetNotMember = def(codes.NotFound, "the user is not a member of this group")
 )
 
 // AlreadyExists: a unique value is taken.
@@ -100,6 +132,7 @@ var (
 	// message to another conversation or with other content. Nothing was
 	// stored; the client has a bug (it must make a new id per message).
 	ClientMsgIDReused = def(codes.AlreadyExists, "client_msg_id was already used for a different message")
+	AlreadyMember     = def(codes.AlreadyExists, "already a member of this group")
 )
 
 // ResourceExhausted: a bound was reached; slow down or send less.

@@ -128,11 +128,21 @@ func (c *memberCache) requireActive(ctx context.Context, group, user string) err
 	m, err := c.store.GetMembership(ctx, storage.GroupConversationID(group), user)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return apierr.NotMember
+		return c.notMember(ctx, group)
 	case err != nil:
 		return apierr.FromStorage("chat: look up membership", err)
 	case !m.Active():
-		return apierr.NotMember
+		return c.notMember(ctx, group)
 	}
 	return nil
+}
+
+// notMember is the refusal of a user who is not a member of group:
+// GroupDisbanded when nobody is, because the owner ended it (an extra read,
+// on refusals only), else NotMember.
+func (c *memberCache) notMember(ctx context.Context, group string) error {
+	if g, err := c.store.GetGroup(ctx, group); err == nil && g.Disbanded {
+		return fmt.Errorf("%w: %s", apierr.GroupDisbanded, group)
+	}
+	return apierr.NotMember
 }

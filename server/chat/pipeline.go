@@ -40,12 +40,20 @@ type pending struct {
 	arrived time.Time  // when Send was called, for the send→ack latency
 	span    trace.Span // the send's trace span (a no-op without tracing)
 	done    func(SendResult)
+	// change, for a group change rather than a send: it stores the change
+	// and its system message (msg, with its id and time set) in one
+	// transaction, on the group's shard, so the system message is fanned
+	// out in seq order with the group's messages (groupops.go).
+	// It returns the content it stored, which the fan-out sends.
+	change func(ctx context.Context, msg storage.NewMessage) (storage.AppendResult, *starlingv1.Content, error)
 }
 
 // answer calls done, tells the observer how long the send took, and ends
 // the send's span.
 func (p *pipeline) answer(s *pending, r SendResult) {
-	p.observer.Answered(time.Since(s.arrived), r.Err)
+	if s.change == nil { // the metrics are of sends
+		p.observer.Answered(time.Since(s.arrived), r.Err)
+	}
 	if r.Err != nil {
 		s.span.RecordError(r.Err)
 		s.span.SetStatus(otelcodes.Error, "refused after queueing")
@@ -158,6 +166,15 @@ func (p *pipeline) runShard(in chan *pending) {
 	for first := range in {
 		batch := p.fill([]*pending{first}, in, lastSize)
 		lastSize = len(batch)
+		if hasChange(batch) {
+			// Group changes commit alone, in their place among the sends
+			// (groupops.go); rare, so always handed to the fan-out stage.
+			for _, part := range splitChanges(batch) {
+				handed.Add(1)
+				out <- p.commitPart(part)
+			}
+			continue
+		}
 		c := p.commit(batch)
 		if len(in) == 0 && handed.Load() == 0 {
 			p.deliver(c)
@@ -292,6 +309,10 @@ func (p *pipeline) deliver(c committed) {
 	// never waits.
 	ctx := context.Background()
 	for i, s := range c.batch {
+		if s.change != nil && !changed(c, i) {
+			p.answer(s, SendResult{Err: c.errs[i]}) // refused, or nothing to change
+			continue
+		}
 		if c.errs != nil && c.errs[i] != nil {
 			p.log.Error("commit failed", "conversation", s.msg.ConversationID, "err", c.errs[i])
 			p.answer(s, SendResult{Err: apierr.FromStorage("chat: store message", c.errs[i])})

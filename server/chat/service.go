@@ -5,23 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/starling-im/starling/client/textsafe"
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/apierr"
 	"github.com/starling-im/starling/server/auth"
 	"github.com/starling-im/starling/server/bus"
+	"github.com/starling-im/starling/server/eventwire"
 	"github.com/starling-im/starling/server/idgen"
 	"github.com/starling-im/starling/storage"
 )
@@ -32,6 +29,7 @@ type Store interface {
 	storage.Groups
 	storage.Messages
 	storage.Cursors
+	storage.Friends
 }
 
 // Router fans committed messages out to the online devices of their
@@ -68,6 +66,12 @@ type Config struct {
 	MaxBatch         int           // messages per commit
 	BatchLinger      time.Duration // under load, how long a commit waits for more sends
 	QueuePerShard    int           // sends waiting per shard before Send blocks
+	// DMPolicy says who may send one-to-one messages to whom (blocks
+	// are enforced under every policy).
+	DMPolicy DMPolicy
+	// Presence says who is online, for GetPresence, friend lists and
+	// friends' presence events; nil: nobody is (tests of the logic alone).
+	Presence Presence
 	// Observer hears what the pipeline does, for metrics; nil: nobody.
 	Observer Observer
 	// Tracer, if set, traces every send: a span from the Send frame to its
@@ -102,6 +106,7 @@ type Service struct {
 	pipe    *pipeline
 	members *memberCache
 	router  Router
+	social  *social
 
 	limMu    sync.Mutex
 	limiters map[string]*limiter
@@ -135,6 +140,7 @@ func New(cfg Config, store Store, router Router, ids *idgen.Snowflake, log *slog
 		log:      log,
 		members:  members,
 		router:   router,
+		social:   newSocial(cfg, store, router, ids, log),
 		pipe:     newPipeline(store, router, members, ids, log, cfg.Observer, cfg.Tracer, max(cfg.SendShards, 1), max(cfg.MaxBatch, 1), max(cfg.QueuePerShard, 1), cfg.BatchLinger),
 		limiters: make(map[string]*limiter),
 		known:    make(map[string]struct{}),
@@ -150,6 +156,7 @@ const DefaultMaxResponseBytes = 1 << 20
 func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.pipe.run(ctx) })
+	wg.Go(func() { s.social.watch.run(ctx) })
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
@@ -213,6 +220,10 @@ func (s *Service) send(ctx context.Context, req SendRequest, done func(SendResul
 	if req.Content == nil {
 		return apierr.ContentRequired
 	}
+	if strings.HasPrefix(req.Content.GetType(), reservedTypePrefix) {
+		// Only the server writes system messages (GroupChangeType).
+		return fmt.Errorf("%w: %q", apierr.ReservedContentType, req.Content.GetType())
+	}
 	content, err := proto.Marshal(req.Content)
 	if err != nil {
 		return fmt.Errorf("%w: cannot be encoded: %v", apierr.ContentRequired, err)
@@ -240,6 +251,11 @@ func (s *Service) send(ctx context.Context, req SendRequest, done func(SendResul
 		if err := s.requireUser(ctx, req.ToUser); err != nil {
 			return err
 		}
+		// Blocks (both directions) and the dm policy, from a cache: no
+		// database read per message for a pair that talks.
+		if err := s.social.relations.checkDM(ctx, s.cfg.DMPolicy, req.From.UserID, req.ToUser); err != nil {
+			return err
+		}
 		p.msg.ConversationID = storage.C2CConversationID(req.From.UserID, req.ToUser)
 		p.users = []string{req.From.UserID, req.ToUser}
 		if req.ToUser == req.From.UserID {
@@ -257,6 +273,11 @@ func (s *Service) send(ctx context.Context, req SendRequest, done func(SendResul
 	}
 	return s.pipe.submit(ctx, p)
 }
+
+// reservedTypePrefix starts the content types of the server's own
+// messages; clients may not send them, so a client can trust them (and
+// sender_id "", which no user has, marks them too).
+const reservedTypePrefix = "starling."
 
 // maxIDBytes bounds user and group ids a client names. Server-made ids are
 // far shorter; anything longer is refused before it reaches the database
@@ -336,6 +357,13 @@ func (s *Service) readable(ctx context.Context, conv, user string) ([]storage.Pe
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", apierr.BadConversationID, err)
 	}
+	if pc.Kind == storage.KindEvents {
+		// A user's event stream is theirs alone.
+		if pc.UserID != user {
+			return nil, apierr.NotMember
+		}
+		return everything, nil
+	}
 	if pc.Kind == storage.KindC2C {
 		// The id names both members; the peer must exist, so made-up ids
 		// create no state anywhere.
@@ -384,7 +412,9 @@ func pageLimit(limit int32, def int) (int, error) {
 
 // SyncBatch is one answer to Sync.
 type SyncBatch struct {
-	Messages  []*starlingv1.Message
+	Messages []*starlingv1.Message
+	// Events replaces Messages for the user's event stream.
+	Events    []*starlingv1.Event
 	HasMore   bool
 	LatestSeq int64 // the newest seq the user may read
 	// Reached is how far the device holds the conversation once it has
@@ -444,6 +474,13 @@ func (s *Service) Sync(ctx context.Context, user, conv string, afterSeq int64, l
 	if b.HasMore {
 		b.Reached = b.Messages[len(b.Messages)-1].Seq
 	}
+	if storage.IsEventsConversation(conv) {
+		// The event stream is delivered as Events (server/eventwire).
+		if b.Events, err = eventwire.Events(b.Messages); err != nil {
+			return SyncBatch{}, err
+		}
+		b.Messages = nil
+	}
 	return b, nil
 }
 
@@ -469,6 +506,9 @@ func (s *Service) History(ctx context.Context, user, conv string, beforeSeq int6
 	}
 	if beforeSeq < 0 {
 		return nil, false, fmt.Errorf("%w: before_seq %d", apierr.BadSeq, beforeSeq)
+	}
+	if storage.IsEventsConversation(conv) {
+		return nil, false, apierr.EventStreamHistory
 	}
 	periods, err := s.readable(ctx, conv, user)
 	if err != nil {
@@ -558,128 +598,4 @@ func (s *Service) GetUser(ctx context.Context, id, username string) (*starlingv1
 // UserProto is a user as clients see it.
 func UserProto(u storage.User) *starlingv1.User {
 	return &starlingv1.User{UserId: u.ID, Username: u.Username, DisplayName: u.DisplayName}
-}
-
-func groupProto(g storage.Group) *starlingv1.Group {
-	return &starlingv1.Group{
-		GroupId:        g.ID,
-		ConversationId: storage.GroupConversationID(g.ID),
-		Name:           g.Name,
-		OwnerId:        g.OwnerID,
-		CreateTime:     timestamppb.New(g.CreatedAt),
-		MemberCount:    int32(g.MemberCount),
-	}
-}
-
-// CreateGroup creates a group owned by owner with owner and memberIDs.
-func (s *Service) CreateGroup(ctx context.Context, owner, name string, memberIDs []string) (*starlingv1.Group, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || !utf8.ValidString(name) || utf8.RuneCountInString(name) > 64 || textsafe.ContainsUnsafe(name) {
-		// Every member sees the name: no control or bidi characters.
-		return nil, apierr.BadGroupName
-	}
-	members, err := s.memberList(memberIDs)
-	if err != nil {
-		return nil, err
-	}
-	if !slices.Contains(members, owner) {
-		members = append(members, owner)
-	}
-	if len(members) > s.cfg.MaxGroupMembers {
-		return nil, fmt.Errorf("%w: %d, limit %d", apierr.TooManyMembers, len(members), s.cfg.MaxGroupMembers)
-	}
-	g := storage.Group{ID: idgen.Random("g"), Name: name, OwnerID: owner, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
-	if err := s.store.CreateGroup(ctx, g, members, s.cfg.MaxGroupMembers); err != nil {
-		return nil, groupErr("chat: create group", err)
-	}
-	g.MemberCount = len(members)
-	return groupProto(g), nil
-}
-
-// AddMembers adds users to a group the caller is a member of.
-func (s *Service) AddMembers(ctx context.Context, caller, groupID string, userIDs []string) ([]string, error) {
-	users, err := s.memberList(userIDs)
-	if err != nil {
-		return nil, err
-	}
-	if len(users) == 0 {
-		return nil, apierr.MembersRequired
-	}
-	if err := s.members.requireActive(ctx, groupID, caller); err != nil {
-		return nil, err
-	}
-	added, err := s.store.AddMembers(ctx, groupID, users, s.cfg.MaxGroupMembers)
-	if err != nil {
-		return nil, groupErr("chat: add members", err)
-	}
-	if len(added) > 0 {
-		s.members.forget(groupID)
-	}
-	return added, nil
-}
-
-// LeaveGroup removes the caller from a group.
-func (s *Service) LeaveGroup(ctx context.Context, caller, groupID string) error {
-	if err := s.members.requireActive(ctx, groupID, caller); err != nil {
-		return err
-	}
-	err := s.store.LeaveGroup(ctx, groupID, caller)
-	// Forget even on error: an ambiguous commit may have left. Other
-	// nodes forget too: the leaver must not send through their caches.
-	s.members.forget(groupID)
-	s.router.GroupChanged(ctx, groupID)
-	if err != nil {
-		return groupErr("chat: leave group", err)
-	}
-	return nil
-}
-
-// ForgetGroup drops what this node cached of a group's members, after a
-// change made on another node (bus.Handler.GroupChanged).
-func (s *Service) ForgetGroup(groupID string) { s.members.forget(groupID) }
-
-// GetGroup returns a group and its members to one of its members.
-func (s *Service) GetGroup(ctx context.Context, caller, groupID string) (*starlingv1.Group, []string, error) {
-	if err := s.members.requireActive(ctx, groupID, caller); err != nil {
-		return nil, nil, err
-	}
-	g, err := s.store.GetGroup(ctx, groupID)
-	if err != nil {
-		return nil, nil, groupErr("chat: get group", err)
-	}
-	set, err := s.store.ListMembers(ctx, groupID)
-	if err != nil {
-		return nil, nil, groupErr("chat: list members", err)
-	}
-	g.MemberCount = len(set.Members)
-	return groupProto(g), set.Members, nil
-}
-
-// memberList checks and de-duplicates user ids given by a client.
-func (s *Service) memberList(ids []string) ([]string, error) {
-	if len(ids) > s.cfg.MaxGroupMembers {
-		return nil, fmt.Errorf("%w: %d, limit %d", apierr.TooManyMembers, len(ids), s.cfg.MaxGroupMembers)
-	}
-	seen := make(map[string]bool, len(ids))
-	out := make([]string, 0, len(ids))
-	for _, id := range ids {
-		if !validID(id) {
-			return nil, fmt.Errorf("%w: %d bytes", apierr.BadUserID, len(id))
-		}
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out, nil
-}
-
-func groupErr(op string, err error) error {
-	switch {
-	case errors.Is(err, storage.ErrGroupFull):
-		return fmt.Errorf("%w: %s: %w", apierr.GroupFull, op, err)
-	case errors.Is(err, storage.ErrNotFound):
-		return fmt.Errorf("%w: %s: %w", apierr.MemberNotFound, op, err)
-	}
-	return apierr.FromStorage(op, err)
 }

@@ -7,11 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -23,7 +26,6 @@ import (
 	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/hub"
-	"github.com/starling-im/starling/server/wire"
 	"github.com/starling-im/starling/storage"
 )
 
@@ -88,22 +90,30 @@ const catchUpTimeout = 10 * time.Second
 // frames until the client leaves or the session is closed (logout,
 // replaced, slow, idle, shutdown).
 //
-// Goroutines: one reader calls Recv for the whole stream, the first frame
-// included, and dispatches frames (readLoop); one writer calls Send
-// (writeLoop); the handler waits for either to end or the session to
-// close. The handler always waits for the writer before it returns, so
-// nothing sends on the stream after it: a writer blocked on a device that
-// does not read is ended by closing that device's connection. The reader
-// is the one goroutine that can outlive the handler, blocked in Recv until
-// gRPC ends the stream as the handler returns (etcd's watch server does the
-// same): after Recv fails it touches the stream no more.
+// Goroutines: the handler itself reads, calling Recv for the whole stream
+// and dispatching frames (readLoop). Writing is the hub session's: a
+// writer goroutine exists only while something is queued (hub.Session
+// .Attach), so an idle stream costs the node gRPC's goroutines and this
+// handler's, whose stack stays small: the opening work, which runs deep
+// in the token check and the database driver, has a goroutine of its own
+// (open) that ends once the stream is open.
+//
+// A session closed from elsewhere (kicked, replaced, slow, shutdown) while
+// the handler waits in Recv: its writer writes what is queued and the
+// Disconnect, then ends the gRPC stream (streamSink.Finish), which ends
+// the Recv. A writer blocked on a device that does not read is cut
+// WriteTimeout after the close (streamSink.cut): its connection is closed
+// and its stream ended. The handler always waits for the writer before it
+// returns, so nothing sends on the stream after it.
 func (s *ChatServer) Stream(st stream) error {
 	ctx := st.Context()
 	id, authed := auth.FromContext(ctx)
-	r := newReader(st, !authed)
-	defer r.abandon()
-	var authRef uint64
-	if !authed {
+	token, err := metadataToken(ctx)
+	if err != nil {
+		return err
+	}
+	var first *starlingv1.StreamRequest
+	if !authed && token == "" {
 		// Unauthenticated streams cost the node before they prove
 		// anything: bound how many may wait at once.
 		n := s.unauth.Add(1)
@@ -113,41 +123,114 @@ func (s *ChatServer) Stream(st stream) error {
 			return toError(s.Log, apierr.TooManyUnauth)
 		}
 		var err error
-		id, authRef, err = s.authenticateFirstFrame(ctx, st, r)
-		s.unauth.Add(-1)
+		first, err = s.readAuthFrame(ctx, st)
 		if err != nil {
+			s.unauth.Add(-1)
 			return err
 		}
+	}
+	var o opened
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		o = s.open(ctx, st, id, token, first)
+	}()
+	<-done
+	if first != nil {
+		s.unauth.Add(-1)
+	}
+	if o.err != nil {
+		return o.err
+	}
+	sess, sink := o.sess, o.sink
+	id = o.id
+	defer s.unregister(ctx, sess)
+
+	if s.RecheckAfter > 0 {
+		t := time.AfterFunc(s.RecheckAfter, func() { s.recheck(ctx, sess, id) })
+		defer t.Stop()
+	}
+
+	sends := newSendTracker()
+	err = s.readLoop(ctx, st, sess, id, sends)
+	// From here the handler returns the stream's status itself.
+	sink.ending.Store(true)
+	result := readResult(err)
+	if errors.Is(err, io.EOF) {
+		// The client half-closed (grpcurl does after its last frame):
+		// it still expects the answers to what it sent.
+		s.drain(sess, sends)
+	}
+	sess.Close(nil)
+	s.awaitWriter(sess, sink)
+	if r := sess.Reason(); r != nil {
+		s.logStream(ctx, slog.LevelInfo, "stream closed", id, "reason", r.Reason.String())
+		return closedStatus(r).Err()
+	}
+	if result != nil {
+		s.logStream(ctx, slog.LevelInfo, "stream closed", id, "err", result)
+	} else {
+		s.logStream(ctx, slog.LevelInfo, "stream closed", id)
+	}
+	return result
+}
+
+// metadataToken is the bearer token of the stream's metadata, "" if it
+// has none (it then authenticates with its first frame).
+func metadataToken(ctx context.Context) (string, error) {
+	if len(metadata.ValueFromIncomingContext(ctx, "authorization")) == 0 {
+		return "", nil
+	}
+	return grpcauth.AuthFromMD(ctx, "bearer")
+}
+
+// opened is what open hands back to the handler.
+type opened struct {
+	id   auth.Identity
+	sess *hub.Session
+	sink *streamSink
+	err  error // the stream is refused (already told so)
+}
+
+// open does a stream's opening work, on a goroutine of its own (see
+// Stream): the token check of an Auth frame (first, when the stream came
+// without a token), then hub, presence, the catch-up read.
+func (s *ChatServer) open(ctx context.Context, st stream, id auth.Identity, token string, first *starlingv1.StreamRequest) opened {
+	var authRef uint64
+	switch {
+	case token != "":
+		// A bad token in the metadata fails the call, as it does any
+		// other call's.
+		var err error
+		if id, err = s.Accounts.Authenticate(ctx, token); err != nil {
+			return opened{err: toError(s.Log, err)}
+		}
+	case first != nil:
+		var err error
+		if id, err = s.authenticateFrame(ctx, st, first); err != nil {
+			return opened{err: err}
+		}
+		authRef = first.GetRef()
 	}
 	sess, err := s.Hub.Register(id.UserID, id.DeviceID)
 	if err != nil {
 		st.Send(errorFrame(authRef, toStatus(s.Log, err), true))
-		return toError(s.Log, err)
+		return opened{err: toError(s.Log, err)}
 	}
-	defer s.Hub.Unregister(sess)
 	// Then presence, so that other nodes route to this stream; still
 	// before the catch-up read (invariant 2: hub, presence, read).
 	if err := s.Presence.Register(ctx, s.NodeID, sess.Key()); err != nil {
+		s.Hub.Unregister(sess)
 		s.Log.Error("presence: register failed", "user", id.UserID, "device", id.DeviceID, "err", err)
 		err = fmt.Errorf("%w: presence: %v", apierr.StreamUnavailable, err)
 		st.Send(errorFrame(authRef, toStatus(s.Log, err), true))
-		return toError(s.Log, err)
+		return opened{err: toError(s.Log, err)}
 	}
-	defer func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), presenceTimeout)
-		defer cancel()
-		if err := s.Presence.Unregister(uctx, s.NodeID, sess.Key()); err != nil {
-			s.Log.Warn("presence: unregister failed", "user", id.UserID, "device", id.DeviceID, "err", err)
-		}
-	}()
-	log := s.Log.With("user", id.UserID, "device", id.DeviceID)
-	log.Info("stream opened")
+	s.logStream(ctx, slog.LevelInfo, "stream opened", id)
 
-	// written is closed when the writer returns (writeErr is its result):
-	// closed, not sent on, so that every wait below sees it.
-	written := make(chan struct{})
-	var writeErr error
-	go func() { writeErr = writeLoop(st, sess); close(written) }()
+	sink := &streamSink{s: s, ctx: ctx, st: st, sess: sess, id: id}
+	sess.OnClose(sink.armCut)
+	sess.Attach(sink)
 
 	welcome := &starlingv1.StreamResponse{Ref: authRef, Frame: &starlingv1.StreamResponse_Welcome{Welcome: &starlingv1.Welcome{
 		UserId:            id.UserID,
@@ -160,74 +243,157 @@ func (s *ChatServer) Stream(st stream) error {
 	// to it; read what it is behind on only now (invariant 2). Welcome goes
 	// out with the catch-up, so it marks where live pushes begin.
 	if err := s.catchUp(ctx, sess, id, welcome); err != nil {
-		log.Error("catch-up failed", "err", err)
+		s.logStream(ctx, slog.LevelError, "catch-up failed", id, "err", err)
 		sess.Close(&starlingv1.Disconnect{Reason: starlingv1.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, Message: "could not read conversation state; reconnect", Reconnect: true})
 	}
+	return opened{id: id, sess: sess, sink: sink}
+}
 
-	if s.RecheckAfter > 0 {
-		t := time.AfterFunc(s.RecheckAfter, func() { s.recheck(ctx, log, sess, id) })
-		defer t.Stop()
+// unregister takes an ended stream out of presence, then out of the hub
+// (the reverse of open).
+func (s *ChatServer) unregister(ctx context.Context, sess *hub.Session) {
+	defer s.Hub.Unregister(sess)
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), presenceTimeout)
+	defer cancel()
+	if err := s.Presence.Unregister(uctx, s.NodeID, sess.Key()); err != nil {
+		s.Log.Warn("presence: unregister failed", "user", sess.UserID, "device", sess.DeviceID, "err", err)
 	}
+}
 
-	sends := newSendTracker()
-	read := r.start(func() error { return s.readLoop(ctx, st, sess, id, sends) })
+// logStream logs about one stream, building nothing when the level is off:
+// a stream opens and closes at every connect.
+func (s *ChatServer) logStream(ctx context.Context, level slog.Level, msg string, id auth.Identity, args ...any) {
+	if !s.Log.Enabled(ctx, level) {
+		return
+	}
+	s.Log.Log(ctx, level, msg, append([]any{"user", id.UserID, "device", id.DeviceID}, args...)...)
+}
 
-	var result error
+// closedStatus is the status of a stream whose session was closed for r.
+func closedStatus(r *starlingv1.Disconnect) *status.Status {
+	switch r.Reason {
+	case starlingv1.DisconnectReason_DISCONNECT_REASON_SLOW:
+		return status.New(apierr.SlowDevice.Code, apierr.SlowDevice.Message)
+	case starlingv1.DisconnectReason_DISCONNECT_REASON_SHUTDOWN:
+		return status.New(apierr.ShuttingDown.Code, r.Message)
+	}
+	return status.New(codes.OK, "")
+}
+
+// endStream ends the gRPC stream of ctx with st, from any goroutine: the
+// handler's Recv and a Send blocked on flow control return at once.
+// gRPC's handler API has no such call; the transport stream it puts in
+// the context does (WriteStatus, the call gRPC itself makes when a handler
+// returns, which cancels the stream). false: not available.
+func endStream(ctx context.Context, st *status.Status) bool {
+	ts, ok := grpc.ServerTransportStreamFromContext(ctx).(interface {
+		WriteStatus(*status.Status) error
+	})
+	if !ok {
+		return false
+	}
+	ts.WriteStatus(st)
+	return true
+}
+
+// streamSink is the hub session's way onto the stream (hub.Sink).
+type streamSink struct {
+	s    *ChatServer
+	ctx  context.Context
+	st   stream
+	sess *hub.Session
+	id   auth.Identity
+	// ending: the handler is past its read loop and returns the stream's
+	// status itself.
+	ending atomic.Bool
+	cutMu  sync.Mutex
+	cutT   *time.Timer // armed when the session closes
+}
+
+// Write sends one frame; pushes go out as their shared encoding.
+func (w *streamSink) Write(o hub.Out) error {
+	if len(o.Push) > 0 {
+		b, err := hub.EncodePush(o.Push)
+		if err != nil {
+			return err
+		}
+		return w.st.SendMsg(b) // messages encoded once for every recipient (wire.Codec)
+	}
+	return w.st.Send(o.Frame)
+}
+
+// Finish ends the stream once its writer has written everything (or
+// failed): the handler, waiting in Recv, then returns.
+func (w *streamSink) Finish(err error) {
+	if w.ending.Load() {
+		return
+	}
+	st := status.Convert(err)
+	if r := w.sess.Reason(); r != nil && err == nil {
+		st = closedStatus(r)
+	}
+	if !endStream(w.ctx, st) {
+		w.abort()
+	}
+}
+
+// armCut bounds, once the session is closed, how long its writer may stay
+// blocked on a device that does not read (hub.Session.OnClose).
+func (w *streamSink) armCut() {
+	w.cutMu.Lock()
+	w.cutT = time.AfterFunc(w.s.WriteTimeout, w.cut)
+	w.cutMu.Unlock()
+}
+
+func (w *streamSink) stopCut() {
+	w.cutMu.Lock()
+	if w.cutT != nil {
+		w.cutT.Stop()
+	}
+	w.cutMu.Unlock()
+}
+
+// cut ends a writer still blocked WriteTimeout after its session closed:
+// closing the device's connection ends every write on it (and frees what
+// gRPC holds for it), and ending the stream ends the Send.
+func (w *streamSink) cut() {
 	select {
-	case err := <-read:
-		result = readResult(err)
-		if errors.Is(err, io.EOF) {
-			// The client half-closed (grpcurl does after its last frame):
-			// it still expects the answers to what it sent.
-			s.drain(sess, sends, written)
-		}
-	case <-written:
-		result = writeErr
-	case <-sess.Done():
+	case <-w.sess.Written():
+		return
+	default:
 	}
-	sess.Close(nil)
-	s.awaitWriter(ctx, log, written)
-	if r := sess.Reason(); r != nil {
-		log.Info("stream closed", "reason", r.Reason.String())
-		if r.Reason == starlingv1.DisconnectReason_DISCONNECT_REASON_SLOW {
-			return status.Error(apierr.SlowDevice.Code, apierr.SlowDevice.Message)
-		}
-		if r.Reason == starlingv1.DisconnectReason_DISCONNECT_REASON_SHUTDOWN {
-			return status.Error(apierr.ShuttingDown.Code, r.Message)
-		}
-		return nil
+	if w.abort() {
+		w.s.logStream(w.ctx, slog.LevelWarn, "writer blocked past the write timeout; connection closed", w.id)
+	} else {
+		w.s.logStream(w.ctx, slog.LevelWarn, "writer blocked past the write timeout; ending the stream", w.id)
 	}
-	log.Info("stream closed", "err", result)
-	return result
+	endStream(w.ctx, status.New(apierr.SlowDevice.Code, apierr.SlowDevice.Message))
+}
+
+// abort closes the device's connection, if the node can.
+func (w *streamSink) abort() bool {
+	p, _ := peer.FromContext(w.ctx)
+	return p != nil && w.s.AbortConn != nil && w.s.AbortConn(p.Addr)
 }
 
 // awaitWriter waits for the writer of an ended session: it writes what
 // was queued and the Disconnect, or fails at once if the client is gone.
-// A writer still blocked after WriteTimeout is on a device that does not
-// read; closing its connection ends the write.
-func (s *ChatServer) awaitWriter(ctx context.Context, log *slog.Logger, written <-chan struct{}) {
-	timer := time.NewTimer(s.WriteTimeout)
+// A writer blocked on a device that does not read is cut WriteTimeout
+// after the close (streamSink.cut); should even that not end it, the
+// handler returns anyway rather than be held.
+func (s *ChatServer) awaitWriter(sess *hub.Session, sink *streamSink) {
+	defer sink.stopCut()
+	select {
+	case <-sess.Written():
+		return
+	default:
+	}
+	timer := time.NewTimer(2*s.WriteTimeout + time.Second)
 	defer timer.Stop()
 	select {
-	case <-written:
-		return
+	case <-sess.Written():
 	case <-timer.C:
-	}
-	p, _ := peer.FromContext(ctx)
-	if p == nil || s.AbortConn == nil || !s.AbortConn(p.Addr) {
-		// Nothing to close (an in-process transport): returning ends the
-		// stream, and with it the write.
-		log.Warn("writer blocked past the write timeout; ending the stream")
-		return
-	}
-	log.Warn("writer blocked past the write timeout; connection closed")
-	timer.Reset(s.WriteTimeout)
-	select {
-	case <-written:
-	case <-timer.C:
-		// Closing the connection ends every write on it; if this ever
-		// fails, returning is still better than holding the handler.
-		log.Error("writer still blocked after its connection was closed")
+		s.logStream(sink.ctx, slog.LevelError, "writer still blocked after its stream was cut", sink.id)
 	}
 }
 
@@ -241,89 +407,58 @@ func readResult(err error) error {
 	return err
 }
 
-// reader owns the stream's receive side: one goroutine that takes the
-// first frame (when the stream authenticates with it) and then runs the
-// read loop.
-type reader struct {
-	first   chan recv         // the first frame, when asked for
-	run     chan func() error // the loop to run next; closed to give up
-	started bool
-}
-
-type recv struct {
-	f   *starlingv1.StreamRequest
-	err error
-}
-
-func newReader(st stream, wantFirst bool) *reader {
-	r := &reader{first: make(chan recv, 1), run: make(chan func() error, 1)}
-	go func() {
-		if wantFirst {
-			f, err := st.Recv()
-			r.first <- recv{f, err}
-			if err != nil {
-				return
+// readAuthFrame waits for the first frame of a stream that came without a
+// token in its metadata, for at most AuthTimeout. The handler itself waits
+// in Recv; at the timeout a timer answers AuthTimeout and ends the stream.
+func (s *ChatServer) readAuthFrame(ctx context.Context, st stream) (*starlingv1.StreamRequest, error) {
+	const (
+		waiting = iota
+		arrived
+		timedOut
+	)
+	var state atomic.Int32
+	answered := make(chan struct{})
+	timer := time.AfterFunc(s.AuthTimeout, func() {
+		if !state.CompareAndSwap(waiting, timedOut) {
+			return
+		}
+		defer close(answered)
+		st.Send(errorFrame(0, toStatus(s.Log, apierr.AuthTimeout), true))
+		if !endStream(ctx, toStatus(s.Log, apierr.AuthTimeout)) {
+			if p, _ := peer.FromContext(ctx); p != nil && s.AbortConn != nil {
+				s.AbortConn(p.Addr)
 			}
 		}
-		if loop, ok := <-r.run; ok {
-			loop()
-		}
-	}()
-	return r
+	})
+	f, err := st.Recv()
+	if !state.CompareAndSwap(waiting, arrived) {
+		<-answered
+		return nil, toError(s.Log, apierr.AuthTimeout)
+	}
+	timer.Stop()
+	if err != nil {
+		return nil, err
+	}
+	if f.GetAuth() == nil {
+		st.Send(errorFrame(f.GetRef(), toStatus(s.Log, apierr.AuthRequired), true))
+		return nil, toError(s.Log, apierr.AuthRequired)
+	}
+	return f, nil
 }
 
-// start runs loop on the reader goroutine; its result arrives on the
-// channel returned.
-func (r *reader) start(loop func() error) <-chan error {
-	done := make(chan error, 1)
-	r.started = true
-	r.run <- func() error {
-		err := loop()
-		done <- err
-		return err
-	}
-	return done
-}
-
-// abandon lets the reader goroutine go when the stream ends before start.
-func (r *reader) abandon() {
-	if !r.started {
-		close(r.run)
-	}
-}
-
-// authenticateFirstFrame waits for the Auth frame of a stream that came
-// without a token in its metadata.
-func (s *ChatServer) authenticateFirstFrame(ctx context.Context, st stream, r *reader) (auth.Identity, uint64, error) {
-	timer := time.NewTimer(s.AuthTimeout)
-	defer timer.Stop()
-	var got recv
-	select {
-	case got = <-r.first:
-	case <-timer.C:
-		st.Send(errorFrame(0, toStatus(s.Log, apierr.AuthTimeout), true))
-		return auth.Identity{}, 0, toError(s.Log, apierr.AuthTimeout)
-	case <-ctx.Done():
-		return auth.Identity{}, 0, status.FromContextError(ctx.Err()).Err()
-	}
-	if got.err != nil {
-		return auth.Identity{}, 0, got.err
-	}
-	a := got.f.GetAuth()
-	if a == nil {
-		st.Send(errorFrame(got.f.GetRef(), toStatus(s.Log, apierr.AuthRequired), true))
-		return auth.Identity{}, 0, toError(s.Log, apierr.AuthRequired)
-	}
+// authenticateFrame checks the token of an Auth frame.
+func (s *ChatServer) authenticateFrame(ctx context.Context, st stream, f *starlingv1.StreamRequest) (auth.Identity, error) {
+	a := f.GetAuth()
 	id, err := s.Accounts.Authenticate(ctx, a.GetToken())
 	if err == nil && a.GetDeviceId() != "" && a.GetDeviceId() != id.DeviceID {
 		err = apierr.DeviceMismatch
 	}
 	if err != nil {
 		st2 := toStatus(s.Log, err)
-		st.Send(errorFrame(got.f.GetRef(), st2, true))
-		return auth.Identity{}, 0, st2.Err()
+		st.Send(errorFrame(f.GetRef(), st2, true))
+		return auth.Identity{}, st2.Err()
 	}
-	return id, got.f.GetRef(), nil
+	return id, nil
 }
 
 // sendTracker counts a stream's sends that await their SendAck.
@@ -353,7 +488,7 @@ const drainTimeout = 5 * time.Second
 
 // drain waits for the sends in flight to be answered, then for the writer
 // to write everything queued so far.
-func (s *ChatServer) drain(sess *hub.Session, sends *sendTracker, written <-chan struct{}) {
+func (s *ChatServer) drain(sess *hub.Session, sends *sendTracker) {
 	deadline := time.NewTimer(drainTimeout)
 	defer deadline.Stop()
 	for sends.n.Load() > 0 {
@@ -367,7 +502,7 @@ func (s *ChatServer) drain(sess *hub.Session, sends *sendTracker, written <-chan
 	}
 	sess.End()
 	select {
-	case <-written:
+	case <-sess.Written():
 	case <-sess.Done():
 	case <-deadline.C:
 	}
@@ -429,7 +564,7 @@ func catchUpOf(c storage.ConversationState) hub.CatchUp {
 }
 
 // recheck is the second catch-up read (see RecheckAfter).
-func (s *ChatServer) recheck(ctx context.Context, log *slog.Logger, sess *hub.Session, id auth.Identity) {
+func (s *ChatServer) recheck(ctx context.Context, sess *hub.Session, id auth.Identity) {
 	select {
 	case <-sess.Done():
 		return
@@ -439,35 +574,10 @@ func (s *ChatServer) recheck(ctx context.Context, log *slog.Logger, sess *hub.Se
 	defer cancel()
 	behind, err := s.Behind(ctx, id.UserID, id.DeviceID)
 	if err != nil {
-		log.Warn("second catch-up read failed; the periodic resync covers it", "err", err)
+		s.logStream(ctx, slog.LevelWarn, "second catch-up read failed; the periodic resync covers it", id, "err", err)
 		return
 	}
 	sess.Recheck(behind)
-}
-
-// writeLoop is the stream's only writer.
-func writeLoop(st stream, sess *hub.Session) error {
-	for {
-		o, ok := sess.Next()
-		if !ok {
-			if r := sess.Reason(); r != nil {
-				return st.Send(&starlingv1.StreamResponse{Frame: &starlingv1.StreamResponse_Disconnect{Disconnect: r}})
-			}
-			return nil
-		}
-		var err error
-		if len(o.Push) > 0 {
-			var b wire.Encoded
-			if b, err = hub.EncodePush(o.Push); err == nil {
-				err = st.SendMsg(b) // messages encoded once for every recipient (wire.Codec)
-			}
-		} else {
-			err = st.Send(o.Frame)
-		}
-		if err != nil {
-			return err
-		}
-	}
 }
 
 // readLoop receives frames and handles each one: this is where every
@@ -560,6 +670,7 @@ func (s *ChatServer) handleSync(ctx context.Context, sess *hub.Session, id auth.
 		Messages:       b.Messages,
 		HasMore:        b.HasMore,
 		LatestSeq:      b.LatestSeq,
+		Events:         b.Events,
 	}}}
 	sess.SyncDone(m.GetConversationId(), b.Reached, b.HasMore, answer)
 }

@@ -9,6 +9,7 @@ import (
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/bus"
+	"github.com/starling-im/starling/server/eventwire"
 	"github.com/starling-im/starling/server/wire"
 )
 
@@ -58,7 +59,15 @@ type Session struct {
 	qmu        sync.Mutex
 	queue      []item
 	queueBytes int           // sum of the queued items' cost
-	wake       chan struct{} // cap 1: the queue got items
+	wake       chan struct{} // cap 1: the queue got items (for Next)
+	// The writer, once Attach has run: a goroutine exists only while
+	// there is something to write (see write), so an idle stream holds
+	// no writer goroutine and no stack for it.
+	sink     Sink
+	writing  bool          // a writer goroutine is running
+	finished bool          // the writer has finished: nothing more is written
+	written  chan struct{} // closed when the writer has finished
+	onClose  func()        // called once when the session closes
 
 	mu       sync.Mutex
 	starting bool                  // catch-up not yet computed: offers are held
@@ -102,7 +111,39 @@ func (s *Session) Close(reason *starlingv1.Disconnect) {
 			s.reason.Store(reason)
 		}
 		close(s.done)
+		s.qmu.Lock()
+		f := s.onClose
+		s.onClose = nil
+		start := s.claimWriter()
+		s.qmu.Unlock()
+		if f != nil {
+			f()
+		}
+		if start {
+			// What is queued, then the Disconnect.
+			go s.write()
+		}
 	})
+}
+
+// OnClose has f called once when the session closes (at once if it is
+// closed already), on the goroutine that closes it: f must not block. The
+// gateway arms there the bound on a writer stuck on a device that does
+// not read.
+func (s *Session) OnClose(f func()) {
+	s.qmu.Lock()
+	s.onClose = f
+	s.qmu.Unlock()
+	select {
+	case <-s.done:
+		s.qmu.Lock()
+		f, s.onClose = s.onClose, nil
+		s.qmu.Unlock()
+		if f != nil {
+			f()
+		}
+	default:
+	}
 }
 
 // Send queues a frame (an answer, a Welcome, an Error). It never blocks: if
@@ -137,7 +178,12 @@ func (s *Session) enqueue(it item) {
 		s.queue = append(s.queue, it)
 		s.queueBytes += it.cost
 	}
+	start := !full && s.claimWriter()
 	s.qmu.Unlock()
+	if start {
+		go s.write()
+		return
+	}
 	if full {
 		s.hub.metrics.slowDisconnects.Add(1)
 		s.Close(&starlingv1.Disconnect{
@@ -173,6 +219,10 @@ func (s *Session) update(c *convState, change func()) {
 // offer decides what the device gets for a newly committed message. sh is
 // the message's shared encoding.
 func (s *Session) offer(m *starlingv1.Message, sh *wire.Shared) {
+	if m.Seq == 0 && eventwire.IsEphemeral(m) {
+		s.offerEphemeral(m)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.starting {
@@ -214,6 +264,9 @@ func (s *Session) knows(conv string) bool {
 // announce puts conv in pull mode with a Notify{latest}, unless the device
 // was already given latest.
 func (s *Session) announce(conv string, latest int64) {
+	if latest <= 0 {
+		return // an owed ephemeral event (seq 0): nothing to pull
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.starting {
@@ -274,7 +327,9 @@ func (s *Session) offerLocked(m *starlingv1.Message, sh *wire.Shared) {
 		s.enqueue(item{frame: notifyFrame(m.ConversationId, m.Seq, c.acked)})
 	default:
 		s.update(c, func() { c.pushed = m.Seq })
-		s.enqueue(item{msg: m, shared: sh})
+		if it, ok := pushItem(m, sh); ok {
+			s.enqueue(it)
+		}
 	}
 }
 

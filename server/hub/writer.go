@@ -39,10 +39,114 @@ func (s *Session) Next() (Out, bool) {
 	}
 }
 
+// Sink is where an attached session's writer sends its frames: the
+// device's stream.
+type Sink interface {
+	// Write sends one frame. It may block while the device does not read
+	// (flow control); ending the stream ends such a write.
+	Write(Out) error
+	// Finish is called once, by the writer, when the session's frames are
+	// all written (the session closed or End was reached; the Disconnect,
+	// if any, was sent last) or a write failed (err): the stream is over.
+	// It must not block.
+	Finish(err error)
+}
+
+// Attach makes sink the session's writer. From then on a goroutine writes
+// the queue whenever it has items and goes away once it is empty: an idle
+// stream costs no writer goroutine. Once the session is closed the writer
+// writes what is queued and the Disconnect, then calls sink.Finish and
+// closes Written. Next must not be used on an attached session.
+func (s *Session) Attach(sink Sink) {
+	s.qmu.Lock()
+	s.sink = sink
+	s.written = make(chan struct{})
+	start := s.claimWriter()
+	s.qmu.Unlock()
+	if start {
+		go s.write()
+	}
+}
+
+// Written is closed once the writer of an attached session has finished.
+func (s *Session) Written() <-chan struct{} { return s.written }
+
+// claimWriter reports whether the caller must start a writer goroutine:
+// the session is attached, has something to do (items queued, or closed
+// with its Disconnect owed) and no writer runs. Called with qmu held.
+func (s *Session) claimWriter() bool {
+	if s.sink == nil || s.writing || s.finished {
+		return false
+	}
+	if len(s.queue) == 0 && !s.isDone() {
+		return false
+	}
+	s.writing = true
+	return true
+}
+
+func (s *Session) isDone() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// write is the writer goroutine: it writes the queue until it is empty,
+// then goes away (a later enqueue starts another), or, once the session
+// is closed or End is reached, finishes the stream.
+func (s *Session) write() {
+	for {
+		s.qmu.Lock()
+		o, ok, ready := s.takeLocked()
+		if !ready && !s.isDone() {
+			// Checked under qmu: an enqueue or a Close after this sees
+			// writing false and starts a writer.
+			s.writing = false
+			s.qmu.Unlock()
+			return
+		}
+		s.qmu.Unlock()
+		if ok {
+			if err := s.sink.Write(o); err != nil {
+				s.finish(err)
+				return
+			}
+			continue
+		}
+		var err error
+		if !ready { // closed: the Disconnect goes last
+			if r := s.Reason(); r != nil {
+				err = s.sink.Write(Out{Frame: &starlingv1.StreamResponse{Frame: &starlingv1.StreamResponse_Disconnect{Disconnect: r}}})
+			}
+		}
+		s.finish(err)
+		return
+	}
+}
+
+func (s *Session) finish(err error) {
+	s.qmu.Lock()
+	s.finished, s.writing = true, false
+	// What is still queued will not be written: let it go.
+	clear(s.queue)
+	s.queue, s.queueBytes = nil, 0
+	s.qmu.Unlock()
+	s.sink.Finish(err)
+	close(s.written)
+}
+
 // take pops the next frame from the queue, if there is one.
 func (s *Session) take() (o Out, ok, ready bool) {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
+	return s.takeLocked()
+}
+
+// takeLocked is take with qmu held.
+func (s *Session) takeLocked() (o Out, ok, ready bool) {
 	if len(s.queue) == 0 {
 		return Out{}, false, false
 	}

@@ -19,6 +19,11 @@ type Presence interface {
 	// Locate groups users by the node holding their devices (see
 	// bus.Locator).
 	Locate(ctx context.Context, users []string) (map[string][]string, error)
+	// Online reports which of users have a device with a stream open on a
+	// live node (those missing from the map have none): from memory, no
+	// remote call, so it may lag another node's news by the time its
+	// event takes to arrive.
+	Online(ctx context.Context, users []string) (map[string]bool, error)
 }
 
 // Local is the Presence of one node (see the package comment).
@@ -107,6 +112,19 @@ func (l *Local) Locate(_ context.Context, users []string) (map[string][]string, 
 				placed = append(placed, w.node)
 				out[w.node] = append(out[w.node], u)
 			}
+		}
+	}
+	return out, nil
+}
+
+// Online implements Presence.
+func (l *Local) Online(_ context.Context, users []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(users))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, u := range users {
+		if len(l.users[u]) > 0 {
+			out[u] = true
 		}
 	}
 	return out, nil

@@ -82,3 +82,19 @@ func TestLocalLocateAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// Online tells registered users from the others, wherever their device is.
+func TestLocalOnline(t *testing.T) {
+	ctx := t.Context()
+	l := NewLocal("a")
+	l.Register(ctx, "a", key("u1", "phone", 1))
+	l.Register(ctx, "b", key("u2", "phone", 2))
+	got, err := l.Online(ctx, []string{"u1", "u2", "u3"})
+	if err != nil || !got["u1"] || !got["u2"] || got["u3"] {
+		t.Fatalf("Online = %v, %v; want u1 and u2", got, err)
+	}
+	l.Unregister(ctx, "a", key("u1", "phone", 1))
+	if got, _ := l.Online(ctx, []string{"u1", "u2"}); got["u1"] || !got["u2"] {
+		t.Fatalf("after unregister: %v", got)
+	}
+}

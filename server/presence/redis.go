@@ -358,6 +358,23 @@ func (r *Redis) Locate(_ context.Context, users []string) (map[string][]string, 
 	return out, nil
 }
 
+// Online implements Presence from the replica: a user is online when a
+// device of theirs is on a live node.
+func (r *Redis) Online(_ context.Context, users []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(users))
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, u := range users {
+		for _, e := range r.replica[u] {
+			if r.live[e.node] {
+				out[u] = true
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
 // applyLocked applies a change to the replica; during a rebuild it is also
 // kept to apply again on the rebuilt replica. It returns this node's
 // stream that a newer one elsewhere replaced, if any.

@@ -809,3 +809,32 @@ func TestRedisMisuse(t *testing.T) {
 		t.Fatalf("a's stats: %+v, want no device", s)
 	}
 }
+
+// Online is true on every node for a user with a stream on any live node,
+// and false once it closed.
+func TestRedisOnline(t *testing.T) {
+	t.Parallel()
+	c, prefix := redistest.Client(t)
+	a, b := startNode(t, c, prefix, "a"), startNode(t, c, prefix, "b")
+	phone := key("u", "phone", 1)
+	online := func(n *testNode) bool {
+		m, err := n.Online(t.Context(), []string{"u", "v"})
+		if err != nil || m["v"] {
+			t.Fatalf("%s: Online = %v, %v", n.name, m, err)
+		}
+		return m["u"]
+	}
+	if online(a) || online(b) {
+		t.Fatal("u online before registering")
+	}
+	a.register(t, phone)
+	waitLocated(t, "u", "a", b)
+	if !online(a) || !online(b) {
+		t.Fatal("u not online on both nodes after registering on a")
+	}
+	a.unregister(t, phone)
+	waitLocated(t, "u", "b", b)
+	if online(a) || online(b) {
+		t.Fatal("u still online after unregistering")
+	}
+}

@@ -11,7 +11,6 @@ import (
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/bus"
-	"github.com/starling-im/starling/server/presence"
 )
 
 // Event types a backend may subscribe to (--events). The list grows
@@ -129,14 +128,20 @@ func messageData(m *starlingv1.Message) MessageData {
 	}
 }
 
+// StreamPresence is where the gateway registers streams.
+type StreamPresence interface {
+	Register(ctx context.Context, node string, dev bus.DeviceKey) error
+	Unregister(ctx context.Context, node string, dev bus.DeviceKey) error
+}
+
 // PresenceEvents wraps the gateway's presence: a device's stream opening
 // or closing is a user.online or user.offline event.
 type PresenceEvents struct {
-	presence.Presence
-	Events *Events
+	Presence StreamPresence
+	Events   *Events
 }
 
-// Register implements presence.Presence.
+// Register implements StreamPresence.
 func (p PresenceEvents) Register(ctx context.Context, node string, dev bus.DeviceKey) error {
 	err := p.Presence.Register(ctx, node, dev)
 	if err == nil {
@@ -145,7 +150,7 @@ func (p PresenceEvents) Register(ctx context.Context, node string, dev bus.Devic
 	return err
 }
 
-// Unregister implements presence.Presence.
+// Unregister implements StreamPresence.
 func (p PresenceEvents) Unregister(ctx context.Context, node string, dev bus.DeviceKey) error {
 	err := p.Presence.Unregister(ctx, node, dev)
 	p.Events.Emit(EventUserOffline, DeviceData{UserID: dev.UserID, DeviceID: dev.DeviceID})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -155,6 +156,11 @@ func NewOffline(r Router, cfg OfflineConfig, log *slog.Logger) *Offline {
 // offer to the offline check.
 func (o *Offline) Deliver(ctx context.Context, users []string, except bus.DeviceKey, m *starlingv1.Message) {
 	o.Router.Deliver(ctx, users, except, m)
+	// Only conversations' messages: users' event streams ("evt:…",
+	// friend requests, presence) are neither pushed nor message.stored.
+	if c := m.GetConversationId(); !strings.HasPrefix(c, "c2c:") && !strings.HasPrefix(c, "grp:") {
+		return
+	}
 	select {
 	case o.in <- offered{users: users, m: m}:
 	default:

@@ -134,6 +134,17 @@ func (st *Stream) Next(t testing.TB) *starlingv1.StreamResponse {
 	return nil
 }
 
+// Poll returns the next frame if one arrives within d; false if none does
+// or the stream ended.
+func (st *Stream) Poll(d time.Duration) (*starlingv1.StreamResponse, bool) {
+	select {
+	case f, ok := <-st.frames:
+		return f, ok
+	case <-time.After(d):
+		return nil, false
+	}
+}
+
 // Quiet fails the test if a frame arrives within d.
 func (st *Stream) Quiet(t testing.TB, d time.Duration) {
 	t.Helper()

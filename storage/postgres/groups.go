@@ -43,18 +43,10 @@ func (s *Store) CreateGroup(ctx context.Context, g storage.Group, memberIDs []st
 		return fmt.Errorf("postgres: create group %q: %d members, at most %d: %w",
 			g.ID, len(members), maxMembers, storage.ErrGroupFull)
 	}
-	conv := storage.GroupConversationID(g.ID)
-	created := toMillis(g.CreatedAt)
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		// One round trip; the foreign keys on owner_id and user_id turn an
-		// unknown user into ErrNotFound.
+		// One round trip.
 		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO groups (id, name, owner_id, created_at) VALUES ($1, $2, $3, $4)`,
-			g.ID, g.Name, g.OwnerID, created)
-		b.Queue(`INSERT INTO conversations (id, latest_seq, updated_at, member_epoch) VALUES ($1, 0, $2, 1)`, conv, created)
-		b.Queue(`
-			INSERT INTO memberships (conversation_id, user_id, joined_seq)
-			SELECT $1, u, 0 FROM unnest($2::TEXT[]) AS u`, conv, members)
+		insertGroup(b, g, members)
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
@@ -65,18 +57,10 @@ func (s *Store) CreateGroup(ctx context.Context, g storage.Group, memberIDs []st
 
 // GetGroup returns the group with its MemberCount, or ErrNotFound.
 func (s *Store) GetGroup(ctx context.Context, id string) (storage.Group, error) {
-	var g storage.Group
-	var created int64
-	err := s.pool.QueryRow(ctx, `
-		SELECT g.id, g.name, g.owner_id, g.created_at,
-		       (SELECT count(*) FROM memberships m WHERE m.conversation_id = $2 AND m.left_seq IS NULL)
-		FROM groups g WHERE g.id = $1`,
-		id, storage.GroupConversationID(id),
-	).Scan(&g.ID, &g.Name, &g.OwnerID, &created, &g.MemberCount)
+	g, err := scanGroup(s.pool.QueryRow(ctx, `SELECT `+groupColumns+` FROM groups g WHERE g.id = $1`, id))
 	if err != nil {
-		return storage.Group{}, fmt.Errorf("postgres: get group %q: %w", id, mapError(notFound(err)))
+		return storage.Group{}, fmt.Errorf("postgres: get group %q: %w", id, mapError(err))
 	}
-	g.CreatedAt = fromMillis(created)
 	return g, nil
 }
 
@@ -165,7 +149,7 @@ func startPeriods(ctx context.Context, tx pgx.Tx, conv string, users []string, s
 		INSERT INTO memberships (conversation_id, user_id, joined_seq)
 		SELECT $1, u, $2 FROM unnest($3::TEXT[]) AS u
 		ON CONFLICT (user_id, conversation_id) DO UPDATE
-		SET joined_seq = excluded.joined_seq, left_seq = NULL`,
+		SET joined_seq = excluded.joined_seq, left_seq = NULL, role = 0`,
 		conv, seq, users)
 	return tx.SendBatch(ctx, b).Close()
 }
@@ -184,7 +168,7 @@ func (s *Store) LeaveGroup(ctx context.Context, groupID, userID string) error {
 		b.Queue(`UPDATE conversations SET member_epoch = member_epoch + 1 WHERE id = $1`, conv)
 		b.Queue(`
 			UPDATE memberships
-			SET left_seq = (SELECT latest_seq FROM conversations WHERE id = $1)
+			SET left_seq = (SELECT latest_seq FROM conversations WHERE id = $1), role = 0
 			WHERE conversation_id = $1 AND user_id = $2 AND left_seq IS NULL`,
 			conv, userID).Exec(func(tag pgconn.CommandTag) error {
 			if tag.RowsAffected() == 0 {

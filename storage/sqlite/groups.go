@@ -26,46 +26,15 @@ func (s *Store) createGroup(ctx context.Context, g storage.Group, memberIDs []st
 	if maxMembers > 0 && len(members) > maxMembers {
 		return fmt.Errorf("%d members, limit %d: %w", len(members), maxMembers, storage.ErrGroupFull)
 	}
-	return s.writeTx(ctx, func(tx *sql.Tx) error {
-		if err := requireUsers(ctx, tx, members); err != nil {
-			return err
-		}
-		created := millis(g.CreatedAt)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO groups (id, name, owner_id, created_at) VALUES (?, ?, ?, ?)`,
-			g.ID, g.Name, g.OwnerID, created); err != nil {
-			return mapErr(err)
-		}
-		// The first membership epoch: the members stored below.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO conversations (id, latest_seq, updated_at, member_epoch)
-			VALUES (?, 0, ?, 1)`, conv, created); err != nil {
-			return mapErr(err)
-		}
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO memberships (conversation_id, user_id, joined_seq, left_seq)
-			VALUES (?, ?, 0, NULL)`)
-		if err != nil {
-			return err
-		}
-		for _, u := range members {
-			if _, err := ins.ExecContext(ctx, conv, u); err != nil {
-				return mapErr(err)
-			}
-		}
-		return nil
-	})
+	return s.writeTx(ctx, func(tx *sql.Tx) error { return insertGroup(ctx, tx, g, members) })
 }
 
 // GetGroup implements storage.Groups.
 func (s *Store) GetGroup(ctx context.Context, id string) (storage.Group, error) {
-	var g storage.Group
-	var created int64
-	err := s.reads.QueryRowContext(ctx, `SELECT id, name, owner_id, created_at,
-			(SELECT count(*) FROM memberships WHERE conversation_id = ? AND left_seq IS NULL)
-		FROM groups WHERE id = ?`, storage.GroupConversationID(id), id).
-		Scan(&g.ID, &g.Name, &g.OwnerID, &created, &g.MemberCount)
+	g, err := scanGroup(s.reads.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM groups g WHERE g.id = ?`, id))
 	if err != nil {
 		return storage.Group{}, fmt.Errorf("sqlite: get group %q: %w", id, mapErr(err))
 	}
-	g.CreatedAt = fromMillis(created)
 	return g, nil
 }
 
@@ -153,7 +122,7 @@ func startPeriods(ctx context.Context, tx *sql.Tx, conv string, users []string, 
 	}
 	start, err := tx.PrepareContext(ctx, `INSERT INTO memberships (conversation_id, user_id, joined_seq, left_seq)
 		VALUES (?, ?, ?, NULL)
-		ON CONFLICT (user_id, conversation_id) DO UPDATE SET joined_seq = excluded.joined_seq, left_seq = NULL`)
+		ON CONFLICT (user_id, conversation_id) DO UPDATE SET joined_seq = excluded.joined_seq, left_seq = NULL, role = 0`)
 	if err != nil {
 		return err
 	}
@@ -187,7 +156,7 @@ func (s *Store) LeaveGroup(ctx context.Context, groupID, userID string) error {
 		// The subquery reads latest_seq in the statement that ends the
 		// period; the single writer keeps sends out until the commit.
 		res, err := tx.ExecContext(ctx, `UPDATE memberships
-			SET left_seq = (SELECT latest_seq FROM conversations WHERE id = ?1)
+			SET left_seq = (SELECT latest_seq FROM conversations WHERE id = ?1), role = 0
 			WHERE conversation_id = ?1 AND user_id = ?2 AND left_seq IS NULL`, conv, userID)
 		if err != nil {
 			return err

@@ -44,10 +44,12 @@ func Run(t *testing.T, factory Factory) {
 		{"Users", userTests},
 		{"Sessions", sessionTests},
 		{"Groups", groupTests},
+		{"GroupRoles", groupRoleTests},
 		{"Messages", messageTests},
 		{"Cursors", cursorTests},
 		{"Lifecycle", lifecycleTests},
 		{"NodeLeases", leaseTests},
+		{"Friends", friendTests},
 		{"Admin", adminTests},
 	} {
 		t.Run(group.name, func(t *testing.T) {

@@ -223,7 +223,10 @@ type StreamRequest_Ping struct {
 }
 
 type StreamRequest_Send struct {
-	// Send a message; answered with SendAck or Error.
+	// Send a message; answered with SendAck or Error. A one-to-one Send
+	// is refused PERMISSION_DENIED, and nothing is stored, when either
+	// user blocks the other, or when the server allows messages between
+	// friends only (--dm-policy friends) and the two are not friends.
 	Send *Send `protobuf:"bytes,4,opt,name=send,proto3,oneof"`
 }
 
@@ -272,6 +275,7 @@ type StreamResponse struct {
 	//	*StreamResponse_SyncBatch
 	//	*StreamResponse_Error
 	//	*StreamResponse_Disconnect
+	//	*StreamResponse_Event
 	Frame         isStreamResponse_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -393,6 +397,15 @@ func (x *StreamResponse) GetDisconnect() *Disconnect {
 	return nil
 }
 
+func (x *StreamResponse) GetEvent() *Event {
+	if x != nil {
+		if x, ok := x.Frame.(*StreamResponse_Event); ok {
+			return x.Event
+		}
+	}
+	return nil
+}
+
 type isStreamResponse_Frame interface {
 	isStreamResponse_Frame()
 }
@@ -437,6 +450,13 @@ type StreamResponse_Disconnect struct {
 	Disconnect *Disconnect `protobuf:"bytes,9,opt,name=disconnect,proto3,oneof"`
 }
 
+type StreamResponse_Event struct {
+	// Something changed for the user (friends, blocks, presence): a
+	// stored event of the user's event stream "evt:<user_id>", pushed and
+	// acknowledged like a message, or an ephemeral one (seq 0). See Event.
+	Event *Event `protobuf:"bytes,11,opt,name=event,proto3,oneof"`
+}
+
 func (*StreamResponse_Welcome) isStreamResponse_Frame() {}
 
 func (*StreamResponse_Pong) isStreamResponse_Frame() {}
@@ -452,6 +472,8 @@ func (*StreamResponse_SyncBatch) isStreamResponse_Frame() {}
 func (*StreamResponse_Error) isStreamResponse_Frame() {}
 
 func (*StreamResponse_Disconnect) isStreamResponse_Frame() {}
+
+func (*StreamResponse_Event) isStreamResponse_Frame() {}
 
 // Auth authenticates the stream.
 type Auth struct {
@@ -1047,7 +1069,8 @@ func (x *Notify) GetDeliveredSeq() int64 {
 	return 0
 }
 
-// Sync pulls messages of one conversation.
+// Sync pulls messages of one conversation, or events of the user's event
+// stream ("evt:<user_id>"; another user's is refused PERMISSION_DENIED).
 type Sync struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The conversation.
@@ -1127,7 +1150,11 @@ type SyncBatch struct {
 	HasMore bool `protobuf:"varint,3,opt,name=has_more,json=hasMore,proto3" json:"has_more,omitempty"`
 	// Newest seq in the conversation visible to this user (for a group the
 	// user left, the seq at which they left).
-	LatestSeq     int64 `protobuf:"varint,4,opt,name=latest_seq,json=latestSeq,proto3" json:"latest_seq,omitempty"`
+	LatestSeq int64 `protobuf:"varint,4,opt,name=latest_seq,json=latestSeq,proto3" json:"latest_seq,omitempty"`
+	// For the user's event stream ("evt:<user_id>"): its events, in
+	// ascending seq order, with the same bounds and has_more rule as
+	// messages (which is then empty). Empty for other conversations.
+	Events        []*Event `protobuf:"bytes,5,rep,name=events,proto3" json:"events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1188,6 +1215,13 @@ func (x *SyncBatch) GetLatestSeq() int64 {
 		return x.LatestSeq
 	}
 	return 0
+}
+
+func (x *SyncBatch) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
 }
 
 // Error says a frame was refused.
@@ -1571,7 +1605,7 @@ var File_starling_v1_chat_proto protoreflect.FileDescriptor
 
 const file_starling_v1_chat_proto_rawDesc = "" +
 	"\n" +
-	"\x16starling/v1/chat.proto\x12\vstarling.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17starling/v1/types.proto\"\xb6\x02\n" +
+	"\x16starling/v1/chat.proto\x12\vstarling.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17starling/v1/event.proto\x1a\x17starling/v1/types.proto\"\xb6\x02\n" +
 	"\rStreamRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12'\n" +
 	"\x04auth\x18\x02 \x01(\v2\x11.starling.v1.AuthH\x00R\x04auth\x12'\n" +
@@ -1580,7 +1614,7 @@ const file_starling_v1_chat_proto_rawDesc = "" +
 	"\bpush_ack\x18\x05 \x01(\v2\x14.starling.v1.PushAckH\x00R\apushAck\x12'\n" +
 	"\x04sync\x18\x06 \x01(\v2\x11.starling.v1.SyncH\x00R\x04sync\x12-\n" +
 	"\x06logout\x18\a \x01(\v2\x13.starling.v1.LogoutH\x00R\x06logoutB\a\n" +
-	"\x05frameJ\x04\b\b\x10\t\"\xbd\x03\n" +
+	"\x05frameJ\x04\b\b\x10\t\"\xe3\x03\n" +
 	"\x0eStreamResponse\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x120\n" +
 	"\awelcome\x18\x02 \x01(\v2\x14.starling.v1.WelcomeH\x00R\awelcome\x12'\n" +
@@ -1593,9 +1627,10 @@ const file_starling_v1_chat_proto_rawDesc = "" +
 	"\x05error\x18\b \x01(\v2\x12.starling.v1.ErrorH\x00R\x05error\x129\n" +
 	"\n" +
 	"disconnect\x18\t \x01(\v2\x17.starling.v1.DisconnectH\x00R\n" +
-	"disconnectB\a\n" +
+	"disconnect\x12*\n" +
+	"\x05event\x18\v \x01(\v2\x12.starling.v1.EventH\x00R\x05eventB\a\n" +
 	"\x05frameJ\x04\b\n" +
-	"\x10\vJ\x04\b\v\x10\f\"`\n" +
+	"\x10\v\"`\n" +
 	"\x04Auth\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12%\n" +
@@ -1637,13 +1672,14 @@ const file_starling_v1_chat_proto_rawDesc = "" +
 	"\x04Sync\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x1b\n" +
 	"\tafter_seq\x18\x02 \x01(\x03R\bafterSeq\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\xa0\x01\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\xcc\x01\n" +
 	"\tSyncBatch\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x120\n" +
 	"\bmessages\x18\x02 \x03(\v2\x14.starling.v1.MessageR\bmessages\x12\x19\n" +
 	"\bhas_more\x18\x03 \x01(\bR\ahasMore\x12\x1d\n" +
 	"\n" +
-	"latest_seq\x18\x04 \x01(\x03R\tlatestSeq\"K\n" +
+	"latest_seq\x18\x04 \x01(\x03R\tlatestSeq\x12*\n" +
+	"\x06events\x18\x05 \x03(\v2\x12.starling.v1.EventR\x06events\"K\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
@@ -1714,11 +1750,12 @@ var file_starling_v1_chat_proto_goTypes = []any{
 	(*GetHistoryResponse)(nil),        // 18: starling.v1.GetHistoryResponse
 	(*ListConversationsRequest)(nil),  // 19: starling.v1.ListConversationsRequest
 	(*ListConversationsResponse)(nil), // 20: starling.v1.ListConversationsResponse
-	(*durationpb.Duration)(nil),       // 21: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 22: google.protobuf.Timestamp
-	(*Content)(nil),                   // 23: starling.v1.Content
-	(*Message)(nil),                   // 24: starling.v1.Message
-	(*ConversationState)(nil),         // 25: starling.v1.ConversationState
+	(*Event)(nil),                     // 21: starling.v1.Event
+	(*durationpb.Duration)(nil),       // 22: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
+	(*Content)(nil),                   // 24: starling.v1.Content
+	(*Message)(nil),                   // 25: starling.v1.Message
+	(*ConversationState)(nil),         // 26: starling.v1.ConversationState
 }
 var file_starling_v1_chat_proto_depIdxs = []int32{
 	3,  // 0: starling.v1.StreamRequest.auth:type_name -> starling.v1.Auth
@@ -1735,27 +1772,29 @@ var file_starling_v1_chat_proto_depIdxs = []int32{
 	13, // 11: starling.v1.StreamResponse.sync_batch:type_name -> starling.v1.SyncBatch
 	14, // 12: starling.v1.StreamResponse.error:type_name -> starling.v1.Error
 	16, // 13: starling.v1.StreamResponse.disconnect:type_name -> starling.v1.Disconnect
-	21, // 14: starling.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
-	22, // 15: starling.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	22, // 16: starling.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
-	23, // 17: starling.v1.Send.content:type_name -> starling.v1.Content
-	22, // 18: starling.v1.SendAck.server_time:type_name -> google.protobuf.Timestamp
-	24, // 19: starling.v1.Push.messages:type_name -> starling.v1.Message
-	24, // 20: starling.v1.SyncBatch.messages:type_name -> starling.v1.Message
-	0,  // 21: starling.v1.Disconnect.reason:type_name -> starling.v1.DisconnectReason
-	24, // 22: starling.v1.GetHistoryResponse.messages:type_name -> starling.v1.Message
-	25, // 23: starling.v1.ListConversationsResponse.conversations:type_name -> starling.v1.ConversationState
-	1,  // 24: starling.v1.ChatService.Stream:input_type -> starling.v1.StreamRequest
-	17, // 25: starling.v1.ChatService.GetHistory:input_type -> starling.v1.GetHistoryRequest
-	19, // 26: starling.v1.ChatService.ListConversations:input_type -> starling.v1.ListConversationsRequest
-	2,  // 27: starling.v1.ChatService.Stream:output_type -> starling.v1.StreamResponse
-	18, // 28: starling.v1.ChatService.GetHistory:output_type -> starling.v1.GetHistoryResponse
-	20, // 29: starling.v1.ChatService.ListConversations:output_type -> starling.v1.ListConversationsResponse
-	27, // [27:30] is the sub-list for method output_type
-	24, // [24:27] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	21, // 14: starling.v1.StreamResponse.event:type_name -> starling.v1.Event
+	22, // 15: starling.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
+	23, // 16: starling.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	23, // 17: starling.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
+	24, // 18: starling.v1.Send.content:type_name -> starling.v1.Content
+	23, // 19: starling.v1.SendAck.server_time:type_name -> google.protobuf.Timestamp
+	25, // 20: starling.v1.Push.messages:type_name -> starling.v1.Message
+	25, // 21: starling.v1.SyncBatch.messages:type_name -> starling.v1.Message
+	21, // 22: starling.v1.SyncBatch.events:type_name -> starling.v1.Event
+	0,  // 23: starling.v1.Disconnect.reason:type_name -> starling.v1.DisconnectReason
+	25, // 24: starling.v1.GetHistoryResponse.messages:type_name -> starling.v1.Message
+	26, // 25: starling.v1.ListConversationsResponse.conversations:type_name -> starling.v1.ConversationState
+	1,  // 26: starling.v1.ChatService.Stream:input_type -> starling.v1.StreamRequest
+	17, // 27: starling.v1.ChatService.GetHistory:input_type -> starling.v1.GetHistoryRequest
+	19, // 28: starling.v1.ChatService.ListConversations:input_type -> starling.v1.ListConversationsRequest
+	2,  // 29: starling.v1.ChatService.Stream:output_type -> starling.v1.StreamResponse
+	18, // 30: starling.v1.ChatService.GetHistory:output_type -> starling.v1.GetHistoryResponse
+	20, // 31: starling.v1.ChatService.ListConversations:output_type -> starling.v1.ListConversationsResponse
+	29, // [29:32] is the sub-list for method output_type
+	26, // [26:29] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_starling_v1_chat_proto_init() }
@@ -1763,6 +1802,7 @@ func file_starling_v1_chat_proto_init() {
 	if File_starling_v1_chat_proto != nil {
 		return
 	}
+	file_starling_v1_event_proto_init()
 	file_starling_v1_types_proto_init()
 	file_starling_v1_chat_proto_msgTypes[0].OneofWrappers = []any{
 		(*StreamRequest_Auth)(nil),
@@ -1781,6 +1821,7 @@ func file_starling_v1_chat_proto_init() {
 		(*StreamResponse_SyncBatch)(nil),
 		(*StreamResponse_Error)(nil),
 		(*StreamResponse_Disconnect)(nil),
+		(*StreamResponse_Event)(nil),
 	}
 	file_starling_v1_chat_proto_msgTypes[6].OneofWrappers = []any{
 		(*Send_UserId)(nil),

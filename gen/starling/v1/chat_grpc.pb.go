@@ -43,13 +43,19 @@ type ChatServiceClient interface {
 	// Notify for every conversation that has messages past the device's
 	// delivered cursor; every message committed after that point is pushed
 	// (or announced by a Notify), so Welcome marks where live delivery begins.
+	//
+	// The user's events travel the same way: the event stream
+	// "evt:<user_id>" is one more conversation of the user, pushed as Event
+	// frames, acknowledged with PushAck and pulled with Sync (see Event).
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
 	// GetHistory pages back through a conversation, newest first by page and
-	// ascending within a page. Errors: InvalidArgument, PermissionDenied (not
-	// a member), NotFound.
+	// ascending within a page. Errors: InvalidArgument (also for an event
+	// stream "evt:…", which is read with Sync), PermissionDenied (not a
+	// member), NotFound.
 	GetHistory(ctx context.Context, in *GetHistoryRequest, opts ...grpc.CallOption) (*GetHistoryResponse, error)
 	// ListConversations lists the caller's conversations with their latest
-	// seq and this device's delivered cursor.
+	// seq and this device's delivered cursor, the caller's event stream
+	// ("evt:<user_id>", once it holds an event) among them.
 	ListConversations(ctx context.Context, in *ListConversationsRequest, opts ...grpc.CallOption) (*ListConversationsResponse, error)
 }
 
@@ -113,13 +119,19 @@ type ChatServiceServer interface {
 	// Notify for every conversation that has messages past the device's
 	// delivered cursor; every message committed after that point is pushed
 	// (or announced by a Notify), so Welcome marks where live delivery begins.
+	//
+	// The user's events travel the same way: the event stream
+	// "evt:<user_id>" is one more conversation of the user, pushed as Event
+	// frames, acknowledged with PushAck and pulled with Sync (see Event).
 	Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
 	// GetHistory pages back through a conversation, newest first by page and
-	// ascending within a page. Errors: InvalidArgument, PermissionDenied (not
-	// a member), NotFound.
+	// ascending within a page. Errors: InvalidArgument (also for an event
+	// stream "evt:…", which is read with Sync), PermissionDenied (not a
+	// member), NotFound.
 	GetHistory(context.Context, *GetHistoryRequest) (*GetHistoryResponse, error)
 	// ListConversations lists the caller's conversations with their latest
-	// seq and this device's delivered cursor.
+	// seq and this device's delivered cursor, the caller's event stream
+	// ("evt:<user_id>", once it holds an event) among them.
 	ListConversations(context.Context, *ListConversationsRequest) (*ListConversationsResponse, error)
 	mustEmbedUnimplementedChatServiceServer()
 }

@@ -22,6 +22,248 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// GroupRole is a member's role in a group.
+type GroupRole int32
+
+const (
+	// Not set (in requests: invalid).
+	GroupRole_GROUP_ROLE_UNSPECIFIED GroupRole = 0
+	// A member: reads and sends; adds others when the add policy allows.
+	GroupRole_GROUP_ROLE_MEMBER GroupRole = 1
+	// An admin: also updates the info, adds and kicks members.
+	GroupRole_GROUP_ROLE_ADMIN GroupRole = 2
+	// The owner, exactly one per group: also kicks admins, sets roles,
+	// transfers ownership and disbands.
+	GroupRole_GROUP_ROLE_OWNER GroupRole = 3
+)
+
+// Enum value maps for GroupRole.
+var (
+	GroupRole_name = map[int32]string{
+		0: "GROUP_ROLE_UNSPECIFIED",
+		1: "GROUP_ROLE_MEMBER",
+		2: "GROUP_ROLE_ADMIN",
+		3: "GROUP_ROLE_OWNER",
+	}
+	GroupRole_value = map[string]int32{
+		"GROUP_ROLE_UNSPECIFIED": 0,
+		"GROUP_ROLE_MEMBER":      1,
+		"GROUP_ROLE_ADMIN":       2,
+		"GROUP_ROLE_OWNER":       3,
+	}
+)
+
+func (x GroupRole) Enum() *GroupRole {
+	p := new(GroupRole)
+	*p = x
+	return p
+}
+
+func (x GroupRole) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GroupRole) Descriptor() protoreflect.EnumDescriptor {
+	return file_starling_v1_group_proto_enumTypes[0].Descriptor()
+}
+
+func (GroupRole) Type() protoreflect.EnumType {
+	return &file_starling_v1_group_proto_enumTypes[0]
+}
+
+func (x GroupRole) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GroupRole.Descriptor instead.
+func (GroupRole) EnumDescriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{0}
+}
+
+// JoinPolicy says who may become a member without being added.
+type JoinPolicy int32
+
+const (
+	// Not set: at creation, invite only; in UpdateGroup, unchanged.
+	JoinPolicy_JOIN_POLICY_UNSPECIFIED JoinPolicy = 0
+	// Only users added by a member (see AddPolicy) join.
+	JoinPolicy_JOIN_POLICY_INVITE_ONLY JoinPolicy = 1
+	// Anyone who knows the group id may also join with JoinGroup.
+	JoinPolicy_JOIN_POLICY_OPEN JoinPolicy = 2
+)
+
+// Enum value maps for JoinPolicy.
+var (
+	JoinPolicy_name = map[int32]string{
+		0: "JOIN_POLICY_UNSPECIFIED",
+		1: "JOIN_POLICY_INVITE_ONLY",
+		2: "JOIN_POLICY_OPEN",
+	}
+	JoinPolicy_value = map[string]int32{
+		"JOIN_POLICY_UNSPECIFIED": 0,
+		"JOIN_POLICY_INVITE_ONLY": 1,
+		"JOIN_POLICY_OPEN":        2,
+	}
+)
+
+func (x JoinPolicy) Enum() *JoinPolicy {
+	p := new(JoinPolicy)
+	*p = x
+	return p
+}
+
+func (x JoinPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (JoinPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_starling_v1_group_proto_enumTypes[1].Descriptor()
+}
+
+func (JoinPolicy) Type() protoreflect.EnumType {
+	return &file_starling_v1_group_proto_enumTypes[1]
+}
+
+func (x JoinPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use JoinPolicy.Descriptor instead.
+func (JoinPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{1}
+}
+
+// AddPolicy says who may add members.
+type AddPolicy int32
+
+const (
+	// Not set: at creation, ADD_POLICY_MEMBERS; in UpdateGroup, unchanged.
+	AddPolicy_ADD_POLICY_UNSPECIFIED AddPolicy = 0
+	// Any member may add users.
+	AddPolicy_ADD_POLICY_MEMBERS AddPolicy = 1
+	// Only admins and the owner may add users.
+	AddPolicy_ADD_POLICY_ADMINS AddPolicy = 2
+)
+
+// Enum value maps for AddPolicy.
+var (
+	AddPolicy_name = map[int32]string{
+		0: "ADD_POLICY_UNSPECIFIED",
+		1: "ADD_POLICY_MEMBERS",
+		2: "ADD_POLICY_ADMINS",
+	}
+	AddPolicy_value = map[string]int32{
+		"ADD_POLICY_UNSPECIFIED": 0,
+		"ADD_POLICY_MEMBERS":     1,
+		"ADD_POLICY_ADMINS":      2,
+	}
+)
+
+func (x AddPolicy) Enum() *AddPolicy {
+	p := new(AddPolicy)
+	*p = x
+	return p
+}
+
+func (x AddPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AddPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_starling_v1_group_proto_enumTypes[2].Descriptor()
+}
+
+func (AddPolicy) Type() protoreflect.EnumType {
+	return &file_starling_v1_group_proto_enumTypes[2]
+}
+
+func (x AddPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AddPolicy.Descriptor instead.
+func (AddPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{2}
+}
+
+// What changed.
+type GroupChange_Kind int32
+
+const (
+	// Not set; never stored.
+	GroupChange_KIND_UNSPECIFIED GroupChange_Kind = 0
+	// Admins changed the info (info: the info after the change).
+	GroupChange_KIND_INFO_UPDATED GroupChange_Kind = 1
+	// The actor added the targets.
+	GroupChange_KIND_MEMBERS_ADDED GroupChange_Kind = 2
+	// The actor joined an open group (targets: the actor).
+	GroupChange_KIND_MEMBER_JOINED GroupChange_Kind = 3
+	// The actor removed the target.
+	GroupChange_KIND_MEMBER_KICKED GroupChange_Kind = 4
+	// The actor left (targets: the actor).
+	GroupChange_KIND_MEMBER_LEFT GroupChange_Kind = 5
+	// The owner gave the target the role in role.
+	GroupChange_KIND_ROLE_CHANGED GroupChange_Kind = 6
+	// The owner (actor) handed the group to the target; the actor is now
+	// an admin.
+	GroupChange_KIND_OWNERSHIP_TRANSFERRED GroupChange_Kind = 7
+	// The owner ended the group; nothing follows.
+	GroupChange_KIND_DISBANDED GroupChange_Kind = 8
+)
+
+// Enum value maps for GroupChange_Kind.
+var (
+	GroupChange_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_INFO_UPDATED",
+		2: "KIND_MEMBERS_ADDED",
+		3: "KIND_MEMBER_JOINED",
+		4: "KIND_MEMBER_KICKED",
+		5: "KIND_MEMBER_LEFT",
+		6: "KIND_ROLE_CHANGED",
+		7: "KIND_OWNERSHIP_TRANSFERRED",
+		8: "KIND_DISBANDED",
+	}
+	GroupChange_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED":           0,
+		"KIND_INFO_UPDATED":          1,
+		"KIND_MEMBERS_ADDED":         2,
+		"KIND_MEMBER_JOINED":         3,
+		"KIND_MEMBER_KICKED":         4,
+		"KIND_MEMBER_LEFT":           5,
+		"KIND_ROLE_CHANGED":          6,
+		"KIND_OWNERSHIP_TRANSFERRED": 7,
+		"KIND_DISBANDED":             8,
+	}
+)
+
+func (x GroupChange_Kind) Enum() *GroupChange_Kind {
+	p := new(GroupChange_Kind)
+	*p = x
+	return p
+}
+
+func (x GroupChange_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GroupChange_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_starling_v1_group_proto_enumTypes[3].Descriptor()
+}
+
+func (GroupChange_Kind) Type() protoreflect.EnumType {
+	return &file_starling_v1_group_proto_enumTypes[3]
+}
+
+func (x GroupChange_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GroupChange_Kind.Descriptor instead.
+func (GroupChange_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{28, 0}
+}
+
 // Group describes a group.
 type Group struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -36,7 +278,19 @@ type Group struct {
 	// When it was created.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Number of current members.
-	MemberCount   int32 `protobuf:"varint,6,opt,name=member_count,json=memberCount,proto3" json:"member_count,omitempty"`
+	MemberCount int32 `protobuf:"varint,6,opt,name=member_count,json=memberCount,proto3" json:"member_count,omitempty"`
+	// Free text shown with the group: at most 512 characters.
+	Description string `protobuf:"bytes,7,opt,name=description,proto3" json:"description,omitempty"`
+	// URL of the group's picture ("" for none): at most 512 bytes, https://
+	// or http://.
+	AvatarUrl string `protobuf:"bytes,8,opt,name=avatar_url,json=avatarUrl,proto3" json:"avatar_url,omitempty"`
+	// Who may join without being added.
+	JoinPolicy JoinPolicy `protobuf:"varint,9,opt,name=join_policy,json=joinPolicy,proto3,enum=starling.v1.JoinPolicy" json:"join_policy,omitempty"`
+	// Who may add members.
+	AddPolicy AddPolicy `protobuf:"varint,10,opt,name=add_policy,json=addPolicy,proto3,enum=starling.v1.AddPolicy" json:"add_policy,omitempty"`
+	// True once the owner disbanded the group: it has no members, and sends
+	// to it are refused.
+	Disbanded     bool `protobuf:"varint,11,opt,name=disbanded,proto3" json:"disbanded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -113,13 +367,56 @@ func (x *Group) GetMemberCount() int32 {
 	return 0
 }
 
+func (x *Group) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Group) GetAvatarUrl() string {
+	if x != nil {
+		return x.AvatarUrl
+	}
+	return ""
+}
+
+func (x *Group) GetJoinPolicy() JoinPolicy {
+	if x != nil {
+		return x.JoinPolicy
+	}
+	return JoinPolicy_JOIN_POLICY_UNSPECIFIED
+}
+
+func (x *Group) GetAddPolicy() AddPolicy {
+	if x != nil {
+		return x.AddPolicy
+	}
+	return AddPolicy_ADD_POLICY_UNSPECIFIED
+}
+
+func (x *Group) GetDisbanded() bool {
+	if x != nil {
+		return x.Disbanded
+	}
+	return false
+}
+
 // CreateGroupRequest creates a group.
 type CreateGroupRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Display name: 1–64 characters.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Users to add besides the caller.
-	MemberIds     []string `protobuf:"bytes,2,rep,name=member_ids,json=memberIds,proto3" json:"member_ids,omitempty"`
+	MemberIds []string `protobuf:"bytes,2,rep,name=member_ids,json=memberIds,proto3" json:"member_ids,omitempty"`
+	// Free text: at most 512 characters.
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// The group's picture: "" or an http(s) URL of at most 512 bytes.
+	AvatarUrl string `protobuf:"bytes,4,opt,name=avatar_url,json=avatarUrl,proto3" json:"avatar_url,omitempty"`
+	// Who may join without being added (unset: invite only).
+	JoinPolicy JoinPolicy `protobuf:"varint,5,opt,name=join_policy,json=joinPolicy,proto3,enum=starling.v1.JoinPolicy" json:"join_policy,omitempty"`
+	// Who may add members (unset: any member).
+	AddPolicy     AddPolicy `protobuf:"varint,6,opt,name=add_policy,json=addPolicy,proto3,enum=starling.v1.AddPolicy" json:"add_policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -166,6 +463,34 @@ func (x *CreateGroupRequest) GetMemberIds() []string {
 		return x.MemberIds
 	}
 	return nil
+}
+
+func (x *CreateGroupRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *CreateGroupRequest) GetAvatarUrl() string {
+	if x != nil {
+		return x.AvatarUrl
+	}
+	return ""
+}
+
+func (x *CreateGroupRequest) GetJoinPolicy() JoinPolicy {
+	if x != nil {
+		return x.JoinPolicy
+	}
+	return JoinPolicy_JOIN_POLICY_UNSPECIFIED
+}
+
+func (x *CreateGroupRequest) GetAddPolicy() AddPolicy {
+	if x != nil {
+		return x.AddPolicy
+	}
+	return AddPolicy_ADD_POLICY_UNSPECIFIED
 }
 
 // CreateGroupResponse is the new group.
@@ -273,7 +598,9 @@ func (x *AddMembersRequest) GetUserIds() []string {
 type AddMembersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Users that were not members before this call.
-	AddedUserIds  []string `protobuf:"bytes,1,rep,name=added_user_ids,json=addedUserIds,proto3" json:"added_user_ids,omitempty"`
+	AddedUserIds []string `protobuf:"bytes,1,rep,name=added_user_ids,json=addedUserIds,proto3" json:"added_user_ids,omitempty"`
+	// Seq of the MEMBERS_ADDED system message; 0 when nobody was added.
+	ChangeSeq     int64 `protobuf:"varint,2,opt,name=change_seq,json=changeSeq,proto3" json:"change_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -313,6 +640,13 @@ func (x *AddMembersResponse) GetAddedUserIds() []string {
 		return x.AddedUserIds
 	}
 	return nil
+}
+
+func (x *AddMembersResponse) GetChangeSeq() int64 {
+	if x != nil {
+		return x.ChangeSeq
+	}
+	return 0
 }
 
 // LeaveGroupRequest removes the caller from a group.
@@ -361,9 +695,11 @@ func (x *LeaveGroupRequest) GetGroupId() string {
 	return ""
 }
 
-// LeaveGroupResponse is empty.
+// LeaveGroupResponse says where the membership ended.
 type LeaveGroupResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Seq of the MEMBER_LEFT system message: the last the caller reads.
+	ChangeSeq     int64 `protobuf:"varint,1,opt,name=change_seq,json=changeSeq,proto3" json:"change_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -396,6 +732,13 @@ func (x *LeaveGroupResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use LeaveGroupResponse.ProtoReflect.Descriptor instead.
 func (*LeaveGroupResponse) Descriptor() ([]byte, []int) {
 	return file_starling_v1_group_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LeaveGroupResponse) GetChangeSeq() int64 {
+	if x != nil {
+		return x.ChangeSeq
+	}
+	return 0
 }
 
 // GetGroupRequest names a group.
@@ -499,11 +842,1179 @@ func (x *GetGroupResponse) GetMemberIds() []string {
 	return nil
 }
 
+// GroupInfo is what admins may change about a group.
+type GroupInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Display name: 1–64 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Free text: at most 512 characters.
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// "" or an http(s) URL of at most 512 bytes.
+	AvatarUrl string `protobuf:"bytes,3,opt,name=avatar_url,json=avatarUrl,proto3" json:"avatar_url,omitempty"`
+	// Who may join without being added.
+	JoinPolicy JoinPolicy `protobuf:"varint,4,opt,name=join_policy,json=joinPolicy,proto3,enum=starling.v1.JoinPolicy" json:"join_policy,omitempty"`
+	// Who may add members.
+	AddPolicy     AddPolicy `protobuf:"varint,5,opt,name=add_policy,json=addPolicy,proto3,enum=starling.v1.AddPolicy" json:"add_policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupInfo) Reset() {
+	*x = GroupInfo{}
+	mi := &file_starling_v1_group_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupInfo) ProtoMessage() {}
+
+func (x *GroupInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupInfo.ProtoReflect.Descriptor instead.
+func (*GroupInfo) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GroupInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupInfo) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *GroupInfo) GetAvatarUrl() string {
+	if x != nil {
+		return x.AvatarUrl
+	}
+	return ""
+}
+
+func (x *GroupInfo) GetJoinPolicy() JoinPolicy {
+	if x != nil {
+		return x.JoinPolicy
+	}
+	return JoinPolicy_JOIN_POLICY_UNSPECIFIED
+}
+
+func (x *GroupInfo) GetAddPolicy() AddPolicy {
+	if x != nil {
+		return x.AddPolicy
+	}
+	return AddPolicy_ADD_POLICY_UNSPECIFIED
+}
+
+// UpdateGroupRequest changes a group's info; unset fields stay as they are.
+type UpdateGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	GroupId string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// New display name, if set.
+	Name *string `protobuf:"bytes,2,opt,name=name,proto3,oneof" json:"name,omitempty"`
+	// New description, if set ("" clears it).
+	Description *string `protobuf:"bytes,3,opt,name=description,proto3,oneof" json:"description,omitempty"`
+	// New avatar URL, if set ("" clears it).
+	AvatarUrl *string `protobuf:"bytes,4,opt,name=avatar_url,json=avatarUrl,proto3,oneof" json:"avatar_url,omitempty"`
+	// New join policy, unless UNSPECIFIED.
+	JoinPolicy JoinPolicy `protobuf:"varint,5,opt,name=join_policy,json=joinPolicy,proto3,enum=starling.v1.JoinPolicy" json:"join_policy,omitempty"`
+	// New add policy, unless UNSPECIFIED.
+	AddPolicy     AddPolicy `protobuf:"varint,6,opt,name=add_policy,json=addPolicy,proto3,enum=starling.v1.AddPolicy" json:"add_policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateGroupRequest) Reset() {
+	*x = UpdateGroupRequest{}
+	mi := &file_starling_v1_group_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateGroupRequest) ProtoMessage() {}
+
+func (x *UpdateGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateGroupRequest.ProtoReflect.Descriptor instead.
+func (*UpdateGroupRequest) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *UpdateGroupRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *UpdateGroupRequest) GetName() string {
+	if x != nil && x.Name != nil {
+		return *x.Name
+	}
+	return ""
+}
+
+func (x *UpdateGroupRequest) GetDescription() string {
+	if x != nil && x.Description != nil {
+		return *x.Description
+	}
+	return ""
+}
+
+func (x *UpdateGroupRequest) GetAvatarUrl() string {
+	if x != nil && x.AvatarUrl != nil {
+		return *x.AvatarUrl
+	}
+	return ""
+}
+
+func (x *UpdateGroupRequest) GetJoinPolicy() JoinPolicy {
+	if x != nil {
+		return x.JoinPolicy
+	}
+	return JoinPolicy_JOIN_POLICY_UNSPECIFIED
+}
+
+func (x *UpdateGroupRequest) GetAddPolicy() AddPolicy {
+	if x != nil {
+		return x.AddPolicy
+	}
+	return AddPolicy_ADD_POLICY_UNSPECIFIED
+}
+
+// UpdateGroupResponse is the group after the change.
+type UpdateGroupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	Group *Group `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Seq of the INFO_UPDATED system message; 0 when nothing changed (no
+	// message is recorded then).
+	ChangeSeq     int64 `protobuf:"varint,2,opt,name=change_seq,json=changeSeq,proto3" json:"change_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateGroupResponse) Reset() {
+	*x = UpdateGroupResponse{}
+	mi := &file_starling_v1_group_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateGroupResponse) ProtoMessage() {}
+
+func (x *UpdateGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateGroupResponse.ProtoReflect.Descriptor instead.
+func (*UpdateGroupResponse) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *UpdateGroupResponse) GetGroup() *Group {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+func (x *UpdateGroupResponse) GetChangeSeq() int64 {
+	if x != nil {
+		return x.ChangeSeq
+	}
+	return 0
+}
+
+// JoinGroupRequest joins an open group.
+type JoinGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	GroupId       string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinGroupRequest) Reset() {
+	*x = JoinGroupRequest{}
+	mi := &file_starling_v1_group_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinGroupRequest) ProtoMessage() {}
+
+func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinGroupRequest.ProtoReflect.Descriptor instead.
+func (*JoinGroupRequest) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *JoinGroupRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+// JoinGroupResponse is the group joined.
+type JoinGroupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	Group *Group `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Seq of the MEMBER_JOINED system message: the first the caller reads.
+	ChangeSeq     int64 `protobuf:"varint,2,opt,name=change_seq,json=changeSeq,proto3" json:"change_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinGroupResponse) Reset() {
+	*x = JoinGroupResponse{}
+	mi := &file_starling_v1_group_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinGroupResponse) ProtoMessage() {}
+
+func (x *JoinGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinGroupResponse.ProtoReflect.Descriptor instead.
+func (*JoinGroupResponse) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *JoinGroupResponse) GetGroup() *Group {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+func (x *JoinGroupResponse) GetChangeSeq() int64 {
+	if x != nil {
+		return x.ChangeSeq
+	}
+	return 0
+}
+
+// KickMemberRequest removes a member.
+type KickMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	GroupId string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// The member to remove.
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KickMemberRequest) Reset() {
+	*x = KickMemberRequest{}
+	mi := &file_starling_v1_group_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KickMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KickMemberRequest) ProtoMessage() {}
+
+func (x *KickMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KickMemberRequest.ProtoReflect.Descriptor instead.
+func (*KickMemberRequest) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *KickMemberRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *KickMemberRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// KickMemberResponse says where the membership ended.
+type KickMemberResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Seq of the MEMBER_KICKED system message: the last the kicked user reads.
+	ChangeSeq     int64 `protobuf:"varint,1,opt,name=change_seq,json=changeSeq,proto3" json:"change_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KickMemberResponse) Reset() {
+	*x = KickMemberResponse{}
+	mi := &file_starling_v1_group_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KickMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KickMemberResponse) ProtoMessage() {}
+
+func (x *KickMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KickMemberResponse.ProtoReflect.Descriptor instead.
+func (*KickMemberResponse) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *KickMemberResponse) GetChangeSeq() int64 {
+	if x != nil {
+		return x.ChangeSeq
+	}
+	return 0
+}
+
+// SetMemberRoleRequest changes a member's role.
+type SetMemberRoleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	GroupId string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// The member.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// GROUP_ROLE_ADMIN or GROUP_ROLE_MEMBER.
+	Role          GroupRole `protobuf:"varint,3,opt,name=role,proto3,enum=starling.v1.GroupRole" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMemberRoleRequest) Reset() {
+	*x = SetMemberRoleRequest{}
+	mi := &file_starling_v1_group_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMemberRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMemberRoleRequest) ProtoMessage() {}
+
+func (x *SetMemberRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMemberRoleRequest.ProtoReflect.Descriptor instead.
+func (*SetMemberRoleRequest) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SetMemberRoleRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *SetMemberRoleRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SetMemberRoleRequest) GetRole() GroupRole {
+	if x != nil {
+		return x.Role
+	}
+	return GroupRole_GROUP_ROLE_UNSPECIFIED
+}
+
+// SetMemberRoleResponse says where the change was recorded.
+type SetMemberRoleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Seq of the ROLE_CHANGED system message; 0 when the member had the role
+	// already (nothing is recorded then).
+	ChangeSeq     int64 `protobuf:"varint,1,opt,name=change_seq,json=changeSeq,proto3" json:"change_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMemberRoleResponse) Reset() {
+	*x = SetMemberRoleResponse{}
+	mi := &file_starling_v1_group_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMemberRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMemberRoleResponse) ProtoMessage() {}
+
+func (x *SetMemberRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMemberRoleResponse.ProtoReflect.Descriptor instead.
+func (*SetMemberRoleResponse) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SetMemberRoleResponse) GetChangeSeq() int64 {
+	if x != nil {
+		return x.ChangeSeq
+	}
+	return 0
+}
+
+// TransferOwnershipRequest hands the group to another member.
+type TransferOwnershipRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	GroupId string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// The new owner: a current member.
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferOwnershipRequest) Reset() {
+	*x = TransferOwnershipRequest{}
+	mi := &file_starling_v1_group_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferOwnershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferOwnershipRequest) ProtoMessage() {}
+
+func (x *TransferOwnershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferOwnershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferOwnershipRequest) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *TransferOwnershipRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *TransferOwnershipRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// TransferOwnershipResponse says where the change was recorded.
+type TransferOwnershipResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Seq of the OWNERSHIP_TRANSFERRED system message.
+	ChangeSeq     int64 `protobuf:"varint,1,opt,name=change_seq,json=changeSeq,proto3" json:"change_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferOwnershipResponse) Reset() {
+	*x = TransferOwnershipResponse{}
+	mi := &file_starling_v1_group_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferOwnershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferOwnershipResponse) ProtoMessage() {}
+
+func (x *TransferOwnershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferOwnershipResponse.ProtoReflect.Descriptor instead.
+func (*TransferOwnershipResponse) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *TransferOwnershipResponse) GetChangeSeq() int64 {
+	if x != nil {
+		return x.ChangeSeq
+	}
+	return 0
+}
+
+// DisbandGroupRequest ends a group.
+type DisbandGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	GroupId       string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisbandGroupRequest) Reset() {
+	*x = DisbandGroupRequest{}
+	mi := &file_starling_v1_group_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisbandGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisbandGroupRequest) ProtoMessage() {}
+
+func (x *DisbandGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisbandGroupRequest.ProtoReflect.Descriptor instead.
+func (*DisbandGroupRequest) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DisbandGroupRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+// DisbandGroupResponse says where the group ended.
+type DisbandGroupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Seq of the DISBANDED system message: the group's last.
+	ChangeSeq     int64 `protobuf:"varint,1,opt,name=change_seq,json=changeSeq,proto3" json:"change_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisbandGroupResponse) Reset() {
+	*x = DisbandGroupResponse{}
+	mi := &file_starling_v1_group_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisbandGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisbandGroupResponse) ProtoMessage() {}
+
+func (x *DisbandGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisbandGroupResponse.ProtoReflect.Descriptor instead.
+func (*DisbandGroupResponse) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DisbandGroupResponse) GetChangeSeq() int64 {
+	if x != nil {
+		return x.ChangeSeq
+	}
+	return 0
+}
+
+// GroupMember is one current member of a group.
+type GroupMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Their role.
+	Role GroupRole `protobuf:"varint,2,opt,name=role,proto3,enum=starling.v1.GroupRole" json:"role,omitempty"`
+	// The seq their current membership period starts after.
+	JoinedSeq     int64 `protobuf:"varint,3,opt,name=joined_seq,json=joinedSeq,proto3" json:"joined_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupMember) Reset() {
+	*x = GroupMember{}
+	mi := &file_starling_v1_group_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMember) ProtoMessage() {}
+
+func (x *GroupMember) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
+func (*GroupMember) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GroupMember) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *GroupMember) GetRole() GroupRole {
+	if x != nil {
+		return x.Role
+	}
+	return GroupRole_GROUP_ROLE_UNSPECIFIED
+}
+
+func (x *GroupMember) GetJoinedSeq() int64 {
+	if x != nil {
+		return x.JoinedSeq
+	}
+	return 0
+}
+
+// ListGroupMembersRequest asks for one page of members.
+type ListGroupMembersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	GroupId string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// At most this many members (1–500; 0: 100).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; "" for the first.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGroupMembersRequest) Reset() {
+	*x = ListGroupMembersRequest{}
+	mi := &file_starling_v1_group_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGroupMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGroupMembersRequest) ProtoMessage() {}
+
+func (x *ListGroupMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGroupMembersRequest.ProtoReflect.Descriptor instead.
+func (*ListGroupMembersRequest) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListGroupMembersRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *ListGroupMembersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListGroupMembersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListGroupMembersResponse is one page of members.
+type ListGroupMembersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Members, by user id.
+	Members []*GroupMember `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	// Pass as page_token for the next page; "" when this was the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGroupMembersResponse) Reset() {
+	*x = ListGroupMembersResponse{}
+	mi := &file_starling_v1_group_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGroupMembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGroupMembersResponse) ProtoMessage() {}
+
+func (x *ListGroupMembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGroupMembersResponse.ProtoReflect.Descriptor instead.
+func (*ListGroupMembersResponse) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListGroupMembersResponse) GetMembers() []*GroupMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *ListGroupMembersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// ListMyGroupsRequest asks for one page of the caller's groups.
+type ListMyGroupsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many groups (1–500; 0: 100).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; "" for the first.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMyGroupsRequest) Reset() {
+	*x = ListMyGroupsRequest{}
+	mi := &file_starling_v1_group_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMyGroupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMyGroupsRequest) ProtoMessage() {}
+
+func (x *ListMyGroupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMyGroupsRequest.ProtoReflect.Descriptor instead.
+func (*ListMyGroupsRequest) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListMyGroupsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListMyGroupsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// MyGroup is one group the caller is a member of.
+type MyGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	Group *Group `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// The caller's role in it.
+	Role          GroupRole `protobuf:"varint,2,opt,name=role,proto3,enum=starling.v1.GroupRole" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MyGroup) Reset() {
+	*x = MyGroup{}
+	mi := &file_starling_v1_group_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MyGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MyGroup) ProtoMessage() {}
+
+func (x *MyGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MyGroup.ProtoReflect.Descriptor instead.
+func (*MyGroup) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *MyGroup) GetGroup() *Group {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+func (x *MyGroup) GetRole() GroupRole {
+	if x != nil {
+		return x.Role
+	}
+	return GroupRole_GROUP_ROLE_UNSPECIFIED
+}
+
+// ListMyGroupsResponse is one page of the caller's groups.
+type ListMyGroupsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Groups, by group id.
+	Groups []*MyGroup `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Pass as page_token for the next page; "" when this was the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMyGroupsResponse) Reset() {
+	*x = ListMyGroupsResponse{}
+	mi := &file_starling_v1_group_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMyGroupsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMyGroupsResponse) ProtoMessage() {}
+
+func (x *ListMyGroupsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMyGroupsResponse.ProtoReflect.Descriptor instead.
+func (*ListMyGroupsResponse) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListMyGroupsResponse) GetGroups() []*MyGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *ListMyGroupsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// GroupChange is the payload of a group's system message (sender_id "",
+// content type "starling.group_change", content data = this message
+// encoded). It says what changed, who did it and to whom.
+type GroupChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What changed.
+	Kind GroupChange_Kind `protobuf:"varint,1,opt,name=kind,proto3,enum=starling.v1.GroupChange_Kind" json:"kind,omitempty"`
+	// The user who made the change.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// The users it was made to (see Kind).
+	TargetIds []string `protobuf:"bytes,3,rep,name=target_ids,json=targetIds,proto3" json:"target_ids,omitempty"`
+	// KIND_INFO_UPDATED: the group's info afterwards.
+	Info *GroupInfo `protobuf:"bytes,4,opt,name=info,proto3" json:"info,omitempty"`
+	// KIND_ROLE_CHANGED: the targets' new role; KIND_OWNERSHIP_TRANSFERRED:
+	// GROUP_ROLE_OWNER.
+	Role          GroupRole `protobuf:"varint,5,opt,name=role,proto3,enum=starling.v1.GroupRole" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupChange) Reset() {
+	*x = GroupChange{}
+	mi := &file_starling_v1_group_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupChange) ProtoMessage() {}
+
+func (x *GroupChange) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_group_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupChange.ProtoReflect.Descriptor instead.
+func (*GroupChange) Descriptor() ([]byte, []int) {
+	return file_starling_v1_group_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GroupChange) GetKind() GroupChange_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return GroupChange_KIND_UNSPECIFIED
+}
+
+func (x *GroupChange) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *GroupChange) GetTargetIds() []string {
+	if x != nil {
+		return x.TargetIds
+	}
+	return nil
+}
+
+func (x *GroupChange) GetInfo() *GroupInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *GroupChange) GetRole() GroupRole {
+	if x != nil {
+		return x.Role
+	}
+	return GroupRole_GROUP_ROLE_UNSPECIFIED
+}
+
 var File_starling_v1_group_proto protoreflect.FileDescriptor
 
 const file_starling_v1_group_proto_rawDesc = "" +
 	"\n" +
-	"\x17starling/v1/group.proto\x12\vstarling.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x01\n" +
+	"\x17starling/v1/group.proto\x12\vstarling.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x03\n" +
 	"\x05Group\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12'\n" +
 	"\x0fconversation_id\x18\x02 \x01(\tR\x0econversationId\x12\x12\n" +
@@ -511,34 +2022,173 @@ const file_starling_v1_group_proto_rawDesc = "" +
 	"\bowner_id\x18\x04 \x01(\tR\aownerId\x12;\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12!\n" +
-	"\fmember_count\x18\x06 \x01(\x05R\vmemberCount\"G\n" +
+	"\fmember_count\x18\x06 \x01(\x05R\vmemberCount\x12 \n" +
+	"\vdescription\x18\a \x01(\tR\vdescription\x12\x1d\n" +
+	"\n" +
+	"avatar_url\x18\b \x01(\tR\tavatarUrl\x128\n" +
+	"\vjoin_policy\x18\t \x01(\x0e2\x17.starling.v1.JoinPolicyR\n" +
+	"joinPolicy\x125\n" +
+	"\n" +
+	"add_policy\x18\n" +
+	" \x01(\x0e2\x16.starling.v1.AddPolicyR\taddPolicy\x12\x1c\n" +
+	"\tdisbanded\x18\v \x01(\bR\tdisbanded\"\xf9\x01\n" +
 	"\x12CreateGroupRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"member_ids\x18\x02 \x03(\tR\tmemberIds\"?\n" +
+	"member_ids\x18\x02 \x03(\tR\tmemberIds\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1d\n" +
+	"\n" +
+	"avatar_url\x18\x04 \x01(\tR\tavatarUrl\x128\n" +
+	"\vjoin_policy\x18\x05 \x01(\x0e2\x17.starling.v1.JoinPolicyR\n" +
+	"joinPolicy\x125\n" +
+	"\n" +
+	"add_policy\x18\x06 \x01(\x0e2\x16.starling.v1.AddPolicyR\taddPolicy\"?\n" +
 	"\x13CreateGroupResponse\x12(\n" +
 	"\x05group\x18\x01 \x01(\v2\x12.starling.v1.GroupR\x05group\"I\n" +
 	"\x11AddMembersRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x19\n" +
-	"\buser_ids\x18\x02 \x03(\tR\auserIds\":\n" +
+	"\buser_ids\x18\x02 \x03(\tR\auserIds\"Y\n" +
 	"\x12AddMembersResponse\x12$\n" +
-	"\x0eadded_user_ids\x18\x01 \x03(\tR\faddedUserIds\".\n" +
+	"\x0eadded_user_ids\x18\x01 \x03(\tR\faddedUserIds\x12\x1d\n" +
+	"\n" +
+	"change_seq\x18\x02 \x01(\x03R\tchangeSeq\".\n" +
 	"\x11LeaveGroupRequest\x12\x19\n" +
-	"\bgroup_id\x18\x01 \x01(\tR\agroupId\"\x14\n" +
-	"\x12LeaveGroupResponse\",\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\"3\n" +
+	"\x12LeaveGroupResponse\x12\x1d\n" +
+	"\n" +
+	"change_seq\x18\x01 \x01(\x03R\tchangeSeq\",\n" +
 	"\x0fGetGroupRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\"[\n" +
 	"\x10GetGroupResponse\x12(\n" +
 	"\x05group\x18\x01 \x01(\v2\x12.starling.v1.GroupR\x05group\x12\x1d\n" +
 	"\n" +
-	"member_ids\x18\x02 \x03(\tR\tmemberIds2\xc7\x02\n" +
+	"member_ids\x18\x02 \x03(\tR\tmemberIds\"\xd1\x01\n" +
+	"\tGroupInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1d\n" +
+	"\n" +
+	"avatar_url\x18\x03 \x01(\tR\tavatarUrl\x128\n" +
+	"\vjoin_policy\x18\x04 \x01(\x0e2\x17.starling.v1.JoinPolicyR\n" +
+	"joinPolicy\x125\n" +
+	"\n" +
+	"add_policy\x18\x05 \x01(\x0e2\x16.starling.v1.AddPolicyR\taddPolicy\"\xac\x02\n" +
+	"\x12UpdateGroupRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x17\n" +
+	"\x04name\x18\x02 \x01(\tH\x00R\x04name\x88\x01\x01\x12%\n" +
+	"\vdescription\x18\x03 \x01(\tH\x01R\vdescription\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"avatar_url\x18\x04 \x01(\tH\x02R\tavatarUrl\x88\x01\x01\x128\n" +
+	"\vjoin_policy\x18\x05 \x01(\x0e2\x17.starling.v1.JoinPolicyR\n" +
+	"joinPolicy\x125\n" +
+	"\n" +
+	"add_policy\x18\x06 \x01(\x0e2\x16.starling.v1.AddPolicyR\taddPolicyB\a\n" +
+	"\x05_nameB\x0e\n" +
+	"\f_descriptionB\r\n" +
+	"\v_avatar_url\"^\n" +
+	"\x13UpdateGroupResponse\x12(\n" +
+	"\x05group\x18\x01 \x01(\v2\x12.starling.v1.GroupR\x05group\x12\x1d\n" +
+	"\n" +
+	"change_seq\x18\x02 \x01(\x03R\tchangeSeq\"-\n" +
+	"\x10JoinGroupRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\"\\\n" +
+	"\x11JoinGroupResponse\x12(\n" +
+	"\x05group\x18\x01 \x01(\v2\x12.starling.v1.GroupR\x05group\x12\x1d\n" +
+	"\n" +
+	"change_seq\x18\x02 \x01(\x03R\tchangeSeq\"G\n" +
+	"\x11KickMemberRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"3\n" +
+	"\x12KickMemberResponse\x12\x1d\n" +
+	"\n" +
+	"change_seq\x18\x01 \x01(\x03R\tchangeSeq\"v\n" +
+	"\x14SetMemberRoleRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12*\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x16.starling.v1.GroupRoleR\x04role\"6\n" +
+	"\x15SetMemberRoleResponse\x12\x1d\n" +
+	"\n" +
+	"change_seq\x18\x01 \x01(\x03R\tchangeSeq\"N\n" +
+	"\x18TransferOwnershipRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\":\n" +
+	"\x19TransferOwnershipResponse\x12\x1d\n" +
+	"\n" +
+	"change_seq\x18\x01 \x01(\x03R\tchangeSeq\"0\n" +
+	"\x13DisbandGroupRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\"5\n" +
+	"\x14DisbandGroupResponse\x12\x1d\n" +
+	"\n" +
+	"change_seq\x18\x01 \x01(\x03R\tchangeSeq\"q\n" +
+	"\vGroupMember\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12*\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x16.starling.v1.GroupRoleR\x04role\x12\x1d\n" +
+	"\n" +
+	"joined_seq\x18\x03 \x01(\x03R\tjoinedSeq\"p\n" +
+	"\x17ListGroupMembersRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"v\n" +
+	"\x18ListGroupMembersResponse\x122\n" +
+	"\amembers\x18\x01 \x03(\v2\x18.starling.v1.GroupMemberR\amembers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Q\n" +
+	"\x13ListMyGroupsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"_\n" +
+	"\aMyGroup\x12(\n" +
+	"\x05group\x18\x01 \x01(\v2\x12.starling.v1.GroupR\x05group\x12*\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x16.starling.v1.GroupRoleR\x04role\"l\n" +
+	"\x14ListMyGroupsResponse\x12,\n" +
+	"\x06groups\x18\x01 \x03(\v2\x14.starling.v1.MyGroupR\x06groups\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb1\x03\n" +
+	"\vGroupChange\x121\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1d.starling.v1.GroupChange.KindR\x04kind\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x1d\n" +
+	"\n" +
+	"target_ids\x18\x03 \x03(\tR\ttargetIds\x12*\n" +
+	"\x04info\x18\x04 \x01(\v2\x16.starling.v1.GroupInfoR\x04info\x12*\n" +
+	"\x04role\x18\x05 \x01(\x0e2\x16.starling.v1.GroupRoleR\x04role\"\xdc\x01\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11KIND_INFO_UPDATED\x10\x01\x12\x16\n" +
+	"\x12KIND_MEMBERS_ADDED\x10\x02\x12\x16\n" +
+	"\x12KIND_MEMBER_JOINED\x10\x03\x12\x16\n" +
+	"\x12KIND_MEMBER_KICKED\x10\x04\x12\x14\n" +
+	"\x10KIND_MEMBER_LEFT\x10\x05\x12\x15\n" +
+	"\x11KIND_ROLE_CHANGED\x10\x06\x12\x1e\n" +
+	"\x1aKIND_OWNERSHIP_TRANSFERRED\x10\a\x12\x12\n" +
+	"\x0eKIND_DISBANDED\x10\b*j\n" +
+	"\tGroupRole\x12\x1a\n" +
+	"\x16GROUP_ROLE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11GROUP_ROLE_MEMBER\x10\x01\x12\x14\n" +
+	"\x10GROUP_ROLE_ADMIN\x10\x02\x12\x14\n" +
+	"\x10GROUP_ROLE_OWNER\x10\x03*\\\n" +
+	"\n" +
+	"JoinPolicy\x12\x1b\n" +
+	"\x17JOIN_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17JOIN_POLICY_INVITE_ONLY\x10\x01\x12\x14\n" +
+	"\x10JOIN_POLICY_OPEN\x10\x02*V\n" +
+	"\tAddPolicy\x12\x1a\n" +
+	"\x16ADD_POLICY_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ADD_POLICY_MEMBERS\x10\x01\x12\x15\n" +
+	"\x11ADD_POLICY_ADMINS\x10\x022\xfb\a\n" +
 	"\fGroupService\x12P\n" +
 	"\vCreateGroup\x12\x1f.starling.v1.CreateGroupRequest\x1a .starling.v1.CreateGroupResponse\x12M\n" +
 	"\n" +
 	"AddMembers\x12\x1e.starling.v1.AddMembersRequest\x1a\x1f.starling.v1.AddMembersResponse\x12M\n" +
 	"\n" +
 	"LeaveGroup\x12\x1e.starling.v1.LeaveGroupRequest\x1a\x1f.starling.v1.LeaveGroupResponse\x12G\n" +
-	"\bGetGroup\x12\x1c.starling.v1.GetGroupRequest\x1a\x1d.starling.v1.GetGroupResponseB<Z:github.com/starling-im/starling/gen/starling/v1;starlingv1b\x06proto3"
+	"\bGetGroup\x12\x1c.starling.v1.GetGroupRequest\x1a\x1d.starling.v1.GetGroupResponse\x12P\n" +
+	"\vUpdateGroup\x12\x1f.starling.v1.UpdateGroupRequest\x1a .starling.v1.UpdateGroupResponse\x12J\n" +
+	"\tJoinGroup\x12\x1d.starling.v1.JoinGroupRequest\x1a\x1e.starling.v1.JoinGroupResponse\x12M\n" +
+	"\n" +
+	"KickMember\x12\x1e.starling.v1.KickMemberRequest\x1a\x1f.starling.v1.KickMemberResponse\x12V\n" +
+	"\rSetMemberRole\x12!.starling.v1.SetMemberRoleRequest\x1a\".starling.v1.SetMemberRoleResponse\x12b\n" +
+	"\x11TransferOwnership\x12%.starling.v1.TransferOwnershipRequest\x1a&.starling.v1.TransferOwnershipResponse\x12S\n" +
+	"\fDisbandGroup\x12 .starling.v1.DisbandGroupRequest\x1a!.starling.v1.DisbandGroupResponse\x12_\n" +
+	"\x10ListGroupMembers\x12$.starling.v1.ListGroupMembersRequest\x1a%.starling.v1.ListGroupMembersResponse\x12S\n" +
+	"\fListMyGroups\x12 .starling.v1.ListMyGroupsRequest\x1a!.starling.v1.ListMyGroupsResponseB<Z:github.com/starling-im/starling/gen/starling/v1;starlingv1b\x06proto3"
 
 var (
 	file_starling_v1_group_proto_rawDescOnce sync.Once
@@ -552,36 +2202,96 @@ func file_starling_v1_group_proto_rawDescGZIP() []byte {
 	return file_starling_v1_group_proto_rawDescData
 }
 
-var file_starling_v1_group_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_starling_v1_group_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_starling_v1_group_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_starling_v1_group_proto_goTypes = []any{
-	(*Group)(nil),                 // 0: starling.v1.Group
-	(*CreateGroupRequest)(nil),    // 1: starling.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),   // 2: starling.v1.CreateGroupResponse
-	(*AddMembersRequest)(nil),     // 3: starling.v1.AddMembersRequest
-	(*AddMembersResponse)(nil),    // 4: starling.v1.AddMembersResponse
-	(*LeaveGroupRequest)(nil),     // 5: starling.v1.LeaveGroupRequest
-	(*LeaveGroupResponse)(nil),    // 6: starling.v1.LeaveGroupResponse
-	(*GetGroupRequest)(nil),       // 7: starling.v1.GetGroupRequest
-	(*GetGroupResponse)(nil),      // 8: starling.v1.GetGroupResponse
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(GroupRole)(0),                    // 0: starling.v1.GroupRole
+	(JoinPolicy)(0),                   // 1: starling.v1.JoinPolicy
+	(AddPolicy)(0),                    // 2: starling.v1.AddPolicy
+	(GroupChange_Kind)(0),             // 3: starling.v1.GroupChange.Kind
+	(*Group)(nil),                     // 4: starling.v1.Group
+	(*CreateGroupRequest)(nil),        // 5: starling.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),       // 6: starling.v1.CreateGroupResponse
+	(*AddMembersRequest)(nil),         // 7: starling.v1.AddMembersRequest
+	(*AddMembersResponse)(nil),        // 8: starling.v1.AddMembersResponse
+	(*LeaveGroupRequest)(nil),         // 9: starling.v1.LeaveGroupRequest
+	(*LeaveGroupResponse)(nil),        // 10: starling.v1.LeaveGroupResponse
+	(*GetGroupRequest)(nil),           // 11: starling.v1.GetGroupRequest
+	(*GetGroupResponse)(nil),          // 12: starling.v1.GetGroupResponse
+	(*GroupInfo)(nil),                 // 13: starling.v1.GroupInfo
+	(*UpdateGroupRequest)(nil),        // 14: starling.v1.UpdateGroupRequest
+	(*UpdateGroupResponse)(nil),       // 15: starling.v1.UpdateGroupResponse
+	(*JoinGroupRequest)(nil),          // 16: starling.v1.JoinGroupRequest
+	(*JoinGroupResponse)(nil),         // 17: starling.v1.JoinGroupResponse
+	(*KickMemberRequest)(nil),         // 18: starling.v1.KickMemberRequest
+	(*KickMemberResponse)(nil),        // 19: starling.v1.KickMemberResponse
+	(*SetMemberRoleRequest)(nil),      // 20: starling.v1.SetMemberRoleRequest
+	(*SetMemberRoleResponse)(nil),     // 21: starling.v1.SetMemberRoleResponse
+	(*TransferOwnershipRequest)(nil),  // 22: starling.v1.TransferOwnershipRequest
+	(*TransferOwnershipResponse)(nil), // 23: starling.v1.TransferOwnershipResponse
+	(*DisbandGroupRequest)(nil),       // 24: starling.v1.DisbandGroupRequest
+	(*DisbandGroupResponse)(nil),      // 25: starling.v1.DisbandGroupResponse
+	(*GroupMember)(nil),               // 26: starling.v1.GroupMember
+	(*ListGroupMembersRequest)(nil),   // 27: starling.v1.ListGroupMembersRequest
+	(*ListGroupMembersResponse)(nil),  // 28: starling.v1.ListGroupMembersResponse
+	(*ListMyGroupsRequest)(nil),       // 29: starling.v1.ListMyGroupsRequest
+	(*MyGroup)(nil),                   // 30: starling.v1.MyGroup
+	(*ListMyGroupsResponse)(nil),      // 31: starling.v1.ListMyGroupsResponse
+	(*GroupChange)(nil),               // 32: starling.v1.GroupChange
+	(*timestamppb.Timestamp)(nil),     // 33: google.protobuf.Timestamp
 }
 var file_starling_v1_group_proto_depIdxs = []int32{
-	9, // 0: starling.v1.Group.create_time:type_name -> google.protobuf.Timestamp
-	0, // 1: starling.v1.CreateGroupResponse.group:type_name -> starling.v1.Group
-	0, // 2: starling.v1.GetGroupResponse.group:type_name -> starling.v1.Group
-	1, // 3: starling.v1.GroupService.CreateGroup:input_type -> starling.v1.CreateGroupRequest
-	3, // 4: starling.v1.GroupService.AddMembers:input_type -> starling.v1.AddMembersRequest
-	5, // 5: starling.v1.GroupService.LeaveGroup:input_type -> starling.v1.LeaveGroupRequest
-	7, // 6: starling.v1.GroupService.GetGroup:input_type -> starling.v1.GetGroupRequest
-	2, // 7: starling.v1.GroupService.CreateGroup:output_type -> starling.v1.CreateGroupResponse
-	4, // 8: starling.v1.GroupService.AddMembers:output_type -> starling.v1.AddMembersResponse
-	6, // 9: starling.v1.GroupService.LeaveGroup:output_type -> starling.v1.LeaveGroupResponse
-	8, // 10: starling.v1.GroupService.GetGroup:output_type -> starling.v1.GetGroupResponse
-	7, // [7:11] is the sub-list for method output_type
-	3, // [3:7] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	33, // 0: starling.v1.Group.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 1: starling.v1.Group.join_policy:type_name -> starling.v1.JoinPolicy
+	2,  // 2: starling.v1.Group.add_policy:type_name -> starling.v1.AddPolicy
+	1,  // 3: starling.v1.CreateGroupRequest.join_policy:type_name -> starling.v1.JoinPolicy
+	2,  // 4: starling.v1.CreateGroupRequest.add_policy:type_name -> starling.v1.AddPolicy
+	4,  // 5: starling.v1.CreateGroupResponse.group:type_name -> starling.v1.Group
+	4,  // 6: starling.v1.GetGroupResponse.group:type_name -> starling.v1.Group
+	1,  // 7: starling.v1.GroupInfo.join_policy:type_name -> starling.v1.JoinPolicy
+	2,  // 8: starling.v1.GroupInfo.add_policy:type_name -> starling.v1.AddPolicy
+	1,  // 9: starling.v1.UpdateGroupRequest.join_policy:type_name -> starling.v1.JoinPolicy
+	2,  // 10: starling.v1.UpdateGroupRequest.add_policy:type_name -> starling.v1.AddPolicy
+	4,  // 11: starling.v1.UpdateGroupResponse.group:type_name -> starling.v1.Group
+	4,  // 12: starling.v1.JoinGroupResponse.group:type_name -> starling.v1.Group
+	0,  // 13: starling.v1.SetMemberRoleRequest.role:type_name -> starling.v1.GroupRole
+	0,  // 14: starling.v1.GroupMember.role:type_name -> starling.v1.GroupRole
+	26, // 15: starling.v1.ListGroupMembersResponse.members:type_name -> starling.v1.GroupMember
+	4,  // 16: starling.v1.MyGroup.group:type_name -> starling.v1.Group
+	0,  // 17: starling.v1.MyGroup.role:type_name -> starling.v1.GroupRole
+	30, // 18: starling.v1.ListMyGroupsResponse.groups:type_name -> starling.v1.MyGroup
+	3,  // 19: starling.v1.GroupChange.kind:type_name -> starling.v1.GroupChange.Kind
+	13, // 20: starling.v1.GroupChange.info:type_name -> starling.v1.GroupInfo
+	0,  // 21: starling.v1.GroupChange.role:type_name -> starling.v1.GroupRole
+	5,  // 22: starling.v1.GroupService.CreateGroup:input_type -> starling.v1.CreateGroupRequest
+	7,  // 23: starling.v1.GroupService.AddMembers:input_type -> starling.v1.AddMembersRequest
+	9,  // 24: starling.v1.GroupService.LeaveGroup:input_type -> starling.v1.LeaveGroupRequest
+	11, // 25: starling.v1.GroupService.GetGroup:input_type -> starling.v1.GetGroupRequest
+	14, // 26: starling.v1.GroupService.UpdateGroup:input_type -> starling.v1.UpdateGroupRequest
+	16, // 27: starling.v1.GroupService.JoinGroup:input_type -> starling.v1.JoinGroupRequest
+	18, // 28: starling.v1.GroupService.KickMember:input_type -> starling.v1.KickMemberRequest
+	20, // 29: starling.v1.GroupService.SetMemberRole:input_type -> starling.v1.SetMemberRoleRequest
+	22, // 30: starling.v1.GroupService.TransferOwnership:input_type -> starling.v1.TransferOwnershipRequest
+	24, // 31: starling.v1.GroupService.DisbandGroup:input_type -> starling.v1.DisbandGroupRequest
+	27, // 32: starling.v1.GroupService.ListGroupMembers:input_type -> starling.v1.ListGroupMembersRequest
+	29, // 33: starling.v1.GroupService.ListMyGroups:input_type -> starling.v1.ListMyGroupsRequest
+	6,  // 34: starling.v1.GroupService.CreateGroup:output_type -> starling.v1.CreateGroupResponse
+	8,  // 35: starling.v1.GroupService.AddMembers:output_type -> starling.v1.AddMembersResponse
+	10, // 36: starling.v1.GroupService.LeaveGroup:output_type -> starling.v1.LeaveGroupResponse
+	12, // 37: starling.v1.GroupService.GetGroup:output_type -> starling.v1.GetGroupResponse
+	15, // 38: starling.v1.GroupService.UpdateGroup:output_type -> starling.v1.UpdateGroupResponse
+	17, // 39: starling.v1.GroupService.JoinGroup:output_type -> starling.v1.JoinGroupResponse
+	19, // 40: starling.v1.GroupService.KickMember:output_type -> starling.v1.KickMemberResponse
+	21, // 41: starling.v1.GroupService.SetMemberRole:output_type -> starling.v1.SetMemberRoleResponse
+	23, // 42: starling.v1.GroupService.TransferOwnership:output_type -> starling.v1.TransferOwnershipResponse
+	25, // 43: starling.v1.GroupService.DisbandGroup:output_type -> starling.v1.DisbandGroupResponse
+	28, // 44: starling.v1.GroupService.ListGroupMembers:output_type -> starling.v1.ListGroupMembersResponse
+	31, // 45: starling.v1.GroupService.ListMyGroups:output_type -> starling.v1.ListMyGroupsResponse
+	34, // [34:46] is the sub-list for method output_type
+	22, // [22:34] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_starling_v1_group_proto_init() }
@@ -589,18 +2299,20 @@ func file_starling_v1_group_proto_init() {
 	if File_starling_v1_group_proto != nil {
 		return
 	}
+	file_starling_v1_group_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_starling_v1_group_proto_rawDesc), len(file_starling_v1_group_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   9,
+			NumEnums:      4,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_starling_v1_group_proto_goTypes,
 		DependencyIndexes: file_starling_v1_group_proto_depIdxs,
+		EnumInfos:         file_starling_v1_group_proto_enumTypes,
 		MessageInfos:      file_starling_v1_group_proto_msgTypes,
 	}.Build()
 	File_starling_v1_group_proto = out.File

@@ -19,10 +19,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	GroupService_CreateGroup_FullMethodName = "/starling.v1.GroupService/CreateGroup"
-	GroupService_AddMembers_FullMethodName  = "/starling.v1.GroupService/AddMembers"
-	GroupService_LeaveGroup_FullMethodName  = "/starling.v1.GroupService/LeaveGroup"
-	GroupService_GetGroup_FullMethodName    = "/starling.v1.GroupService/GetGroup"
+	GroupService_CreateGroup_FullMethodName       = "/starling.v1.GroupService/CreateGroup"
+	GroupService_AddMembers_FullMethodName        = "/starling.v1.GroupService/AddMembers"
+	GroupService_LeaveGroup_FullMethodName        = "/starling.v1.GroupService/LeaveGroup"
+	GroupService_GetGroup_FullMethodName          = "/starling.v1.GroupService/GetGroup"
+	GroupService_UpdateGroup_FullMethodName       = "/starling.v1.GroupService/UpdateGroup"
+	GroupService_JoinGroup_FullMethodName         = "/starling.v1.GroupService/JoinGroup"
+	GroupService_KickMember_FullMethodName        = "/starling.v1.GroupService/KickMember"
+	GroupService_SetMemberRole_FullMethodName     = "/starling.v1.GroupService/SetMemberRole"
+	GroupService_TransferOwnership_FullMethodName = "/starling.v1.GroupService/TransferOwnership"
+	GroupService_DisbandGroup_FullMethodName      = "/starling.v1.GroupService/DisbandGroup"
+	GroupService_ListGroupMembers_FullMethodName  = "/starling.v1.GroupService/ListGroupMembers"
+	GroupService_ListMyGroups_FullMethodName      = "/starling.v1.GroupService/ListMyGroups"
 )
 
 // GroupServiceClient is the client API for GroupService service.
@@ -32,21 +40,87 @@ const (
 // GroupService manages groups. A group's conversation id is "grp:<group_id>".
 // A member sees the messages sent from the seq at which they joined up to the
 // seq at which they left.
+//
+// Roles: every group has exactly one owner (the creator, until they transfer
+// ownership), any number of admins, and members. Who may do what:
+//
+//   - update info, kick members: admins and the owner;
+//   - add members: admins and the owner, or any member when the group's
+//     add_policy is ADD_POLICY_MEMBERS;
+//   - kick an admin, promote or demote, transfer ownership, disband: the owner
+//     only; nobody can kick the owner;
+//   - leave: anyone but the owner, who must transfer ownership (or disband)
+//     first;
+//   - join without being added: anyone who knows the group id, when the join
+//     policy is JOIN_POLICY_OPEN.
+//
+// Every change after creation is recorded as a system message in the group's conversation,
+// stored in the same transaction as the change, with a seq of its own: its
+// sender_id is "" (no user sends that) and its content has type
+// "starling.group_change" with data holding an encoded GroupChange. It is
+// delivered like any message of the group: a member who is added sees the
+// change that added them as the first message of their membership; a member
+// who is kicked or leaves sees the change that removed them as the last one.
 type GroupServiceClient interface {
 	// CreateGroup creates a group owned by the caller, with the caller and the
-	// given users as members. Errors: InvalidArgument, NotFound (a user does
-	// not exist), ResourceExhausted (more members than the limit).
+	// given users as members, all reading from seq 1. Creating records no
+	// system message: the conversation starts empty. Errors: InvalidArgument, NotFound (a user does not exist),
+	// ResourceExhausted (more members than the limit).
 	CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*CreateGroupResponse, error)
-	// AddMembers adds users to a group; any member may add. Users already in
-	// the group are left as they are. Errors: InvalidArgument, NotFound,
-	// PermissionDenied (caller is not a member), ResourceExhausted (group full).
+	// AddMembers adds users to a group: admins may, and any member when the
+	// group's add_policy is ADD_POLICY_MEMBERS. Users already in the group are
+	// left as they are; when nobody is new, nothing is recorded. Errors:
+	// InvalidArgument, NotFound, PermissionDenied (caller is not a member, or
+	// not an admin in a group where only admins add), ResourceExhausted
+	// (group full), FailedPrecondition (the group was disbanded).
 	AddMembers(ctx context.Context, in *AddMembersRequest, opts ...grpc.CallOption) (*AddMembersResponse, error)
 	// LeaveGroup removes the caller from a group. Errors: NotFound,
-	// PermissionDenied (caller is not a member).
+	// PermissionDenied (caller is not a member), FailedPrecondition (the
+	// caller is the owner: transfer ownership or disband first).
 	LeaveGroup(ctx context.Context, in *LeaveGroupRequest, opts ...grpc.CallOption) (*LeaveGroupResponse, error)
 	// GetGroup returns a group and its current members. Errors: NotFound,
 	// PermissionDenied (caller is not a member).
 	GetGroup(ctx context.Context, in *GetGroupRequest, opts ...grpc.CallOption) (*GetGroupResponse, error)
+	// UpdateGroup changes a group's info (admins and the owner). Fields left
+	// unset keep their value. Errors: InvalidArgument, NotFound,
+	// PermissionDenied, FailedPrecondition (disbanded).
+	UpdateGroup(ctx context.Context, in *UpdateGroupRequest, opts ...grpc.CallOption) (*UpdateGroupResponse, error)
+	// JoinGroup makes the caller a member of an open group (join policy
+	// JOIN_POLICY_OPEN). Errors: NotFound, PermissionDenied (the group is
+	// invite only), AlreadyExists (the caller is a member), ResourceExhausted
+	// (group full), FailedPrecondition (disbanded).
+	JoinGroup(ctx context.Context, in *JoinGroupRequest, opts ...grpc.CallOption) (*JoinGroupResponse, error)
+	// KickMember removes another member from a group: admins may kick
+	// members, only the owner may kick admins, and nobody kicks the owner.
+	// The kicked user's devices get nothing after the change's seq. Errors:
+	// InvalidArgument (kicking oneself: use LeaveGroup), NotFound (no such
+	// group, or the user is not a member), PermissionDenied,
+	// FailedPrecondition (disbanded).
+	KickMember(ctx context.Context, in *KickMemberRequest, opts ...grpc.CallOption) (*KickMemberResponse, error)
+	// SetMemberRole makes a member an admin or an admin a member (the owner
+	// only). Errors: InvalidArgument (role is not ADMIN or MEMBER, or the
+	// target is the owner), NotFound, PermissionDenied, FailedPrecondition
+	// (disbanded).
+	SetMemberRole(ctx context.Context, in *SetMemberRoleRequest, opts ...grpc.CallOption) (*SetMemberRoleResponse, error)
+	// TransferOwnership makes another member the owner (the owner only); the
+	// old owner becomes an admin. Errors: InvalidArgument (to oneself),
+	// NotFound (the user is not a member), PermissionDenied,
+	// FailedPrecondition (disbanded).
+	TransferOwnership(ctx context.Context, in *TransferOwnershipRequest, opts ...grpc.CallOption) (*TransferOwnershipResponse, error)
+	// DisbandGroup ends a group (the owner only): every membership ends at
+	// the DISBANDED change's seq, sends to it are refused with
+	// FailedPrecondition, and former members keep reading the history of
+	// their membership periods. Errors: NotFound, PermissionDenied,
+	// FailedPrecondition (already disbanded).
+	DisbandGroup(ctx context.Context, in *DisbandGroupRequest, opts ...grpc.CallOption) (*DisbandGroupResponse, error)
+	// ListGroupMembers returns one page of a group's current members with
+	// their roles, ordered by user id. Errors: InvalidArgument (page_size or
+	// page_token), NotFound, PermissionDenied (caller is not a member).
+	ListGroupMembers(ctx context.Context, in *ListGroupMembersRequest, opts ...grpc.CallOption) (*ListGroupMembersResponse, error)
+	// ListMyGroups returns one page of the groups the caller is a member of
+	// now, with the caller's role, ordered by group id. Errors:
+	// InvalidArgument (page_size or page_token).
+	ListMyGroups(ctx context.Context, in *ListMyGroupsRequest, opts ...grpc.CallOption) (*ListMyGroupsResponse, error)
 }
 
 type groupServiceClient struct {
@@ -97,6 +171,86 @@ func (c *groupServiceClient) GetGroup(ctx context.Context, in *GetGroupRequest, 
 	return out, nil
 }
 
+func (c *groupServiceClient) UpdateGroup(ctx context.Context, in *UpdateGroupRequest, opts ...grpc.CallOption) (*UpdateGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateGroupResponse)
+	err := c.cc.Invoke(ctx, GroupService_UpdateGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *groupServiceClient) JoinGroup(ctx context.Context, in *JoinGroupRequest, opts ...grpc.CallOption) (*JoinGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinGroupResponse)
+	err := c.cc.Invoke(ctx, GroupService_JoinGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *groupServiceClient) KickMember(ctx context.Context, in *KickMemberRequest, opts ...grpc.CallOption) (*KickMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KickMemberResponse)
+	err := c.cc.Invoke(ctx, GroupService_KickMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *groupServiceClient) SetMemberRole(ctx context.Context, in *SetMemberRoleRequest, opts ...grpc.CallOption) (*SetMemberRoleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetMemberRoleResponse)
+	err := c.cc.Invoke(ctx, GroupService_SetMemberRole_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *groupServiceClient) TransferOwnership(ctx context.Context, in *TransferOwnershipRequest, opts ...grpc.CallOption) (*TransferOwnershipResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferOwnershipResponse)
+	err := c.cc.Invoke(ctx, GroupService_TransferOwnership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *groupServiceClient) DisbandGroup(ctx context.Context, in *DisbandGroupRequest, opts ...grpc.CallOption) (*DisbandGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisbandGroupResponse)
+	err := c.cc.Invoke(ctx, GroupService_DisbandGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *groupServiceClient) ListGroupMembers(ctx context.Context, in *ListGroupMembersRequest, opts ...grpc.CallOption) (*ListGroupMembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListGroupMembersResponse)
+	err := c.cc.Invoke(ctx, GroupService_ListGroupMembers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *groupServiceClient) ListMyGroups(ctx context.Context, in *ListMyGroupsRequest, opts ...grpc.CallOption) (*ListMyGroupsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMyGroupsResponse)
+	err := c.cc.Invoke(ctx, GroupService_ListMyGroups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GroupServiceServer is the server API for GroupService service.
 // All implementations must embed UnimplementedGroupServiceServer
 // for forward compatibility.
@@ -104,21 +258,87 @@ func (c *groupServiceClient) GetGroup(ctx context.Context, in *GetGroupRequest, 
 // GroupService manages groups. A group's conversation id is "grp:<group_id>".
 // A member sees the messages sent from the seq at which they joined up to the
 // seq at which they left.
+//
+// Roles: every group has exactly one owner (the creator, until they transfer
+// ownership), any number of admins, and members. Who may do what:
+//
+//   - update info, kick members: admins and the owner;
+//   - add members: admins and the owner, or any member when the group's
+//     add_policy is ADD_POLICY_MEMBERS;
+//   - kick an admin, promote or demote, transfer ownership, disband: the owner
+//     only; nobody can kick the owner;
+//   - leave: anyone but the owner, who must transfer ownership (or disband)
+//     first;
+//   - join without being added: anyone who knows the group id, when the join
+//     policy is JOIN_POLICY_OPEN.
+//
+// Every change after creation is recorded as a system message in the group's conversation,
+// stored in the same transaction as the change, with a seq of its own: its
+// sender_id is "" (no user sends that) and its content has type
+// "starling.group_change" with data holding an encoded GroupChange. It is
+// delivered like any message of the group: a member who is added sees the
+// change that added them as the first message of their membership; a member
+// who is kicked or leaves sees the change that removed them as the last one.
 type GroupServiceServer interface {
 	// CreateGroup creates a group owned by the caller, with the caller and the
-	// given users as members. Errors: InvalidArgument, NotFound (a user does
-	// not exist), ResourceExhausted (more members than the limit).
+	// given users as members, all reading from seq 1. Creating records no
+	// system message: the conversation starts empty. Errors: InvalidArgument, NotFound (a user does not exist),
+	// ResourceExhausted (more members than the limit).
 	CreateGroup(context.Context, *CreateGroupRequest) (*CreateGroupResponse, error)
-	// AddMembers adds users to a group; any member may add. Users already in
-	// the group are left as they are. Errors: InvalidArgument, NotFound,
-	// PermissionDenied (caller is not a member), ResourceExhausted (group full).
+	// AddMembers adds users to a group: admins may, and any member when the
+	// group's add_policy is ADD_POLICY_MEMBERS. Users already in the group are
+	// left as they are; when nobody is new, nothing is recorded. Errors:
+	// InvalidArgument, NotFound, PermissionDenied (caller is not a member, or
+	// not an admin in a group where only admins add), ResourceExhausted
+	// (group full), FailedPrecondition (the group was disbanded).
 	AddMembers(context.Context, *AddMembersRequest) (*AddMembersResponse, error)
 	// LeaveGroup removes the caller from a group. Errors: NotFound,
-	// PermissionDenied (caller is not a member).
+	// PermissionDenied (caller is not a member), FailedPrecondition (the
+	// caller is the owner: transfer ownership or disband first).
 	LeaveGroup(context.Context, *LeaveGroupRequest) (*LeaveGroupResponse, error)
 	// GetGroup returns a group and its current members. Errors: NotFound,
 	// PermissionDenied (caller is not a member).
 	GetGroup(context.Context, *GetGroupRequest) (*GetGroupResponse, error)
+	// UpdateGroup changes a group's info (admins and the owner). Fields left
+	// unset keep their value. Errors: InvalidArgument, NotFound,
+	// PermissionDenied, FailedPrecondition (disbanded).
+	UpdateGroup(context.Context, *UpdateGroupRequest) (*UpdateGroupResponse, error)
+	// JoinGroup makes the caller a member of an open group (join policy
+	// JOIN_POLICY_OPEN). Errors: NotFound, PermissionDenied (the group is
+	// invite only), AlreadyExists (the caller is a member), ResourceExhausted
+	// (group full), FailedPrecondition (disbanded).
+	JoinGroup(context.Context, *JoinGroupRequest) (*JoinGroupResponse, error)
+	// KickMember removes another member from a group: admins may kick
+	// members, only the owner may kick admins, and nobody kicks the owner.
+	// The kicked user's devices get nothing after the change's seq. Errors:
+	// InvalidArgument (kicking oneself: use LeaveGroup), NotFound (no such
+	// group, or the user is not a member), PermissionDenied,
+	// FailedPrecondition (disbanded).
+	KickMember(context.Context, *KickMemberRequest) (*KickMemberResponse, error)
+	// SetMemberRole makes a member an admin or an admin a member (the owner
+	// only). Errors: InvalidArgument (role is not ADMIN or MEMBER, or the
+	// target is the owner), NotFound, PermissionDenied, FailedPrecondition
+	// (disbanded).
+	SetMemberRole(context.Context, *SetMemberRoleRequest) (*SetMemberRoleResponse, error)
+	// TransferOwnership makes another member the owner (the owner only); the
+	// old owner becomes an admin. Errors: InvalidArgument (to oneself),
+	// NotFound (the user is not a member), PermissionDenied,
+	// FailedPrecondition (disbanded).
+	TransferOwnership(context.Context, *TransferOwnershipRequest) (*TransferOwnershipResponse, error)
+	// DisbandGroup ends a group (the owner only): every membership ends at
+	// the DISBANDED change's seq, sends to it are refused with
+	// FailedPrecondition, and former members keep reading the history of
+	// their membership periods. Errors: NotFound, PermissionDenied,
+	// FailedPrecondition (already disbanded).
+	DisbandGroup(context.Context, *DisbandGroupRequest) (*DisbandGroupResponse, error)
+	// ListGroupMembers returns one page of a group's current members with
+	// their roles, ordered by user id. Errors: InvalidArgument (page_size or
+	// page_token), NotFound, PermissionDenied (caller is not a member).
+	ListGroupMembers(context.Context, *ListGroupMembersRequest) (*ListGroupMembersResponse, error)
+	// ListMyGroups returns one page of the groups the caller is a member of
+	// now, with the caller's role, ordered by group id. Errors:
+	// InvalidArgument (page_size or page_token).
+	ListMyGroups(context.Context, *ListMyGroupsRequest) (*ListMyGroupsResponse, error)
 	mustEmbedUnimplementedGroupServiceServer()
 }
 
@@ -140,6 +360,30 @@ func (UnimplementedGroupServiceServer) LeaveGroup(context.Context, *LeaveGroupRe
 }
 func (UnimplementedGroupServiceServer) GetGroup(context.Context, *GetGroupRequest) (*GetGroupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetGroup not implemented")
+}
+func (UnimplementedGroupServiceServer) UpdateGroup(context.Context, *UpdateGroupRequest) (*UpdateGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateGroup not implemented")
+}
+func (UnimplementedGroupServiceServer) JoinGroup(context.Context, *JoinGroupRequest) (*JoinGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method JoinGroup not implemented")
+}
+func (UnimplementedGroupServiceServer) KickMember(context.Context, *KickMemberRequest) (*KickMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method KickMember not implemented")
+}
+func (UnimplementedGroupServiceServer) SetMemberRole(context.Context, *SetMemberRoleRequest) (*SetMemberRoleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetMemberRole not implemented")
+}
+func (UnimplementedGroupServiceServer) TransferOwnership(context.Context, *TransferOwnershipRequest) (*TransferOwnershipResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferOwnership not implemented")
+}
+func (UnimplementedGroupServiceServer) DisbandGroup(context.Context, *DisbandGroupRequest) (*DisbandGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisbandGroup not implemented")
+}
+func (UnimplementedGroupServiceServer) ListGroupMembers(context.Context, *ListGroupMembersRequest) (*ListGroupMembersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListGroupMembers not implemented")
+}
+func (UnimplementedGroupServiceServer) ListMyGroups(context.Context, *ListMyGroupsRequest) (*ListMyGroupsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMyGroups not implemented")
 }
 func (UnimplementedGroupServiceServer) mustEmbedUnimplementedGroupServiceServer() {}
 func (UnimplementedGroupServiceServer) testEmbeddedByValue()                      {}
@@ -234,6 +478,150 @@ func _GroupService_GetGroup_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GroupService_UpdateGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GroupServiceServer).UpdateGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GroupService_UpdateGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GroupServiceServer).UpdateGroup(ctx, req.(*UpdateGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GroupService_JoinGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GroupServiceServer).JoinGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GroupService_JoinGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GroupServiceServer).JoinGroup(ctx, req.(*JoinGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GroupService_KickMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KickMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GroupServiceServer).KickMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GroupService_KickMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GroupServiceServer).KickMember(ctx, req.(*KickMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GroupService_SetMemberRole_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetMemberRoleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GroupServiceServer).SetMemberRole(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GroupService_SetMemberRole_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GroupServiceServer).SetMemberRole(ctx, req.(*SetMemberRoleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GroupService_TransferOwnership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferOwnershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GroupServiceServer).TransferOwnership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GroupService_TransferOwnership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GroupServiceServer).TransferOwnership(ctx, req.(*TransferOwnershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GroupService_DisbandGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisbandGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GroupServiceServer).DisbandGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GroupService_DisbandGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GroupServiceServer).DisbandGroup(ctx, req.(*DisbandGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GroupService_ListGroupMembers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListGroupMembersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GroupServiceServer).ListGroupMembers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GroupService_ListGroupMembers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GroupServiceServer).ListGroupMembers(ctx, req.(*ListGroupMembersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GroupService_ListMyGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMyGroupsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GroupServiceServer).ListMyGroups(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GroupService_ListMyGroups_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GroupServiceServer).ListMyGroups(ctx, req.(*ListMyGroupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // GroupService_ServiceDesc is the grpc.ServiceDesc for GroupService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -256,6 +644,38 @@ var GroupService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetGroup",
 			Handler:    _GroupService_GetGroup_Handler,
+		},
+		{
+			MethodName: "UpdateGroup",
+			Handler:    _GroupService_UpdateGroup_Handler,
+		},
+		{
+			MethodName: "JoinGroup",
+			Handler:    _GroupService_JoinGroup_Handler,
+		},
+		{
+			MethodName: "KickMember",
+			Handler:    _GroupService_KickMember_Handler,
+		},
+		{
+			MethodName: "SetMemberRole",
+			Handler:    _GroupService_SetMemberRole_Handler,
+		},
+		{
+			MethodName: "TransferOwnership",
+			Handler:    _GroupService_TransferOwnership_Handler,
+		},
+		{
+			MethodName: "DisbandGroup",
+			Handler:    _GroupService_DisbandGroup_Handler,
+		},
+		{
+			MethodName: "ListGroupMembers",
+			Handler:    _GroupService_ListGroupMembers_Handler,
+		},
+		{
+			MethodName: "ListMyGroups",
+			Handler:    _GroupService_ListMyGroups_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

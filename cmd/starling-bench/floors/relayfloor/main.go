@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,9 +122,14 @@ func main() {
 	idle := flag.Int("idle", 0, "open N idle streams and hold them")
 	small := flag.Bool("small", false, "server: small buffers")
 	group := flag.Int("group", 0, "fan-out mode: M member connections, one sender")
+	rate := flag.Float64("rate", 0, "messages/s per sender (0: closed loop, -window unacked sends)")
+	ack := flag.Bool("ack", false, "group: members answer every push with an ack, as Starling's devices do")
+	serverPid := flag.Int("server-pid", 0, "the -serve process: print its CPU time per delivery (or per idle stream opened)")
 	flag.Parse()
+	cpu := serverCPU(*serverPid)
 	if *group > 0 {
-		groupLoad(*target, *group, *window, *dur)
+		n := groupLoad(*target, *group, *window, *dur, *rate, *ack)
+		cpu.report("delivery", n)
 		return
 	}
 	if *idle > 0 {
@@ -138,7 +145,9 @@ func main() {
 			st.SendMsg(&wrapperspb.BytesValue{Value: b})
 		}
 		fmt.Println("opened", *idle)
-		time.Sleep(20 * time.Second)
+		time.Sleep(time.Second)
+		cpu.report("stream opened (connection + stream)", int64(*idle))
+		time.Sleep(19 * time.Second)
 		return
 	}
 	if *serve != "" {
@@ -217,11 +226,19 @@ func main() {
 			payload := make([]byte, 13+100)
 			payload[0] = 'S'
 			binary.BigEndian.PutUint32(payload[1:5], b)
+			tick := ticker(*rate)
 			for ctx.Err() == nil {
 				select {
 				case <-tokens:
 				case <-ctx.Done():
 					return
+				}
+				if tick != nil {
+					select {
+					case <-tick.C:
+					case <-ctx.Done():
+						return
+					}
 				}
 				binary.BigEndian.PutUint64(payload[5:13], uint64(time.Now().UnixNano()))
 				if err := sa.SendMsg(&wrapperspb.BytesValue{Value: append([]byte(nil), payload...)}); err != nil {
@@ -242,11 +259,12 @@ func main() {
 		return lat[int(f*float64(len(lat)-1))]
 	}
 	fmt.Printf("pairs=%d window=%d sent=%d delivered=%d delivered/s=%.0f p50=%v p99=%v\n", *pairs, *window, sent.Load(), recv.Load(), float64(recv.Load())/el.Seconds(), q(0.5), q(0.99))
+	cpu.report("delivered message", recv.Load())
 	os.Exit(0)
 }
 
 // groupLoad: M members each on its own connection; one sender with a window of unacked sends; counts deliveries.
-func groupLoad(target string, members, window int, dur time.Duration) {
+func groupLoad(target string, members, window int, dur time.Duration, rate float64, ack bool) int64 {
 	sd := &grpc.StreamDesc{StreamName: "Stream", ServerStreams: true, ClientStreams: true}
 	open := func(id uint32) grpc.ClientStream {
 		cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -274,6 +292,9 @@ func groupLoad(target string, members, window int, dur time.Duration) {
 					return
 				}
 				n := recv.Add(1)
+				if ack {
+					st.SendMsg(&wrapperspb.BytesValue{Value: []byte{'A', 0, 0, 0, 0}})
+				}
 				if n%97 == 0 {
 					d := time.Since(time.Unix(0, int64(binary.BigEndian.Uint64(m.Value[5:13]))))
 					lmu.Lock()
@@ -300,10 +321,14 @@ func groupLoad(target string, members, window int, dur time.Duration) {
 	}()
 	payload := make([]byte, 13+100)
 	payload[0] = 'G'
+	tick := ticker(rate)
 	start := time.Now()
 	sent := 0
 	for time.Since(start) < dur {
 		<-tokens
+		if tick != nil {
+			<-tick.C
+		}
 		binary.BigEndian.PutUint64(payload[5:13], uint64(time.Now().UnixNano()))
 		s.SendMsg(&wrapperspb.BytesValue{Value: append([]byte(nil), payload...)})
 		sent++
@@ -318,4 +343,48 @@ func groupLoad(target string, members, window int, dur time.Duration) {
 		return lat[int(f*float64(len(lat)-1))]
 	}
 	fmt.Printf("group members=%d window=%d sent=%d deliveries=%d deliveries/s=%.0f p50=%v p99=%v\n", members, window, sent, recv.Load(), float64(recv.Load())/el.Seconds(), q(0.5), q(0.99))
+	return recv.Load()
+}
+
+// ticker paces a sender at rate messages/s; nil for a closed loop.
+func ticker(rate float64) *time.Ticker {
+	if rate <= 0 {
+		return nil
+	}
+	return time.NewTicker(time.Duration(float64(time.Second) / rate))
+}
+
+// cpuMark is the -serve process's CPU time when the load began.
+type cpuMark struct {
+	pid   int
+	ticks int64
+}
+
+func serverCPU(pid int) cpuMark { return cpuMark{pid, cpuTicks(pid)} }
+
+// report prints the server's CPU time since the mark per unit of work.
+// Setup (opening the streams) is inside the window for the group and c2c
+// loads, as it is small beside the run; for -idle it is the figure.
+func (m cpuMark) report(unit string, n int64) {
+	if m.pid == 0 || n == 0 {
+		return
+	}
+	us := float64(cpuTicks(m.pid)-m.ticks) * 1e6 / 100 // USER_HZ
+	fmt.Printf("server cpu: %.2fs, %.1f µs per %s\n", us/1e6, us/float64(n), unit)
+}
+
+// cpuTicks is utime+stime of pid from /proc/<pid>/stat, in clock ticks.
+func cpuTicks(pid int) int64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		panic(err)
+	}
+	// Fields after the parenthesised command: state is field 3, utime 14, stime 15.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
 }

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/starling-im/starling/client"
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+)
+
+var friendCommands = map[string]command{
+	"list":     cmdFriendsList,
+	"requests": cmdFriendsRequests,
+	"request":  cmdFriendsRequest,
+	"accept":   friendCall("friends accept", "accepted the request of %s: you are friends now\n", (*client.Client).AcceptFriendRequest),
+	"decline":  friendCall("friends decline", "declined the request of %s\n", (*client.Client).DeclineFriendRequest),
+	"cancel":   friendCall("friends cancel", "withdrew your request to %s\n", (*client.Client).CancelFriendRequest),
+	"remove":   friendCall("friends remove", "%s is no longer your friend\n", (*client.Client).RemoveFriend),
+}
+
+func cmdFriends(ctx context.Context, a *app, args []string) error {
+	if len(args) == 0 {
+		return cmdFriendsList(ctx, a, args)
+	}
+	cmd, ok := friendCommands[args[0]]
+	if !ok {
+		return usageErrorf("friends: unknown command %q (list, requests, request, accept, decline, cancel or remove)", args[0])
+	}
+	return cmd(ctx, a, args[1:])
+}
+
+// friendCall is a command that names one user and calls one method.
+func friendCall(name, done string, call func(*client.Client, context.Context, string) error) command {
+	return func(ctx context.Context, a *app, args []string) error {
+		pos, err := parse(newFlags(name), args, 1, 1)
+		if err != nil {
+			return err
+		}
+		_, cl, err := a.loggedIn()
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		id, err := userID(ctx, cl, pos[0])
+		if err != nil {
+			return err
+		}
+		if err := call(cl, ctx, id); err != nil {
+			return err
+		}
+		return say(a.stdout, done, pos[0])
+	}
+}
+
+func cmdFriendsRequest(ctx context.Context, a *app, args []string) error {
+	pos, err := parse(newFlags("friends request"), args, 1, -1)
+	if err != nil {
+		return err
+	}
+	_, cl, err := a.loggedIn()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	id, err := userID(ctx, cl, pos[0])
+	if err != nil {
+		return err
+	}
+	if _, err := cl.SendFriendRequest(ctx, id, strings.Join(pos[1:], " ")); err != nil {
+		return err
+	}
+	return say(a.stdout, "asked %s to be friends\n", pos[0])
+}
+
+// maxListed bounds what one list command prints (pages of 200).
+const maxListed = 10000
+
+func cmdFriendsList(ctx context.Context, a *app, args []string) error {
+	fs := newFlags("friends list")
+	asJSON := fs.Bool("json", false, "one JSON object per friend")
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	_, cl, err := a.loggedIn()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	tok, n := "", 0
+	for n < maxListed {
+		fs, next, err := cl.ListFriends(ctx, 200, tok)
+		if err != nil {
+			return err
+		}
+		for _, f := range fs {
+			n++
+			online := f.GetStatus() == starlingv1.PresenceStatus_PRESENCE_STATUS_ONLINE
+			if *asJSON {
+				if err := writeJSON(a.stdout, map[string]any{"user_id": f.GetUser().GetUserId(), "username": f.GetUser().GetUsername(), "online": online, "since": f.GetSince().AsTime()}); err != nil {
+					return err
+				}
+				continue
+			}
+			state := "offline"
+			if online {
+				state = "online"
+			}
+			if err := say(a.stdout, "%s\t%s\tsince %s\n", f.GetUser().GetUsername(), state, f.GetSince().AsTime().Local().Format(time.DateOnly)); err != nil {
+				return err
+			}
+		}
+		if tok = next; tok == "" {
+			break
+		}
+	}
+	if n == 0 && !*asJSON {
+		return say(a.stdout, "no friends yet\n")
+	}
+	return nil
+}
+
+func cmdFriendsRequests(ctx context.Context, a *app, args []string) error {
+	fs := newFlags("friends requests")
+	outgoing := fs.Bool("outgoing", false, "the requests you sent (default: those sent to you)")
+	asJSON := fs.Bool("json", false, "one JSON object per request")
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	_, cl, err := a.loggedIn()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	tok, n := "", 0
+	for n < maxListed {
+		rs, next, err := cl.ListFriendRequests(ctx, !*outgoing, 200, tok)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			n++
+			if *asJSON {
+				if err := writeJSON(a.stdout, map[string]any{"from_user_id": r.GetFromUserId(), "to_user_id": r.GetToUserId(), "username": r.GetUser().GetUsername(), "message": r.GetMessage(), "time": r.GetCreateTime().AsTime()}); err != nil {
+					return err
+				}
+				continue
+			}
+			dir := "from"
+			if *outgoing {
+				dir = "to"
+			}
+			if err := say(a.stdout, "%s %s %s: %s\n", r.GetCreateTime().AsTime().Local().Format(time.DateTime), dir, r.GetUser().GetUsername(), r.GetMessage()); err != nil {
+				return err
+			}
+		}
+		if tok = next; tok == "" {
+			break
+		}
+	}
+	if n == 0 && !*asJSON {
+		return say(a.stdout, "no pending requests\n")
+	}
+	return nil
+}
+
+func cmdBlock(ctx context.Context, a *app, args []string) error {
+	if len(args) > 0 && args[0] == "list" {
+		return cmdBlockList(ctx, a, args[1:])
+	}
+	return friendCall("block", "blocked %s\n", (*client.Client).BlockUser)(ctx, a, args)
+}
+
+func cmdUnblock(ctx context.Context, a *app, args []string) error {
+	return friendCall("unblock", "unblocked %s\n", (*client.Client).UnblockUser)(ctx, a, args)
+}
+
+func cmdBlockList(ctx context.Context, a *app, args []string) error {
+	fs := newFlags("block list")
+	asJSON := fs.Bool("json", false, "one JSON object per user")
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	_, cl, err := a.loggedIn()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	tok, n := "", 0
+	for n < maxListed {
+		us, next, err := cl.ListBlockedUsers(ctx, 200, tok)
+		if err != nil {
+			return err
+		}
+		for _, u := range us {
+			n++
+			if *asJSON {
+				err = writeJSON(a.stdout, map[string]any{"user_id": u.GetUserId(), "username": u.GetUsername()})
+			} else {
+				err = say(a.stdout, "%s\n", u.GetUsername())
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if tok = next; tok == "" {
+			break
+		}
+	}
+	if n == 0 && !*asJSON {
+		return say(a.stdout, "you block no one\n")
+	}
+	return nil
+}
+
+// event prints one event of the user's stream (or a friend's presence).
+func (p *printer) event(ctx context.Context, ev *starlingv1.Event) error {
+	what, who := describeEvent(ev)
+	if p.json {
+		return writeJSON(p.out, map[string]any{
+			"event": what, "seq": ev.GetSeq(), "actor_id": ev.GetActorId(), "actor": p.name(ctx, ev.GetActorId()),
+			"user_id": who, "user": p.name(ctx, who), "message": ev.GetFriendRequested().GetMessage(),
+			"server_time": ev.GetServerTime().AsTime(),
+		})
+	}
+	line := what + " " + p.name(ctx, who)
+	if m := ev.GetFriendRequested().GetMessage(); m != "" {
+		line += ": " + m
+	}
+	return say(p.out, "%s [event #%d] %s: %s\n", ev.GetServerTime().AsTime().Local().Format(time.DateTime), ev.GetSeq(), p.name(ctx, ev.GetActorId()), line)
+}
+
+// describeEvent names an event's kind and the user it is about (the other
+// side, as the reader of the event sees it, where there is one).
+func describeEvent(ev *starlingv1.Event) (string, string) {
+	otherOf := func(from, to string) string {
+		if ev.GetActorId() == from {
+			return to
+		}
+		return from
+	}
+	switch k := ev.GetKind().(type) {
+	case *starlingv1.Event_FriendRequested:
+		return "friend request", otherOf(k.FriendRequested.GetFromUserId(), k.FriendRequested.GetToUserId())
+	case *starlingv1.Event_FriendRequestAccepted:
+		return "friend request accepted", otherOf(k.FriendRequestAccepted.GetFromUserId(), k.FriendRequestAccepted.GetToUserId())
+	case *starlingv1.Event_FriendRequestDeclined:
+		return "friend request declined", otherOf(k.FriendRequestDeclined.GetFromUserId(), k.FriendRequestDeclined.GetToUserId())
+	case *starlingv1.Event_FriendRequestCanceled:
+		return "friend request withdrawn", otherOf(k.FriendRequestCanceled.GetFromUserId(), k.FriendRequestCanceled.GetToUserId())
+	case *starlingv1.Event_FriendRemoved:
+		return "friend removed", otherOf(k.FriendRemoved.GetFromUserId(), k.FriendRemoved.GetToUserId())
+	case *starlingv1.Event_UserBlocked:
+		return "blocked", k.UserBlocked.GetUserId()
+	case *starlingv1.Event_UserUnblocked:
+		return "unblocked", k.UserUnblocked.GetUserId()
+	case *starlingv1.Event_PresenceChanged:
+		if k.PresenceChanged.GetStatus() == starlingv1.PresenceStatus_PRESENCE_STATUS_ONLINE {
+			return "online", k.PresenceChanged.GetUserId()
+		}
+		return "offline", k.PresenceChanged.GetUserId()
+	}
+	return "event", ""
+}

@@ -13,6 +13,7 @@ import (
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server"
 	"github.com/starling-im/starling/server/admin"
+	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/servertest"
 )
 
@@ -317,5 +318,22 @@ func testPushTokens(t *testing.T, e adminEnv) {
 	}
 	if got, err := e.srv.Store().ListPushTokens(t.Context(), u.ID); err != nil || len(got) != 0 {
 		t.Fatalf("after logout: %v %v", got, err)
+	}
+}
+
+// TestAdminSystemSenderUnderFriendsPolicy: with --dm-policy friends, a
+// backend's send as a user obeys the policy, its system sender does not.
+func TestAdminSystemSenderUnderFriendsPolicy(t *testing.T) {
+	keys, err := admin.NewKeys(admin.Key{Name: "full", SHA256: admin.Hash(fullKey), Scopes: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.AdminKeys, c.DMPolicy = keys, chat.DMFriends }))
+	api, ctx := starlingv1.NewAdminServiceClient(srv.Dial(t)), withKey(t.Context(), fullKey)
+	alice, bob := srv.NewUser(t, "alice"), srv.NewUser(t, "bob")
+	_, err = api.SendMessage(ctx, &starlingv1.SendMessageRequest{FromUserId: alice.ID, ToUserId: bob.ID, ClientMsgId: "m1", Content: &starlingv1.Content{Text: "x"}})
+	wantCode(t, err, codes.PermissionDenied, "as alice to bob, not friends")
+	if _, err := api.SendMessage(ctx, &starlingv1.SendMessageRequest{ToUserId: bob.ID, ClientMsgId: "m1", Content: &starlingv1.Content{Text: "notice"}}); err != nil {
+		t.Fatalf("system sender: %v", err)
 	}
 }

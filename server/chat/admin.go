@@ -24,10 +24,14 @@ func (s *Service) EnsureSystemUser(ctx context.Context) error {
 	return nil
 }
 
+// isSystemSend reports whether req is a backend's send as the system
+// sender.
+func isSystemSend(req SendRequest) bool { return req.Trusted && req.From.UserID == SystemUserID }
+
 // requireSender checks that a group send's sender may send to the group:
 // an active member, or the system sender of a trusted (backend) send.
 func (s *Service) requireSender(ctx context.Context, req SendRequest) error {
-	if req.Trusted && req.From.UserID == SystemUserID {
+	if isSystemSend(req) {
 		if !validID(req.ToGroup) {
 			return fmt.Errorf("%w: %d bytes", apierr.BadUserID, len(req.ToGroup))
 		}

@@ -252,9 +252,12 @@ func (s *Service) send(ctx context.Context, req SendRequest, done func(SendResul
 			return err
 		}
 		// Blocks (both directions) and the dm policy, from a cache: no
-		// database read per message for a pair that talks.
-		if err := s.social.relations.checkDM(ctx, s.cfg.DMPolicy, req.From.UserID, req.ToUser); err != nil {
-			return err
+		// database read per message for a pair that talks. The system
+		// sender of a backend is no one's friend and no one blocks it.
+		if !isSystemSend(req) {
+			if err := s.social.relations.checkDM(ctx, s.cfg.DMPolicy, req.From.UserID, req.ToUser); err != nil {
+				return err
+			}
 		}
 		p.msg.ConversationID = storage.C2CConversationID(req.From.UserID, req.ToUser)
 		p.users = []string{req.From.UserID, req.ToUser}

@@ -72,6 +72,10 @@ func TestEventWebhook(t *testing.T) {
 			g := newGroup(t, srv, a, bob)
 			bobTok := srv.Login(t, bob, "phone")
 			a.Close()
+			// A friend request changes a relation, not a group: no event.
+			if _, err := starlingv1.NewFriendServiceClient(srv.Dial(t)).SendFriendRequest(servertest.WithToken(t.Context(), bobTok), &starlingv1.SendFriendRequestRequest{UserId: alice.ID}); err != nil {
+				t.Fatal(err)
+			}
 			if _, err := starlingv1.NewGroupServiceClient(srv.Dial(t)).LeaveGroup(servertest.WithToken(t.Context(), bobTok), &starlingv1.LeaveGroupRequest{GroupId: g.GetGroupId()}); err != nil {
 				t.Fatal(err)
 			}

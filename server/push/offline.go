@@ -174,7 +174,11 @@ func (o *Offline) Deliver(ctx context.Context, users []string, except bus.Device
 // group.changed event.
 func (o *Offline) GroupChanged(ctx context.Context, group string) {
 	o.Router.GroupChanged(ctx, group)
-	o.cfg.Events.Emit(EventGroupChanged, GroupData{GroupID: group})
+	// The same signal invalidates relation caches under keys with a ':'
+	// (chat's relationKey), which no group id has.
+	if !strings.Contains(group, ":") {
+		o.cfg.Events.Emit(EventGroupChanged, GroupData{GroupID: group})
+	}
 }
 
 type note struct {

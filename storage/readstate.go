@@ -97,6 +97,9 @@ type ReadState interface {
 	// ReadCursorOf returns the user's cursor in a conversation (zero
 	// positions if none).
 	ReadCursorOf(ctx context.Context, userID, conversationID string) (ReadCursor, error)
+	// MutedUntil returns the user's mute of a conversation: zero when not
+	// muted, MutedForever, or a time (which may have passed).
+	MutedUntil(ctx context.Context, userID, conversationID string) (time.Time, error)
 	// ReadBy counts the users other than exclude whose read cursor in the
 	// conversation is at or past seq and who may read seq (a membership
 	// period contains it), and returns up to limit of them.

@@ -52,6 +52,7 @@ type Store interface {
 	ReadState
 	NodeLeases
 	Friends
+	Admin
 	// Close releases the database. Calls after Close fail.
 	Close() error
 }

@@ -56,6 +56,11 @@ type config struct {
 	DialConcurrency  int
 	SyncLimit        int
 
+	// A local webhook receiver that answers after SlowWebhookDelay, or
+	// never when it is negative (see slowhook.go).
+	SlowWebhook      string
+	SlowWebhookDelay time.Duration
+
 	JSON     bool
 	Quiet    bool
 	LogLevel slog.Level
@@ -138,6 +143,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.SetupConcurrency, "setup-concurrency", 32, "parallel Register/Login calls while setting up")
 	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 256, "streams opened in parallel (0: all at once)")
 	fs.IntVar(&c.SyncLimit, "sync-limit", 200, "messages one Sync asks for (1-500)")
+	fs.StringVar(&c.SlowWebhook, "slow-webhook", "", "run a webhook receiver on this address (e.g. 127.0.0.1:9090) that answers after --slow-webhook-delay; start starlingd with --push-webhook or --event-webhook http://ADDR/ to measure sends with a slow receiver")
+	fs.DurationVar(&c.SlowWebhookDelay, "slow-webhook-delay", time.Second, "how long --slow-webhook waits before answering; negative: it never answers")
 	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON instead of a table")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress or live lines on stderr")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")

@@ -64,6 +64,18 @@ Friends:
   unblock <username>
   block list [--json]                    the users you block
 
+Backend (AdminService; the API key comes from STARLING_ADMIN_KEY; each
+answer prints as JSON):
+  admin users upsert <external-id> <username> [--display-name NAME]
+  admin users disable|enable|delete <user-id>
+  admin token <user-id> <device>
+  admin revoke <user-id> [device]
+  admin send [--from USER-ID] (--to USER-ID | --group GROUP-ID) --id ID <text…>
+  admin broadcast --id ID --to USER-ID,USER-ID… <text…>
+  admin groups create <owner-id> <name> [member-ids…]
+  admin groups set <group-id> <user-ids…>
+  admin presence <user-ids…>
+
 Every message prints on one line. Text from the server (messages, names,
 ids, errors) is shown with control and bidirectional-text characters
 escaped, so it cannot move the cursor, erase a line or fake another
@@ -108,6 +120,7 @@ var commands = map[string]command{
 	"friends":       cmdFriends,
 	"block":         cmdBlock,
 	"unblock":       cmdUnblock,
+	"admin":         cmdAdmin,
 }
 
 // run is the whole program, callable in-process by tests: it parses the

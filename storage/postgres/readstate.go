@@ -186,6 +186,16 @@ func (s *Store) ReadCursorOf(ctx context.Context, userID, conversationID string)
 	return c, nil
 }
 
+// MutedUntil implements storage.ReadState.
+func (s *Store) MutedUntil(ctx context.Context, userID, conversationID string) (time.Time, error) {
+	var ms int64
+	err := s.pool.QueryRow(ctx, `SELECT muted_until FROM read_state WHERE user_id = $1 AND conversation_id = $2`, userID, conversationID).Scan(&ms)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("postgres: muted until: %w", mapError(err))
+	}
+	return mutedTime(ms), nil
+}
+
 // ReadBy implements storage.ReadState (see the SQLite backend's readBySQL).
 func (s *Store) ReadBy(ctx context.Context, conversationID string, seq int64, exclude string, limit int) (int, []string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT r.user_id FROM read_state r

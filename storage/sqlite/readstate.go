@@ -186,6 +186,16 @@ func (s *Store) ReadCursorOf(ctx context.Context, userID, conversationID string)
 	return c, nil
 }
 
+// MutedUntil implements storage.ReadState.
+func (s *Store) MutedUntil(ctx context.Context, userID, conversationID string) (time.Time, error) {
+	var ms int64
+	err := s.reads.QueryRowContext(ctx, `SELECT muted_until FROM read_state WHERE user_id = ? AND conversation_id = ?`, userID, conversationID).Scan(&ms)
+	if err != nil && err != sql.ErrNoRows {
+		return time.Time{}, fmt.Errorf("sqlite: muted until: %w", mapErr(err))
+	}
+	return mutedTime(ms), nil
+}
+
 // readBySQL finds the readers of one message: cursors at or past it, of
 // users whose current period contains it or an earlier period did.
 const readBySQL = `SELECT r.user_id FROM read_state r

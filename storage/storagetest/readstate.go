@@ -232,12 +232,21 @@ func testMute(t *testing.T, f Factory) {
 	if m := fx.inbox("alice")[ab].MutedUntil; !sameTime(m, until) {
 		t.Fatalf("muted until %v, want %v", m, until)
 	}
+	if m, err := fx.s.MutedUntil(t.Context(), "alice", ab); err != nil || !sameTime(m, until) {
+		t.Fatalf("MutedUntil = %v, %v; want %v", m, err, until)
+	}
+	if m, err := fx.s.MutedUntil(t.Context(), "bob", ab); err != nil || !m.IsZero() {
+		t.Fatalf("bob's MutedUntil = %v, %v; want zero (no row)", m, err)
+	}
 	if m := fx.inbox("bob")[ab].MutedUntil; !m.IsZero() {
 		t.Fatalf("bob's mute %v: mutes are per user", m)
 	}
 	mute(storage.MutedForever)
 	if m := fx.inbox("alice")[ab].MutedUntil; !m.Equal(storage.MutedForever) {
 		t.Fatalf("muted until %v, want for ever", m)
+	}
+	if m, err := fx.s.MutedUntil(t.Context(), "alice", ab); err != nil || !m.Equal(storage.MutedForever) {
+		t.Fatalf("MutedUntil = %v, %v; want for ever", m, err)
 	}
 	fx.markRead(time.Now(), storage.ReadCursor{UserID: "alice", ConversationID: ab, ReadSeq: 1})
 	e := fx.inbox("alice")[ab]

@@ -51,6 +51,7 @@ func Run(t *testing.T, factory Factory) {
 		{"Lifecycle", lifecycleTests},
 		{"NodeLeases", leaseTests},
 		{"Friends", friendTests},
+		{"Admin", adminTests},
 	} {
 		t.Run(group.name, func(t *testing.T) {
 			t.Parallel()

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file starling/v1/chat.proto.
  */
 export const file_starling_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChZzdGFybGluZy92MS9jaGF0LnByb3RvEgtzdGFybGluZy52MSKIAgoNU3RyZWFtUmVxdWVzdBILCgNyZWYYASABKAQSIQoEYXV0aBgCIAEoCzIRLnN0YXJsaW5nLnYxLkF1dGhIABIhCgRwaW5nGAMgASgLMhEuc3RhcmxpbmcudjEuUGluZ0gAEiEKBHNlbmQYBCABKAsyES5zdGFybGluZy52MS5TZW5kSAASKAoIcHVzaF9hY2sYBSABKAsyFC5zdGFybGluZy52MS5QdXNoQWNrSAASIQoEc3luYxgGIAEoCzIRLnN0YXJsaW5nLnYxLlN5bmNIABIlCgZsb2dvdXQYByABKAsyEy5zdGFybGluZy52MS5Mb2dvdXRIAEIHCgVmcmFtZUoECAgQCSKTAwoOU3RyZWFtUmVzcG9uc2USCwoDcmVmGAEgASgEEicKB3dlbGNvbWUYAiABKAsyFC5zdGFybGluZy52MS5XZWxjb21lSAASIQoEcG9uZxgDIAEoCzIRLnN0YXJsaW5nLnYxLlBvbmdIABIoCghzZW5kX2FjaxgEIAEoCzIULnN0YXJsaW5nLnYxLlNlbmRBY2tIABIhCgRwdXNoGAUgASgLMhEuc3RhcmxpbmcudjEuUHVzaEgAEiUKBm5vdGlmeRgGIAEoCzITLnN0YXJsaW5nLnYxLk5vdGlmeUgAEiwKCnN5bmNfYmF0Y2gYByABKAsyFi5zdGFybGluZy52MS5TeW5jQmF0Y2hIABIjCgVlcnJvchgIIAEoCzISLnN0YXJsaW5nLnYxLkVycm9ySAASLQoKZGlzY29ubmVjdBgJIAEoCzIXLnN0YXJsaW5nLnYxLkRpc2Nvbm5lY3RIABIjCgVldmVudBgLIAEoCzISLnN0YXJsaW5nLnYxLkV2ZW50SABCBwoFZnJhbWVKBAgKEAsiQAoEQXV0aBINCgV0b2tlbhgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSFgoOY2xpZW50X3ZlcnNpb24YAyABKAkipgEKB1dlbGNvbWUSDwoHdXNlcl9pZBgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSDwoHbm9kZV9pZBgDIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoLc2VydmVyX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIgYKBFBpbmciNwoEUG9uZxIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAicQoEU2VuZBIRCgd1c2VyX2lkGAEgASgJSAASEgoIZ3JvdXBfaWQYAiABKAlIABIVCg1jbGllbnRfbXNnX2lkGAMgASgJEiUKB2NvbnRlbnQYBCABKAsyFC5zdGFybGluZy52MS5Db250ZW50QgQKAnRvIoMBCgdTZW5kQWNrEg4KBm1zZ19pZBgBIAEoAxIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSCwoDc2VxGAMgASgDEi8KC3NlcnZlcl90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglkdXBsaWNhdGUYBSABKAgiLgoEUHVzaBImCghtZXNzYWdlcxgBIAMoCzIULnN0YXJsaW5nLnYxLk1lc3NhZ2UiLwoHUHVzaEFjaxIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgDIkwKBk5vdGlmeRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKbGF0ZXN0X3NlcRgCIAEoAxIVCg1kZWxpdmVyZWRfc2VxGAMgASgDIkEKBFN5bmMSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoAxINCgVsaW1pdBgDIAEoBSKWAQoJU3luY0JhdGNoEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRImCghtZXNzYWdlcxgCIAMoCzIULnN0YXJsaW5nLnYxLk1lc3NhZ2USEAoIaGFzX21vcmUYAyABKAgSEgoKbGF0ZXN0X3NlcRgEIAEoAxIiCgZldmVudHMYBSADKAsyEi5zdGFybGluZy52MS5FdmVudCI1CgVFcnJvchIMCgRjb2RlGAEgASgNEg8KB21lc3NhZ2UYAiABKAkSDQoFZmF0YWwYAyABKAgiCAoGTG9nb3V0Il8KCkRpc2Nvbm5lY3QSLQoGcmVhc29uGAEgASgOMh0uc3RhcmxpbmcudjEuRGlzY29ubmVjdFJlYXNvbhIPCgdtZXNzYWdlGAIgASgJEhEKCXJlY29ubmVjdBgDIAEoCCJPChFHZXRIaXN0b3J5UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKYmVmb3JlX3NlcRgCIAEoAxINCgVsaW1pdBgDIAEoBSJOChJHZXRIaXN0b3J5UmVzcG9uc2USJgoIbWVzc2FnZXMYASADKAsyFC5zdGFybGluZy52MS5NZXNzYWdlEhAKCGhhc19tb3JlGAIgASgIIhoKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdCJSChlMaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEjUKDWNvbnZlcnNhdGlvbnMYASADKAsyHi5zdGFybGluZy52MS5Db252ZXJzYXRpb25TdGF0ZSrPAQoQRGlzY29ubmVjdFJlYXNvbhIhCh1ESVNDT05ORUNUX1JFQVNPTl9VTlNQRUNJRklFRBAAEiAKHERJU0NPTk5FQ1RfUkVBU09OX0xPR0dFRF9PVVQQARIeChpESVNDT05ORUNUX1JFQVNPTl9SRVBMQUNFRBACEh4KGkRJU0NPTk5FQ1RfUkVBU09OX1NIVVRET1dOEAMSGgoWRElTQ09OTkVDVF9SRUFTT05fU0xPVxAEEhoKFkRJU0NPTk5FQ1RfUkVBU09OX0lETEUQBTKHAgoLQ2hhdFNlcnZpY2USRQoGU3RyZWFtEhouc3RhcmxpbmcudjEuU3RyZWFtUmVxdWVzdBobLnN0YXJsaW5nLnYxLlN0cmVhbVJlc3BvbnNlKAEwARJNCgpHZXRIaXN0b3J5Eh4uc3RhcmxpbmcudjEuR2V0SGlzdG9yeVJlcXVlc3QaHy5zdGFybGluZy52MS5HZXRIaXN0b3J5UmVzcG9uc2USYgoRTGlzdENvbnZlcnNhdGlvbnMSJS5zdGFybGluZy52MS5MaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QaJi5zdGFybGluZy52MS5MaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlQjxaOmdpdGh1Yi5jb20vc3RhcmxpbmctaW0vc3RhcmxpbmcvZ2VuL3N0YXJsaW5nL3YxO3N0YXJsaW5ndjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_starling_v1_event, file_starling_v1_types]);
+  fileDesc("ChZzdGFybGluZy92MS9jaGF0LnByb3RvEgtzdGFybGluZy52MSLVAgoNU3RyZWFtUmVxdWVzdBILCgNyZWYYASABKAQSIQoEYXV0aBgCIAEoCzIRLnN0YXJsaW5nLnYxLkF1dGhIABIhCgRwaW5nGAMgASgLMhEuc3RhcmxpbmcudjEuUGluZ0gAEiEKBHNlbmQYBCABKAsyES5zdGFybGluZy52MS5TZW5kSAASKAoIcHVzaF9hY2sYBSABKAsyFC5zdGFybGluZy52MS5QdXNoQWNrSAASIQoEc3luYxgGIAEoCzIRLnN0YXJsaW5nLnYxLlN5bmNIABIlCgZsb2dvdXQYByABKAsyEy5zdGFybGluZy52MS5Mb2dvdXRIABIqCgltYXJrX3JlYWQYCCABKAsyFS5zdGFybGluZy52MS5NYXJrUmVhZEgAEiUKBnR5cGluZxgJIAEoCzITLnN0YXJsaW5nLnYxLlR5cGluZ0gAQgcKBWZyYW1lIuMDCg5TdHJlYW1SZXNwb25zZRILCgNyZWYYASABKAQSJwoHd2VsY29tZRgCIAEoCzIULnN0YXJsaW5nLnYxLldlbGNvbWVIABIhCgRwb25nGAMgASgLMhEuc3RhcmxpbmcudjEuUG9uZ0gAEigKCHNlbmRfYWNrGAQgASgLMhQuc3RhcmxpbmcudjEuU2VuZEFja0gAEiEKBHB1c2gYBSABKAsyES5zdGFybGluZy52MS5QdXNoSAASJQoGbm90aWZ5GAYgASgLMhMuc3RhcmxpbmcudjEuTm90aWZ5SAASLAoKc3luY19iYXRjaBgHIAEoCzIWLnN0YXJsaW5nLnYxLlN5bmNCYXRjaEgAEiMKBWVycm9yGAggASgLMhIuc3RhcmxpbmcudjEuRXJyb3JIABItCgpkaXNjb25uZWN0GAkgASgLMhcuc3RhcmxpbmcudjEuRGlzY29ubmVjdEgAEicKB3JlY2VpcHQYCiABKAsyFC5zdGFybGluZy52MS5SZWNlaXB0SAASIwoFZXZlbnQYCyABKAsyEi5zdGFybGluZy52MS5FdmVudEgAEisKBnR5cGluZxgMIAEoCzIZLnN0YXJsaW5nLnYxLlR5cGluZ05vdGljZUgAQgcKBWZyYW1lIkAKBEF1dGgSDQoFdG9rZW4YASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEhYKDmNsaWVudF92ZXJzaW9uGAMgASgJItABCgdXZWxjb21lEg8KB3VzZXJfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEg8KB25vZGVfaWQYAyABKAkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KC3NlcnZlcl90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgVpbmJveBgGIAEoCzIZLnN0YXJsaW5nLnYxLkluYm94U3VtbWFyeSKAAQoMSW5ib3hTdW1tYXJ5EhQKDHRvdGFsX3VucmVhZBgBIAEoAxIvCgdjaGFuZ2VkGAIgAygLMh4uc3RhcmxpbmcudjEuQ29udmVyc2F0aW9uU3RhdGUSFAoMbW9yZV9jaGFuZ2VkGAMgASgIEhMKC3NlZW5fYmVmb3JlGAQgASgIIgYKBFBpbmciNwoEUG9uZxIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAicQoEU2VuZBIRCgd1c2VyX2lkGAEgASgJSAASEgoIZ3JvdXBfaWQYAiABKAlIABIVCg1jbGllbnRfbXNnX2lkGAMgASgJEiUKB2NvbnRlbnQYBCABKAsyFC5zdGFybGluZy52MS5Db250ZW50QgQKAnRvIoMBCgdTZW5kQWNrEg4KBm1zZ19pZBgBIAEoAxIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSCwoDc2VxGAMgASgDEi8KC3NlcnZlcl90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglkdXBsaWNhdGUYBSABKAgiLgoEUHVzaBImCghtZXNzYWdlcxgBIAMoCzIULnN0YXJsaW5nLnYxLk1lc3NhZ2UiLwoHUHVzaEFjaxIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgDIkwKBk5vdGlmeRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKbGF0ZXN0X3NlcRgCIAEoAxIVCg1kZWxpdmVyZWRfc2VxGAMgASgDIkEKBFN5bmMSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoAxINCgVsaW1pdBgDIAEoBSKWAQoJU3luY0JhdGNoEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRImCghtZXNzYWdlcxgCIAMoCzIULnN0YXJsaW5nLnYxLk1lc3NhZ2USEAoIaGFzX21vcmUYAyABKAgSEgoKbGF0ZXN0X3NlcRgEIAEoAxIiCgZldmVudHMYBSADKAsyEi5zdGFybGluZy52MS5FdmVudCI1CgVFcnJvchIMCgRjb2RlGAEgASgNEg8KB21lc3NhZ2UYAiABKAkSDQoFZmF0YWwYAyABKAgiMAoITWFya1JlYWQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoAyIhCgZUeXBpbmcSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIksKDFR5cGluZ05vdGljZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkiXAoHUmVjZWlwdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIVCg1kZWxpdmVyZWRfc2VxGAMgASgDEhAKCHJlYWRfc2VxGAQgASgDIggKBkxvZ291dCJfCgpEaXNjb25uZWN0Ei0KBnJlYXNvbhgBIAEoDjIdLnN0YXJsaW5nLnYxLkRpc2Nvbm5lY3RSZWFzb24SDwoHbWVzc2FnZRgCIAEoCRIRCglyZWNvbm5lY3QYAyABKAgiTwoRR2V0SGlzdG9yeVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhIKCmJlZm9yZV9zZXEYAiABKAMSDQoFbGltaXQYAyABKAUiTgoSR2V0SGlzdG9yeVJlc3BvbnNlEiYKCG1lc3NhZ2VzGAEgAygLMhQuc3RhcmxpbmcudjEuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCCJWChhMaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEwoLc3RhdGVzX29ubHkYAyABKAgiawoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRI1Cg1jb252ZXJzYXRpb25zGAEgAygLMh4uc3RhcmxpbmcudjEuQ29udmVyc2F0aW9uU3RhdGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjcKD01hcmtSZWFkUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgDIhIKEE1hcmtSZWFkUmVzcG9uc2UiawoOU2V0TXV0ZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi8KC211dGVkX3VudGlsGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdmb3JldmVyGAMgASgIIhEKD1NldE11dGVSZXNwb25zZSJNChZHZXRSZWFkUmVjZWlwdHNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAMSDQoFbGltaXQYAyABKAUiPgoXR2V0UmVhZFJlY2VpcHRzUmVzcG9uc2USEgoKcmVhZF9jb3VudBgBIAEoBRIPCgdyZWFkX2J5GAIgAygJKs8BChBEaXNjb25uZWN0UmVhc29uEiEKHURJU0NPTk5FQ1RfUkVBU09OX1VOU1BFQ0lGSUVEEAASIAocRElTQ09OTkVDVF9SRUFTT05fTE9HR0VEX09VVBABEh4KGkRJU0NPTk5FQ1RfUkVBU09OX1JFUExBQ0VEEAISHgoaRElTQ09OTkVDVF9SRUFTT05fU0hVVERPV04QAxIaChZESVNDT05ORUNUX1JFQVNPTl9TTE9XEAQSGgoWRElTQ09OTkVDVF9SRUFTT05fSURMRRAFMvQDCgtDaGF0U2VydmljZRJFCgZTdHJlYW0SGi5zdGFybGluZy52MS5TdHJlYW1SZXF1ZXN0Ghsuc3RhcmxpbmcudjEuU3RyZWFtUmVzcG9uc2UoATABEk0KCkdldEhpc3RvcnkSHi5zdGFybGluZy52MS5HZXRIaXN0b3J5UmVxdWVzdBofLnN0YXJsaW5nLnYxLkdldEhpc3RvcnlSZXNwb25zZRJiChFMaXN0Q29udmVyc2F0aW9ucxIlLnN0YXJsaW5nLnYxLkxpc3RDb252ZXJzYXRpb25zUmVxdWVzdBomLnN0YXJsaW5nLnYxLkxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USRwoITWFya1JlYWQSHC5zdGFybGluZy52MS5NYXJrUmVhZFJlcXVlc3QaHS5zdGFybGluZy52MS5NYXJrUmVhZFJlc3BvbnNlEkQKB1NldE11dGUSGy5zdGFybGluZy52MS5TZXRNdXRlUmVxdWVzdBocLnN0YXJsaW5nLnYxLlNldE11dGVSZXNwb25zZRJcCg9HZXRSZWFkUmVjZWlwdHMSIy5zdGFybGluZy52MS5HZXRSZWFkUmVjZWlwdHNSZXF1ZXN0GiQuc3RhcmxpbmcudjEuR2V0UmVhZFJlY2VpcHRzUmVzcG9uc2VCPFo6Z2l0aHViLmNvbS9zdGFybGluZy1pbS9zdGFybGluZy9nZW4vc3RhcmxpbmcvdjE7c3Rhcmxpbmd2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_starling_v1_event, file_starling_v1_types]);
 
 /**
  * StreamRequest is one client → server frame.
@@ -92,6 +92,24 @@ export type StreamRequest = Message<"starling.v1.StreamRequest"> & {
      */
     value: Logout;
     case: "logout";
+  } | {
+    /**
+     * Move the user's read cursor; no answer (Error when refused).
+     *
+     * @generated from field: starling.v1.MarkRead mark_read = 8;
+     */
+    value: MarkRead;
+    case: "markRead";
+  } | {
+    /**
+     * The user is typing in a conversation; relayed to the other members'
+     * online devices, never stored; no answer (Error when refused or too
+     * frequent).
+     *
+     * @generated from field: starling.v1.Typing typing = 9;
+     */
+    value: Typing;
+    case: "typing";
   } | { case: undefined; value?: undefined };
 };
 
@@ -187,6 +205,14 @@ export type StreamResponse = Message<"starling.v1.StreamResponse"> & {
     case: "disconnect";
   } | {
     /**
+     * A user's delivered or read position in a conversation moved.
+     *
+     * @generated from field: starling.v1.Receipt receipt = 10;
+     */
+    value: Receipt;
+    case: "receipt";
+  } | {
+    /**
      * Something changed for the user (friends, blocks, presence): a
      * stored event of the user's event stream "evt:<user_id>", pushed and
      * acknowledged like a message, or an ephemeral one (seq 0). See Event.
@@ -195,6 +221,14 @@ export type StreamResponse = Message<"starling.v1.StreamResponse"> & {
      */
     value: Event;
     case: "event";
+  } | {
+    /**
+     * Another member is typing.
+     *
+     * @generated from field: starling.v1.TypingNotice typing = 12;
+     */
+    value: TypingNotice;
+    case: "typing";
   } | { case: undefined; value?: undefined };
 };
 
@@ -281,6 +315,15 @@ export type Welcome = Message<"starling.v1.Welcome"> & {
    * @generated from field: google.protobuf.Timestamp server_time = 5;
    */
   serverTime?: Timestamp | undefined;
+
+  /**
+   * The inbox at connect: the total unread count and the conversations
+   * that changed since this device's previous stream ended, so an app
+   * draws its inbox without another round trip.
+   *
+   * @generated from field: starling.v1.InboxSummary inbox = 6;
+   */
+  inbox?: InboxSummary | undefined;
 };
 
 /**
@@ -289,6 +332,55 @@ export type Welcome = Message<"starling.v1.Welcome"> & {
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
   messageDesc(file_starling_v1_chat, 3);
+
+/**
+ * InboxSummary is what changed in the inbox while a device was away.
+ *
+ * @generated from message starling.v1.InboxSummary
+ */
+export type InboxSummary = Message<"starling.v1.InboxSummary"> & {
+  /**
+   * Unread messages over every listed conversation (the sum of their
+   * unread_count, muted ones included: the app decides what to badge).
+   *
+   * @generated from field: int64 total_unread = 1;
+   */
+  totalUnread: bigint;
+
+  /**
+   * The conversations with activity since this device's previous stream
+   * ended (a new message, a read cursor or mute change of this user, or,
+   * one-to-one, a move of the other user's positions), newest activity
+   * first, as ListConversations reports them; on a device's first stream,
+   * the newest conversations. At most 100 (and 1 MiB); more_changed says
+   * there were more (list the inbox).
+   *
+   * @generated from field: repeated starling.v1.ConversationState changed = 2;
+   */
+  changed: ConversationState[];
+
+  /**
+   * True when more conversations changed than fit in changed.
+   *
+   * @generated from field: bool more_changed = 3;
+   */
+  moreChanged: boolean;
+
+  /**
+   * False on a device's first stream: changed is then the newest part of
+   * the inbox, not a list of changes.
+   *
+   * @generated from field: bool seen_before = 4;
+   */
+  seenBefore: boolean;
+};
+
+/**
+ * Describes the message starling.v1.InboxSummary.
+ * Use `create(InboxSummarySchema)` to create a new message.
+ */
+export const InboxSummarySchema: GenMessage<InboxSummary> = /*@__PURE__*/
+  messageDesc(file_starling_v1_chat, 4);
 
 /**
  * Ping is an application heartbeat.
@@ -303,7 +395,7 @@ export type Ping = Message<"starling.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 4);
+  messageDesc(file_starling_v1_chat, 5);
 
 /**
  * Pong answers Ping.
@@ -324,7 +416,7 @@ export type Pong = Message<"starling.v1.Pong"> & {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 5);
+  messageDesc(file_starling_v1_chat, 6);
 
 /**
  * Send sends a message. The sender is the authenticated user.
@@ -377,7 +469,7 @@ export type Send = Message<"starling.v1.Send"> & {
  * Use `create(SendSchema)` to create a new message.
  */
 export const SendSchema: GenMessage<Send> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 6);
+  messageDesc(file_starling_v1_chat, 7);
 
 /**
  * SendAck says a Send is durably stored.
@@ -434,7 +526,7 @@ export type SendAck = Message<"starling.v1.SendAck"> & {
  * Use `create(SendAckSchema)` to create a new message.
  */
 export const SendAckSchema: GenMessage<SendAck> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 7);
+  messageDesc(file_starling_v1_chat, 8);
 
 /**
  * Push carries new messages, in seq order per conversation. A message with
@@ -458,7 +550,7 @@ export type Push = Message<"starling.v1.Push"> & {
  * Use `create(PushSchema)` to create a new message.
  */
 export const PushSchema: GenMessage<Push> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 8);
+  messageDesc(file_starling_v1_chat, 9);
 
 /**
  * PushAck acknowledges delivery. Cumulative per conversation: acking seq S
@@ -487,7 +579,7 @@ export type PushAck = Message<"starling.v1.PushAck"> & {
  * Use `create(PushAckSchema)` to create a new message.
  */
 export const PushAckSchema: GenMessage<PushAck> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 9);
+  messageDesc(file_starling_v1_chat, 10);
 
 /**
  * Notify says a conversation has messages this device has not been pushed:
@@ -530,7 +622,7 @@ export type Notify = Message<"starling.v1.Notify"> & {
  * Use `create(NotifySchema)` to create a new message.
  */
 export const NotifySchema: GenMessage<Notify> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 10);
+  messageDesc(file_starling_v1_chat, 11);
 
 /**
  * Sync pulls messages of one conversation, or events of the user's event
@@ -566,7 +658,7 @@ export type Sync = Message<"starling.v1.Sync"> & {
  * Use `create(SyncSchema)` to create a new message.
  */
 export const SyncSchema: GenMessage<Sync> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 11);
+  messageDesc(file_starling_v1_chat, 12);
 
 /**
  * SyncBatch answers Sync. It holds every message of the conversation with
@@ -626,7 +718,7 @@ export type SyncBatch = Message<"starling.v1.SyncBatch"> & {
  * Use `create(SyncBatchSchema)` to create a new message.
  */
 export const SyncBatchSchema: GenMessage<SyncBatch> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 12);
+  messageDesc(file_starling_v1_chat, 13);
 
 /**
  * Error says a frame was refused.
@@ -673,7 +765,171 @@ export type Error = Message<"starling.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 13);
+  messageDesc(file_starling_v1_chat, 14);
+
+/**
+ * MarkRead moves the user's read cursor in a conversation: every message up
+ * to seq is read, on all the user's devices. Cursors never move back (a
+ * lower seq than the cursor changes nothing and is not an error). Reading
+ * implies delivery, so the delivered position moves too.
+ *
+ * The server keeps cursors in memory and writes them in batches a few
+ * hundred milliseconds apart (docs/social.md): a MarkRead costs no database
+ * write of its own. A crash of the node (kill -9, power loss) may forget
+ * the moves of the last interval; a graceful stop writes them.
+ *
+ * @generated from message starling.v1.MarkRead
+ */
+export type MarkRead = Message<"starling.v1.MarkRead"> & {
+  /**
+   * The conversation.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The newest seq read; 1 up to the newest seq the user may read.
+   *
+   * @generated from field: int64 seq = 2;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message starling.v1.MarkRead.
+ * Use `create(MarkReadSchema)` to create a new message.
+ */
+export const MarkReadSchema: GenMessage<MarkRead> = /*@__PURE__*/
+  messageDesc(file_starling_v1_chat, 15);
+
+/**
+ * Typing says the user is typing in a conversation. Send it every few
+ * seconds while typing (the server relays at most one a second per device,
+ * bursts of 3; more is refused RESOURCE_EXHAUSTED); nothing is stored.
+ *
+ * @generated from message starling.v1.Typing
+ */
+export type Typing = Message<"starling.v1.Typing"> & {
+  /**
+   * The conversation; the user must be a member.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+};
+
+/**
+ * Describes the message starling.v1.Typing.
+ * Use `create(TypingSchema)` to create a new message.
+ */
+export const TypingSchema: GenMessage<Typing> = /*@__PURE__*/
+  messageDesc(file_starling_v1_chat, 16);
+
+/**
+ * TypingNotice relays another member's Typing. Best effort: none is kept
+ * for a device that is offline. Show it for a few seconds.
+ *
+ * @generated from message starling.v1.TypingNotice
+ */
+export type TypingNotice = Message<"starling.v1.TypingNotice"> & {
+  /**
+   * The conversation.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * Who is typing.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * The device they type on.
+   *
+   * @generated from field: string device_id = 3;
+   */
+  deviceId: string;
+};
+
+/**
+ * Describes the message starling.v1.TypingNotice.
+ * Use `create(TypingNoticeSchema)` to create a new message.
+ */
+export const TypingNoticeSchema: GenMessage<TypingNotice> = /*@__PURE__*/
+  messageDesc(file_starling_v1_chat, 17);
+
+/**
+ * Receipt says where a user stands in a conversation: every message up to
+ * delivered_seq reached one of their devices, every message up to read_seq
+ * was read. Receipts are positions, not per-message events: apply them with
+ * max (a message is delivered/read when its seq is at or below the
+ * position); a lower position than one already seen can be ignored.
+ *
+ * Who gets them: for a one-to-one conversation, both users' online devices
+ * (the sender learns "delivered" and "read" ticks; the reader's other
+ * devices learn its read cursor). For a group, only the reader's own
+ * devices (read cursor sync across devices); group "seen by" is asked with
+ * GetReadReceipts, so a group of 1,000 causes no receipt storm.
+ *
+ * Coalesced: moves are collected and written every few hundred
+ * milliseconds; then each (conversation, user) that moved yields one
+ * Receipt with its newest positions, however many messages it covers.
+ *
+ * Exactly once, as positions: a Receipt is sent only after its positions
+ * are stored, and every position a device has not seen reaches it once:
+ * live while it is online, and after a reconnect as the peer_read_seq /
+ * peer_delivered_seq (and read_seq) of Welcome.inbox.changed, followed by
+ * one Receipt per such one-to-one conversation with the latest positions.
+ * So an offline sender gets one Receipt per conversation that changed
+ * while it was away, not one per move it missed. "Changed since" goes by
+ * the time the device's previous stream ended, less 5 seconds (moves are
+ * stamped before they commit, and node clocks differ): a move of those 5
+ * seconds is reported again at the next connect, with the same positions,
+ * which max makes harmless. Within one stream a device may also get a
+ * position twice (live while its stream was starting, and in the catch-up).
+ *
+ * @generated from message starling.v1.Receipt
+ */
+export type Receipt = Message<"starling.v1.Receipt"> & {
+  /**
+   * The conversation.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * Whose position this is.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * Highest seq delivered to any device of user_id (0: none known).
+   *
+   * @generated from field: int64 delivered_seq = 3;
+   */
+  deliveredSeq: bigint;
+
+  /**
+   * Highest seq user_id has read (0: none).
+   *
+   * @generated from field: int64 read_seq = 4;
+   */
+  readSeq: bigint;
+};
+
+/**
+ * Describes the message starling.v1.Receipt.
+ * Use `create(ReceiptSchema)` to create a new message.
+ */
+export const ReceiptSchema: GenMessage<Receipt> = /*@__PURE__*/
+  messageDesc(file_starling_v1_chat, 18);
 
 /**
  * Logout logs this device out: its token is revoked and the stream closed.
@@ -688,7 +944,7 @@ export type Logout = Message<"starling.v1.Logout"> & {
  * Use `create(LogoutSchema)` to create a new message.
  */
 export const LogoutSchema: GenMessage<Logout> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 14);
+  messageDesc(file_starling_v1_chat, 19);
 
 /**
  * Disconnect says the server is closing the stream, and why.
@@ -724,7 +980,7 @@ export type Disconnect = Message<"starling.v1.Disconnect"> & {
  * Use `create(DisconnectSchema)` to create a new message.
  */
 export const DisconnectSchema: GenMessage<Disconnect> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 15);
+  messageDesc(file_starling_v1_chat, 20);
 
 /**
  * GetHistoryRequest asks for one page of a conversation.
@@ -759,7 +1015,7 @@ export type GetHistoryRequest = Message<"starling.v1.GetHistoryRequest"> & {
  * Use `create(GetHistoryRequestSchema)` to create a new message.
  */
 export const GetHistoryRequestSchema: GenMessage<GetHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 16);
+  messageDesc(file_starling_v1_chat, 21);
 
 /**
  * GetHistoryResponse is one page.
@@ -790,14 +1046,40 @@ export type GetHistoryResponse = Message<"starling.v1.GetHistoryResponse"> & {
  * Use `create(GetHistoryResponseSchema)` to create a new message.
  */
 export const GetHistoryResponseSchema: GenMessage<GetHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 17);
+  messageDesc(file_starling_v1_chat, 22);
 
 /**
- * ListConversationsRequest lists the caller's conversations.
+ * ListConversationsRequest asks for one page of the inbox.
  *
  * @generated from message starling.v1.ListConversationsRequest
  */
 export type ListConversationsRequest = Message<"starling.v1.ListConversationsRequest"> & {
+  /**
+   * At most this many conversations (0–1,000). 0 lists every conversation
+   * in one answer, as before paging existed; an app with many
+   * conversations should page.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * Where to continue: the next_page_token of the previous page; empty for
+   * the first page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only the delivery fields (conversation_id, latest_seq, delivered_seq,
+   * joined_seq) of every conversation the user is or was in, unpaged
+   * (page_size and page_token must be unset): the cheap listing a client's
+   * periodic resync needs, without unread counts or last messages.
+   *
+   * @generated from field: bool states_only = 3;
+   */
+  statesOnly: boolean;
 };
 
 /**
@@ -805,20 +1087,31 @@ export type ListConversationsRequest = Message<"starling.v1.ListConversationsReq
  * Use `create(ListConversationsRequestSchema)` to create a new message.
  */
 export const ListConversationsRequestSchema: GenMessage<ListConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 18);
+  messageDesc(file_starling_v1_chat, 23);
 
 /**
- * ListConversationsResponse is the caller's conversations.
+ * ListConversationsResponse is one page of the caller's conversations.
  *
  * @generated from message starling.v1.ListConversationsResponse
  */
 export type ListConversationsResponse = Message<"starling.v1.ListConversationsResponse"> & {
   /**
-   * Newest activity first.
+   * Newest activity first (the time of the newest message; ties by id).
+   * Only one-to-one ("c2c:") and group ("grp:") conversations are listed.
    *
    * @generated from field: repeated starling.v1.ConversationState conversations = 1;
    */
   conversations: ConversationState[];
+
+  /**
+   * Set when more conversations follow: pass it as page_token. A
+   * conversation that gets a message while you page moves to the front and
+   * may be missed by the pages after; the Welcome of the next stream, or
+   * listing again, shows it.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -826,7 +1119,165 @@ export type ListConversationsResponse = Message<"starling.v1.ListConversationsRe
  * Use `create(ListConversationsResponseSchema)` to create a new message.
  */
 export const ListConversationsResponseSchema: GenMessage<ListConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_starling_v1_chat, 19);
+  messageDesc(file_starling_v1_chat, 24);
+
+/**
+ * MarkReadRequest moves the caller's read cursor (see MarkRead).
+ *
+ * @generated from message starling.v1.MarkReadRequest
+ */
+export type MarkReadRequest = Message<"starling.v1.MarkReadRequest"> & {
+  /**
+   * The conversation.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The newest seq read.
+   *
+   * @generated from field: int64 seq = 2;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message starling.v1.MarkReadRequest.
+ * Use `create(MarkReadRequestSchema)` to create a new message.
+ */
+export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
+  messageDesc(file_starling_v1_chat, 25);
+
+/**
+ * MarkReadResponse answers MarkRead: the move is accepted (and written
+ * within a few hundred milliseconds, see MarkRead).
+ *
+ * @generated from message starling.v1.MarkReadResponse
+ */
+export type MarkReadResponse = Message<"starling.v1.MarkReadResponse"> & {
+};
+
+/**
+ * Describes the message starling.v1.MarkReadResponse.
+ * Use `create(MarkReadResponseSchema)` to create a new message.
+ */
+export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
+  messageDesc(file_starling_v1_chat, 26);
+
+/**
+ * SetMuteRequest mutes or unmutes a conversation for the caller.
+ *
+ * @generated from message starling.v1.SetMuteRequest
+ */
+export type SetMuteRequest = Message<"starling.v1.SetMuteRequest"> & {
+  /**
+   * The conversation.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * Muted until this time. Unset together with forever false: unmute.
+   *
+   * @generated from field: google.protobuf.Timestamp muted_until = 2;
+   */
+  mutedUntil?: Timestamp | undefined;
+
+  /**
+   * Muted until unmuted (muted_until is then ignored).
+   *
+   * @generated from field: bool forever = 3;
+   */
+  forever: boolean;
+};
+
+/**
+ * Describes the message starling.v1.SetMuteRequest.
+ * Use `create(SetMuteRequestSchema)` to create a new message.
+ */
+export const SetMuteRequestSchema: GenMessage<SetMuteRequest> = /*@__PURE__*/
+  messageDesc(file_starling_v1_chat, 27);
+
+/**
+ * SetMuteResponse answers SetMute.
+ *
+ * @generated from message starling.v1.SetMuteResponse
+ */
+export type SetMuteResponse = Message<"starling.v1.SetMuteResponse"> & {
+};
+
+/**
+ * Describes the message starling.v1.SetMuteResponse.
+ * Use `create(SetMuteResponseSchema)` to create a new message.
+ */
+export const SetMuteResponseSchema: GenMessage<SetMuteResponse> = /*@__PURE__*/
+  messageDesc(file_starling_v1_chat, 28);
+
+/**
+ * GetReadReceiptsRequest asks who read one message.
+ *
+ * @generated from message starling.v1.GetReadReceiptsRequest
+ */
+export type GetReadReceiptsRequest = Message<"starling.v1.GetReadReceiptsRequest"> & {
+  /**
+   * The conversation.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message's seq.
+   *
+   * @generated from field: int64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * At most this many user ids in read_by (0–100; 0 means 20).
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message starling.v1.GetReadReceiptsRequest.
+ * Use `create(GetReadReceiptsRequestSchema)` to create a new message.
+ */
+export const GetReadReceiptsRequestSchema: GenMessage<GetReadReceiptsRequest> = /*@__PURE__*/
+  messageDesc(file_starling_v1_chat, 29);
+
+/**
+ * GetReadReceiptsResponse says who read one message.
+ *
+ * @generated from message starling.v1.GetReadReceiptsResponse
+ */
+export type GetReadReceiptsResponse = Message<"starling.v1.GetReadReceiptsResponse"> & {
+  /**
+   * How many users other than the message's sender who may read it have a
+   * read cursor at or past it.
+   *
+   * @generated from field: int32 read_count = 1;
+   */
+  readCount: number;
+
+  /**
+   * Some of them (at most the request's limit), by user id.
+   *
+   * @generated from field: repeated string read_by = 2;
+   */
+  readBy: string[];
+};
+
+/**
+ * Describes the message starling.v1.GetReadReceiptsResponse.
+ * Use `create(GetReadReceiptsResponseSchema)` to create a new message.
+ */
+export const GetReadReceiptsResponseSchema: GenMessage<GetReadReceiptsResponse> = /*@__PURE__*/
+  messageDesc(file_starling_v1_chat, 30);
 
 /**
  * DisconnectReason says why the server closes a stream.
@@ -936,9 +1387,14 @@ export const ChatService: GenService<{
     output: typeof GetHistoryResponseSchema;
   },
   /**
-   * ListConversations lists the caller's conversations with their latest
+   * ListConversations is the inbox: the caller's one-to-one and group
+   * conversations, newest activity first, paged, each with its latest seq,
+   * this device's delivered cursor, the last message, the unread count, the
+   * read cursor, the mute state and, for groups, name and member count.
+   * With states_only it lists instead every conversation with its latest
    * seq and this device's delivered cursor, the caller's event stream
-   * ("evt:<user_id>", once it holds an event) among them.
+   * ("evt:<user_id>", once it holds an event) among them: what a client's
+   * resync compares. Errors: InvalidArgument (page_size, page_token).
    *
    * @generated from rpc starling.v1.ChatService.ListConversations
    */
@@ -946,6 +1402,45 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof ListConversationsRequestSchema;
     output: typeof ListConversationsResponseSchema;
+  },
+  /**
+   * MarkRead moves the caller's read cursor in a conversation, as the
+   * MarkRead frame does. Errors: InvalidArgument (bad id, seq below 1 or
+   * past the newest message the caller may read), PermissionDenied (not a
+   * member).
+   *
+   * @generated from rpc starling.v1.ChatService.MarkRead
+   */
+  markRead: {
+    methodKind: "unary";
+    input: typeof MarkReadRequestSchema;
+    output: typeof MarkReadResponseSchema;
+  },
+  /**
+   * SetMute mutes or unmutes a conversation for the caller (all devices):
+   * until a time, or for ever. The server stores the flag and reports it in
+   * the inbox; what muting means (no sound, no push notification) is the
+   * app's. Errors: InvalidArgument, PermissionDenied (not a member).
+   *
+   * @generated from rpc starling.v1.ChatService.SetMute
+   */
+  setMute: {
+    methodKind: "unary";
+    input: typeof SetMuteRequestSchema;
+    output: typeof SetMuteResponseSchema;
+  },
+  /**
+   * GetReadReceipts says, for one message of a conversation, how many of
+   * the other members have read it and who (a bounded list): the group
+   * answer to "seen by", without a Receipt frame per member. Works for
+   * one-to-one conversations too. Errors: InvalidArgument, PermissionDenied.
+   *
+   * @generated from rpc starling.v1.ChatService.GetReadReceipts
+   */
+  getReadReceipts: {
+    methodKind: "unary";
+    input: typeof GetReadReceiptsRequestSchema;
+    output: typeof GetReadReceiptsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_starling_v1_chat, 0);

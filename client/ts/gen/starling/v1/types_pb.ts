@@ -12,7 +12,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file starling/v1/types.proto.
  */
 export const file_starling_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChdzdGFybGluZy92MS90eXBlcy5wcm90bxILc3RhcmxpbmcudjEiMwoHQ29udGVudBIMCgR0eXBlGAEgASgJEgwKBHRleHQYAiABKAkSDAoEZGF0YRgDIAEoDCLbAQoHTWVzc2FnZRIOCgZtc2dfaWQYASABKAMSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEgsKA3NlcRgDIAEoAxIRCglzZW5kZXJfaWQYBCABKAkSGAoQc2VuZGVyX2RldmljZV9pZBgFIAEoCRIVCg1jbGllbnRfbXNnX2lkGAYgASgJEiUKB2NvbnRlbnQYByABKAsyFC5zdGFybGluZy52MS5Db250ZW50Ei8KC3NlcnZlcl90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJrChFDb252ZXJzYXRpb25TdGF0ZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKbGF0ZXN0X3NlcRgCIAEoAxIVCg1kZWxpdmVyZWRfc2VxGAMgASgDEhIKCmpvaW5lZF9zZXEYBCABKAMiPwoEVXNlchIPCgd1c2VyX2lkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCUI8WjpnaXRodWIuY29tL3N0YXJsaW5nLWltL3N0YXJsaW5nL2dlbi9zdGFybGluZy92MTtzdGFybGluZ3YxYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChdzdGFybGluZy92MS90eXBlcy5wcm90bxILc3RhcmxpbmcudjEiMwoHQ29udGVudBIMCgR0eXBlGAEgASgJEgwKBHRleHQYAiABKAkSDAoEZGF0YRgDIAEoDCLbAQoHTWVzc2FnZRIOCgZtc2dfaWQYASABKAMSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEgsKA3NlcRgDIAEoAxIRCglzZW5kZXJfaWQYBCABKAkSGAoQc2VuZGVyX2RldmljZV9pZBgFIAEoCRIVCg1jbGllbnRfbXNnX2lkGAYgASgJEiUKB2NvbnRlbnQYByABKAsyFC5zdGFybGluZy52MS5Db250ZW50Ei8KC3NlcnZlcl90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKMAwoRQ29udmVyc2F0aW9uU3RhdGUSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhIKCmxhdGVzdF9zZXEYAiABKAMSFQoNZGVsaXZlcmVkX3NlcRgDIAEoAxISCgpqb2luZWRfc2VxGAQgASgDEioKDGxhc3RfbWVzc2FnZRgFIAEoCzIULnN0YXJsaW5nLnYxLk1lc3NhZ2USFAoMdW5yZWFkX2NvdW50GAYgASgDEhAKCHJlYWRfc2VxGAcgASgDEg0KBW11dGVkGAggASgIEi8KC211dGVkX3VudGlsGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpncm91cF9uYW1lGAogASgJEhQKDG1lbWJlcl9jb3VudBgLIAEoBRIVCg1wZWVyX3JlYWRfc2VxGAwgASgDEhoKEnBlZXJfZGVsaXZlcmVkX3NlcRgNIAEoAxIuCgp1cGRhdGVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI/CgRVc2VyEg8KB3VzZXJfaWQYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJQjxaOmdpdGh1Yi5jb20vc3RhcmxpbmctaW0vc3RhcmxpbmcvZ2VuL3N0YXJsaW5nL3YxO3N0YXJsaW5ndjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Content is what a message carries. The server stores and forwards it
@@ -162,6 +162,83 @@ export type ConversationState = Message$1<"starling.v1.ConversationState"> & {
    * @generated from field: int64 joined_seq = 4;
    */
   joinedSeq: bigint;
+
+  /**
+   * The newest message the user may read (the one with latest_seq); unset
+   * when there is none.
+   *
+   * @generated from field: starling.v1.Message last_message = 5;
+   */
+  lastMessage?: Message | undefined;
+
+  /**
+   * Messages after the read cursor that the user may read, not counting
+   * the user's own. Exact while fewer than 1,000 messages arrived since the
+   * read cursor; past that, messages older than the newest 1,000 are
+   * counted without looking at their sender (own ones included).
+   *
+   * @generated from field: int64 unread_count = 6;
+   */
+  unreadCount: bigint;
+
+  /**
+   * The user's read cursor: every message up to it is read (on any of the
+   * user's devices); 0 if none.
+   *
+   * @generated from field: int64 read_seq = 7;
+   */
+  readSeq: bigint;
+
+  /**
+   * True while the user has muted the conversation.
+   *
+   * @generated from field: bool muted = 8;
+   */
+  muted: boolean;
+
+  /**
+   * When the mute ends; unset while muted means muted until unmuted.
+   *
+   * @generated from field: google.protobuf.Timestamp muted_until = 9;
+   */
+  mutedUntil?: Timestamp | undefined;
+
+  /**
+   * For a group: its name.
+   *
+   * @generated from field: string group_name = 10;
+   */
+  groupName: string;
+
+  /**
+   * For a group: how many members it has now.
+   *
+   * @generated from field: int32 member_count = 11;
+   */
+  memberCount: number;
+
+  /**
+   * For a one-to-one conversation: the other user's read cursor (read
+   * ticks for this user's messages up to it).
+   *
+   * @generated from field: int64 peer_read_seq = 12;
+   */
+  peerReadSeq: bigint;
+
+  /**
+   * For a one-to-one conversation: the highest seq delivered to any device
+   * of the other user (delivered ticks).
+   *
+   * @generated from field: int64 peer_delivered_seq = 13;
+   */
+  peerDeliveredSeq: bigint;
+
+  /**
+   * When the newest message was stored (the inbox's order).
+   *
+   * @generated from field: google.protobuf.Timestamp updated_at = 14;
+   */
+  updatedAt?: Timestamp | undefined;
 };
 
 /**

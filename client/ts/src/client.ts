@@ -108,9 +108,13 @@ export class StarlingClient {
     return r.addedUserIds;
   }
 
-  /** The caller's conversations, newest activity first, with this device's cursors. */
-  async listConversations(): Promise<ConversationState[]> {
-    const r = await this.chat.listConversations({}, this.callOpts);
+  /**
+   * The caller's conversations, newest activity first, with this device's
+   * cursors; statesOnly: only the delivery fields, of every conversation
+   * (what a resync compares). Unpaged; use chat.listConversations to page.
+   */
+  async listConversations(opts: { statesOnly?: boolean } = {}): Promise<ConversationState[]> {
+    const r = await this.chat.listConversations({ statesOnly: opts.statesOnly ?? false }, this.callOpts);
     return r.conversations;
   }
 

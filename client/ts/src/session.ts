@@ -720,7 +720,7 @@ export class Session extends EventEmitter<SessionEvents> {
     }
     this.listing = true;
     const connId = this.cur.id;
-    this.client.listConversations().then(
+    this.client.listConversations({ statesOnly: true }).then(
       (convs) => this.onList(connId, convs),
       () => this.onList(connId, undefined),
     );

@@ -6,7 +6,8 @@
 //
 // A Client is one gRPC connection (Dial). It wraps the unary calls
 // (Register, Login, Logout, GetUser, CreateGroup, AddMembers, LeaveGroup,
-// GetGroup, GetHistory, ListConversations) and hands out the generated
+// GetGroup, GetHistory, ListConversations, Inbox, MarkRead, Mute, Unmute,
+// ReadBy) and hands out the generated
 // service clients for anything else; every call carries the client's token
 // as "authorization: Bearer <token>" metadata. Login stores the token it
 // gets; SetToken or WithToken set one kept from an earlier run.

@@ -255,6 +255,8 @@ func (s *Session) handle(ev any) {
 		s.onList(ev)
 	case resendEvent:
 		s.resend(ev.p)
+	case frameRequest:
+		ev.ok <- s.write(ev.req) != 0
 	}
 }
 
@@ -308,6 +310,14 @@ func (s *Session) onFrame(f *starlingv1.StreamResponse) {
 		s.onError(f.GetRef(), fr.Error)
 	case *starlingv1.StreamResponse_Disconnect:
 		s.streamEnded(disconnectError(fr.Disconnect))
+	case *starlingv1.StreamResponse_Receipt:
+		if s.cfg.onReceipt != nil {
+			s.cfg.onReceipt(fr.Receipt)
+		}
+	case *starlingv1.StreamResponse_Typing:
+		if s.cfg.onTyping != nil {
+			s.cfg.onTyping(fr.Typing)
+		}
 	default:
 		s.log.Debug("ignoring frame", "frame", fmt.Sprintf("%T", fr))
 	}
@@ -372,7 +382,7 @@ func (s *Session) dropConn(err error, slow bool) {
 	clear(s.loop.sendRefs)
 	clear(s.loop.syncRefs)
 	for _, cs := range s.loop.convs {
-		cs.syncing = false
+		cs.syncing, cs.again = false, false
 	}
 	if slow {
 		s.log.Error("stream broken, reconnecting after the longest backoff", "err", err)

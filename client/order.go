@@ -25,6 +25,7 @@ type convState struct {
 	target    int64                         // highest seq known to exist
 	held      map[int64]*starlingv1.Message // arrived early (after a gap), waiting for last to catch up
 	syncing   bool                          // a Sync for it is in flight
+	again     bool                          // a Notify came while it was: Sync once more after it
 	// The next Sync starts at syncFrom instead of last when set (see
 	// onNotify); pulledAt is the latest_seq such a Sync was made for.
 	syncFrom    int64
@@ -178,8 +179,11 @@ func (s *Session) onSyncBatch(ref uint64, b *starlingv1.SyncBatch) {
 	}
 	s.drain(cs)
 	// An empty batch makes no progress; stop rather than spin, and let the
-	// next Notify or list try again.
-	if len(b.GetMessages())+len(b.GetEvents()) > 0 && (b.GetHasMore() || cs.last < cs.target) {
+	// next Notify or list try again, unless a Notify came while this Sync
+	// was in flight: the batch may predate it, so one more Sync follows.
+	again := cs.again
+	cs.again = false
+	if again || len(b.GetMessages())+len(b.GetEvents()) > 0 && (b.GetHasMore() || cs.last < cs.target) {
 		s.startSync(cs)
 	}
 }
@@ -200,6 +204,8 @@ func (s *Session) onNotify(n *starlingv1.Notify) {
 		// moves the server's cursor. Once per latest_seq, so it cannot loop.
 		cs.syncFrom, cs.hasSyncFrom, cs.pulledAt = cs.last, true, latest
 		s.startSync(cs)
+	} else if cs.syncing {
+		cs.again = true
 	}
 	s.settle(cs)
 }

@@ -86,9 +86,10 @@ func (c *Client) GetHistory(ctx context.Context, conversationID string, beforeSe
 }
 
 // ListConversations lists the caller's conversations, newest activity
-// first, with each one's latest seq and this device's delivered cursor.
+// first, with each one's latest seq and this device's delivered cursor
+// (the cheap listing; Inbox has unread counts and last messages).
 func (c *Client) ListConversations(ctx context.Context) ([]*starlingv1.ConversationState, error) {
-	resp, err := c.chat.ListConversations(ctx, &starlingv1.ListConversationsRequest{})
+	resp, err := c.chat.ListConversations(ctx, &starlingv1.ListConversationsRequest{StatesOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("list conversations: %w", err)
 	}

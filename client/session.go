@@ -56,6 +56,8 @@ type sessionConfig struct {
 	sendOnly       bool
 	events         bool
 	clientVersion  string
+	onReceipt      func(*starlingv1.Receipt)
+	onTyping       func(*starlingv1.TypingNotice)
 }
 
 // WithStateStore sets where the session keeps each conversation's last

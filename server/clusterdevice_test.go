@@ -385,6 +385,8 @@ func (d *clusterDevice) handle(st *devStream, f *starlingv1.StreamResponse) []*s
 			d.fail("Disconnect %v from %s without reconnect", fr.Disconnect, st.node)
 		}
 	case *starlingv1.StreamResponse_Pong:
+	case *starlingv1.StreamResponse_Receipt, *starlingv1.StreamResponse_Typing:
+		// Receipts of the peers' acks; nothing to check here.
 	default:
 		d.fail("unexpected frame %v", f)
 	}

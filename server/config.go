@@ -9,10 +9,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/starling-im/starling/server/admin"
 	"github.com/starling-im/starling/server/auth"
 	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/presence"
+	"github.com/starling-im/starling/server/push"
+	"github.com/starling-im/starling/server/readstate"
 )
 
 // Config is everything a node needs besides its store. DefaultConfig gives
@@ -49,6 +52,24 @@ type Config struct {
 	// RecheckAfter is when a new stream reads what it is behind on a
 	// second time (gateway.ChatServer.RecheckAfter). 0: never.
 	RecheckAfter time.Duration
+
+	// AdminKeys are the API keys that open AdminService (server/admin);
+	// nil: none does. Keys.Load may replace them while the node serves.
+	AdminKeys *admin.Keys
+	// PushWebhook, when set, receives offline notifications (a message to
+	// a user with no device online), coalesced per user over PushWindow
+	// (0: 2 s), with a text preview when PushPreview; nil: they are only
+	// logged (server/push).
+	PushWebhook *push.WebhookConfig
+	PushWindow  time.Duration
+	PushPreview bool
+	// PushMuter, when set, replaces the users' own mutes (SetMute, read
+	// from the store) in deciding which conversations do not push.
+	PushMuter push.Muter
+	// EventWebhook, when set, receives the events of EventTypes
+	// (push.EventTypes), signed like the push webhook.
+	EventWebhook *push.WebhookConfig
+	EventTypes   []string
 
 	TokenSecret []byte        // HS256 key, at least 32 bytes, the same on every node
 	TokenTTL    time.Duration // token lifetime
@@ -101,6 +122,10 @@ type Config struct {
 	MaxBatch            int           // messages per commit
 	BatchLinger         time.Duration // under load, how long a commit waits to fill
 	CursorFlushInterval time.Duration // how often acked cursors are written
+	// ReadFlushInterval is how often read and delivered positions
+	// (MarkRead, PushAck) are written, and receipts sent: the coalescing
+	// window of receipts, and what a crash may lose of them.
+	ReadFlushInterval time.Duration
 
 	// Registerer receives the gRPC and hub metrics; nil: no metrics.
 	Registerer prometheus.Registerer
@@ -153,6 +178,7 @@ func DefaultConfig() Config {
 		MaxBatch:              256,
 		BatchLinger:           time.Millisecond,
 		CursorFlushInterval:   time.Second,
+		ReadFlushInterval:     readstate.DefaultInterval,
 		AuthLimits:            DefaultAuthLimits(),
 		SessionGCInterval:     5 * time.Minute,
 		SessionGCBatch:        1000,

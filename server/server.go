@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server/admin"
 	"github.com/starling-im/starling/server/auth"
 	"github.com/starling-im/starling/server/bus"
 	"github.com/starling-im/starling/server/chat"
@@ -36,6 +37,7 @@ import (
 	"github.com/starling-im/starling/server/hub"
 	"github.com/starling-im/starling/server/nodelease"
 	"github.com/starling-im/starling/server/presence"
+	"github.com/starling-im/starling/server/readstate"
 	"github.com/starling-im/starling/server/wire"
 	"github.com/starling-im/starling/storage"
 )
@@ -52,9 +54,11 @@ type Server struct {
 	router   *bus.Router
 	pres     presence.Presence
 	gateway  *gateway.ChatServer
+	reads    *readstate.Tracker
 	resync   chan struct{} // cap 1: re-read what every stream is behind on
 	accounts *auth.Accounts
 	lease    *nodelease.Keeper // the node number of message ids
+	backend  backend           // offline notifications and events (server/push)
 
 	connsMu sync.Mutex
 	conns   *connListener // the listener Serve accepts on
@@ -127,6 +131,10 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		b = bus.NewLocal()
 	}
 	router := bus.NewRouter(cfg.NodeID, pres, b, log)
+	backend, err := newBackend(cfg, router, pres, h, store, log)
+	if err != nil {
+		return nil, err
+	}
 	var (
 		nm       *nodeMetrics
 		observer chat.Observer
@@ -155,9 +163,9 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		MaxBatch:         cfg.MaxBatch,
 		BatchLinger:      cfg.BatchLinger,
 		QueuePerShard:    4 * cfg.MaxBatch,
-	}, store, router, ids, log)
+	}, store, backend.offline, ids, log)
 
-	s := &Server{cfg: cfg, log: log, hub: h, chat: c, bus: b, router: router, pres: pres, resync: resync, accounts: accounts, health: health.NewServer(), store: store, lease: lease}
+	s := &Server{cfg: cfg, log: log, hub: h, chat: c, bus: b, router: router, pres: pres, resync: resync, accounts: accounts, health: health.NewServer(), store: store, lease: lease, backend: backend}
 	s.setServing(true)
 
 	var metrics *grpcprom.ServerMetrics
@@ -176,11 +184,17 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		// chat load; the hub's own atomic counters cover streams instead.
 		streams = append(streams, metrics.StreamServerInterceptor())
 	}
+	adminSrv := &admin.Server{Keys: cfg.AdminKeys, Accounts: accounts, Chat: c, Kicker: router, Presence: pres, Hub: h, NodeID: cfg.NodeID, Log: log}
+	if adminSrv.Keys == nil {
+		adminSrv.Keys = &admin.Keys{} // no key opens AdminService
+	}
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(callLevel)}
 	authFn := s.authenticate
 	unary = append(unary,
 		logging.UnaryServerInterceptor(interceptorLogger(log), logOpts...),
 		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(authFn), selector.MatchFunc(needsAuth)),
+		// AdminService: API keys only (server/admin).
+		selector.UnaryServerInterceptor(adminSrv.Interceptor, selector.MatchFunc(isAdmin)),
 	)
 	streams = append(streams,
 		logging.StreamServerInterceptor(interceptorLogger(log), logOpts...),
@@ -241,13 +255,18 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 	starlingv1.RegisterUserServiceServer(s.grpc, &gateway.UserServer{Chat: c, Log: log})
 	starlingv1.RegisterGroupServiceServer(s.grpc, &gateway.GroupServer{Chat: c, Log: log})
 	starlingv1.RegisterFriendServiceServer(s.grpc, &gateway.FriendServer{Chat: c, Log: log})
+	s.reads = readstate.New(store, router, cfg.ReadFlushInterval, log)
+	starlingv1.RegisterPushServiceServer(s.grpc, &gateway.PushServer{Store: store, Log: log})
+	starlingv1.RegisterAdminServiceServer(s.grpc, adminSrv)
 	chatServer := &gateway.ChatServer{
+		Reads:    s.reads,
+		Signals:  router,
 		Accounts: accounts,
 		Chat:     c,
 		Hub:      h,
 		Kicker:   router,
 		// Friends hear when a user comes online or goes offline.
-		Presence:          c.WatchPresence(pres),
+		Presence:          backend.presence(c.WatchPresence(pres)),
 		Log:               log,
 		NodeID:            cfg.NodeID,
 		HeartbeatInterval: cfg.HeartbeatInterval,
@@ -283,7 +302,7 @@ var public = map[string]bool{
 }
 
 func needsAuth(_ context.Context, c interceptors.CallMeta) bool {
-	if public[c.FullMethod()] {
+	if public[c.FullMethod()] || admin.IsAdminMethod(c.FullMethod()) {
 		return false
 	}
 	svc := c.Service
@@ -304,6 +323,10 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 		return nil, gateway.ToError(s.log, err)
 	}
 	return auth.WithIdentity(ctx, id), nil
+}
+
+func isAdmin(_ context.Context, c interceptors.CallMeta) bool {
+	return admin.IsAdminMethod(c.FullMethod())
 }
 
 // skipForChatStream runs next on every stream but the chat Stream, which
@@ -399,11 +422,21 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		defer close(chatDone)
 		s.chat.Run(chatCtx)
 	}()
+	stopPush := s.runPush(bg)
+	defer stopPush() // after the pipeline's last delivery
 	hubCtx, stopHub := context.WithCancel(bg)
 	hubDone := make(chan struct{})
 	go func() {
 		defer close(hubDone)
 		_ = s.hub.Run(hubCtx)
+	}()
+	// Read positions are written behind; the last ones when the streams
+	// are gone, before the router stops carrying their receipts.
+	readsCtx, stopReads := context.WithCancel(bg)
+	readsDone := make(chan struct{})
+	go func() {
+		defer close(readsDone)
+		s.reads.Run(readsCtx)
 	}()
 	// Expired and revoked login sessions are deleted in the background.
 	gcCtx, stopSessionGC := context.WithCancel(bg)
@@ -465,6 +498,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	stopHub()
 	<-hubDone
+	stopReads()
+	<-readsDone
 	stopRouter()
 	<-routerDone
 	s.log.Info("stopped", "node", s.cfg.NodeID)

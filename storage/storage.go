@@ -49,8 +49,10 @@ type Store interface {
 	Groups
 	Messages
 	Cursors
+	ReadState
 	NodeLeases
 	Friends
+	Admin
 	// Close releases the database. Calls after Close fail.
 	Close() error
 }

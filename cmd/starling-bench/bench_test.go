@@ -357,3 +357,26 @@ func TestTableShowsCluster(t *testing.T) {
 		}
 	}
 }
+
+// --read: receivers mark read what they acknowledge; every message is
+// still delivered once, no MarkRead is refused, and senders get coalesced
+// receipts (fewer than one per message).
+func TestC2CRead(t *testing.T) {
+	code, rep, stderr := runBench(t, "--scenario", "c2c", "--pairs", "3", "--duration", "1s", "--read")
+	checkSane(t, code, rep, stderr)
+	c := rep.Counts
+	if c.Delivered == 0 || c.Delivered != c.Expected || c.MarkReads == 0 || c.FrameErrors != 0 {
+		t.Errorf("delivered %d of %d, %d MarkReads, %d error frames", c.Delivered, c.Expected, c.MarkReads, c.FrameErrors)
+	}
+	if c.Receipts == 0 || c.Receipts >= c.Acked {
+		t.Errorf("%d receipts for %d messages: want some, coalesced", c.Receipts, c.Acked)
+	}
+}
+
+func TestGroupRead(t *testing.T) {
+	code, rep, stderr := runBench(t, "--scenario", "group", "--members", "10", "--senders", "2", "--duration", "1s", "--read")
+	checkSane(t, code, rep, stderr)
+	if c := rep.Counts; c.MarkReads == 0 || c.Delivered != c.Expected || c.FrameErrors != 0 {
+		t.Errorf("%d MarkReads, delivered %d of %d, %d error frames", c.MarkReads, c.Delivered, c.Expected, c.FrameErrors)
+	}
+}

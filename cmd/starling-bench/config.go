@@ -34,6 +34,7 @@ type config struct {
 	Inflight int     // sends per stream awaiting their SendAck
 	Payload  int     // text bytes per message
 	NoAck    bool    // devices never send PushAck (the pull path under test)
+	Read     bool    // receivers MarkRead as messages arrive (read receipts on)
 
 	// group
 	Members int
@@ -56,6 +57,11 @@ type config struct {
 	SyncLimit        int
 
 	Chaos chaosConfig // --scenario chaos (chaos.go)
+
+	// A local webhook receiver that answers after SlowWebhookDelay, or
+	// never when it is negative (see slowhook.go).
+	SlowWebhook      string
+	SlowWebhookDelay time.Duration
 
 	JSON     bool
 	Quiet    bool
@@ -130,6 +136,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.Inflight, "inflight", 16, "sends per stream awaiting their SendAck (the server allows 256)")
 	fs.IntVar(&c.Payload, "payload", 50, "text bytes per message, besides the 8-byte send timestamp")
 	fs.BoolVar(&c.NoAck, "no-ack", false, "devices never send PushAck, so each one's push window fills and delivery goes through Notify and Sync (the pull path)")
+	fs.BoolVar(&c.Read, "read", false, "c2c, group: devices also MarkRead what they acknowledge, as an app that shows every message at once (read receipts on)")
 	fs.IntVar(&c.Members, "members", 100, "group: members of the group")
 	fs.Float64Var(&c.Online, "online", 1, "group: fraction of members with a stream open (0-1]")
 	fs.IntVar(&c.Senders, "senders", 1, "group: members that send; reconnect: users that send to the clients")
@@ -143,6 +150,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.SetupConcurrency, "setup-concurrency", 32, "parallel Register/Login calls while setting up")
 	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 256, "streams opened in parallel (0: all at once)")
 	fs.IntVar(&c.SyncLimit, "sync-limit", 200, "messages one Sync asks for (1-500)")
+	fs.StringVar(&c.SlowWebhook, "slow-webhook", "", "run a webhook receiver on this address (e.g. 127.0.0.1:9090) that answers after --slow-webhook-delay; start starlingd with --push-webhook or --event-webhook http://ADDR/ to measure sends with a slow receiver")
+	fs.DurationVar(&c.SlowWebhookDelay, "slow-webhook-delay", time.Second, "how long --slow-webhook waits before answering; negative: it never answers")
 	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON instead of a table")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress or live lines on stderr")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")

@@ -279,6 +279,8 @@ func (d *device) handle(s *session, f *starlingv1.StreamResponse) {
 		d.onSyncBatch(s, f.GetRef(), fr.SyncBatch)
 	case *starlingv1.StreamResponse_Error:
 		d.onError(f.GetRef(), fr.Error)
+	case *starlingv1.StreamResponse_Receipt:
+		c.receipts.Add(1)
 	case *starlingv1.StreamResponse_Disconnect:
 		c.disconnects.Add(1)
 		d.e.note("disconnect: " + fr.Disconnect.GetReason().String())
@@ -391,6 +393,10 @@ func (d *device) ack(s *session, conv string) {
 	}
 	if last := d.recv.last(conv); last > 0 {
 		_ = s.write(&starlingv1.StreamRequest{Frame: &starlingv1.StreamRequest_PushAck{PushAck: &starlingv1.PushAck{ConversationId: conv, Seq: last}}})
+		if d.e.cfg.Read {
+			d.e.c.markReads.Add(1)
+			_ = s.write(&starlingv1.StreamRequest{Frame: &starlingv1.StreamRequest_MarkRead{MarkRead: &starlingv1.MarkRead{ConversationId: conv, Seq: last}}})
+		}
 	}
 }
 

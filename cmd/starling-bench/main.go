@@ -48,6 +48,14 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitError
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if cfg.SlowWebhook != "" {
+		hook, err := startSlowHook(cfg.SlowWebhook, cfg.SlowWebhookDelay)
+		if err != nil {
+			fmt.Fprintf(stderr, "starling-bench: %v\n", err)
+			return exitError
+		}
+		defer func() { fmt.Fprintf(stderr, "starling-bench: the slow webhook received %d calls\n", hook.stop()) }()
+	}
 	if cfg.Scenario == "chaos" {
 		return runChaos(ctx, cfg, stdout, stderr, log)
 	}

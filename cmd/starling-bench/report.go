@@ -71,6 +71,8 @@ type Counts struct {
 	Welcomes      int64 `json:"welcomes"`
 	Disconnects   int64 `json:"disconnects"`
 	Reconnects    int64 `json:"reconnects"`
+	MarkReads     int64 `json:"mark_reads"`
+	Receipts      int64 `json:"receipts"`
 }
 
 // ProcReport is a process's CPU time (and memory, for the server) over
@@ -181,6 +183,9 @@ func writeTable(w io.Writer, rep *Report) {
 		}
 	}
 	row("pull", "%d notifies (%d stale), %d syncs", c.Notifies, c.StaleNotifies, c.Syncs)
+	if c.MarkReads > 0 || c.Receipts > 0 {
+		row("read", "%d MarkRead frames sent, %d Receipt frames received", c.MarkReads, c.Receipts)
+	}
 	row("errors", "%d sends refused, %d other error frames, %d disconnects, %d reconnects, %d resent", c.SendErrors, c.FrameErrors, c.Disconnects, c.Reconnects, c.Resent)
 	writeServers(row, rep)
 	row("bench cpu", "%.1fs (%.0f%% of a core)", rep.Client.CPUSeconds, rep.Client.CPUPercent)

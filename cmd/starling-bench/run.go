@@ -481,6 +481,8 @@ func (e *env) fill(rep *Report) {
 		Welcomes:      c.welcomes.Load(),
 		Disconnects:   c.disconnects.Load(),
 		Reconnects:    c.reconnects.Load(),
+		MarkReads:     c.markReads.Load(),
+		Receipts:      c.receipts.Load(),
 	}
 	if rep.Latency == nil {
 		rep.Latency = make(map[string]Percentiles)

@@ -125,6 +125,8 @@ type counters struct {
 	welcomes      atomic.Int64
 	disconnects   atomic.Int64 // Disconnect frames
 	reconnects    atomic.Int64 // streams reopened after an unplanned end
+	markReads     atomic.Int64 // MarkRead frames written (--read)
+	receipts      atomic.Int64 // Receipt frames received
 }
 
 // rateMeter turns a counter into a per-second rate between calls.

@@ -19,7 +19,19 @@ func cmdListen(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer cl.Close()
-	s, err := a.openSession(ctx, c, cl, client.WithEvents())
+	// Receipts and typing notices come on the session's loop; they are
+	// printed here, with the messages and events, so lines never
+	// interleave.
+	signals := make(chan any, 256)
+	signal := func(v any) {
+		select {
+		case signals <- v:
+		default: // a stalled terminal: drop rather than stall the session
+		}
+	}
+	s, err := a.openSession(ctx, c, cl, client.WithEvents(),
+		client.WithReceipts(func(r *starlingv1.Receipt) { signal(r) }),
+		client.WithTyping(func(n *starlingv1.TypingNotice) { signal(n) }))
 	if err != nil {
 		return err
 	}
@@ -42,6 +54,17 @@ func cmdListen(ctx context.Context, a *app, args []string) error {
 				continue
 			}
 			if err := p.event(ctx, ev); err != nil {
+				return err
+			}
+		case sg := <-signals:
+			var err error
+			switch sg := sg.(type) {
+			case *starlingv1.Receipt:
+				err = p.receipt(ctx, sg)
+			case *starlingv1.TypingNotice:
+				err = p.typing(ctx, sg)
+			}
+			if err != nil {
 				return err
 			}
 		}

@@ -363,3 +363,42 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// inbox shows unread counts and ticks; read clears them.
+func TestInboxAndRead(t *testing.T) {
+	srv := servertest.Start(t)
+	alice, bob := signup(t, srv, "alice"), signup(t, srv, "bob")
+	alice.ok("send", "bob", "one")
+	alice.ok("send", "bob", "two")
+	if out := bob.ok("inbox"); !strings.Contains(out, "@alice") || !strings.Contains(out, "2 unread") || !strings.Contains(out, "alice: two") {
+		t.Fatalf("inbox: %q", out)
+	}
+	if out := bob.ok("read", "alice"); !strings.Contains(out, "read up to #2") {
+		t.Fatalf("read: %q", out)
+	}
+	lines := jsonLines(t, bob.ok("inbox", "--json"))
+	if len(lines) != 1 || lines[0]["unread"] != float64(0) || lines[0]["read_seq"] != float64(2) {
+		t.Fatalf("inbox --json after read: %v", lines)
+	}
+	if out := alice.ok("inbox"); !strings.Contains(out, "✓✓") {
+		t.Fatalf("alice's inbox has no read ticks: %q", out)
+	}
+	bob.fails(1, "", "read", "alice", "--seq", "9")
+	bob.fails(2, "--limit", "inbox", "--limit", "0")
+}
+
+// listen prints receipts: here bob's own read cursor, moved by another
+// of his devices.
+func TestListenPrintsReceipts(t *testing.T) {
+	srv := servertest.Start(t)
+	alice, bob := signup(t, srv, "alice"), signup(t, srv, "bob")
+	alice.ok("send", "bob", "hello")
+	l := bob.listen(t, "--json")
+	l.waitLines(t, 1)
+	bob.ok("read", "alice")
+	lines := l.waitLines(t, 2)
+	l.stop(t)
+	if lines[1]["event"] != "receipt" || lines[1]["user"] != "bob" || lines[1]["read_seq"] != float64(1) {
+		t.Fatalf("listen printed %v", lines)
+	}
+}

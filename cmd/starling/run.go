@@ -28,10 +28,12 @@ Accounts:
 Messages:
   send <username> <text…> [--json]       one-to-one message
   gsend <group-id> <text…> [--json]      group message
-  listen [--json]                        print incoming messages and events until interrupted
+  listen [--json]                        print incoming messages, events, receipts and typing until interrupted
   chat <username>                        send stdin lines, print incoming messages
   history <username|group-id> [--before SEQ] [--limit N] [--json]
   conversations [--json]
+  inbox [--limit N] [--json]             conversations with unread counts and last messages
+  read <username|group-id> [--seq N]     mark read up to the newest message (or N)
 
 Groups:
   group create <name> [usernames…] [--description TEXT] [--avatar URL]
@@ -61,6 +63,18 @@ Friends:
   block <username>                       no messages, requests or presence either way
   unblock <username>
   block list [--json]                    the users you block
+
+Backend (AdminService; the API key comes from STARLING_ADMIN_KEY; each
+answer prints as JSON):
+  admin users upsert <external-id> <username> [--display-name NAME]
+  admin users disable|enable|delete <user-id>
+  admin token <user-id> <device>
+  admin revoke <user-id> [device]
+  admin send [--from USER-ID] (--to USER-ID | --group GROUP-ID) --id ID <text…>
+  admin broadcast --id ID --to USER-ID,USER-ID… <text…>
+  admin groups create <owner-id> <name> [member-ids…]
+  admin groups set <group-id> <user-ids…>
+  admin presence <user-ids…>
 
 Every message prints on one line. Text from the server (messages, names,
 ids, errors) is shown with control and bidirectional-text characters
@@ -99,11 +113,14 @@ var commands = map[string]command{
 	"chat":          cmdChat,
 	"history":       cmdHistory,
 	"conversations": cmdConversations,
+	"inbox":         cmdInbox,
+	"read":          cmdRead,
 	"group":         cmdGroup,
 	"groups":        cmdGroup,
 	"friends":       cmdFriends,
 	"block":         cmdBlock,
 	"unblock":       cmdUnblock,
+	"admin":         cmdAdmin,
 }
 
 // run is the whole program, callable in-process by tests: it parses the

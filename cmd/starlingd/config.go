@@ -14,6 +14,7 @@ import (
 
 	"github.com/starling-im/starling/server"
 	"github.com/starling-im/starling/server/auth"
+	"github.com/starling-im/starling/server/push"
 )
 
 // config is starlingd's command line.
@@ -28,6 +29,15 @@ type config struct {
 	TLSCert       string
 	TLSKey        string
 	TokenSecret   string
+	AdminKeysFile string
+	AdminKey      string
+	PushWebhook   string
+	PushSecret    string
+	PushWindow    time.Duration
+	PushPreview   bool
+	EventWebhook  string
+	EventSecret   string
+	Events        string
 	TokenTTL      time.Duration
 	NodeID        string
 	LogLevel      slog.Level
@@ -78,6 +88,15 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "address for HTTP /metrics (Prometheus), /healthz and /readyz (default: off)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves gRPC over TLS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM)")
+	fs.StringVar(&c.AdminKeysFile, "admin-keys-file", "", "JSON file of the API keys that open AdminService (name, SHA-256 of the key, scopes; see docs/operations.md); re-read on SIGHUP")
+	fs.StringVar(&c.AdminKey, "admin-key", "", "one API key with every AdminService scope (at least 32 bytes; prefer STARLING_ADMIN_KEY or --admin-keys-file, which keeps only hashes)")
+	fs.StringVar(&c.PushWebhook, "push-webhook", "", "URL that offline notifications are POSTed to, signed with --push-webhook-secret (default: they are only logged)")
+	fs.StringVar(&c.PushSecret, "push-webhook-secret", "", "HMAC-SHA256 secret that signs --push-webhook calls, at least 16 bytes")
+	fs.DurationVar(&c.PushWindow, "push-window", 2*time.Second, "messages to one offline user within this window make one notification, with a count")
+	fs.BoolVar(&c.PushPreview, "push-preview", true, "offline notifications carry the newest message's text (at most 100 characters)")
+	fs.StringVar(&c.EventWebhook, "event-webhook", "", "URL that the --events are POSTed to, signed with --event-webhook-secret (default: off)")
+	fs.StringVar(&c.EventSecret, "event-webhook-secret", "", "HMAC-SHA256 secret that signs --event-webhook calls, at least 16 bytes")
+	fs.StringVar(&c.Events, "events", "", "comma-separated event types sent to --event-webhook: message.stored, group.changed, user.online, user.offline")
 	fs.StringVar(&c.TokenSecret, "token-secret", "", "secret that signs tokens, at least 32 bytes; generated and kept in --data-dir when empty (single node only)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 30*24*time.Hour, "lifetime of login tokens")
 	fs.StringVar(&c.NodeID, "node-id", "", "this node's name in logs and Welcome frames, unique in a cluster: letters, digits, '.', '_' and '-', at most 64 (default: host name)")
@@ -179,6 +198,29 @@ func (c config) validate() error {
 	}
 	if c.TokenSecret != "" && len(c.TokenSecret) < 32 {
 		return errors.New("--token-secret must be at least 32 bytes")
+	}
+	if c.PushWebhook != "" && len(c.PushSecret) < 16 {
+		return errors.New("--push-webhook needs --push-webhook-secret of at least 16 bytes")
+	}
+	if c.PushWebhook != "" && !strings.HasPrefix(c.PushWebhook, "http://") && !strings.HasPrefix(c.PushWebhook, "https://") {
+		return errors.New("--push-webhook must be an http:// or https:// URL")
+	}
+	if c.EventWebhook != "" && len(c.EventSecret) < 16 {
+		return errors.New("--event-webhook needs --event-webhook-secret of at least 16 bytes")
+	}
+	if c.EventWebhook != "" && !strings.HasPrefix(c.EventWebhook, "http://") && !strings.HasPrefix(c.EventWebhook, "https://") {
+		return errors.New("--event-webhook must be an http:// or https:// URL")
+	}
+	if types, err := push.ParseEventTypes(c.Events); err != nil {
+		return fmt.Errorf("--events: %w", err)
+	} else if len(types) > 0 && c.EventWebhook == "" {
+		return errors.New("--events needs --event-webhook")
+	}
+	if c.PushWindow <= 0 {
+		return errors.New("--push-window must be positive")
+	}
+	if c.AdminKey != "" && len(c.AdminKey) < 32 {
+		return errShortAdminKey
 	}
 	if c.Pprof && c.MetricsListen == "" {
 		return errors.New("--pprof needs --metrics-listen")

@@ -27,6 +27,7 @@ import (
 	"github.com/starling-im/starling/server"
 	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/nodelease"
+	"github.com/starling-im/starling/server/push"
 	"github.com/starling-im/starling/storage"
 	"github.com/starling-im/starling/storage/postgres"
 	"github.com/starling-im/starling/storage/sqlite"
@@ -51,6 +52,17 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 	}
 	cfg := server.DefaultConfig()
 	cfg.NodeID = c.NodeID
+	if cfg.AdminKeys, err = adminKeys(c); err != nil { // before anything is created
+		return err
+	}
+	cfg.PushWindow, cfg.PushPreview = c.PushWindow, c.PushPreview
+	if c.PushWebhook != "" {
+		cfg.PushWebhook = &push.WebhookConfig{URL: c.PushWebhook, Secret: []byte(c.PushSecret)}
+	}
+	if c.EventWebhook != "" {
+		cfg.EventWebhook = &push.WebhookConfig{URL: c.EventWebhook, Secret: []byte(c.EventSecret)}
+		cfg.EventTypes, _ = push.ParseEventTypes(c.Events) // validated
+	}
 	if cfg.NodeID == "" {
 		host, _ := os.Hostname()
 		if !validNodeID(host) {
@@ -155,6 +167,7 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 		cfg.TracerProvider = tp
 	}
 
+	defer reloadAdminKeys(ctx, c, cfg.AdminKeys, log)()
 	srv, err := server.New(cfg, store, log, opts...)
 	if err != nil {
 		return err

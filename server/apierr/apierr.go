@@ -77,6 +77,10 @@ var (
 	// ReservedContentType: content types starting with "starling." are
 	// the server's own (system messages); clients may not send them.
 	ReservedContentType = def(codes.InvalidArgument, "content types starting with \"starling.\" are reserved for the server")
+	// BadReadSeq: a MarkRead below 1 or past the newest message the user
+	// may read in the conversation.
+	BadReadSeq  = def(codes.InvalidArgument, "seq must be from 1 up to the newest message you may read")
+	BadMuteTime = def(codes.InvalidArgument, "muted_until is not a valid time")
 )
 
 // Unauthenticated: log in again (or send a valid Auth frame).
@@ -148,6 +152,9 @@ var (
 	// TooManyUnauth: the node has too many streams waiting for their Auth
 	// frame; retry after a backoff.
 	TooManyUnauth = def(codes.ResourceExhausted, "too many streams waiting to authenticate; retry later")
+	// TypingTooFast: the device sent Typing frames faster than they are
+	// relayed (one a second, bursts of 3); the extra ones were dropped.
+	TypingTooFast = def(codes.ResourceExhausted, "typing notices too frequent")
 )
 
 // Unavailable: worth a retry, after a backoff. A Send refused so is resent

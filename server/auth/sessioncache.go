@@ -79,6 +79,18 @@ func (c *sessionCache) fill(id string, s sessionFacts, gen uint64, read time.Tim
 	c.table.put(id, s, read.Add(c.ttl), read)
 }
 
+// created records the facts of a session this node has just created
+// (Login), as if read now: nobody holds its token yet, so no revocation
+// can have raced it.
+func (c *sessionCache) created(id string, s sessionFacts, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.table == nil {
+		return
+	}
+	c.table.put(id, s, now.Add(c.ttl), now)
+}
+
 // revoked records that this node revoked session id: later checks here
 // refuse it without reading. ok false: the revocation's outcome is
 // unknown (the database failed), so the entry is only dropped.

@@ -12,8 +12,17 @@ import (
 const testCacheTTL = 5 * time.Second
 
 // newCachedAccounts is newTestAccounts with the session cache on
-// (testCacheTTL, max sessions) and alice logged in on a phone.
+// (testCacheTTL, max sessions) and alice logged in on a phone longer ago
+// than the TTL, so that what Login cached of her session has run out.
 func newCachedAccounts(t *testing.T, max int) (*Accounts, *memStore, *clock, string) {
+	t.Helper()
+	a, st, clk, tok := newLoggedIn(t, max)
+	clk.advance(testCacheTTL + time.Millisecond)
+	return a, st, clk, tok
+}
+
+// newLoggedIn is newCachedAccounts just after the Login.
+func newLoggedIn(t *testing.T, max int) (*Accounts, *memStore, *clock, string) {
 	t.Helper()
 	a, st, clk := newTestAccounts(t, Limits{SessionCacheTTL: testCacheTTL, MaxTracked: max}, nil)
 	tok, _, _, err := a.Login(t.Context(), "alice", testPassword, "phone")

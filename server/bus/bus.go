@@ -57,12 +57,27 @@ type Kick struct {
 	Reason  starlingv1.DisconnectReason
 }
 
+// Signal is a frame for the online devices of Users on one node that is
+// never stored: a Receipt (positions the database already holds, which a
+// reconnecting device reads there) or a TypingNotice (ephemeral). Best
+// effort, like a Delivery, but nothing finds a lost one: receipts are
+// caught up at the next connect, typing is let go.
+type Signal struct {
+	Frame *starlingv1.StreamResponse
+	Users []string
+	// Except is a stream not to send it to (the typing device); the zero
+	// key excludes nothing.
+	Except DeviceKey
+}
+
 // Handler takes what is published to a node: the node's hub, and the
 // node itself for what concerns more than its devices.
 type Handler interface {
 	Deliver(d Delivery)
 	Announce(a Announce)
 	Kick(k Kick)
+	// Signal hands s.Frame to the online devices of s.Users.
+	Signal(s Signal)
 	// GroupChanged says that a group's membership changed on some node:
 	// what this node cached of it is stale.
 	GroupChanged(group string)
@@ -81,6 +96,8 @@ type Bus interface {
 	PublishAnnounce(ctx context.Context, node string, a Announce) error
 	// PublishKick hands k to the node's subscriber.
 	PublishKick(ctx context.Context, node string, k Kick) error
+	// PublishSignal hands s to the node's subscriber.
+	PublishSignal(ctx context.Context, node string, s Signal) error
 	// PublishGroupChanged tells every subscribed node, this one included,
 	// that group's membership changed.
 	PublishGroupChanged(ctx context.Context, group string) error
@@ -145,6 +162,16 @@ func (l *Local) PublishKick(_ context.Context, node string, k Kick) error {
 		return err
 	}
 	h.Kick(k)
+	return nil
+}
+
+// PublishSignal implements Bus.
+func (l *Local) PublishSignal(_ context.Context, node string, s Signal) error {
+	h, err := l.handler(node)
+	if err != nil {
+		return err
+	}
+	h.Signal(s)
 	return nil
 }
 

@@ -17,7 +17,14 @@ type node struct {
 	announced []bus.Announce
 	kicked    []bus.Kick
 	changed   []string
+	signals   []bus.Signal
 	lost      int
+}
+
+func (n *node) Signal(sg bus.Signal) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.signals = append(n.signals, sg)
 }
 
 func (n *node) Kick(k bus.Kick) {

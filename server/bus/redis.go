@@ -110,6 +110,19 @@ func (r *Redis) PublishKick(ctx context.Context, node string, k Kick) error {
 	return r.publish(ctx, r.channel(node), encodeKick(k))
 }
 
+// PublishSignal implements Bus.
+func (r *Redis) PublishSignal(ctx context.Context, node string, s Signal) error {
+	if h, _ := r.local.handler(node); h != nil {
+		h.Signal(s)
+		return nil
+	}
+	b, err := encodeSignal(s)
+	if err != nil {
+		return err
+	}
+	return r.publish(ctx, r.channel(node), b)
+}
+
 // PublishGroupChanged implements Bus: the nodes of this process hear it
 // at once, and again through Redis with the others (twice is harmless).
 func (r *Redis) PublishGroupChanged(ctx context.Context, group string) error {
@@ -189,12 +202,14 @@ const (
 	kindKick         byte = 3
 	kindGroupChanged byte = 4
 	kindBatch        byte = 5 // deliveries, each a kindDelivery payload without its kind byte
+	kindSignal       byte = 10
 
 	fMsg, fUsers, fExceptUser, fExceptDevice, fExceptSession = 1, 2, 3, 4, 5
 	fConv, fLatest, fAnnounceUsers                           = 1, 2, 3
 	fKickUser, fKickDevice, fKickSession, fKickReason        = 1, 2, 3, 4
 	fGroup                                                   = 1
 	fBatchDelivery                                           = 1
+	fSignalFrame, fSignalUsers                               = 1, 2 // then the except fields of a delivery
 )
 
 func encodeDelivery(d Delivery) ([]byte, error) {
@@ -220,6 +235,29 @@ func encodeDelivery(d Delivery) ([]byte, error) {
 		b = protowire.AppendString(b, d.Except.DeviceID)
 		b = protowire.AppendTag(b, fExceptSession, protowire.VarintType)
 		b = protowire.AppendVarint(b, d.Except.Session)
+	}
+	return b, nil
+}
+
+func encodeSignal(s Signal) ([]byte, error) {
+	frame, err := proto.Marshal(s.Frame)
+	if err != nil {
+		return nil, fmt.Errorf("bus: encode signal: %w", err)
+	}
+	b := []byte{kindSignal}
+	b = protowire.AppendTag(b, fSignalFrame, protowire.BytesType)
+	b = protowire.AppendBytes(b, frame)
+	for _, u := range s.Users {
+		b = protowire.AppendTag(b, fSignalUsers, protowire.BytesType)
+		b = protowire.AppendString(b, u)
+	}
+	if !s.Except.IsZero() {
+		b = protowire.AppendTag(b, fExceptUser, protowire.BytesType)
+		b = protowire.AppendString(b, s.Except.UserID)
+		b = protowire.AppendTag(b, fExceptDevice, protowire.BytesType)
+		b = protowire.AppendString(b, s.Except.DeviceID)
+		b = protowire.AppendTag(b, fExceptSession, protowire.VarintType)
+		b = protowire.AppendVarint(b, s.Except.Session)
 	}
 	return b, nil
 }
@@ -323,6 +361,27 @@ func dispatch(b []byte, h Handler) error {
 			return err
 		}
 		h.Kick(k)
+	case kindSignal:
+		s := Signal{Frame: new(starlingv1.StreamResponse)}
+		err := eachField(b, func(num protowire.Number, v []byte, n uint64) error {
+			switch num {
+			case fSignalFrame:
+				return proto.Unmarshal(v, s.Frame)
+			case fSignalUsers:
+				s.Users = append(s.Users, string(v))
+			case fExceptUser:
+				s.Except.UserID = string(v)
+			case fExceptDevice:
+				s.Except.DeviceID = string(v)
+			case fExceptSession:
+				s.Except.Session = n
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		h.Signal(s)
 	case kindGroupChanged:
 		var group string
 		err := eachField(b, func(num protowire.Number, v []byte, _ uint64) error {

@@ -10,6 +10,7 @@ type nopHandler struct{ got int }
 func (h *nopHandler) Deliver(Delivery)    { h.got++ }
 func (h *nopHandler) Announce(Announce)   { h.got++ }
 func (h *nopHandler) Kick(Kick)           { h.got++ }
+func (h *nopHandler) Signal(Signal)       { h.got++ }
 func (h *nopHandler) GroupChanged(string) { h.got++ }
 func (h *nopHandler) Lost()               { h.got++ }
 

@@ -24,6 +24,7 @@ type recorder struct {
 	announces  chan bus.Announce
 	kicks      chan bus.Kick
 	changed    chan string
+	signals    chan bus.Signal
 	lost       chan struct{}
 }
 
@@ -31,6 +32,7 @@ func newRecorder() *recorder {
 	return &recorder{
 		deliveries: make(chan bus.Delivery, 100), announces: make(chan bus.Announce, 10),
 		kicks: make(chan bus.Kick, 10), changed: make(chan string, 10), lost: make(chan struct{}, 10),
+		signals: make(chan bus.Signal, 10),
 	}
 }
 
@@ -39,6 +41,7 @@ func (r *recorder) Announce(a bus.Announce) { r.announces <- a }
 func (r *recorder) Kick(k bus.Kick)         { r.kicks <- k }
 func (r *recorder) GroupChanged(g string)   { r.changed <- g }
 func (r *recorder) Lost()                   { r.lost <- struct{}{} }
+func (r *recorder) Signal(s bus.Signal)     { r.signals <- s }
 
 // newRedisBus returns two buses on one Redis prefix, as two processes
 // (two nodes) have: what one publishes to a node subscribed on the other
@@ -123,8 +126,19 @@ func TestRedisBusNoSubscriber(t *testing.T) {
 	}
 	stop()
 	stop() // twice is harmless
-	if err := b.Publish(t.Context(), "node-c", msg); !errors.Is(err, bus.ErrNoSubscriber) {
-		t.Fatalf("publish after stop: %v", err)
+	// Redis drops the subscription when it reads the closed connection,
+	// which may come after a publish made at once from another connection:
+	// wait for it, with a deadline.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := b.Publish(t.Context(), "node-c", msg)
+		if errors.Is(err, bus.ErrNoSubscriber) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publish after stop: %v, want ErrNoSubscriber", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -282,3 +296,25 @@ func TestRedisBatchIsAllOrNothing(t *testing.T) {
 type fixedPlaces map[string][]string
 
 func (f fixedPlaces) Locate(context.Context, []string) (map[string][]string, error) { return f, nil }
+
+// A Signal crosses Redis whole: its frame, users and excepted stream.
+func TestRedisBusSignals(t *testing.T) {
+	pub, sub := newRedisBus(t)
+	far := newRecorder()
+	stop, err := sub.Subscribe(t.Context(), "far", far)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	frame := &starlingv1.StreamResponse{Frame: &starlingv1.StreamResponse_Receipt{Receipt: &starlingv1.Receipt{
+		ConversationId: "c2c:a:b", UserId: "b", DeliveredSeq: 7, ReadSeq: 5,
+	}}}
+	want := bus.Signal{Frame: frame, Users: []string{"a", "b"}, Except: bus.DeviceKey{UserID: "b", DeviceID: "phone", Session: 9}}
+	if err := pub.PublishSignal(t.Context(), "far", want); err != nil {
+		t.Fatal(err)
+	}
+	got := within(t, far.signals, "signal")
+	if !proto.Equal(got.Frame, frame) || fmt.Sprint(got.Users) != "[a b]" || got.Except != want.Except {
+		t.Fatalf("signal %+v, want %+v", got, want)
+	}
+}

@@ -220,6 +220,26 @@ func (r *Router) Kick(ctx context.Context, user, device string, reason starlingv
 	}
 }
 
+// Signal hands f to the online devices of users, wherever they are,
+// except the stream except. Best effort: a publish that fails is dropped
+// (see Signal), and a failed presence read reaches this node's devices
+// only. It does not wait behind the send path's outboxes.
+func (r *Router) Signal(ctx context.Context, users []string, except DeviceKey, f *starlingv1.StreamResponse) {
+	where, err := r.loc.Locate(ctx, users)
+	if err != nil {
+		r.warn.log(r.log, "signal: presence unreadable; signalling on this node only", "err", err)
+		where = map[string][]string{r.node: users}
+	}
+	for node, us := range where {
+		sig := Signal{Frame: f, Users: us, Except: except}
+		err := r.publish(ctx, node, true, func(ctx context.Context) error { return r.bus.PublishSignal(ctx, node, sig) })
+		if err != nil && !errors.Is(err, ErrNoSubscriber) {
+			r.stats.publishFailed.Add(1)
+			r.warn.log(r.log, "signal: publish failed; dropped", "node", node, "err", err)
+		}
+	}
+}
+
 // GroupChanged tells every node that group's membership changed, so that
 // none authorizes a send from what it cached before.
 func (r *Router) GroupChanged(ctx context.Context, group string) {

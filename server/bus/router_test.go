@@ -268,8 +268,9 @@ func (f *downBus) PublishAnnounce(_ context.Context, _ string, a bus.Announce) e
 	return nil
 }
 
-func (f *downBus) PublishKick(context.Context, string, bus.Kick) error { return nil }
-func (f *downBus) PublishGroupChanged(context.Context, string) error   { return nil }
+func (f *downBus) PublishKick(context.Context, string, bus.Kick) error     { return nil }
+func (f *downBus) PublishSignal(context.Context, string, bus.Signal) error { return f.try() }
+func (f *downBus) PublishGroupChanged(context.Context, string) error       { return nil }
 func (f *downBus) Subscribe(context.Context, string, bus.Handler) (func(), error) {
 	return func() {}, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -65,6 +66,10 @@ type ChatServer struct {
 	// OnRefuse, if set, hears every frame refused with an Error frame that
 	// keeps the stream open (for metrics); it must not block.
 	OnRefuse func(*status.Status)
+	// Reads keeps read and delivered positions (MarkRead, PushAck).
+	Reads ReadTracker
+	// Signals relays receipts and typing to devices on any node.
+	Signals Signaler
 
 	unauth atomic.Int64 // streams waiting for their Auth frame
 }
@@ -145,6 +150,7 @@ func (s *ChatServer) Stream(st stream) error {
 	sess, sink := o.sess, o.sink
 	id = o.id
 	defer s.unregister(ctx, sess)
+	defer s.streamEnded(id) // the next Welcome reports what changed since
 
 	if s.RecheckAfter > 0 {
 		t := time.AfterFunc(s.RecheckAfter, func() { s.recheck(ctx, sess, id) })
@@ -241,10 +247,19 @@ func (s *ChatServer) open(ctx context.Context, st stream, id auth.Identity, toke
 	}}}
 	// The session is registered, so whatever commits from now on is offered
 	// to it; read what it is behind on only now (invariant 2). Welcome goes
-	// out with the catch-up, so it marks where live pushes begin.
+	// out with the catch-up, so it marks where live pushes begin. Its inbox
+	// summary is read after registering too: a receipt written later is
+	// held by the session and sent after the Welcome.
+	receipts, err := s.welcomeInbox(ctx, id, welcome.GetWelcome())
+	if err != nil {
+		s.logStream(ctx, slog.LevelWarn, "inbox summary unreadable; Welcome goes without it", id, "err", err)
+	}
 	if err := s.catchUp(ctx, sess, id, welcome); err != nil {
 		s.logStream(ctx, slog.LevelError, "catch-up failed", id, "err", err)
 		sess.Close(&starlingv1.Disconnect{Reason: starlingv1.DisconnectReason_DISCONNECT_REASON_SHUTDOWN, Message: "could not read conversation state; reconnect", Reconnect: true})
+	}
+	for _, r := range receipts {
+		sess.Send(r)
 	}
 	return opened{id: id, sess: sess, sink: sink}
 }
@@ -583,6 +598,7 @@ func (s *ChatServer) recheck(ctx context.Context, sess *hub.Session, id auth.Ide
 // readLoop receives frames and handles each one: this is where every
 // client frame is dispatched.
 func (s *ChatServer) readLoop(ctx context.Context, st stream, sess *hub.Session, id auth.Identity, sends *sendTracker) error {
+	var typing *rate.Limiter // made at the first Typing frame
 	for {
 		f, err := st.Recv()
 		if err != nil {
@@ -600,7 +616,13 @@ func (s *ChatServer) readLoop(ctx context.Context, st stream, sess *hub.Session,
 				s.refuse(sess, ref, apierr.BadPushAck)
 				continue
 			}
-			s.Hub.Ack(sess, fr.PushAck.GetConversationId(), fr.PushAck.GetSeq())
+			if cur := s.Hub.Ack(sess, fr.PushAck.GetConversationId(), fr.PushAck.GetSeq()); cur > 0 {
+				s.Reads.Delivered(id.UserID, fr.PushAck.GetConversationId(), cur)
+			}
+		case *starlingv1.StreamRequest_MarkRead:
+			s.handleMarkRead(ctx, sess, id, ref, fr.MarkRead)
+		case *starlingv1.StreamRequest_Typing:
+			s.handleTyping(ctx, sess, id, ref, fr.Typing, &typing)
 		case *starlingv1.StreamRequest_Sync:
 			s.handleSync(ctx, sess, id, ref, fr.Sync)
 		case *starlingv1.StreamRequest_Logout:
@@ -704,21 +726,4 @@ func (s *ChatServer) GetHistory(ctx context.Context, req *starlingv1.GetHistoryR
 		return nil, toError(s.Log, err)
 	}
 	return &starlingv1.GetHistoryResponse{Messages: msgs, HasMore: more}, nil
-}
-
-// ListConversations lists the caller's conversations.
-func (s *ChatServer) ListConversations(ctx context.Context, _ *starlingv1.ListConversationsRequest) (*starlingv1.ListConversationsResponse, error) {
-	id, err := identity(ctx)
-	if err != nil {
-		return nil, toError(s.Log, err)
-	}
-	cs, err := s.Chat.Conversations(ctx, id.UserID, id.DeviceID, false)
-	if err != nil {
-		return nil, toError(s.Log, err)
-	}
-	out := make([]*starlingv1.ConversationState, len(cs))
-	for i, c := range cs {
-		out[i] = &starlingv1.ConversationState{ConversationId: c.ConversationID, LatestSeq: c.LatestSeq, DeliveredSeq: c.DeliveredSeq, JoinedSeq: c.JoinedSeq}
-	}
-	return &starlingv1.ListConversationsResponse{Conversations: out}, nil
 }

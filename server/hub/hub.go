@@ -274,15 +274,41 @@ func (h *Hub) Announce(a bus.Announce) {
 	}
 }
 
-// Ack records a PushAck from s and queues its cursor for writing.
-func (h *Hub) Ack(s *Session, conversationID string, seq int64) {
-	if cur := s.Ack(conversationID, seq); cur > 0 {
+// Ack records a PushAck from s and queues its cursor for writing. It
+// returns the device's cursor when the ack moved it (clamped to what this
+// stream gave the device), else 0.
+func (h *Hub) Ack(s *Session, conversationID string, seq int64) int64 {
+	cur := s.Ack(conversationID, seq)
+	if cur > 0 {
 		k := cursorKey{s.UserID, s.DeviceID, conversationID}
 		h.pendingMu.Lock()
 		if cur > h.pending[k] {
 			h.pending[k] = cur
 		}
 		h.pendingMu.Unlock()
+	}
+	return cur
+}
+
+// Signal sends s.Frame to every online device of s.Users on this node,
+// except s.Except. A session still starting holds it until after its
+// Welcome.
+func (h *Hub) Signal(sig bus.Signal) {
+	var targets []*Session
+	for _, uid := range sig.Users {
+		sh := h.shard(uid)
+		sh.mu.RLock()
+		if u := sh.users[uid]; u != nil {
+			for _, s := range u.devices {
+				if !s.is(sig.Except) {
+					targets = append(targets, s)
+				}
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	for _, s := range targets {
+		s.signal(sig.Frame)
 	}
 }
 

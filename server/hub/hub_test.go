@@ -328,3 +328,58 @@ func TestSeededSessionSeesGaps(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+// A Signal reaches every session of its users but the excepted one; one
+// that comes while a session starts waits for its Welcome.
+func TestSignalHeldUntilWelcome(t *testing.T) {
+	h, _ := newHub(8)
+	phone, err := h.Register("u", "phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tablet, err := h.Register("u", "tablet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone.FinishStart(&starlingv1.StreamResponse{Frame: &starlingv1.StreamResponse_Welcome{Welcome: &starlingv1.Welcome{}}}, nil)
+	drain(phone)
+	receipt := &starlingv1.StreamResponse{Frame: &starlingv1.StreamResponse_Receipt{Receipt: &starlingv1.Receipt{ConversationId: "c2c:u:v", ReadSeq: 3}}}
+	h.Signal(bus.Signal{Frame: receipt, Users: []string{"u", "nobody"}})
+	if got := drain(phone); len(got) != 1 || got[0].GetReceipt() == nil {
+		t.Fatalf("phone got %v, want the receipt", got)
+	}
+	if got := drain(tablet); len(got) != 0 {
+		t.Fatalf("the starting tablet got %v before its Welcome", got)
+	}
+	tablet.FinishStart(&starlingv1.StreamResponse{Frame: &starlingv1.StreamResponse_Welcome{Welcome: &starlingv1.Welcome{}}}, nil)
+	if got := drain(tablet); len(got) != 2 || got[0].GetWelcome() == nil || got[1].GetReceipt() == nil {
+		t.Fatalf("tablet got %v, want Welcome then the receipt", got)
+	}
+	h.Signal(bus.Signal{Frame: receipt, Users: []string{"u"}, Except: phone.Key()})
+	if got := drain(phone); len(got) != 0 {
+		t.Fatalf("the excepted phone got %v", got)
+	}
+	if got := drain(tablet); len(got) != 1 {
+		t.Fatalf("tablet got %v", got)
+	}
+}
+
+// Known is the highest seq a stream knows of a conversation.
+func TestKnown(t *testing.T) {
+	h, _ := newHub(8)
+	s, err := h.Register("u", "phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.FinishStart(nil, []CatchUp{{ConversationID: "c", LatestSeq: 7, DeliveredSeq: 2}})
+	if k := s.Known("c"); k != 7 {
+		t.Fatalf("Known after a catch-up to 7 = %d", k)
+	}
+	if k := s.Known("other"); k != 0 {
+		t.Fatalf("Known of an unseen conversation = %d", k)
+	}
+	h.Deliver(bus.Delivery{Msg: msg("d", 1), Users: []string{"u"}})
+	if k := s.Known("d"); k != 1 {
+		t.Fatalf("Known after a push = %d", k)
+	}
+}

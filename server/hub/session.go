@@ -77,7 +77,14 @@ type Session struct {
 	heldOver map[string]overflow
 	convs    map[string]*convState
 	unacked  int64 // sum of inflight over convs
+	// signals are the bus.Signal frames that came while starting, sent
+	// after the Welcome (at most maxHeldSignals; the catch-up read covers
+	// receipts beyond them).
+	signals []*starlingv1.StreamResponse
 }
+
+// maxHeldSignals bounds the signals a starting session holds.
+const maxHeldSignals = 256
 
 // overflow is the first and last seq of a conversation offered while held
 // was full.
@@ -150,6 +157,34 @@ func (s *Session) OnClose(f func()) {
 // the queue is full the session is closed as slow.
 func (s *Session) Send(f *starlingv1.StreamResponse) {
 	s.enqueue(item{frame: f})
+}
+
+// signal queues a frame the session was not asked for (bus.Signal); while
+// the session is starting it is held until after the Welcome.
+func (s *Session) signal(f *starlingv1.StreamResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.starting {
+		if len(s.signals) < maxHeldSignals {
+			s.signals = append(s.signals, f)
+		}
+		return
+	}
+	s.enqueue(item{frame: f})
+}
+
+// Known returns the highest seq of the conversation this stream knows to
+// exist for its user (pushed, offered, synced, sent, or where the device
+// stood at connect), 0 if none: a MarkRead or Typing up to it needs no
+// database read to be checked.
+func (s *Session) Known(conversationID string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.convs[conversationID]
+	if c == nil {
+		return 0
+	}
+	return max(c.top(), c.latest, c.acked)
 }
 
 // End asks the writer to stop once it has written everything queued
@@ -414,6 +449,10 @@ func (s *Session) FinishStart(welcome *starlingv1.StreamResponse, behind []Catch
 	for _, m := range held {
 		s.offerLocked(m, nil)
 	}
+	for _, f := range s.signals {
+		s.enqueue(item{frame: f})
+	}
+	s.signals = nil
 }
 
 // Recheck puts every conversation of behind that the device was not

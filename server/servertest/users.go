@@ -157,6 +157,26 @@ func (st *Stream) Quiet(t testing.TB, d time.Duration) {
 	}
 }
 
+// QuietBut is Quiet for every frame but those skip accepts (receipts,
+// say, which come on their own time).
+func (st *Stream) QuietBut(t testing.TB, d time.Duration, skip func(*starlingv1.StreamResponse) bool) {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case f, ok := <-st.frames:
+			if ok && !skip(f) {
+				t.Fatalf("servertest: unexpected frame %v", f)
+			}
+			if !ok {
+				return
+			}
+		case <-deadline:
+			return
+		}
+	}
+}
+
 // End waits for the stream to end and returns its error (nil for a clean
 // end), failing the test if it does not end within Timeout. Frames still
 // arriving are returned too.

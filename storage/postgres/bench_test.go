@@ -12,6 +12,7 @@ import (
 	"github.com/starling-im/starling/storage"
 	"github.com/starling-im/starling/storage/postgres"
 	"github.com/starling-im/starling/storage/postgres/pgtest"
+	"github.com/starling-im/starling/storage/storagetest"
 )
 
 // BenchmarkAppendMessages measures the send hot path (dedup lookup, seq
@@ -96,6 +97,16 @@ func BenchmarkAppendMessages(b *testing.B) {
 			report(b, n.Load(), batch, attempts0, cpu0)
 		})
 	}
+}
+
+// BenchmarkInbox lists an inbox of 1,000 conversations (storagetest.BenchInbox).
+func BenchmarkInbox(b *testing.B) {
+	s := pgtest.Open(b, pgtest.NewDatabase(b))
+	storagetest.BenchInbox(b, s, func() {
+		if _, err := postgres.Pool(s).Exec(b.Context(), "ANALYZE"); err != nil {
+			b.Fatal(err)
+		}
+	})
 }
 
 // processCPU is the process's CPU time (user + system) so far.

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/starling-im/starling/storage"
+	"github.com/starling-im/starling/storage/storagetest"
 )
 
 // BenchmarkAppendMessages measures durable appends (WAL, synchronous=FULL)
@@ -158,4 +159,9 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkInbox lists an inbox of 1,000 conversations (storagetest.BenchInbox).
+func BenchmarkInbox(b *testing.B) {
+	storagetest.BenchInbox(b, openTest(b, filepath.Join(b.TempDir(), "inbox.db")), nil)
 }

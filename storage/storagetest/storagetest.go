@@ -47,9 +47,11 @@ func Run(t *testing.T, factory Factory) {
 		{"GroupRoles", groupRoleTests},
 		{"Messages", messageTests},
 		{"Cursors", cursorTests},
+		{"ReadState", readStateTests},
 		{"Lifecycle", lifecycleTests},
 		{"NodeLeases", leaseTests},
 		{"Friends", friendTests},
+		{"Admin", adminTests},
 	} {
 		t.Run(group.name, func(t *testing.T) {
 			t.Parallel()

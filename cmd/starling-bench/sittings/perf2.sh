@@ -32,6 +32,25 @@ run() {
   kill $p; wait $p 2>/dev/null
   rm -rf "$dir"
 }
+# prof <name> <bench args...>: the after build with a CPU profile of 8 s taken
+# 3 s into the bench's run; `go tool pprof -top` of it in <name>.top.txt.
+prof() {
+  local name=$1; shift
+  local dir; dir=$(mktemp -d)
+  PORT=$((PORT + 1))
+  # shellcheck disable=SC2086
+  $S/after/starlingd --listen 127.0.0.1:$PORT --data-dir "$dir" --metrics-listen 127.0.0.1:9191 --pprof $COMMON > "$OUT/$name.server.log" 2>&1 &
+  local p=$!
+  sleep 2
+  $B --target 127.0.0.1:$PORT --server-pid $p --quiet "$@" > "$OUT/$name.txt" 2>&1 &
+  local bp=$!
+  sleep 3
+  curl -s -o "$OUT/$name.pb" "http://127.0.0.1:9191/debug/pprof/profile?seconds=8"
+  wait $bp
+  kill $p; wait $p 2>/dev/null
+  rm -rf "$dir"
+  go tool pprof -top "$OUT/$name.pb" > "$OUT/$name.top.txt" 2>&1
+}
 floor() { # name, relayfloor load args...
   local name=$1; shift
   $S/after/relayfloor -serve 127.0.0.1:39101 -small > /dev/null 2>&1 & local rf=$!
@@ -72,4 +91,7 @@ run after  sqlite grp1000max-after  --scenario group --members 1000 --senders 1 
 run after  sqlite grp10000max-after --scenario group --members 10000 --senders 1 --inflight 16 --duration 10s --timeout 60s
 run before sqlite idle19000-before --scenario idle --conns 19000 --duration 10s --timeout 20s
 run after  sqlite idle19000-after  --scenario idle --conns 19000 --duration 10s --timeout 20s
+prof prof-c2c1000 --scenario c2c --pairs 100 --rate 10 --inflight 64 --duration 12s
+prof prof-grp1000-10 --scenario group --members 1000 --senders 1 --rate 10 --duration 12s
+prof prof-idle --scenario idle --conns 19000 --duration 5s --timeout 20s
 echo done >> "$OUT/index.txt"

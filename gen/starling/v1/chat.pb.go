@@ -93,7 +93,10 @@ type StreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Client-chosen correlation id, echoed in the frame that answers this one
 	// (SendAck, Pong, SyncBatch, Error, …). 0 means "no answer needed" for
-	// frames that have none.
+	// frames that have none. An Error refusing a frame sent with ref 0 (a
+	// bad PushAck, say) comes back with ref 0, like a frame the server sends
+	// on its own; a client that gives every frame its own non-zero ref, as
+	// the Go and TypeScript clients do, can tell which frame was refused.
 	Ref uint64 `protobuf:"varint,1,opt,name=ref,proto3" json:"ref,omitempty"`
 	// The frame.
 	//
@@ -105,6 +108,8 @@ type StreamRequest struct {
 	//	*StreamRequest_PushAck
 	//	*StreamRequest_Sync
 	//	*StreamRequest_Logout
+	//	*StreamRequest_MarkRead
+	//	*StreamRequest_Typing
 	Frame         isStreamRequest_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -208,6 +213,24 @@ func (x *StreamRequest) GetLogout() *Logout {
 	return nil
 }
 
+func (x *StreamRequest) GetMarkRead() *MarkRead {
+	if x != nil {
+		if x, ok := x.Frame.(*StreamRequest_MarkRead); ok {
+			return x.MarkRead
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetTyping() *Typing {
+	if x != nil {
+		if x, ok := x.Frame.(*StreamRequest_Typing); ok {
+			return x.Typing
+		}
+	}
+	return nil
+}
+
 type isStreamRequest_Frame interface {
 	isStreamRequest_Frame()
 }
@@ -245,6 +268,18 @@ type StreamRequest_Logout struct {
 	Logout *Logout `protobuf:"bytes,7,opt,name=logout,proto3,oneof"`
 }
 
+type StreamRequest_MarkRead struct {
+	// Move the user's read cursor; no answer (Error when refused).
+	MarkRead *MarkRead `protobuf:"bytes,8,opt,name=mark_read,json=markRead,proto3,oneof"`
+}
+
+type StreamRequest_Typing struct {
+	// The user is typing in a conversation; relayed to the other members'
+	// online devices, never stored; no answer (Error when refused or too
+	// frequent).
+	Typing *Typing `protobuf:"bytes,9,opt,name=typing,proto3,oneof"`
+}
+
 func (*StreamRequest_Auth) isStreamRequest_Frame() {}
 
 func (*StreamRequest_Ping) isStreamRequest_Frame() {}
@@ -256,6 +291,10 @@ func (*StreamRequest_PushAck) isStreamRequest_Frame() {}
 func (*StreamRequest_Sync) isStreamRequest_Frame() {}
 
 func (*StreamRequest_Logout) isStreamRequest_Frame() {}
+
+func (*StreamRequest_MarkRead) isStreamRequest_Frame() {}
+
+func (*StreamRequest_Typing) isStreamRequest_Frame() {}
 
 // StreamResponse is one server → client frame.
 type StreamResponse struct {
@@ -275,7 +314,9 @@ type StreamResponse struct {
 	//	*StreamResponse_SyncBatch
 	//	*StreamResponse_Error
 	//	*StreamResponse_Disconnect
+	//	*StreamResponse_Receipt
 	//	*StreamResponse_Event
+	//	*StreamResponse_Typing
 	Frame         isStreamResponse_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -397,10 +438,28 @@ func (x *StreamResponse) GetDisconnect() *Disconnect {
 	return nil
 }
 
+func (x *StreamResponse) GetReceipt() *Receipt {
+	if x != nil {
+		if x, ok := x.Frame.(*StreamResponse_Receipt); ok {
+			return x.Receipt
+		}
+	}
+	return nil
+}
+
 func (x *StreamResponse) GetEvent() *Event {
 	if x != nil {
 		if x, ok := x.Frame.(*StreamResponse_Event); ok {
 			return x.Event
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetTyping() *TypingNotice {
+	if x != nil {
+		if x, ok := x.Frame.(*StreamResponse_Typing); ok {
+			return x.Typing
 		}
 	}
 	return nil
@@ -450,11 +509,21 @@ type StreamResponse_Disconnect struct {
 	Disconnect *Disconnect `protobuf:"bytes,9,opt,name=disconnect,proto3,oneof"`
 }
 
+type StreamResponse_Receipt struct {
+	// A user's delivered or read position in a conversation moved.
+	Receipt *Receipt `protobuf:"bytes,10,opt,name=receipt,proto3,oneof"`
+}
+
 type StreamResponse_Event struct {
 	// Something changed for the user (friends, blocks, presence): a
 	// stored event of the user's event stream "evt:<user_id>", pushed and
 	// acknowledged like a message, or an ephemeral one (seq 0). See Event.
 	Event *Event `protobuf:"bytes,11,opt,name=event,proto3,oneof"`
+}
+
+type StreamResponse_Typing struct {
+	// Another member is typing.
+	Typing *TypingNotice `protobuf:"bytes,12,opt,name=typing,proto3,oneof"`
 }
 
 func (*StreamResponse_Welcome) isStreamResponse_Frame() {}
@@ -473,7 +542,11 @@ func (*StreamResponse_Error) isStreamResponse_Frame() {}
 
 func (*StreamResponse_Disconnect) isStreamResponse_Frame() {}
 
+func (*StreamResponse_Receipt) isStreamResponse_Frame() {}
+
 func (*StreamResponse_Event) isStreamResponse_Frame() {}
+
+func (*StreamResponse_Typing) isStreamResponse_Frame() {}
 
 // Auth authenticates the stream.
 type Auth struct {
@@ -552,7 +625,11 @@ type Welcome struct {
 	// silent for three intervals.
 	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,4,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
 	// The server's clock.
-	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	ServerTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	// The inbox at connect: the total unread count and the conversations
+	// that changed since this device's previous stream ended, so an app
+	// draws its inbox without another round trip.
+	Inbox         *InboxSummary `protobuf:"bytes,6,opt,name=inbox,proto3" json:"inbox,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -622,6 +699,93 @@ func (x *Welcome) GetServerTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Welcome) GetInbox() *InboxSummary {
+	if x != nil {
+		return x.Inbox
+	}
+	return nil
+}
+
+// InboxSummary is what changed in the inbox while a device was away.
+type InboxSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unread messages over every listed conversation (the sum of their
+	// unread_count, muted ones included: the app decides what to badge).
+	TotalUnread int64 `protobuf:"varint,1,opt,name=total_unread,json=totalUnread,proto3" json:"total_unread,omitempty"`
+	// The conversations with activity since this device's previous stream
+	// ended (a new message, a read cursor or mute change of this user, or,
+	// one-to-one, a move of the other user's positions), newest activity
+	// first, as ListConversations reports them; on a device's first stream,
+	// the newest conversations. At most 100 (and 1 MiB); more_changed says
+	// there were more (list the inbox).
+	Changed []*ConversationState `protobuf:"bytes,2,rep,name=changed,proto3" json:"changed,omitempty"`
+	// True when more conversations changed than fit in changed.
+	MoreChanged bool `protobuf:"varint,3,opt,name=more_changed,json=moreChanged,proto3" json:"more_changed,omitempty"`
+	// False on a device's first stream: changed is then the newest part of
+	// the inbox, not a list of changes.
+	SeenBefore    bool `protobuf:"varint,4,opt,name=seen_before,json=seenBefore,proto3" json:"seen_before,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InboxSummary) Reset() {
+	*x = InboxSummary{}
+	mi := &file_starling_v1_chat_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboxSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboxSummary) ProtoMessage() {}
+
+func (x *InboxSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_chat_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboxSummary.ProtoReflect.Descriptor instead.
+func (*InboxSummary) Descriptor() ([]byte, []int) {
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *InboxSummary) GetTotalUnread() int64 {
+	if x != nil {
+		return x.TotalUnread
+	}
+	return 0
+}
+
+func (x *InboxSummary) GetChanged() []*ConversationState {
+	if x != nil {
+		return x.Changed
+	}
+	return nil
+}
+
+func (x *InboxSummary) GetMoreChanged() bool {
+	if x != nil {
+		return x.MoreChanged
+	}
+	return false
+}
+
+func (x *InboxSummary) GetSeenBefore() bool {
+	if x != nil {
+		return x.SeenBefore
+	}
+	return false
+}
+
 // Ping is an application heartbeat.
 type Ping struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -631,7 +795,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_starling_v1_chat_proto_msgTypes[4]
+	mi := &file_starling_v1_chat_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +807,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[4]
+	mi := &file_starling_v1_chat_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +820,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{4}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{5}
 }
 
 // Pong answers Ping.
@@ -670,7 +834,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_starling_v1_chat_proto_msgTypes[5]
+	mi := &file_starling_v1_chat_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +846,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[5]
+	mi := &file_starling_v1_chat_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +859,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{5}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Pong) GetServerTime() *timestamppb.Timestamp {
@@ -727,7 +891,7 @@ type Send struct {
 
 func (x *Send) Reset() {
 	*x = Send{}
-	mi := &file_starling_v1_chat_proto_msgTypes[6]
+	mi := &file_starling_v1_chat_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +903,7 @@ func (x *Send) String() string {
 func (*Send) ProtoMessage() {}
 
 func (x *Send) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[6]
+	mi := &file_starling_v1_chat_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +916,7 @@ func (x *Send) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Send.ProtoReflect.Descriptor instead.
 func (*Send) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{6}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Send) GetTo() isSend_To {
@@ -813,6 +977,13 @@ func (*Send_UserId) isSend_To() {}
 func (*Send_GroupId) isSend_To() {}
 
 // SendAck says a Send is durably stored.
+//
+// The sending device is never pushed its own message (its other devices
+// are), and SendAck carries neither content nor sender: the client builds
+// the message from its Send (client_msg_id, content), this ack (msg_id,
+// conversation_id, seq, server_time) and Welcome (user_id, device_id), and
+// slots it at seq like any received message: handed over if seq is
+// last+1, else held until a Sync fills what lies before it.
 type SendAck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The message's id.
@@ -832,7 +1003,7 @@ type SendAck struct {
 
 func (x *SendAck) Reset() {
 	*x = SendAck{}
-	mi := &file_starling_v1_chat_proto_msgTypes[7]
+	mi := &file_starling_v1_chat_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +1015,7 @@ func (x *SendAck) String() string {
 func (*SendAck) ProtoMessage() {}
 
 func (x *SendAck) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[7]
+	mi := &file_starling_v1_chat_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +1028,7 @@ func (x *SendAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendAck.ProtoReflect.Descriptor instead.
 func (*SendAck) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{7}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SendAck) GetMsgId() int64 {
@@ -909,7 +1080,7 @@ type Push struct {
 
 func (x *Push) Reset() {
 	*x = Push{}
-	mi := &file_starling_v1_chat_proto_msgTypes[8]
+	mi := &file_starling_v1_chat_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1092,7 @@ func (x *Push) String() string {
 func (*Push) ProtoMessage() {}
 
 func (x *Push) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[8]
+	mi := &file_starling_v1_chat_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1105,7 @@ func (x *Push) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Push.ProtoReflect.Descriptor instead.
 func (*Push) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{8}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Push) GetMessages() []*Message {
@@ -958,7 +1129,7 @@ type PushAck struct {
 
 func (x *PushAck) Reset() {
 	*x = PushAck{}
-	mi := &file_starling_v1_chat_proto_msgTypes[9]
+	mi := &file_starling_v1_chat_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1141,7 @@ func (x *PushAck) String() string {
 func (*PushAck) ProtoMessage() {}
 
 func (x *PushAck) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[9]
+	mi := &file_starling_v1_chat_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1154,7 @@ func (x *PushAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushAck.ProtoReflect.Descriptor instead.
 func (*PushAck) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{9}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PushAck) GetConversationId() string {
@@ -1004,7 +1175,10 @@ func (x *PushAck) GetSeq() int64 {
 // pull them with Sync. Pushes of the conversation stop until the device has
 // synced to the end (a SyncBatch with has_more false). A device that already
 // holds everything up to latest_seq sends one Sync with after_seq set to its
-// last seq: the empty answer resumes pushes.
+// last seq: the empty answer resumes pushes. So every Notify is answered
+// with a Sync; one that arrives while a Sync of the conversation is in
+// flight is answered with another Sync once that one's SyncBatch is in,
+// even if that batch was empty (it may predate the Notify).
 type Notify struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The conversation.
@@ -1020,7 +1194,7 @@ type Notify struct {
 
 func (x *Notify) Reset() {
 	*x = Notify{}
-	mi := &file_starling_v1_chat_proto_msgTypes[10]
+	mi := &file_starling_v1_chat_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1206,7 @@ func (x *Notify) String() string {
 func (*Notify) ProtoMessage() {}
 
 func (x *Notify) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[10]
+	mi := &file_starling_v1_chat_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1219,7 @@ func (x *Notify) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notify.ProtoReflect.Descriptor instead.
 func (*Notify) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{10}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Notify) GetConversationId() string {
@@ -1085,7 +1259,7 @@ type Sync struct {
 
 func (x *Sync) Reset() {
 	*x = Sync{}
-	mi := &file_starling_v1_chat_proto_msgTypes[11]
+	mi := &file_starling_v1_chat_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1271,7 @@ func (x *Sync) String() string {
 func (*Sync) ProtoMessage() {}
 
 func (x *Sync) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[11]
+	mi := &file_starling_v1_chat_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1284,7 @@ func (x *Sync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sync.ProtoReflect.Descriptor instead.
 func (*Sync) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{11}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Sync) GetConversationId() string {
@@ -1138,7 +1312,10 @@ func (x *Sync) GetLimit() int32 {
 // after_seq < seq <= (the last message's seq, or latest_seq when has_more
 // is false) that the user may read: seqs outside the user's membership
 // periods (before joining a group, between leaving and rejoining) are
-// skipped, so seqs in a batch can jump; that is not a gap to fill.
+// skipped, so seqs in a batch can jump; that is not a gap to fill. In
+// particular a group's first batch starts at the user's join point
+// (ConversationState.joined_seq + 1, which only ListConversations
+// reports), not at after_seq + 1.
 type SyncBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The conversation.
@@ -1161,7 +1338,7 @@ type SyncBatch struct {
 
 func (x *SyncBatch) Reset() {
 	*x = SyncBatch{}
-	mi := &file_starling_v1_chat_proto_msgTypes[12]
+	mi := &file_starling_v1_chat_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1350,7 @@ func (x *SyncBatch) String() string {
 func (*SyncBatch) ProtoMessage() {}
 
 func (x *SyncBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[12]
+	mi := &file_starling_v1_chat_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1363,7 @@ func (x *SyncBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncBatch.ProtoReflect.Descriptor instead.
 func (*SyncBatch) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{12}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SyncBatch) GetConversationId() string {
@@ -1233,6 +1410,12 @@ type Error struct {
 	// 16 UNAUTHENTICATED. 14 UNAVAILABLE is worth a retry: resend a Send with
 	// the same client_msg_id (if it was stored after all, the answer is a
 	// SendAck with duplicate true). 13 INTERNAL is a server bug.
+	//
+	// A Send refused with any other code stored nothing. Resending the same
+	// client_msg_id is always safe, but only UNAVAILABLE (at once, with
+	// backoff) and RESOURCE_EXHAUSTED (after slowing down) can succeed
+	// unchanged. A refused Sync leaves its conversation in pull mode: Sync
+	// again after a backoff, or on the next Notify or reconnect.
 	Code uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
 	// What was wrong, for people: a fixed text per kind of refusal
 	// (docs/delivery.md lists them); never the client's input echoed back.
@@ -1245,7 +1428,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_starling_v1_chat_proto_msgTypes[13]
+	mi := &file_starling_v1_chat_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1440,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[13]
+	mi := &file_starling_v1_chat_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1453,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{13}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Error) GetCode() uint32 {
@@ -1294,6 +1477,282 @@ func (x *Error) GetFatal() bool {
 	return false
 }
 
+// MarkRead moves the user's read cursor in a conversation: every message up
+// to seq is read, on all the user's devices. Cursors never move back (a
+// lower seq than the cursor changes nothing and is not an error). Reading
+// implies delivery, so the delivered position moves too.
+//
+// The server keeps cursors in memory and writes them in batches a few
+// hundred milliseconds apart (docs/social.md): a MarkRead costs no database
+// write of its own. A crash of the node (kill -9, power loss) may forget
+// the moves of the last interval; a graceful stop writes them.
+type MarkRead struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The conversation.
+	ConversationId string `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// The newest seq read; 1 up to the newest seq the user may read.
+	Seq           int64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkRead) Reset() {
+	*x = MarkRead{}
+	mi := &file_starling_v1_chat_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkRead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkRead) ProtoMessage() {}
+
+func (x *MarkRead) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_chat_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkRead.ProtoReflect.Descriptor instead.
+func (*MarkRead) Descriptor() ([]byte, []int) {
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *MarkRead) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *MarkRead) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// Typing says the user is typing in a conversation. Send it every few
+// seconds while typing (the server relays at most one a second per device,
+// bursts of 3; more is refused RESOURCE_EXHAUSTED); nothing is stored.
+type Typing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The conversation; the user must be a member.
+	ConversationId string `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Typing) Reset() {
+	*x = Typing{}
+	mi := &file_starling_v1_chat_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Typing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Typing) ProtoMessage() {}
+
+func (x *Typing) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_chat_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Typing.ProtoReflect.Descriptor instead.
+func (*Typing) Descriptor() ([]byte, []int) {
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Typing) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+// TypingNotice relays another member's Typing. Best effort: none is kept
+// for a device that is offline. Show it for a few seconds.
+type TypingNotice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The conversation.
+	ConversationId string `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// Who is typing.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The device they type on.
+	DeviceId      string `protobuf:"bytes,3,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TypingNotice) Reset() {
+	*x = TypingNotice{}
+	mi := &file_starling_v1_chat_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TypingNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TypingNotice) ProtoMessage() {}
+
+func (x *TypingNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_chat_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TypingNotice.ProtoReflect.Descriptor instead.
+func (*TypingNotice) Descriptor() ([]byte, []int) {
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TypingNotice) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *TypingNotice) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *TypingNotice) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+// Receipt says where a user stands in a conversation: every message up to
+// delivered_seq reached one of their devices, every message up to read_seq
+// was read. Receipts are positions, not per-message events: apply them with
+// max (a message is delivered/read when its seq is at or below the
+// position); a lower position than one already seen can be ignored.
+//
+// Who gets them: for a one-to-one conversation, both users' online devices
+// (the sender learns "delivered" and "read" ticks; the reader's other
+// devices learn its read cursor). For a group, only the reader's own
+// devices (read cursor sync across devices); group "seen by" is asked with
+// GetReadReceipts, so a group of 1,000 causes no receipt storm.
+//
+// Coalesced: moves are collected and written every few hundred
+// milliseconds; then each (conversation, user) that moved yields one
+// Receipt with its newest positions, however many messages it covers.
+//
+// Exactly once, as positions: a Receipt is sent only after its positions
+// are stored, and every position a device has not seen reaches it once:
+// live while it is online, and after a reconnect as the peer_read_seq /
+// peer_delivered_seq (and read_seq) of Welcome.inbox.changed, followed by
+// one Receipt per such one-to-one conversation with the latest positions.
+// So an offline sender gets one Receipt per conversation that changed
+// while it was away, not one per move it missed. "Changed since" goes by
+// the time the device's previous stream ended, less 5 seconds (moves are
+// stamped before they commit, and node clocks differ): a move of those 5
+// seconds is reported again at the next connect, with the same positions,
+// which max makes harmless. Within one stream a device may also get a
+// position twice (live while its stream was starting, and in the catch-up).
+type Receipt struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The conversation.
+	ConversationId string `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// Whose position this is.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Highest seq delivered to any device of user_id (0: none known).
+	DeliveredSeq int64 `protobuf:"varint,3,opt,name=delivered_seq,json=deliveredSeq,proto3" json:"delivered_seq,omitempty"`
+	// Highest seq user_id has read (0: none).
+	ReadSeq       int64 `protobuf:"varint,4,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Receipt) Reset() {
+	*x = Receipt{}
+	mi := &file_starling_v1_chat_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Receipt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Receipt) ProtoMessage() {}
+
+func (x *Receipt) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_chat_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
+func (*Receipt) Descriptor() ([]byte, []int) {
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Receipt) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *Receipt) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Receipt) GetDeliveredSeq() int64 {
+	if x != nil {
+		return x.DeliveredSeq
+	}
+	return 0
+}
+
+func (x *Receipt) GetReadSeq() int64 {
+	if x != nil {
+		return x.ReadSeq
+	}
+	return 0
+}
+
 // Logout logs this device out: its token is revoked and the stream closed.
 type Logout struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1303,7 +1762,7 @@ type Logout struct {
 
 func (x *Logout) Reset() {
 	*x = Logout{}
-	mi := &file_starling_v1_chat_proto_msgTypes[14]
+	mi := &file_starling_v1_chat_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +1774,7 @@ func (x *Logout) String() string {
 func (*Logout) ProtoMessage() {}
 
 func (x *Logout) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[14]
+	mi := &file_starling_v1_chat_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +1787,7 @@ func (x *Logout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Logout.ProtoReflect.Descriptor instead.
 func (*Logout) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{14}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{19}
 }
 
 // Disconnect says the server is closing the stream, and why.
@@ -1347,7 +1806,7 @@ type Disconnect struct {
 
 func (x *Disconnect) Reset() {
 	*x = Disconnect{}
-	mi := &file_starling_v1_chat_proto_msgTypes[15]
+	mi := &file_starling_v1_chat_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1818,7 @@ func (x *Disconnect) String() string {
 func (*Disconnect) ProtoMessage() {}
 
 func (x *Disconnect) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[15]
+	mi := &file_starling_v1_chat_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1831,7 @@ func (x *Disconnect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disconnect.ProtoReflect.Descriptor instead.
 func (*Disconnect) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{15}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Disconnect) GetReason() DisconnectReason {
@@ -1411,7 +1870,7 @@ type GetHistoryRequest struct {
 
 func (x *GetHistoryRequest) Reset() {
 	*x = GetHistoryRequest{}
-	mi := &file_starling_v1_chat_proto_msgTypes[16]
+	mi := &file_starling_v1_chat_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1882,7 @@ func (x *GetHistoryRequest) String() string {
 func (*GetHistoryRequest) ProtoMessage() {}
 
 func (x *GetHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[16]
+	mi := &file_starling_v1_chat_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1895,7 @@ func (x *GetHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistoryRequest.ProtoReflect.Descriptor instead.
 func (*GetHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{16}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetHistoryRequest) GetConversationId() string {
@@ -1476,7 +1935,7 @@ type GetHistoryResponse struct {
 
 func (x *GetHistoryResponse) Reset() {
 	*x = GetHistoryResponse{}
-	mi := &file_starling_v1_chat_proto_msgTypes[17]
+	mi := &file_starling_v1_chat_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1947,7 @@ func (x *GetHistoryResponse) String() string {
 func (*GetHistoryResponse) ProtoMessage() {}
 
 func (x *GetHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[17]
+	mi := &file_starling_v1_chat_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1960,7 @@ func (x *GetHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistoryResponse.ProtoReflect.Descriptor instead.
 func (*GetHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{17}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetHistoryResponse) GetMessages() []*Message {
@@ -1518,16 +1977,28 @@ func (x *GetHistoryResponse) GetHasMore() bool {
 	return false
 }
 
-// ListConversationsRequest lists the caller's conversations.
+// ListConversationsRequest asks for one page of the inbox.
 type ListConversationsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many conversations (0–1,000). 0 lists every conversation
+	// in one answer, as before paging existed; an app with many
+	// conversations should page.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Where to continue: the next_page_token of the previous page; empty for
+	// the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the delivery fields (conversation_id, latest_seq, delivered_seq,
+	// joined_seq) of every conversation the user is or was in, unpaged
+	// (page_size and page_token must be unset): the cheap listing a client's
+	// periodic resync needs, without unread counts or last messages.
+	StatesOnly    bool `protobuf:"varint,3,opt,name=states_only,json=statesOnly,proto3" json:"states_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListConversationsRequest) Reset() {
 	*x = ListConversationsRequest{}
-	mi := &file_starling_v1_chat_proto_msgTypes[18]
+	mi := &file_starling_v1_chat_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +2010,7 @@ func (x *ListConversationsRequest) String() string {
 func (*ListConversationsRequest) ProtoMessage() {}
 
 func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[18]
+	mi := &file_starling_v1_chat_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,21 +2023,48 @@ func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ListConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{18}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{23}
 }
 
-// ListConversationsResponse is the caller's conversations.
+func (x *ListConversationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListConversationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListConversationsRequest) GetStatesOnly() bool {
+	if x != nil {
+		return x.StatesOnly
+	}
+	return false
+}
+
+// ListConversationsResponse is one page of the caller's conversations.
 type ListConversationsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Newest activity first.
+	// Newest activity first (the time of the newest message; ties by id).
+	// Only one-to-one ("c2c:") and group ("grp:") conversations are listed.
 	Conversations []*ConversationState `protobuf:"bytes,1,rep,name=conversations,proto3" json:"conversations,omitempty"`
+	// Set when more conversations follow: pass it as page_token. A
+	// conversation that gets a message while you page moves to the front and
+	// may be missed by the pages after; the Welcome of the next stream, or
+	// listing again, shows it.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListConversationsResponse) Reset() {
 	*x = ListConversationsResponse{}
-	mi := &file_starling_v1_chat_proto_msgTypes[19]
+	mi := &file_starling_v1_chat_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +2076,7 @@ func (x *ListConversationsResponse) String() string {
 func (*ListConversationsResponse) ProtoMessage() {}
 
 func (x *ListConversationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_chat_proto_msgTypes[19]
+	mi := &file_starling_v1_chat_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +2089,7 @@ func (x *ListConversationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConversationsResponse.ProtoReflect.Descriptor instead.
 func (*ListConversationsResponse) Descriptor() ([]byte, []int) {
-	return file_starling_v1_chat_proto_rawDescGZIP(), []int{19}
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListConversationsResponse) GetConversations() []*ConversationState {
@@ -1601,11 +2099,332 @@ func (x *ListConversationsResponse) GetConversations() []*ConversationState {
 	return nil
 }
 
+func (x *ListConversationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// MarkReadRequest moves the caller's read cursor (see MarkRead).
+type MarkReadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The conversation.
+	ConversationId string `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// The newest seq read.
+	Seq           int64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkReadRequest) Reset() {
+	*x = MarkReadRequest{}
+	mi := &file_starling_v1_chat_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkReadRequest) ProtoMessage() {}
+
+func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_chat_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
+func (*MarkReadRequest) Descriptor() ([]byte, []int) {
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MarkReadRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *MarkReadRequest) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// MarkReadResponse answers MarkRead: the move is accepted (and written
+// within a few hundred milliseconds, see MarkRead).
+type MarkReadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkReadResponse) Reset() {
+	*x = MarkReadResponse{}
+	mi := &file_starling_v1_chat_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkReadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkReadResponse) ProtoMessage() {}
+
+func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_chat_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
+func (*MarkReadResponse) Descriptor() ([]byte, []int) {
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{26}
+}
+
+// SetMuteRequest mutes or unmutes a conversation for the caller.
+type SetMuteRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The conversation.
+	ConversationId string `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// Muted until this time. Unset together with forever false: unmute.
+	MutedUntil *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=muted_until,json=mutedUntil,proto3" json:"muted_until,omitempty"`
+	// Muted until unmuted (muted_until is then ignored).
+	Forever       bool `protobuf:"varint,3,opt,name=forever,proto3" json:"forever,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMuteRequest) Reset() {
+	*x = SetMuteRequest{}
+	mi := &file_starling_v1_chat_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMuteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMuteRequest) ProtoMessage() {}
+
+func (x *SetMuteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_chat_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMuteRequest.ProtoReflect.Descriptor instead.
+func (*SetMuteRequest) Descriptor() ([]byte, []int) {
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SetMuteRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *SetMuteRequest) GetMutedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.MutedUntil
+	}
+	return nil
+}
+
+func (x *SetMuteRequest) GetForever() bool {
+	if x != nil {
+		return x.Forever
+	}
+	return false
+}
+
+// SetMuteResponse answers SetMute.
+type SetMuteResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMuteResponse) Reset() {
+	*x = SetMuteResponse{}
+	mi := &file_starling_v1_chat_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMuteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMuteResponse) ProtoMessage() {}
+
+func (x *SetMuteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_chat_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMuteResponse.ProtoReflect.Descriptor instead.
+func (*SetMuteResponse) Descriptor() ([]byte, []int) {
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{28}
+}
+
+// GetReadReceiptsRequest asks who read one message.
+type GetReadReceiptsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The conversation.
+	ConversationId string `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// The message's seq.
+	Seq int64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// At most this many user ids in read_by (0–100; 0 means 20).
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReadReceiptsRequest) Reset() {
+	*x = GetReadReceiptsRequest{}
+	mi := &file_starling_v1_chat_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReadReceiptsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReadReceiptsRequest) ProtoMessage() {}
+
+func (x *GetReadReceiptsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_chat_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReadReceiptsRequest.ProtoReflect.Descriptor instead.
+func (*GetReadReceiptsRequest) Descriptor() ([]byte, []int) {
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetReadReceiptsRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *GetReadReceiptsRequest) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *GetReadReceiptsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// GetReadReceiptsResponse says who read one message.
+type GetReadReceiptsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many users other than the message's sender who may read it have a
+	// read cursor at or past it.
+	ReadCount int32 `protobuf:"varint,1,opt,name=read_count,json=readCount,proto3" json:"read_count,omitempty"`
+	// Some of them (at most the request's limit), by user id.
+	ReadBy        []string `protobuf:"bytes,2,rep,name=read_by,json=readBy,proto3" json:"read_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReadReceiptsResponse) Reset() {
+	*x = GetReadReceiptsResponse{}
+	mi := &file_starling_v1_chat_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReadReceiptsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReadReceiptsResponse) ProtoMessage() {}
+
+func (x *GetReadReceiptsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_chat_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReadReceiptsResponse.ProtoReflect.Descriptor instead.
+func (*GetReadReceiptsResponse) Descriptor() ([]byte, []int) {
+	return file_starling_v1_chat_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetReadReceiptsResponse) GetReadCount() int32 {
+	if x != nil {
+		return x.ReadCount
+	}
+	return 0
+}
+
+func (x *GetReadReceiptsResponse) GetReadBy() []string {
+	if x != nil {
+		return x.ReadBy
+	}
+	return nil
+}
+
 var File_starling_v1_chat_proto protoreflect.FileDescriptor
 
 const file_starling_v1_chat_proto_rawDesc = "" +
 	"\n" +
-	"\x16starling/v1/chat.proto\x12\vstarling.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17starling/v1/event.proto\x1a\x17starling/v1/types.proto\"\xb6\x02\n" +
+	"\x16starling/v1/chat.proto\x12\vstarling.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17starling/v1/event.proto\x1a\x17starling/v1/types.proto\"\x95\x03\n" +
 	"\rStreamRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x12'\n" +
 	"\x04auth\x18\x02 \x01(\v2\x11.starling.v1.AuthH\x00R\x04auth\x12'\n" +
@@ -1613,8 +2432,10 @@ const file_starling_v1_chat_proto_rawDesc = "" +
 	"\x04send\x18\x04 \x01(\v2\x11.starling.v1.SendH\x00R\x04send\x121\n" +
 	"\bpush_ack\x18\x05 \x01(\v2\x14.starling.v1.PushAckH\x00R\apushAck\x12'\n" +
 	"\x04sync\x18\x06 \x01(\v2\x11.starling.v1.SyncH\x00R\x04sync\x12-\n" +
-	"\x06logout\x18\a \x01(\v2\x13.starling.v1.LogoutH\x00R\x06logoutB\a\n" +
-	"\x05frameJ\x04\b\b\x10\t\"\xe3\x03\n" +
+	"\x06logout\x18\a \x01(\v2\x13.starling.v1.LogoutH\x00R\x06logout\x124\n" +
+	"\tmark_read\x18\b \x01(\v2\x15.starling.v1.MarkReadH\x00R\bmarkRead\x12-\n" +
+	"\x06typing\x18\t \x01(\v2\x13.starling.v1.TypingH\x00R\x06typingB\a\n" +
+	"\x05frame\"\xc4\x04\n" +
 	"\x0eStreamResponse\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\x04R\x03ref\x120\n" +
 	"\awelcome\x18\x02 \x01(\v2\x14.starling.v1.WelcomeH\x00R\awelcome\x12'\n" +
@@ -1627,21 +2448,30 @@ const file_starling_v1_chat_proto_rawDesc = "" +
 	"\x05error\x18\b \x01(\v2\x12.starling.v1.ErrorH\x00R\x05error\x129\n" +
 	"\n" +
 	"disconnect\x18\t \x01(\v2\x17.starling.v1.DisconnectH\x00R\n" +
-	"disconnect\x12*\n" +
-	"\x05event\x18\v \x01(\v2\x12.starling.v1.EventH\x00R\x05eventB\a\n" +
-	"\x05frameJ\x04\b\n" +
-	"\x10\v\"`\n" +
+	"disconnect\x120\n" +
+	"\areceipt\x18\n" +
+	" \x01(\v2\x14.starling.v1.ReceiptH\x00R\areceipt\x12*\n" +
+	"\x05event\x18\v \x01(\v2\x12.starling.v1.EventH\x00R\x05event\x123\n" +
+	"\x06typing\x18\f \x01(\v2\x19.starling.v1.TypingNoticeH\x00R\x06typingB\a\n" +
+	"\x05frame\"`\n" +
 	"\x04Auth\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12%\n" +
-	"\x0eclient_version\x18\x03 \x01(\tR\rclientVersion\"\xdf\x01\n" +
+	"\x0eclient_version\x18\x03 \x01(\tR\rclientVersion\"\x90\x02\n" +
 	"\aWelcome\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12\x17\n" +
 	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12H\n" +
 	"\x12heartbeat_interval\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12;\n" +
 	"\vserver_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\"\x06\n" +
+	"serverTime\x12/\n" +
+	"\x05inbox\x18\x06 \x01(\v2\x19.starling.v1.InboxSummaryR\x05inbox\"\xaf\x01\n" +
+	"\fInboxSummary\x12!\n" +
+	"\ftotal_unread\x18\x01 \x01(\x03R\vtotalUnread\x128\n" +
+	"\achanged\x18\x02 \x03(\v2\x1e.starling.v1.ConversationStateR\achanged\x12!\n" +
+	"\fmore_changed\x18\x03 \x01(\bR\vmoreChanged\x12\x1f\n" +
+	"\vseen_before\x18\x04 \x01(\bR\n" +
+	"seenBefore\"\x06\n" +
 	"\x04Ping\"C\n" +
 	"\x04Pong\x12;\n" +
 	"\vserver_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1683,7 +2513,21 @@ const file_starling_v1_chat_proto_rawDesc = "" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
-	"\x05fatal\x18\x03 \x01(\bR\x05fatal\"\b\n" +
+	"\x05fatal\x18\x03 \x01(\bR\x05fatal\"E\n" +
+	"\bMarkRead\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x03R\x03seq\"1\n" +
+	"\x06Typing\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\"m\n" +
+	"\fTypingNotice\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\x8b\x01\n" +
+	"\aReceipt\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12#\n" +
+	"\rdelivered_seq\x18\x03 \x01(\x03R\fdeliveredSeq\x12\x19\n" +
+	"\bread_seq\x18\x04 \x01(\x03R\areadSeq\"\b\n" +
 	"\x06Logout\"{\n" +
 	"\n" +
 	"Disconnect\x125\n" +
@@ -1697,22 +2541,49 @@ const file_starling_v1_chat_proto_rawDesc = "" +
 	"\x05limit\x18\x03 \x01(\x05R\x05limit\"a\n" +
 	"\x12GetHistoryResponse\x120\n" +
 	"\bmessages\x18\x01 \x03(\v2\x14.starling.v1.MessageR\bmessages\x12\x19\n" +
-	"\bhas_more\x18\x02 \x01(\bR\ahasMore\"\x1a\n" +
-	"\x18ListConversationsRequest\"a\n" +
+	"\bhas_more\x18\x02 \x01(\bR\ahasMore\"w\n" +
+	"\x18ListConversationsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1f\n" +
+	"\vstates_only\x18\x03 \x01(\bR\n" +
+	"statesOnly\"\x89\x01\n" +
 	"\x19ListConversationsResponse\x12D\n" +
-	"\rconversations\x18\x01 \x03(\v2\x1e.starling.v1.ConversationStateR\rconversations*\xcf\x01\n" +
+	"\rconversations\x18\x01 \x03(\v2\x1e.starling.v1.ConversationStateR\rconversations\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"L\n" +
+	"\x0fMarkReadRequest\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x03R\x03seq\"\x12\n" +
+	"\x10MarkReadResponse\"\x90\x01\n" +
+	"\x0eSetMuteRequest\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12;\n" +
+	"\vmuted_until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"mutedUntil\x12\x18\n" +
+	"\aforever\x18\x03 \x01(\bR\aforever\"\x11\n" +
+	"\x0fSetMuteResponse\"i\n" +
+	"\x16GetReadReceiptsRequest\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"Q\n" +
+	"\x17GetReadReceiptsResponse\x12\x1d\n" +
+	"\n" +
+	"read_count\x18\x01 \x01(\x05R\treadCount\x12\x17\n" +
+	"\aread_by\x18\x02 \x03(\tR\x06readBy*\xcf\x01\n" +
 	"\x10DisconnectReason\x12!\n" +
 	"\x1dDISCONNECT_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cDISCONNECT_REASON_LOGGED_OUT\x10\x01\x12\x1e\n" +
 	"\x1aDISCONNECT_REASON_REPLACED\x10\x02\x12\x1e\n" +
 	"\x1aDISCONNECT_REASON_SHUTDOWN\x10\x03\x12\x1a\n" +
 	"\x16DISCONNECT_REASON_SLOW\x10\x04\x12\x1a\n" +
-	"\x16DISCONNECT_REASON_IDLE\x10\x052\x87\x02\n" +
+	"\x16DISCONNECT_REASON_IDLE\x10\x052\xf4\x03\n" +
 	"\vChatService\x12E\n" +
 	"\x06Stream\x12\x1a.starling.v1.StreamRequest\x1a\x1b.starling.v1.StreamResponse(\x010\x01\x12M\n" +
 	"\n" +
 	"GetHistory\x12\x1e.starling.v1.GetHistoryRequest\x1a\x1f.starling.v1.GetHistoryResponse\x12b\n" +
-	"\x11ListConversations\x12%.starling.v1.ListConversationsRequest\x1a&.starling.v1.ListConversationsResponseB<Z:github.com/starling-im/starling/gen/starling/v1;starlingv1b\x06proto3"
+	"\x11ListConversations\x12%.starling.v1.ListConversationsRequest\x1a&.starling.v1.ListConversationsResponse\x12G\n" +
+	"\bMarkRead\x12\x1c.starling.v1.MarkReadRequest\x1a\x1d.starling.v1.MarkReadResponse\x12D\n" +
+	"\aSetMute\x12\x1b.starling.v1.SetMuteRequest\x1a\x1c.starling.v1.SetMuteResponse\x12\\\n" +
+	"\x0fGetReadReceipts\x12#.starling.v1.GetReadReceiptsRequest\x1a$.starling.v1.GetReadReceiptsResponseB<Z:github.com/starling-im/starling/gen/starling/v1;starlingv1b\x06proto3"
 
 var (
 	file_starling_v1_chat_proto_rawDescOnce sync.Once
@@ -1727,74 +2598,98 @@ func file_starling_v1_chat_proto_rawDescGZIP() []byte {
 }
 
 var file_starling_v1_chat_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_starling_v1_chat_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_starling_v1_chat_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_starling_v1_chat_proto_goTypes = []any{
 	(DisconnectReason)(0),             // 0: starling.v1.DisconnectReason
 	(*StreamRequest)(nil),             // 1: starling.v1.StreamRequest
 	(*StreamResponse)(nil),            // 2: starling.v1.StreamResponse
 	(*Auth)(nil),                      // 3: starling.v1.Auth
 	(*Welcome)(nil),                   // 4: starling.v1.Welcome
-	(*Ping)(nil),                      // 5: starling.v1.Ping
-	(*Pong)(nil),                      // 6: starling.v1.Pong
-	(*Send)(nil),                      // 7: starling.v1.Send
-	(*SendAck)(nil),                   // 8: starling.v1.SendAck
-	(*Push)(nil),                      // 9: starling.v1.Push
-	(*PushAck)(nil),                   // 10: starling.v1.PushAck
-	(*Notify)(nil),                    // 11: starling.v1.Notify
-	(*Sync)(nil),                      // 12: starling.v1.Sync
-	(*SyncBatch)(nil),                 // 13: starling.v1.SyncBatch
-	(*Error)(nil),                     // 14: starling.v1.Error
-	(*Logout)(nil),                    // 15: starling.v1.Logout
-	(*Disconnect)(nil),                // 16: starling.v1.Disconnect
-	(*GetHistoryRequest)(nil),         // 17: starling.v1.GetHistoryRequest
-	(*GetHistoryResponse)(nil),        // 18: starling.v1.GetHistoryResponse
-	(*ListConversationsRequest)(nil),  // 19: starling.v1.ListConversationsRequest
-	(*ListConversationsResponse)(nil), // 20: starling.v1.ListConversationsResponse
-	(*Event)(nil),                     // 21: starling.v1.Event
-	(*durationpb.Duration)(nil),       // 22: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
-	(*Content)(nil),                   // 24: starling.v1.Content
-	(*Message)(nil),                   // 25: starling.v1.Message
-	(*ConversationState)(nil),         // 26: starling.v1.ConversationState
+	(*InboxSummary)(nil),              // 5: starling.v1.InboxSummary
+	(*Ping)(nil),                      // 6: starling.v1.Ping
+	(*Pong)(nil),                      // 7: starling.v1.Pong
+	(*Send)(nil),                      // 8: starling.v1.Send
+	(*SendAck)(nil),                   // 9: starling.v1.SendAck
+	(*Push)(nil),                      // 10: starling.v1.Push
+	(*PushAck)(nil),                   // 11: starling.v1.PushAck
+	(*Notify)(nil),                    // 12: starling.v1.Notify
+	(*Sync)(nil),                      // 13: starling.v1.Sync
+	(*SyncBatch)(nil),                 // 14: starling.v1.SyncBatch
+	(*Error)(nil),                     // 15: starling.v1.Error
+	(*MarkRead)(nil),                  // 16: starling.v1.MarkRead
+	(*Typing)(nil),                    // 17: starling.v1.Typing
+	(*TypingNotice)(nil),              // 18: starling.v1.TypingNotice
+	(*Receipt)(nil),                   // 19: starling.v1.Receipt
+	(*Logout)(nil),                    // 20: starling.v1.Logout
+	(*Disconnect)(nil),                // 21: starling.v1.Disconnect
+	(*GetHistoryRequest)(nil),         // 22: starling.v1.GetHistoryRequest
+	(*GetHistoryResponse)(nil),        // 23: starling.v1.GetHistoryResponse
+	(*ListConversationsRequest)(nil),  // 24: starling.v1.ListConversationsRequest
+	(*ListConversationsResponse)(nil), // 25: starling.v1.ListConversationsResponse
+	(*MarkReadRequest)(nil),           // 26: starling.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),          // 27: starling.v1.MarkReadResponse
+	(*SetMuteRequest)(nil),            // 28: starling.v1.SetMuteRequest
+	(*SetMuteResponse)(nil),           // 29: starling.v1.SetMuteResponse
+	(*GetReadReceiptsRequest)(nil),    // 30: starling.v1.GetReadReceiptsRequest
+	(*GetReadReceiptsResponse)(nil),   // 31: starling.v1.GetReadReceiptsResponse
+	(*Event)(nil),                     // 32: starling.v1.Event
+	(*durationpb.Duration)(nil),       // 33: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 34: google.protobuf.Timestamp
+	(*ConversationState)(nil),         // 35: starling.v1.ConversationState
+	(*Content)(nil),                   // 36: starling.v1.Content
+	(*Message)(nil),                   // 37: starling.v1.Message
 }
 var file_starling_v1_chat_proto_depIdxs = []int32{
 	3,  // 0: starling.v1.StreamRequest.auth:type_name -> starling.v1.Auth
-	5,  // 1: starling.v1.StreamRequest.ping:type_name -> starling.v1.Ping
-	7,  // 2: starling.v1.StreamRequest.send:type_name -> starling.v1.Send
-	10, // 3: starling.v1.StreamRequest.push_ack:type_name -> starling.v1.PushAck
-	12, // 4: starling.v1.StreamRequest.sync:type_name -> starling.v1.Sync
-	15, // 5: starling.v1.StreamRequest.logout:type_name -> starling.v1.Logout
-	4,  // 6: starling.v1.StreamResponse.welcome:type_name -> starling.v1.Welcome
-	6,  // 7: starling.v1.StreamResponse.pong:type_name -> starling.v1.Pong
-	8,  // 8: starling.v1.StreamResponse.send_ack:type_name -> starling.v1.SendAck
-	9,  // 9: starling.v1.StreamResponse.push:type_name -> starling.v1.Push
-	11, // 10: starling.v1.StreamResponse.notify:type_name -> starling.v1.Notify
-	13, // 11: starling.v1.StreamResponse.sync_batch:type_name -> starling.v1.SyncBatch
-	14, // 12: starling.v1.StreamResponse.error:type_name -> starling.v1.Error
-	16, // 13: starling.v1.StreamResponse.disconnect:type_name -> starling.v1.Disconnect
-	21, // 14: starling.v1.StreamResponse.event:type_name -> starling.v1.Event
-	22, // 15: starling.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
-	23, // 16: starling.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	23, // 17: starling.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
-	24, // 18: starling.v1.Send.content:type_name -> starling.v1.Content
-	23, // 19: starling.v1.SendAck.server_time:type_name -> google.protobuf.Timestamp
-	25, // 20: starling.v1.Push.messages:type_name -> starling.v1.Message
-	25, // 21: starling.v1.SyncBatch.messages:type_name -> starling.v1.Message
-	21, // 22: starling.v1.SyncBatch.events:type_name -> starling.v1.Event
-	0,  // 23: starling.v1.Disconnect.reason:type_name -> starling.v1.DisconnectReason
-	25, // 24: starling.v1.GetHistoryResponse.messages:type_name -> starling.v1.Message
-	26, // 25: starling.v1.ListConversationsResponse.conversations:type_name -> starling.v1.ConversationState
-	1,  // 26: starling.v1.ChatService.Stream:input_type -> starling.v1.StreamRequest
-	17, // 27: starling.v1.ChatService.GetHistory:input_type -> starling.v1.GetHistoryRequest
-	19, // 28: starling.v1.ChatService.ListConversations:input_type -> starling.v1.ListConversationsRequest
-	2,  // 29: starling.v1.ChatService.Stream:output_type -> starling.v1.StreamResponse
-	18, // 30: starling.v1.ChatService.GetHistory:output_type -> starling.v1.GetHistoryResponse
-	20, // 31: starling.v1.ChatService.ListConversations:output_type -> starling.v1.ListConversationsResponse
-	29, // [29:32] is the sub-list for method output_type
-	26, // [26:29] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	6,  // 1: starling.v1.StreamRequest.ping:type_name -> starling.v1.Ping
+	8,  // 2: starling.v1.StreamRequest.send:type_name -> starling.v1.Send
+	11, // 3: starling.v1.StreamRequest.push_ack:type_name -> starling.v1.PushAck
+	13, // 4: starling.v1.StreamRequest.sync:type_name -> starling.v1.Sync
+	20, // 5: starling.v1.StreamRequest.logout:type_name -> starling.v1.Logout
+	16, // 6: starling.v1.StreamRequest.mark_read:type_name -> starling.v1.MarkRead
+	17, // 7: starling.v1.StreamRequest.typing:type_name -> starling.v1.Typing
+	4,  // 8: starling.v1.StreamResponse.welcome:type_name -> starling.v1.Welcome
+	7,  // 9: starling.v1.StreamResponse.pong:type_name -> starling.v1.Pong
+	9,  // 10: starling.v1.StreamResponse.send_ack:type_name -> starling.v1.SendAck
+	10, // 11: starling.v1.StreamResponse.push:type_name -> starling.v1.Push
+	12, // 12: starling.v1.StreamResponse.notify:type_name -> starling.v1.Notify
+	14, // 13: starling.v1.StreamResponse.sync_batch:type_name -> starling.v1.SyncBatch
+	15, // 14: starling.v1.StreamResponse.error:type_name -> starling.v1.Error
+	21, // 15: starling.v1.StreamResponse.disconnect:type_name -> starling.v1.Disconnect
+	19, // 16: starling.v1.StreamResponse.receipt:type_name -> starling.v1.Receipt
+	32, // 17: starling.v1.StreamResponse.event:type_name -> starling.v1.Event
+	18, // 18: starling.v1.StreamResponse.typing:type_name -> starling.v1.TypingNotice
+	33, // 19: starling.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
+	34, // 20: starling.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	5,  // 21: starling.v1.Welcome.inbox:type_name -> starling.v1.InboxSummary
+	35, // 22: starling.v1.InboxSummary.changed:type_name -> starling.v1.ConversationState
+	34, // 23: starling.v1.Pong.server_time:type_name -> google.protobuf.Timestamp
+	36, // 24: starling.v1.Send.content:type_name -> starling.v1.Content
+	34, // 25: starling.v1.SendAck.server_time:type_name -> google.protobuf.Timestamp
+	37, // 26: starling.v1.Push.messages:type_name -> starling.v1.Message
+	37, // 27: starling.v1.SyncBatch.messages:type_name -> starling.v1.Message
+	32, // 28: starling.v1.SyncBatch.events:type_name -> starling.v1.Event
+	0,  // 29: starling.v1.Disconnect.reason:type_name -> starling.v1.DisconnectReason
+	37, // 30: starling.v1.GetHistoryResponse.messages:type_name -> starling.v1.Message
+	35, // 31: starling.v1.ListConversationsResponse.conversations:type_name -> starling.v1.ConversationState
+	34, // 32: starling.v1.SetMuteRequest.muted_until:type_name -> google.protobuf.Timestamp
+	1,  // 33: starling.v1.ChatService.Stream:input_type -> starling.v1.StreamRequest
+	22, // 34: starling.v1.ChatService.GetHistory:input_type -> starling.v1.GetHistoryRequest
+	24, // 35: starling.v1.ChatService.ListConversations:input_type -> starling.v1.ListConversationsRequest
+	26, // 36: starling.v1.ChatService.MarkRead:input_type -> starling.v1.MarkReadRequest
+	28, // 37: starling.v1.ChatService.SetMute:input_type -> starling.v1.SetMuteRequest
+	30, // 38: starling.v1.ChatService.GetReadReceipts:input_type -> starling.v1.GetReadReceiptsRequest
+	2,  // 39: starling.v1.ChatService.Stream:output_type -> starling.v1.StreamResponse
+	23, // 40: starling.v1.ChatService.GetHistory:output_type -> starling.v1.GetHistoryResponse
+	25, // 41: starling.v1.ChatService.ListConversations:output_type -> starling.v1.ListConversationsResponse
+	27, // 42: starling.v1.ChatService.MarkRead:output_type -> starling.v1.MarkReadResponse
+	29, // 43: starling.v1.ChatService.SetMute:output_type -> starling.v1.SetMuteResponse
+	31, // 44: starling.v1.ChatService.GetReadReceipts:output_type -> starling.v1.GetReadReceiptsResponse
+	39, // [39:45] is the sub-list for method output_type
+	33, // [33:39] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_starling_v1_chat_proto_init() }
@@ -1811,6 +2706,8 @@ func file_starling_v1_chat_proto_init() {
 		(*StreamRequest_PushAck)(nil),
 		(*StreamRequest_Sync)(nil),
 		(*StreamRequest_Logout)(nil),
+		(*StreamRequest_MarkRead)(nil),
+		(*StreamRequest_Typing)(nil),
 	}
 	file_starling_v1_chat_proto_msgTypes[1].OneofWrappers = []any{
 		(*StreamResponse_Welcome)(nil),
@@ -1821,9 +2718,11 @@ func file_starling_v1_chat_proto_init() {
 		(*StreamResponse_SyncBatch)(nil),
 		(*StreamResponse_Error)(nil),
 		(*StreamResponse_Disconnect)(nil),
+		(*StreamResponse_Receipt)(nil),
 		(*StreamResponse_Event)(nil),
+		(*StreamResponse_Typing)(nil),
 	}
-	file_starling_v1_chat_proto_msgTypes[6].OneofWrappers = []any{
+	file_starling_v1_chat_proto_msgTypes[7].OneofWrappers = []any{
 		(*Send_UserId)(nil),
 		(*Send_GroupId)(nil),
 	}
@@ -1833,7 +2732,7 @@ func file_starling_v1_chat_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_starling_v1_chat_proto_rawDesc), len(file_starling_v1_chat_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,9 @@ const (
 	ChatService_Stream_FullMethodName            = "/starling.v1.ChatService/Stream"
 	ChatService_GetHistory_FullMethodName        = "/starling.v1.ChatService/GetHistory"
 	ChatService_ListConversations_FullMethodName = "/starling.v1.ChatService/ListConversations"
+	ChatService_MarkRead_FullMethodName          = "/starling.v1.ChatService/MarkRead"
+	ChatService_SetMute_FullMethodName           = "/starling.v1.ChatService/SetMute"
+	ChatService_GetReadReceipts_FullMethodName   = "/starling.v1.ChatService/GetReadReceipts"
 )
 
 // ChatServiceClient is the client API for ChatService service.
@@ -47,16 +50,43 @@ type ChatServiceClient interface {
 	// The user's events travel the same way: the event stream
 	// "evt:<user_id>" is one more conversation of the user, pushed as Event
 	// frames, acknowledged with PushAck and pulled with Sync (see Event).
+	//
+	// When the server ends the stream, the client's next write fails with
+	// EOF (Go) or a closed stream (other runtimes) and says nothing about
+	// why: the reason, a Disconnect frame and then the RPC status, arrives
+	// on the receive side behind the frames still queued. Keep reading to
+	// the end before deciding whether to reconnect. docs/protocol.md is the
+	// client author's guide to this stream.
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
 	// GetHistory pages back through a conversation, newest first by page and
 	// ascending within a page. Errors: InvalidArgument (also for an event
 	// stream "evt:…", which is read with Sync), PermissionDenied (not a
 	// member), NotFound.
 	GetHistory(ctx context.Context, in *GetHistoryRequest, opts ...grpc.CallOption) (*GetHistoryResponse, error)
-	// ListConversations lists the caller's conversations with their latest
+	// ListConversations is the inbox: the caller's one-to-one and group
+	// conversations, newest activity first, paged, each with its latest seq,
+	// this device's delivered cursor, the last message, the unread count, the
+	// read cursor, the mute state and, for groups, name and member count.
+	// With states_only it lists instead every conversation with its latest
 	// seq and this device's delivered cursor, the caller's event stream
-	// ("evt:<user_id>", once it holds an event) among them.
+	// ("evt:<user_id>", once it holds an event) among them: what a client's
+	// resync compares. Errors: InvalidArgument (page_size, page_token).
 	ListConversations(ctx context.Context, in *ListConversationsRequest, opts ...grpc.CallOption) (*ListConversationsResponse, error)
+	// MarkRead moves the caller's read cursor in a conversation, as the
+	// MarkRead frame does. Errors: InvalidArgument (bad id, seq below 1 or
+	// past the newest message the caller may read), PermissionDenied (not a
+	// member).
+	MarkRead(ctx context.Context, in *MarkReadRequest, opts ...grpc.CallOption) (*MarkReadResponse, error)
+	// SetMute mutes or unmutes a conversation for the caller (all devices):
+	// until a time, or for ever. The server stores the flag and reports it in
+	// the inbox; what muting means (no sound, no push notification) is the
+	// app's. Errors: InvalidArgument, PermissionDenied (not a member).
+	SetMute(ctx context.Context, in *SetMuteRequest, opts ...grpc.CallOption) (*SetMuteResponse, error)
+	// GetReadReceipts says, for one message of a conversation, how many of
+	// the other members have read it and who (a bounded list): the group
+	// answer to "seen by", without a Receipt frame per member. Works for
+	// one-to-one conversations too. Errors: InvalidArgument, PermissionDenied.
+	GetReadReceipts(ctx context.Context, in *GetReadReceiptsRequest, opts ...grpc.CallOption) (*GetReadReceiptsResponse, error)
 }
 
 type chatServiceClient struct {
@@ -100,6 +130,36 @@ func (c *chatServiceClient) ListConversations(ctx context.Context, in *ListConve
 	return out, nil
 }
 
+func (c *chatServiceClient) MarkRead(ctx context.Context, in *MarkReadRequest, opts ...grpc.CallOption) (*MarkReadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkReadResponse)
+	err := c.cc.Invoke(ctx, ChatService_MarkRead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *chatServiceClient) SetMute(ctx context.Context, in *SetMuteRequest, opts ...grpc.CallOption) (*SetMuteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetMuteResponse)
+	err := c.cc.Invoke(ctx, ChatService_SetMute_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *chatServiceClient) GetReadReceipts(ctx context.Context, in *GetReadReceiptsRequest, opts ...grpc.CallOption) (*GetReadReceiptsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetReadReceiptsResponse)
+	err := c.cc.Invoke(ctx, ChatService_GetReadReceipts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ChatServiceServer is the server API for ChatService service.
 // All implementations must embed UnimplementedChatServiceServer
 // for forward compatibility.
@@ -123,16 +183,43 @@ type ChatServiceServer interface {
 	// The user's events travel the same way: the event stream
 	// "evt:<user_id>" is one more conversation of the user, pushed as Event
 	// frames, acknowledged with PushAck and pulled with Sync (see Event).
+	//
+	// When the server ends the stream, the client's next write fails with
+	// EOF (Go) or a closed stream (other runtimes) and says nothing about
+	// why: the reason, a Disconnect frame and then the RPC status, arrives
+	// on the receive side behind the frames still queued. Keep reading to
+	// the end before deciding whether to reconnect. docs/protocol.md is the
+	// client author's guide to this stream.
 	Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
 	// GetHistory pages back through a conversation, newest first by page and
 	// ascending within a page. Errors: InvalidArgument (also for an event
 	// stream "evt:…", which is read with Sync), PermissionDenied (not a
 	// member), NotFound.
 	GetHistory(context.Context, *GetHistoryRequest) (*GetHistoryResponse, error)
-	// ListConversations lists the caller's conversations with their latest
+	// ListConversations is the inbox: the caller's one-to-one and group
+	// conversations, newest activity first, paged, each with its latest seq,
+	// this device's delivered cursor, the last message, the unread count, the
+	// read cursor, the mute state and, for groups, name and member count.
+	// With states_only it lists instead every conversation with its latest
 	// seq and this device's delivered cursor, the caller's event stream
-	// ("evt:<user_id>", once it holds an event) among them.
+	// ("evt:<user_id>", once it holds an event) among them: what a client's
+	// resync compares. Errors: InvalidArgument (page_size, page_token).
 	ListConversations(context.Context, *ListConversationsRequest) (*ListConversationsResponse, error)
+	// MarkRead moves the caller's read cursor in a conversation, as the
+	// MarkRead frame does. Errors: InvalidArgument (bad id, seq below 1 or
+	// past the newest message the caller may read), PermissionDenied (not a
+	// member).
+	MarkRead(context.Context, *MarkReadRequest) (*MarkReadResponse, error)
+	// SetMute mutes or unmutes a conversation for the caller (all devices):
+	// until a time, or for ever. The server stores the flag and reports it in
+	// the inbox; what muting means (no sound, no push notification) is the
+	// app's. Errors: InvalidArgument, PermissionDenied (not a member).
+	SetMute(context.Context, *SetMuteRequest) (*SetMuteResponse, error)
+	// GetReadReceipts says, for one message of a conversation, how many of
+	// the other members have read it and who (a bounded list): the group
+	// answer to "seen by", without a Receipt frame per member. Works for
+	// one-to-one conversations too. Errors: InvalidArgument, PermissionDenied.
+	GetReadReceipts(context.Context, *GetReadReceiptsRequest) (*GetReadReceiptsResponse, error)
 	mustEmbedUnimplementedChatServiceServer()
 }
 
@@ -151,6 +238,15 @@ func (UnimplementedChatServiceServer) GetHistory(context.Context, *GetHistoryReq
 }
 func (UnimplementedChatServiceServer) ListConversations(context.Context, *ListConversationsRequest) (*ListConversationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListConversations not implemented")
+}
+func (UnimplementedChatServiceServer) MarkRead(context.Context, *MarkReadRequest) (*MarkReadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkRead not implemented")
+}
+func (UnimplementedChatServiceServer) SetMute(context.Context, *SetMuteRequest) (*SetMuteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetMute not implemented")
+}
+func (UnimplementedChatServiceServer) GetReadReceipts(context.Context, *GetReadReceiptsRequest) (*GetReadReceiptsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetReadReceipts not implemented")
 }
 func (UnimplementedChatServiceServer) mustEmbedUnimplementedChatServiceServer() {}
 func (UnimplementedChatServiceServer) testEmbeddedByValue()                     {}
@@ -216,6 +312,60 @@ func _ChatService_ListConversations_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChatService_MarkRead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkReadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChatServiceServer).MarkRead(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChatService_MarkRead_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChatServiceServer).MarkRead(ctx, req.(*MarkReadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChatService_SetMute_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetMuteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChatServiceServer).SetMute(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChatService_SetMute_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChatServiceServer).SetMute(ctx, req.(*SetMuteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChatService_GetReadReceipts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetReadReceiptsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChatServiceServer).GetReadReceipts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChatService_GetReadReceipts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChatServiceServer).GetReadReceipts(ctx, req.(*GetReadReceiptsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ChatService_ServiceDesc is the grpc.ServiceDesc for ChatService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -230,6 +380,18 @@ var ChatService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListConversations",
 			Handler:    _ChatService_ListConversations_Handler,
+		},
+		{
+			MethodName: "MarkRead",
+			Handler:    _ChatService_MarkRead_Handler,
+		},
+		{
+			MethodName: "SetMute",
+			Handler:    _ChatService_SetMute_Handler,
+		},
+		{
+			MethodName: "GetReadReceipts",
+			Handler:    _ChatService_GetReadReceipts_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

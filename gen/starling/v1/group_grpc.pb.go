@@ -41,6 +41,12 @@ const (
 // A member sees the messages sent from the seq at which they joined up to the
 // seq at which they left.
 //
+// A call cut short by the client's deadline may still have committed:
+// confirm before retrying (GetGroup for AddMembers and LeaveGroup;
+// ListConversations lists a new group at once, with latest_seq 0, for
+// CreateGroup). AddMembers is safe to repeat: members already in are left
+// as they are.
+//
 // Roles: every group has exactly one owner (the creator, until they transfer
 // ownership), any number of admins, and members. Who may do what:
 //
@@ -258,6 +264,12 @@ func (c *groupServiceClient) ListMyGroups(ctx context.Context, in *ListMyGroupsR
 // GroupService manages groups. A group's conversation id is "grp:<group_id>".
 // A member sees the messages sent from the seq at which they joined up to the
 // seq at which they left.
+//
+// A call cut short by the client's deadline may still have committed:
+// confirm before retrying (GetGroup for AddMembers and LeaveGroup;
+// ListConversations lists a new group at once, with latest_seq 0, for
+// CreateGroup). AddMembers is safe to repeat: members already in are left
+// as they are.
 //
 // Roles: every group has exactly one owner (the creator, until they transfer
 // ownership), any number of admins, and members. Who may do what:

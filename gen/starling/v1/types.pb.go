@@ -215,7 +215,34 @@ type ConversationState struct {
 	// conversations, the seq at which the user first joined for groups. A
 	// user who left and was added again reads each of their membership
 	// periods; Sync skips the seqs between them.
-	JoinedSeq     int64 `protobuf:"varint,4,opt,name=joined_seq,json=joinedSeq,proto3" json:"joined_seq,omitempty"`
+	JoinedSeq int64 `protobuf:"varint,4,opt,name=joined_seq,json=joinedSeq,proto3" json:"joined_seq,omitempty"`
+	// The newest message the user may read (the one with latest_seq); unset
+	// when there is none.
+	LastMessage *Message `protobuf:"bytes,5,opt,name=last_message,json=lastMessage,proto3" json:"last_message,omitempty"`
+	// Messages after the read cursor that the user may read, not counting
+	// the user's own. Exact while fewer than 1,000 messages arrived since the
+	// read cursor; past that, messages older than the newest 1,000 are
+	// counted without looking at their sender (own ones included).
+	UnreadCount int64 `protobuf:"varint,6,opt,name=unread_count,json=unreadCount,proto3" json:"unread_count,omitempty"`
+	// The user's read cursor: every message up to it is read (on any of the
+	// user's devices); 0 if none.
+	ReadSeq int64 `protobuf:"varint,7,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
+	// True while the user has muted the conversation.
+	Muted bool `protobuf:"varint,8,opt,name=muted,proto3" json:"muted,omitempty"`
+	// When the mute ends; unset while muted means muted until unmuted.
+	MutedUntil *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=muted_until,json=mutedUntil,proto3" json:"muted_until,omitempty"`
+	// For a group: its name.
+	GroupName string `protobuf:"bytes,10,opt,name=group_name,json=groupName,proto3" json:"group_name,omitempty"`
+	// For a group: how many members it has now.
+	MemberCount int32 `protobuf:"varint,11,opt,name=member_count,json=memberCount,proto3" json:"member_count,omitempty"`
+	// For a one-to-one conversation: the other user's read cursor (read
+	// ticks for this user's messages up to it).
+	PeerReadSeq int64 `protobuf:"varint,12,opt,name=peer_read_seq,json=peerReadSeq,proto3" json:"peer_read_seq,omitempty"`
+	// For a one-to-one conversation: the highest seq delivered to any device
+	// of the other user (delivered ticks).
+	PeerDeliveredSeq int64 `protobuf:"varint,13,opt,name=peer_delivered_seq,json=peerDeliveredSeq,proto3" json:"peer_delivered_seq,omitempty"`
+	// When the newest message was stored (the inbox's order).
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -276,6 +303,76 @@ func (x *ConversationState) GetJoinedSeq() int64 {
 		return x.JoinedSeq
 	}
 	return 0
+}
+
+func (x *ConversationState) GetLastMessage() *Message {
+	if x != nil {
+		return x.LastMessage
+	}
+	return nil
+}
+
+func (x *ConversationState) GetUnreadCount() int64 {
+	if x != nil {
+		return x.UnreadCount
+	}
+	return 0
+}
+
+func (x *ConversationState) GetReadSeq() int64 {
+	if x != nil {
+		return x.ReadSeq
+	}
+	return 0
+}
+
+func (x *ConversationState) GetMuted() bool {
+	if x != nil {
+		return x.Muted
+	}
+	return false
+}
+
+func (x *ConversationState) GetMutedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.MutedUntil
+	}
+	return nil
+}
+
+func (x *ConversationState) GetGroupName() string {
+	if x != nil {
+		return x.GroupName
+	}
+	return ""
+}
+
+func (x *ConversationState) GetMemberCount() int32 {
+	if x != nil {
+		return x.MemberCount
+	}
+	return 0
+}
+
+func (x *ConversationState) GetPeerReadSeq() int64 {
+	if x != nil {
+		return x.PeerReadSeq
+	}
+	return 0
+}
+
+func (x *ConversationState) GetPeerDeliveredSeq() int64 {
+	if x != nil {
+		return x.PeerDeliveredSeq
+	}
+	return 0
+}
+
+func (x *ConversationState) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
 }
 
 // User is the public face of a user.
@@ -360,14 +457,28 @@ const file_starling_v1_types_proto_rawDesc = "" +
 	"\rclient_msg_id\x18\x06 \x01(\tR\vclientMsgId\x12.\n" +
 	"\acontent\x18\a \x01(\v2\x14.starling.v1.ContentR\acontent\x12;\n" +
 	"\vserver_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\"\x9f\x01\n" +
+	"serverTime\"\xb8\x04\n" +
 	"\x11ConversationState\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x1d\n" +
 	"\n" +
 	"latest_seq\x18\x02 \x01(\x03R\tlatestSeq\x12#\n" +
 	"\rdelivered_seq\x18\x03 \x01(\x03R\fdeliveredSeq\x12\x1d\n" +
 	"\n" +
-	"joined_seq\x18\x04 \x01(\x03R\tjoinedSeq\"^\n" +
+	"joined_seq\x18\x04 \x01(\x03R\tjoinedSeq\x127\n" +
+	"\flast_message\x18\x05 \x01(\v2\x14.starling.v1.MessageR\vlastMessage\x12!\n" +
+	"\funread_count\x18\x06 \x01(\x03R\vunreadCount\x12\x19\n" +
+	"\bread_seq\x18\a \x01(\x03R\areadSeq\x12\x14\n" +
+	"\x05muted\x18\b \x01(\bR\x05muted\x12;\n" +
+	"\vmuted_until\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"mutedUntil\x12\x1d\n" +
+	"\n" +
+	"group_name\x18\n" +
+	" \x01(\tR\tgroupName\x12!\n" +
+	"\fmember_count\x18\v \x01(\x05R\vmemberCount\x12\"\n" +
+	"\rpeer_read_seq\x18\f \x01(\x03R\vpeerReadSeq\x12,\n" +
+	"\x12peer_delivered_seq\x18\r \x01(\x03R\x10peerDeliveredSeq\x129\n" +
+	"\n" +
+	"updated_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"^\n" +
 	"\x04User\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12!\n" +
@@ -396,11 +507,14 @@ var file_starling_v1_types_proto_goTypes = []any{
 var file_starling_v1_types_proto_depIdxs = []int32{
 	0, // 0: starling.v1.Message.content:type_name -> starling.v1.Content
 	4, // 1: starling.v1.Message.server_time:type_name -> google.protobuf.Timestamp
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	1, // 2: starling.v1.ConversationState.last_message:type_name -> starling.v1.Message
+	4, // 3: starling.v1.ConversationState.muted_until:type_name -> google.protobuf.Timestamp
+	4, // 4: starling.v1.ConversationState.updated_at:type_name -> google.protobuf.Timestamp
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_starling_v1_types_proto_init() }

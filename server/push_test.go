@@ -1,0 +1,128 @@
+package server_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
+	"github.com/starling-im/starling/server"
+	"github.com/starling-im/starling/server/push"
+	"github.com/starling-im/starling/server/servertest"
+	"github.com/starling-im/starling/storage"
+)
+
+var pushSecret = []byte("push-secret-of-at-least-16-bytes")
+
+// TestOfflinePush: messages to a user with no device online reach the
+// push webhook, signed, coalesced into one call with a count and the
+// user's push tokens; a user with a device online gets none.
+func TestOfflinePush(t *testing.T) {
+	for _, b := range servertest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			got := make(chan push.Notification, 100)
+			hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				if err := push.Verify(pushSecret, r.Header.Get(push.HeaderTimestamp), r.Header.Get(push.HeaderSignature), body, time.Now(), time.Minute); err != nil {
+					t.Errorf("webhook call: %v", err)
+				}
+				var n push.Notification
+				if err := json.Unmarshal(body, &n); err != nil {
+					t.Errorf("webhook body %s: %v", body, err)
+				}
+				got <- n
+			}))
+			defer hook.Close()
+			srv := servertest.Start(t, servertest.WithStore(b.New(t)), servertest.WithConfig(func(c *server.Config) {
+				c.PushWebhook = &push.WebhookConfig{URL: hook.URL, Secret: pushSecret, Backoff: 10 * time.Millisecond}
+				c.PushWindow = 300 * time.Millisecond
+				c.PushPreview = true
+			}))
+			alice, bob, carol := srv.NewUser(t, "alice"), srv.NewUser(t, "bob"), srv.NewUser(t, "carol")
+			// Bob registers a push token, then goes offline.
+			bobTok := srv.Login(t, bob, "phone")
+			if _, err := starlingv1.NewPushServiceClient(srv.Dial(t)).RegisterPushToken(servertest.WithToken(t.Context(), bobTok), &starlingv1.RegisterPushTokenRequest{Platform: "fcm", Token: "fcm-token-1"}); err != nil {
+				t.Fatal(err)
+			}
+			carolDev := connect(t, srv, carol, "phone")
+			a := connect(t, srv, alice, "phone")
+			// Carol is online: no push for her. Bob is not: one push for
+			// three messages.
+			expectAck(t, a, a.Text(t, carol.ID, "", "c1", "hi carol"))
+			pushed(t, carolDev, 1)
+			for i, text := range []string{"one", "two", "three"} {
+				expectAck(t, a, a.Text(t, bob.ID, "", "b"+string(rune('1'+i)), text))
+			}
+			var n push.Notification
+			select {
+			case n = <-got:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no push for the offline user")
+			}
+			if n.Type != "message.offline" || n.Recipient != bob.ID || n.SenderID != alice.ID || n.Count != 3 || n.Seq != 3 || n.Preview != "three" ||
+				len(n.Tokens) != 1 || n.Tokens[0].Token != "fcm-token-1" || n.Tokens[0].Platform != "fcm" {
+				t.Fatalf("notification %+v", n)
+			}
+			// Nothing was pushed for carol, who was online, or erin, who
+			// muted: the next push is dave's, sent after everything else.
+			// Erin muted her conversation with alice (SetMute, as a user
+			// does): no push for her either.
+			erin, dave := srv.NewUser(t, "erin"), srv.NewUser(t, "dave")
+			erinChat := starlingv1.NewChatServiceClient(srv.Dial(t))
+			if _, err := erinChat.SetMute(servertest.WithToken(t.Context(), srv.Login(t, erin, "phone")), &starlingv1.SetMuteRequest{
+				ConversationId: storage.C2CConversationID(alice.ID, erin.ID), Forever: true,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			expectAck(t, a, a.Text(t, erin.ID, "", "e1", "muted"))
+			expectAck(t, a, a.Text(t, dave.ID, "", "d1", "hi dave"))
+			select {
+			case n = <-got:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no push for dave")
+			}
+			if n.Recipient != dave.ID {
+				t.Fatalf("push %+v, want dave's", n)
+			}
+		})
+	}
+}
+
+// muter mutes every conversation of one user.
+// TestOfflinePushSkipsEvents: a friend request to an offline user is an
+// event of their event stream, not a message: no push.
+func TestOfflinePushSkipsEvents(t *testing.T) {
+	got := make(chan push.Notification, 100)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n push.Notification
+		body, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(body, &n)
+		got <- n
+	}))
+	defer hook.Close()
+	srv := servertest.Start(t, servertest.WithConfig(func(c *server.Config) {
+		c.PushWebhook = &push.WebhookConfig{URL: hook.URL, Secret: pushSecret}
+		c.PushWindow = 100 * time.Millisecond
+	}))
+	alice, bob, carol := srv.NewUser(t, "alice"), srv.NewUser(t, "bob"), srv.NewUser(t, "carol")
+	a := connect(t, srv, alice, "phone")
+	friends := starlingv1.NewFriendServiceClient(srv.Dial(t))
+	if _, err := friends.SendFriendRequest(servertest.WithToken(t.Context(), a.token), &starlingv1.SendFriendRequestRequest{UserId: bob.ID}); err != nil {
+		t.Fatal(err)
+	}
+	// Then a message to offline carol: hers is the first push.
+	expectAck(t, a, a.Text(t, carol.ID, "", "c1", "hi"))
+	select {
+	case n := <-got:
+		if n.Recipient != carol.ID || !strings.HasPrefix(n.ConversationID, "c2c:") {
+			t.Fatalf("push %+v, want carol's message only", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no push")
+	}
+}

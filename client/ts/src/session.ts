@@ -21,9 +21,11 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 
+import { AuthService } from "../gen/starling/v1/auth_pb.js";
 import {
+  ChatService,
   DisconnectReason,
   StreamRequestSchema,
   type Disconnect,
@@ -37,7 +39,17 @@ import {
 } from "../gen/starling/v1/chat_pb.js";
 import type { Event } from "../gen/starling/v1/event_pb.js";
 import { ContentSchema, MessageSchema, type Content, type ConversationState, type Message } from "../gen/starling/v1/types_pb.js";
-import type { StarlingClient } from "./client.js";
+
+/**
+ * What a Session needs of its client: the Stream, Logout and the listing
+ * a resync compares. StarlingClient is one; the interface lives here, where
+ * it is used, so the session does not import the client that creates it.
+ */
+export interface SessionClient {
+  readonly auth: Pick<Client<typeof AuthService>, "logout">;
+  readonly chat: Pick<Client<typeof ChatService>, "stream">;
+  listConversations(opts: { statesOnly?: boolean }): Promise<ConversationState[]>;
+}
 
 /** Where the app keeps the highest seq it received per conversation, so a restart shows nothing twice. */
 export interface StateStore {
@@ -238,7 +250,7 @@ export class Session extends EventEmitter<SessionEvents> {
   private outbox: Item[] = [];
 
   constructor(
-    private readonly client: StarlingClient,
+    private readonly client: SessionClient,
     opts: SessionOptions,
   ) {
     super();

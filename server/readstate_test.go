@@ -26,6 +26,7 @@ func TestReadState(t *testing.T) {
 		{name: "inbox paging and mute", run: testInboxPagingMute},
 		{name: "receipts coalesced", run: testReceiptsCoalesced},
 		{name: "receipts to an offline sender", run: testReceiptsOffline},
+		{name: "no receipts across a block", run: testReceiptsBlocked},
 		{name: "group who read", run: testGroupWhoRead},
 		{name: "typing", run: testTyping},
 		{name: "bad inputs", run: testReadBadInputs},
@@ -298,6 +299,35 @@ func testReceiptsCoalesced(t *testing.T, srv *servertest.Server) {
 	t.Logf("%d messages read: %d receipts in %v (acks %d)", n, receipts, elapsed, acks)
 	if receipts > bound || receipts >= n/2 {
 		t.Fatalf("%d receipts for %d messages in %v; want at most %d (one per flush)", receipts, n, elapsed, bound)
+	}
+}
+
+// testReceiptsBlocked: bob blocks alice after her message; his read still
+// moves his own cursor (his other device is told), but alice is told
+// nothing.
+func testReceiptsBlocked(t *testing.T, srv *servertest.Server) {
+	aliceU, bobU := srv.NewUser(t, "alice"), srv.NewUser(t, "bob")
+	alice, bob := connect(t, srv, aliceU, "phone"), connect(t, srv, bobU, "phone")
+	tablet := connect(t, srv, bobU, "tablet")
+	ab := storage.C2CConversationID(aliceU.ID, bobU.ID)
+	expectAck(t, alice, alice.Text(t, bobU.ID, "", "m1", "before the block"))
+	if _, err := friendsOf(t, srv, bob).c.BlockUser(friendsOf(t, srv, bob).ctx, &starlingv1.BlockUserRequest{UserId: aliceU.ID}); err != nil {
+		t.Fatal(err)
+	}
+	bob.Ack(t, ab, 1)
+	bob.Send(t, &starlingv1.StreamRequest{Frame: &starlingv1.StreamRequest_MarkRead{MarkRead: &starlingv1.MarkRead{ConversationId: ab, Seq: 1}}})
+	// The tablet's Receipt means the move was written and signalled: a
+	// receipt for alice would have been handed over in the same call.
+	for {
+		if r := tablet.Next(t).GetReceipt(); r != nil && r.GetConversationId() == ab && r.GetReadSeq() == 1 {
+			break
+		}
+	}
+	ping := alice.Send(t, &starlingv1.StreamRequest{Frame: &starlingv1.StreamRequest_Ping{Ping: &starlingv1.Ping{}}})
+	for f := alice.Next(t); f.GetRef() != ping; f = alice.Next(t) {
+		if r := f.GetReceipt(); r != nil {
+			t.Fatalf("alice, blocked by bob, got his receipt %v", r)
+		}
 	}
 }
 

@@ -256,6 +256,7 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 	starlingv1.RegisterGroupServiceServer(s.grpc, &gateway.GroupServer{Chat: c, Log: log})
 	starlingv1.RegisterFriendServiceServer(s.grpc, &gateway.FriendServer{Chat: c, Log: log})
 	s.reads = readstate.New(store, router, cfg.ReadFlushInterval, log)
+	s.reads.SetBlocks(c) // receipts are not told across a block
 	starlingv1.RegisterPushServiceServer(s.grpc, &gateway.PushServer{Store: store, Log: log})
 	starlingv1.RegisterAdminServiceServer(s.grpc, adminSrv)
 	chatServer := &gateway.ChatServer{

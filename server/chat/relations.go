@@ -121,6 +121,13 @@ func (c *relationCache) forget(a, b string) {
 	delete(c.pairs, pairOf(a, b))
 }
 
+// Blocked tells whether a block stands between a and b (either way), from
+// the relation cache: what receipts consult (server/readstate).
+func (s *Service) Blocked(ctx context.Context, a, b string) (bool, error) {
+	e, err := s.social.relations.get(ctx, a, b)
+	return e.blocked, err
+}
+
 // checkDM authorizes a one-to-one message from → to under policy. Errors:
 // Blocked, NotFriends, Unavailable.
 func (c *relationCache) checkDM(ctx context.Context, policy DMPolicy, from, to string) error {

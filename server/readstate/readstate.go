@@ -56,10 +56,18 @@ type pos struct {
 	mixed           bool // more than one origin: send to every device
 }
 
+// Blocks tells whether a block stands between two users (either way).
+// A blocked pair sends each other no receipts: the positions are still
+// written (they are the mover's own unread state), only not told.
+type Blocks interface {
+	Blocked(ctx context.Context, a, b string) (bool, error)
+}
+
 // Tracker collects moves and writes them behind. Run must be running.
 type Tracker struct {
 	store    Store
 	signal   Signaler
+	blocks   Blocks // nil: no blocks exist
 	interval time.Duration
 	log      *slog.Logger
 
@@ -77,6 +85,9 @@ func New(store Store, signal Signaler, interval time.Duration, log *slog.Logger)
 	return &Tracker{store: store, signal: signal, interval: interval, log: log,
 		pending: make(map[key]pos), seen: make(map[[2]string]time.Time)}
 }
+
+// SetBlocks makes receipts honour blocks; call it before Run.
+func (t *Tracker) SetBlocks(b Blocks) { t.blocks = b }
 
 // Read records that user read conv up to seq (checked by the caller),
 // from the stream origin (the zero key: not from a stream). Reading
@@ -215,7 +226,9 @@ func (t *Tracker) receipts(ctx context.Context, cursors []storage.ReadCursor, ba
 			if peer == c.UserID {
 				peer = p.Users[1]
 			}
-			users = append(users, peer)
+			if !t.blockedPair(ctx, c.UserID, peer) {
+				users = append(users, peer)
+			}
 		}
 		if len(users) == 0 {
 			continue
@@ -225,6 +238,21 @@ func (t *Tracker) receipts(ctx context.Context, cursors []storage.ReadCursor, ba
 		}}}
 		t.signal.Signal(ctx, users, batch[key{c.UserID, c.ConversationID}].origin, f)
 	}
+}
+
+// blockedPair is whether a block stands between a and b. When that cannot
+// be read, no receipt goes: a receipt is a courtesy, a leak past a block
+// is not.
+func (t *Tracker) blockedPair(ctx context.Context, a, b string) bool {
+	if t.blocks == nil {
+		return false
+	}
+	blocked, err := t.blocks.Blocked(ctx, a, b)
+	if err != nil {
+		t.log.Warn("read state: receipt withheld: relation unreadable", "user", a, "peer", b, "err", err)
+		return true
+	}
+	return blocked
 }
 
 // repend puts unwritten moves back, merged with newer ones.

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,9 +23,10 @@ type Admin struct {
 }
 
 // NewAdmin prepares an admin client for target with an API key (sent as
-// "x-api-key" on every call). Options are those of Dial (WithTLS, say);
-// WithToken is ignored. Like Dial it does not connect before the first
-// call.
+// "x-api-key" on every call), or, with key empty, with the TLS client
+// certificate of WithClientCertificate. Options are those of Dial
+// (WithTLS, say); WithToken is ignored. Like Dial it does not connect
+// before the first call.
 func NewAdmin(target, key string, opts ...Option) (*Admin, error) {
 	cfg := dialConfig{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, o := range opts {
@@ -32,17 +34,35 @@ func NewAdmin(target, key string, opts ...Option) (*Admin, error) {
 	}
 	creds := insecure.NewCredentials()
 	if cfg.useTLS {
-		creds = credentials.NewTLS(cfg.tls)
+		tc := cfg.tls
+		if cfg.clientCert != nil {
+			tc = tc.Clone()
+			if tc == nil {
+				tc = &tls.Config{}
+			}
+			tc.Certificates = append(tc.Certificates, *cfg.clientCert)
+		}
+		creds = credentials.NewTLS(tc)
 	}
-	dialOpts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(creds),
-		grpc.WithPerRPCCredentials(apiKey(key)),
-	}, cfg.dialOpts...)
+	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if key != "" {
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(apiKey(key)))
+	}
+	dialOpts = append(dialOpts, cfg.dialOpts...)
 	conn, err := grpc.NewClient(target, dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("starling: dial %s: %w", target, err)
 	}
 	return &Admin{conn: conn, api: starlingv1.NewAdminServiceClient(conn)}, nil
+}
+
+// WithClientCertificate presents cert in the TLS handshake (and turns TLS
+// on, as WithTLS(nil) when WithTLS is not given): a node with
+// --admin-client-ca opens AdminService to it as the key entry whose
+// cert_cn the certificate names, with no API key (NewAdmin's key "").
+// Only NewAdmin uses it.
+func WithClientCertificate(cert tls.Certificate) Option {
+	return func(c *dialConfig) { c.useTLS, c.clientCert = true, &cert }
 }
 
 // apiKey sends the key as "x-api-key".

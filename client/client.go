@@ -35,12 +35,14 @@ type Client struct {
 type Option func(*dialConfig)
 
 type dialConfig struct {
-	tls      *tls.Config
-	useTLS   bool
-	dialOpts []grpc.DialOption
-	token    string
-	log      *slog.Logger
-	maxRecv  int
+	tls    *tls.Config
+	useTLS bool
+	// clientCert is WithClientCertificate's (NewAdmin only).
+	clientCert *tls.Certificate
+	dialOpts   []grpc.DialOption
+	token      string
+	log        *slog.Logger
+	maxRecv    int
 }
 
 // WithTLS makes the connection use TLS. A nil cfg uses the system roots and

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/x509"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,12 @@ type Config struct {
 	// AdminKeys are the API keys that open AdminService (server/admin);
 	// nil: none does. Keys.Load may replace them while the node serves.
 	AdminKeys *admin.Keys
+	// AdminClientCAs, when set, let TLS client certificates they signed
+	// open AdminService as the key entry whose cert_cn the certificate
+	// names (admin.Key.CertCN). The node's TLS config must request client
+	// certificates without requiring them (tls.RequestClientCert):
+	// devices have none. A certificate never opens a user service.
+	AdminClientCAs *x509.CertPool
 	// PushWebhook, when set, receives offline notifications (a message to
 	// a user with no device online), coalesced per user over PushWindow
 	// (0: 2 s), with a text preview when PushPreview; nil: they are only

@@ -184,7 +184,7 @@ func New(cfg Config, store storage.Store, log *slog.Logger, opts ...grpc.ServerO
 		// chat load; the hub's own atomic counters cover streams instead.
 		streams = append(streams, metrics.StreamServerInterceptor())
 	}
-	adminSrv := &admin.Server{Keys: cfg.AdminKeys, Accounts: accounts, Chat: c, Kicker: router, Presence: pres, Hub: h, NodeID: cfg.NodeID, Log: log}
+	adminSrv := &admin.Server{Keys: cfg.AdminKeys, ClientCAs: cfg.AdminClientCAs, Accounts: accounts, Chat: c, Kicker: router, Presence: pres, Hub: h, NodeID: cfg.NodeID, Log: log}
 	if adminSrv.Keys == nil {
 		adminSrv.Keys = &admin.Keys{} // no key opens AdminService
 	}

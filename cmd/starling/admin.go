@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,7 +16,8 @@ import (
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 )
 
-const adminUsage = `admin users upsert <external-id> <username> [--display-name NAME]
+const adminUsage = `admin [--cert FILE --key FILE] <command>: with an API key in STARLING_ADMIN_KEY, or a client certificate (PEM) over TLS
+admin users upsert <external-id> <username> [--display-name NAME]
 admin users disable|enable|delete <user-id>
 admin token <user-id> <device>
 admin revoke <user-id> [device]
@@ -36,8 +38,26 @@ var adminCommands = map[string]command{
 }
 
 // cmdAdmin runs AdminService calls with the API key of STARLING_ADMIN_KEY
-// and prints each answer as JSON, for scripts.
+// (or the client certificate of --cert and --key, given before the
+// command) and prints each answer as JSON, for scripts.
 func cmdAdmin(ctx context.Context, a *app, args []string) error {
+	fs := newFlags("admin")
+	certFile := fs.String("cert", "", "client certificate (PEM) that opens AdminService over TLS")
+	keyFile := fs.String("key", "", "private key (PEM) of --cert")
+	if err := fs.Parse(args); err != nil {
+		return usageErrorf("admin: %v", err)
+	}
+	args = fs.Args()
+	if (*certFile == "") != (*keyFile == "") {
+		return usageErrorf("admin: --cert and --key go together")
+	}
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			return usageErrorf("admin: --cert/--key: %v", err)
+		}
+		a.adminCert = &cert
+	}
 	if len(args) == 0 {
 		return usageErrorf("admin: one of\n%s", adminUsage)
 	}
@@ -48,16 +68,20 @@ func cmdAdmin(ctx context.Context, a *app, args []string) error {
 	return cmd(ctx, a, args[1:])
 }
 
-// admin connects with the API key of STARLING_ADMIN_KEY.
+// admin connects with the API key of STARLING_ADMIN_KEY, or the client
+// certificate of --cert (over TLS).
 func (a *app) admin() (*client.Admin, error) {
 	key := os.Getenv("STARLING_ADMIN_KEY")
-	if key == "" {
-		return nil, usageErrorf("admin: set STARLING_ADMIN_KEY to an API key (see docs/operations.md)")
+	if key == "" && a.adminCert == nil {
+		return nil, usageErrorf("admin: set STARLING_ADMIN_KEY to an API key, or give --cert and --key (see docs/operations.md)")
 	}
 	addr, useTLS := a.target(nil)
 	var opts []client.Option
 	if useTLS {
 		opts = append(opts, client.WithTLS(nil))
+	}
+	if a.adminCert != nil {
+		opts = append(opts, client.WithClientCertificate(*a.adminCert))
 	}
 	ad, err := client.NewAdmin(addr, key, opts...)
 	if err != nil {

@@ -21,6 +21,8 @@ func TestAdminCommands(t *testing.T) {
 	ops.fails(2, "STARLING_ADMIN_KEY", "admin", "presence", "x")
 	t.Setenv("STARLING_ADMIN_KEY", "wrong")
 	ops.fails(1, "API key", "admin", "presence", "x")
+	ops.fails(2, "--cert and --key go together", "admin", "--cert", "c.pem", "presence", "x")
+	ops.fails(2, "--cert/--key", "admin", "--cert", "missing.pem", "--key", "missing.pem", "presence", "x")
 	t.Setenv("STARLING_ADMIN_KEY", key)
 	ops.fails(2, "unknown command", "admin", "nope")
 

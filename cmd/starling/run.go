@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -97,6 +98,8 @@ type app struct {
 	server         string // --server or STARLING_SERVER; "" means from the config
 	tls            bool
 	dir            string // config directory
+	// adminCert is `starling admin --cert/--key`'s client certificate.
+	adminCert *tls.Certificate
 }
 
 // command is one subcommand; args are what follows its name.

@@ -22,6 +22,8 @@ func TestAdminKeysFlags(t *testing.T) {
 		{"--events", "message.stored"},
 		{"--events", "message.deleted", "--event-webhook", "https://b.example/e", "--event-webhook-secret", strings.Repeat("s", 16)},
 		{"--event-webhook", "https://b.example/e"},
+		{"--admin-client-ca", "ca.pem", "--admin-keys-file", "keys.json"},
+		{"--admin-client-ca", "ca.pem", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
 	} {
 		if _, err := parseConfig(args, env); err == nil {
 			t.Errorf("%q accepted", args)

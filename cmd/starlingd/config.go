@@ -31,6 +31,7 @@ type config struct {
 	TokenSecret   string
 	AdminKeysFile string
 	AdminKey      string
+	AdminClientCA string
 	PushWebhook   string
 	PushSecret    string
 	PushWindow    time.Duration
@@ -89,6 +90,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves gRPC over TLS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&c.AdminKeysFile, "admin-keys-file", "", "JSON file of the API keys that open AdminService (name, SHA-256 of the key, scopes; see docs/operations.md); re-read on SIGHUP")
+	fs.StringVar(&c.AdminClientCA, "admin-client-ca", "", "PEM file of the CAs whose client certificates open AdminService (needs --tls-cert): the node then requests, never requires, a client certificate; one signed by these CAs opens AdminService as the --admin-keys-file entry whose cert_cn is its subject common name or one of its DNS names, with that entry's scopes. A certificate never opens the user services")
 	fs.StringVar(&c.AdminKey, "admin-key", "", "one API key with every AdminService scope (at least 32 bytes; prefer STARLING_ADMIN_KEY or --admin-keys-file, which keeps only hashes)")
 	fs.StringVar(&c.PushWebhook, "push-webhook", "", "URL that offline notifications are POSTed to, signed with --push-webhook-secret (default: they are only logged)")
 	fs.StringVar(&c.PushSecret, "push-webhook-secret", "", "HMAC-SHA256 secret that signs --push-webhook calls, at least 16 bytes")
@@ -166,6 +168,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 func (c config) validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if c.AdminClientCA != "" && (c.TLSCert == "" || c.AdminKeysFile == "") {
+		return errors.New("--admin-client-ca needs --tls-cert (client certificates travel in the TLS handshake) and --admin-keys-file (whose cert_cn entries name the certificates)")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat)

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -85,9 +87,9 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 
 	var opts []grpc.ServerOption
 	if c.TLSCert != "" {
-		creds, err := credentials.NewServerTLSFromFile(c.TLSCert, c.TLSKey)
+		creds, err := serverTLS(c, &cfg)
 		if err != nil {
-			return fmt.Errorf("load TLS certificate: %w", err)
+			return err
 		}
 		opts = append(opts, grpc.Creds(creds))
 	}
@@ -177,6 +179,32 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 		defer serveMetrics(metricsLis, reg, srv.HealthHandler(), c.Pprof, log)()
 	}
 	return srv.Serve(ctx, lis)
+}
+
+// serverTLS loads --tls-cert and --tls-key and, with --admin-client-ca,
+// the CAs of admin client certificates: the handshake then requests a
+// client certificate without requiring or verifying it (devices have
+// none; one no admin CA signed is refused by AdminService with
+// UNAUTHENTICATED, not by a failed handshake).
+func serverTLS(c config, cfg *server.Config) (credentials.TransportCredentials, error) {
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}}
+	if c.AdminClientCA != "" {
+		pem, err := os.ReadFile(c.AdminClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--admin-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--admin-client-ca %s: no PEM certificate in it", c.AdminClientCA)
+		}
+		cfg.AdminClientCAs = pool
+		tc.ClientAuth = tls.RequestClientCert
+	}
+	return credentials.NewTLS(tc), nil
 }
 
 var errNoSharedSecret = errors.New("--token-secret is required with --db: every node of a cluster must sign tokens with the same secret")

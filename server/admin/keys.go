@@ -34,15 +34,23 @@ var knownScopes = []string{ScopeUsers, ScopeTokens, ScopeMessages, ScopeGroups, 
 // KeyHeader is the metadata an API key travels in.
 const KeyHeader = "x-api-key"
 
-// Key is one API key as kept: its name (logged), the SHA-256 of the key
-// (the key itself is never stored) and its scopes.
+// Key is one credential entry as kept: its name (logged), the SHA-256 of
+// an API key (the key itself is never stored) and/or the name a client
+// certificate must carry (CertCN), and its scopes. An entry with both
+// opens AdminService either way, with the same scopes.
 type Key struct {
-	Name    string   `json:"name"`
-	SHA256  string   `json:"sha256"`
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256,omitempty"`
+	// CertCN, when set, lets a TLS client certificate signed by one of the
+	// node's admin CAs (--admin-client-ca) open AdminService as this
+	// entry: the certificate's subject common name, or one of its DNS
+	// names, must equal it.
+	CertCN  string   `json:"cert_cn,omitempty"`
 	Scopes  []string `json:"scopes"`
 	Revoked bool     `json:"revoked,omitempty"`
 
-	sum [sha256.Size]byte
+	sum    [sha256.Size]byte
+	hasSum bool
 }
 
 // KeyFile is the JSON of --admin-keys-file.
@@ -70,21 +78,34 @@ func NewKeys(keys ...Key) (*Keys, error) {
 	return k, k.Set(keys)
 }
 
-// Set replaces the set. Every key needs a name, a 64-hex-digit SHA-256 and
-// known scopes; names are unique.
+// Set replaces the set. Every key needs a name, a 64-hex-digit SHA-256
+// or a cert_cn (or both), and known scopes; names and cert_cns are
+// unique.
 func (k *Keys) Set(keys []Key) error {
-	names := map[string]bool{}
+	names, cns := map[string]bool{}, map[string]bool{}
 	out := make([]Key, 0, len(keys))
 	for i, key := range keys {
 		if key.Name == "" || names[key.Name] {
 			return fmt.Errorf("admin: key %d: a unique, non-empty name is needed", i)
 		}
 		names[key.Name] = true
-		sum, err := hex.DecodeString(key.SHA256)
-		if err != nil || len(sum) != sha256.Size {
-			return fmt.Errorf("admin: key %q: sha256 must be 64 hex digits", key.Name)
+		if key.SHA256 == "" && key.CertCN == "" {
+			return fmt.Errorf("admin: key %q: needs a sha256 (API key) or a cert_cn (client certificate)", key.Name)
 		}
-		copy(key.sum[:], sum)
+		if key.SHA256 != "" {
+			sum, err := hex.DecodeString(key.SHA256)
+			if err != nil || len(sum) != sha256.Size {
+				return fmt.Errorf("admin: key %q: sha256 must be 64 hex digits", key.Name)
+			}
+			copy(key.sum[:], sum)
+			key.hasSum = true
+		}
+		if key.CertCN != "" {
+			if cns[key.CertCN] || len(key.CertCN) > 255 {
+				return fmt.Errorf("admin: key %q: cert_cn %q is used by another entry (or longer than 255 bytes)", key.Name, key.CertCN)
+			}
+			cns[key.CertCN] = true
+		}
 		if len(key.Scopes) == 0 {
 			return fmt.Errorf("admin: key %q: no scopes", key.Name)
 		}
@@ -134,7 +155,7 @@ func (k *Keys) find(presented string) (Key, bool) {
 	var found Key
 	ok := false
 	for _, key := range *p {
-		if subtle.ConstantTimeCompare(sum[:], key.sum[:]) == 1 {
+		if subtle.ConstantTimeCompare(sum[:], key.sum[:]) == 1 && key.hasSum {
 			found, ok = key, true
 		}
 	}
@@ -146,17 +167,37 @@ func (key Key) Allows(scope string) bool {
 	return slices.Contains(key.Scopes, scope) || slices.Contains(key.Scopes, ScopeAll)
 }
 
-// authenticate finds the key of an incoming call. Errors: apierr.NoAPIKey.
-func (k *Keys) authenticate(ctx context.Context) (Key, error) {
+// findCert returns the entry whose cert_cn is one of names (a verified
+// certificate's common name and DNS names), unless it is revoked.
+func (k *Keys) findCert(names []string) (Key, bool) {
+	p := k.set.Load()
+	if p == nil {
+		return Key{}, false
+	}
+	for _, key := range *p {
+		if key.CertCN != "" && slices.Contains(names, key.CertCN) {
+			return key, !key.Revoked
+		}
+	}
+	return Key{}, false
+}
+
+// keyOf finds the entry of the API key an incoming call carries. ok is
+// false when it carries none. Errors: apierr.NoAPIKey.
+func (k *Keys) keyOf(ctx context.Context) (key Key, ok bool, err error) {
 	vals := metadata.ValueFromIncomingContext(ctx, KeyHeader)
-	if len(vals) != 1 {
-		return Key{}, fmt.Errorf("%w: %d %s values", apierr.NoAPIKey, len(vals), KeyHeader)
+	switch len(vals) {
+	case 0:
+		return Key{}, false, nil
+	case 1:
+	default:
+		return Key{}, true, fmt.Errorf("%w: %d %s values", apierr.NoAPIKey, len(vals), KeyHeader)
 	}
-	key, ok := k.find(vals[0])
-	if !ok {
-		return Key{}, fmt.Errorf("%w: unknown or revoked key", apierr.NoAPIKey)
+	key, found := k.find(vals[0])
+	if !found {
+		return Key{}, true, fmt.Errorf("%w: unknown or revoked key", apierr.NoAPIKey)
 	}
-	return key, nil
+	return key, true, nil
 }
 
 // List returns the keys of the set.

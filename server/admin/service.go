@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -38,11 +39,16 @@ type Local interface {
 // Server serves starling.v1.AdminService. Its Interceptor must guard it.
 type Server struct {
 	starlingv1.UnimplementedAdminServiceServer
-	Keys     *Keys
-	Accounts *auth.Accounts
-	Chat     *chat.Service
-	Kicker   gateway.Kicker
-	Presence Locator
+	Keys *Keys
+	// ClientCAs, when set, let a TLS client certificate they signed open
+	// AdminService as the key entry whose cert_cn it names (cert.go); nil:
+	// only API keys do. The node must request client certificates
+	// (tls.RequestClientCert) for any to be presented.
+	ClientCAs *x509.CertPool
+	Accounts  *auth.Accounts
+	Chat      *chat.Service
+	Kicker    gateway.Kicker
+	Presence  Locator
 	// Hub counts the devices online on this node: Locate places users
 	// with no device anywhere on this node too.
 	Hub    Local
@@ -82,23 +88,24 @@ func IsAdminMethod(fullMethod string) bool {
 	return strings.HasPrefix(fullMethod, "/"+starlingv1.AdminService_ServiceDesc.ServiceName+"/")
 }
 
-// Interceptor authenticates AdminService calls by API key, enforces the
-// key's scopes, and logs every call with the key's name (never the key).
-// Put it on AdminService only (IsAdminMethod).
+// Interceptor authenticates AdminService calls by API key or client
+// certificate, enforces the key entry's scopes, and logs every call with
+// the entry's name (never the key). Put it on AdminService only
+// (IsAdminMethod).
 func (s *Server) Interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	key, err := s.Keys.authenticate(ctx)
+	key, via, err := s.authenticate(ctx)
 	if err != nil {
-		s.Log.Warn("admin call refused", "method", info.FullMethod, "err", err)
+		s.Log.Warn("admin call refused", "method", info.FullMethod, "via", via, "err", err)
 		return nil, gateway.ToError(s.Log, err)
 	}
 	if scope, ok := scopes[info.FullMethod]; !ok || !key.Allows(scope) {
 		err := fmt.Errorf("%w: key %q, scope %q", apierr.ScopeDenied, key.Name, scope)
-		s.Log.Warn("admin call refused", "key", key.Name, "method", info.FullMethod, "err", err)
+		s.Log.Warn("admin call refused", "key", key.Name, "via", via, "method", info.FullMethod, "err", err)
 		return nil, gateway.ToError(s.Log, err)
 	}
 	resp, err := handler(ctx, req)
-	s.Log.Info("admin call", "key", key.Name, "method", info.FullMethod, "code", status.Code(err).String(), "took", time.Since(start))
+	s.Log.Info("admin call", "key", key.Name, "via", via, "method", info.FullMethod, "code", status.Code(err).String(), "took", time.Since(start))
 	return resp, err
 }
 

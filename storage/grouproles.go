@@ -61,6 +61,9 @@ type GroupTx struct {
 	// Users are those whose current roles Decide needs (the actor, the
 	// targets).
 	Users []string
+	// AllMembers gives Decide the roles of every active member besides
+	// Users' (a backend setting the whole member list).
+	AllMembers bool
 	// MaxMembers bounds the active members after the change (<= 0: no
 	// bound).
 	MaxMembers int
@@ -75,7 +78,7 @@ type GroupTx struct {
 type GroupState struct {
 	Group Group // with MemberCount
 	// Roles of the GroupTx's Users that are active members (absent: not a
-	// member now).
+	// member now); with AllMembers, of every active member.
 	Roles map[string]GroupRole
 }
 

@@ -23,8 +23,8 @@ admin token <user-id> <device>
 admin revoke <user-id> [device]
 admin send [--from USER-ID] (--to USER-ID | --group GROUP-ID) --id CLIENT-MSG-ID <text…>
 admin broadcast --id CLIENT-MSG-ID --to USER-ID,USER-ID… <text…>
-admin groups create <owner-id> <name> [member-ids…]
-admin groups set <group-id> <user-ids…>
+admin groups create <owner-id> <name> [member-id[:admin]…]
+admin groups set <group-id> <user-id[:member|:admin|:owner]…>
 admin presence <user-ids…>`
 
 var adminCommands = map[string]command{
@@ -214,7 +214,11 @@ func cmdAdminGroups(ctx context.Context, a *app, args []string) error {
 			return err
 		}
 		return adminCall(ctx, a, func(ctx context.Context, c starlingv1.AdminServiceClient) (proto.Message, error) {
-			return c.CreateGroup(ctx, &starlingv1.AdminServiceCreateGroupRequest{OwnerId: pos[0], Name: pos[1], MemberIds: pos[2:]})
+			members, err := roleArgs(pos[2:])
+			if err != nil {
+				return nil, err
+			}
+			return c.CreateGroup(ctx, &starlingv1.AdminServiceCreateGroupRequest{OwnerId: pos[0], Name: pos[1], Members: members})
 		})
 	case "set":
 		pos, err := parse(newFlags("admin groups set"), args[1:], 1, -1)
@@ -222,10 +226,37 @@ func cmdAdminGroups(ctx context.Context, a *app, args []string) error {
 			return err
 		}
 		return adminCall(ctx, a, func(ctx context.Context, c starlingv1.AdminServiceClient) (proto.Message, error) {
-			return c.SetMembers(ctx, &starlingv1.SetMembersRequest{GroupId: pos[0], UserIds: pos[1:]})
+			members, err := roleArgs(pos[1:])
+			if err != nil {
+				return nil, err
+			}
+			return c.SetMembers(ctx, &starlingv1.SetMembersRequest{GroupId: pos[0], Members: members})
 		})
 	}
 	return usageErrorf("admin groups: unknown command %q (create or set)", args[0])
+}
+
+// roleArgs reads members as USER-ID or USER-ID:ROLE (member, admin or
+// owner); a plain id keeps the role the member has.
+func roleArgs(args []string) ([]*starlingv1.AdminGroupMember, error) {
+	roles := map[string]starlingv1.GroupRole{
+		"member": starlingv1.GroupRole_GROUP_ROLE_MEMBER,
+		"admin":  starlingv1.GroupRole_GROUP_ROLE_ADMIN,
+		"owner":  starlingv1.GroupRole_GROUP_ROLE_OWNER,
+	}
+	out := make([]*starlingv1.AdminGroupMember, len(args))
+	for i, a := range args {
+		id, role, hasRole := strings.Cut(a, ":")
+		out[i] = &starlingv1.AdminGroupMember{UserId: id}
+		if hasRole {
+			r, ok := roles[role]
+			if !ok {
+				return nil, usageErrorf("admin groups: %q: the role after ':' is member, admin or owner", a)
+			}
+			out[i].Role = r
+		}
+	}
+	return out, nil
 }
 
 func cmdAdminPresence(ctx context.Context, a *app, args []string) error {

@@ -277,23 +277,80 @@ func recipientMsgID(broadcast, user string) string {
 	return "b." + hex.EncodeToString(sum[:24])
 }
 
-// CreateGroup implements AdminService.
+// CreateGroup implements AdminService: chat.CreateGroup, then the roles
+// of members (one ROLE_CHANGED system message for the admins).
 func (s *Server) CreateGroup(ctx context.Context, req *starlingv1.AdminServiceCreateGroupRequest) (*starlingv1.AdminServiceCreateGroupResponse, error) {
+	ids := slices.Clone(req.GetMemberIds())
+	var admins bool
+	for _, m := range req.GetMembers() {
+		switch m.GetRole() {
+		case starlingv1.GroupRole_GROUP_ROLE_UNSPECIFIED, starlingv1.GroupRole_GROUP_ROLE_MEMBER:
+		case starlingv1.GroupRole_GROUP_ROLE_ADMIN:
+			if m.GetUserId() == req.GetOwnerId() {
+				return nil, gateway.ToError(s.Log, fmt.Errorf("%w: %q is owner_id", apierr.OwnerRoleFixed, m.GetUserId()))
+			}
+			admins = true
+		default:
+			return nil, gateway.ToError(s.Log, fmt.Errorf("%w: %s for %q (the owner is owner_id)", apierr.BadGroupRole, m.GetRole(), m.GetUserId()))
+		}
+		ids = append(ids, m.GetUserId())
+	}
 	name := req.GetName()
-	out, err := s.Chat.CreateGroup(ctx, req.GetOwnerId(), chat.GroupSettings{Name: &name}, req.GetMemberIds())
+	out, err := s.Chat.CreateGroup(ctx, req.GetOwnerId(), chat.GroupSettings{Name: &name}, ids)
 	if err != nil {
 		return nil, gateway.ToError(s.Log, err)
 	}
-	return &starlingv1.AdminServiceCreateGroupResponse{Group: out.Group}, nil
+	if !admins {
+		return &starlingv1.AdminServiceCreateGroupResponse{Group: out.Group}, nil
+	}
+	specs := []chat.MemberSpec{{UserID: req.GetOwnerId()}}
+	for _, id := range req.GetMemberIds() {
+		specs = append(specs, chat.MemberSpec{UserID: id})
+	}
+	specs = append(specs, memberSpecs(req.GetMembers())...)
+	set, err := s.Chat.SetMembers(ctx, out.Group.GetGroupId(), dedupSpecs(specs))
+	if err != nil {
+		return nil, gateway.ToError(s.Log, err)
+	}
+	return &starlingv1.AdminServiceCreateGroupResponse{Group: set.Group}, nil
 }
 
 // SetMembers implements AdminService.
 func (s *Server) SetMembers(ctx context.Context, req *starlingv1.SetMembersRequest) (*starlingv1.SetMembersResponse, error) {
-	added, removed, err := s.Chat.SetMembers(ctx, req.GetGroupId(), req.GetUserIds())
+	specs := make([]chat.MemberSpec, 0, len(req.GetUserIds())+len(req.GetMembers()))
+	for _, id := range req.GetUserIds() {
+		specs = append(specs, chat.MemberSpec{UserID: id})
+	}
+	specs = append(specs, memberSpecs(req.GetMembers())...)
+	out, err := s.Chat.SetMembers(ctx, req.GetGroupId(), specs)
 	if err != nil {
 		return nil, gateway.ToError(s.Log, err)
 	}
-	return &starlingv1.SetMembersResponse{AddedUserIds: added, RemovedUserIds: removed}, nil
+	return &starlingv1.SetMembersResponse{AddedUserIds: out.Added, RemovedUserIds: out.Removed, RoleChangedUserIds: out.RoleChanged, Group: out.Group}, nil
+}
+
+func memberSpecs(ms []*starlingv1.AdminGroupMember) []chat.MemberSpec {
+	out := make([]chat.MemberSpec, len(ms))
+	for i, m := range ms {
+		out[i] = chat.MemberSpec{UserID: m.GetUserId(), Role: m.GetRole()}
+	}
+	return out
+}
+
+// dedupSpecs keeps the last spec of each user: CreateGroup's member_ids
+// and members may name a user twice, as its CreateGroup call allows.
+func dedupSpecs(specs []chat.MemberSpec) []chat.MemberSpec {
+	at := map[string]int{}
+	var out []chat.MemberSpec
+	for _, sp := range specs {
+		if i, ok := at[sp.UserID]; ok {
+			out[i] = sp
+			continue
+		}
+		at[sp.UserID] = len(out)
+		out = append(out, sp)
+	}
+	return out
 }
 
 // GetPresence implements AdminService.

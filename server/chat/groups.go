@@ -42,6 +42,10 @@ type GroupOutcome struct {
 	Seq int64
 	// Added: for AddMembers, the users that were not members before.
 	Added []string
+	// Change is what the system message records (nil: nothing changed).
+	Change *starlingv1.GroupChange
+	// PreviousOwner is the owner before the change.
+	PreviousOwner string
 }
 
 // groupOp is one group change: who makes it, whose roles the decision
@@ -52,6 +56,8 @@ type groupOp struct {
 	targets []string
 	create  *storage.Group // CreateGroup: the group to create
 	members []string       // CreateGroup: its first members
+	// allMembers: decide needs every active member's role (SetMembers).
+	allMembers bool
 	// decide returns the edit and the GroupChange recording it; a nil
 	// GroupChange means there is nothing to change.
 	decide func(st storage.GroupState) (storage.GroupEdit, *starlingv1.GroupChange, error)
@@ -80,9 +86,11 @@ func (s *Service) changeGroup(ctx context.Context, op groupOp) (GroupOutcome, er
 			Create:     op.create,
 			Members:    op.members,
 			Users:      append([]string{op.actor}, op.targets...),
+			AllMembers: op.allMembers,
 			MaxMembers: s.cfg.MaxGroupMembers,
 			Decide: func(st storage.GroupState) (storage.GroupEdit, error) {
 				decided, content, change = true, nil, nil
+				out.PreviousOwner = st.Group.OwnerID
 				edit, ch, err := op.decide(st)
 				if err != nil || ch == nil {
 					return storage.GroupEdit{}, err
@@ -115,6 +123,7 @@ func (s *Service) changeGroup(ctx context.Context, op groupOp) (GroupOutcome, er
 		out.Group = groupProto(res.Group)
 		if res.Changed {
 			out.Seq = res.Message.Message.Seq
+			out.Change = change
 			if change.GetKind() == starlingv1.GroupChange_KIND_MEMBERS_ADDED {
 				out.Added = change.GetTargetIds()
 			}

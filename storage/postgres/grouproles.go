@@ -88,7 +88,7 @@ func changeGroup(ctx context.Context, tx pgx.Tx, gt storage.GroupTx) (storage.Gr
 	b.Queue(`SELECT `+groupColumns+` FROM groups g WHERE g.id = $1`, gt.GroupID).
 		QueryRow(func(row pgx.Row) (err error) { state.Group, err = scanGroup(row); return err })
 	b.Queue(`SELECT user_id, role FROM memberships
-		WHERE conversation_id = $1 AND user_id = ANY($2::TEXT[]) AND left_seq IS NULL`, conv, users).
+		WHERE conversation_id = $1 AND (user_id = ANY($2::TEXT[]) OR $3) AND left_seq IS NULL`, conv, users, gt.AllMembers).
 		Query(func(rows pgx.Rows) error {
 			var u string
 			var r int64

@@ -103,7 +103,7 @@ func changeGroup(ctx context.Context, conn *sql.Conn, tx *sql.Tx, gt storage.Gro
 			return storage.GroupTxResult{}, err
 		}
 	}
-	state, latest, err := groupState(ctx, tx, gt.GroupID, gt.Users)
+	state, latest, err := groupState(ctx, tx, gt.GroupID, gt.Users, gt.AllMembers)
 	if err != nil {
 		return storage.GroupTxResult{}, err
 	}
@@ -189,8 +189,8 @@ func changeGroup(ctx context.Context, conn *sql.Conn, tx *sql.Tx, gt storage.Gro
 }
 
 // groupState reads the group, its latest seq and the roles of users who
-// are active members, in tx.
-func groupState(ctx context.Context, tx *sql.Tx, groupID string, users []string) (storage.GroupState, int64, error) {
+// are active members (all active members' with all), in tx.
+func groupState(ctx context.Context, tx *sql.Tx, groupID string, users []string, all bool) (storage.GroupState, int64, error) {
 	var latest int64
 	g, err := scanGroup(tx.QueryRowContext(ctx, `SELECT `+groupColumns+`, c.latest_seq
 		FROM groups g JOIN conversations c ON c.id = 'grp:' || g.id WHERE g.id = ?`, groupID), &latest)
@@ -200,6 +200,23 @@ func groupState(ctx context.Context, tx *sql.Tx, groupID string, users []string)
 		return storage.GroupState{}, 0, err
 	}
 	st := storage.GroupState{Group: g, Roles: make(map[string]storage.GroupRole, len(users))}
+	if all {
+		rows, err := tx.QueryContext(ctx, `SELECT user_id, role FROM memberships
+			WHERE conversation_id = ? AND left_seq IS NULL`, storage.GroupConversationID(groupID))
+		if err != nil {
+			return storage.GroupState{}, 0, err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var u string
+			var r storage.GroupRole
+			if err := rows.Scan(&u, &r); err != nil {
+				return storage.GroupState{}, 0, err
+			}
+			st.Roles[u] = storage.MemberRole(g, u, r)
+		}
+		return st, latest, rows.Err()
+	}
 	q, err := tx.PrepareContext(ctx, `SELECT role FROM memberships
 		WHERE conversation_id = ? AND user_id = ? AND left_seq IS NULL`)
 	if err != nil {

@@ -866,7 +866,11 @@ type AdminServiceCreateGroupRequest struct {
 	// Group name, 1–64 characters.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// Further members.
-	MemberIds     []string `protobuf:"bytes,3,rep,name=member_ids,json=memberIds,proto3" json:"member_ids,omitempty"`
+	MemberIds []string `protobuf:"bytes,3,rep,name=member_ids,json=memberIds,proto3" json:"member_ids,omitempty"`
+	// Further members with roles: GROUP_ROLE_ADMIN, or GROUP_ROLE_MEMBER
+	// (UNSPECIFIED is member). The owner is owner_id: GROUP_ROLE_OWNER is
+	// refused here.
+	Members       []*AdminGroupMember `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -922,6 +926,70 @@ func (x *AdminServiceCreateGroupRequest) GetMemberIds() []string {
 	return nil
 }
 
+func (x *AdminServiceCreateGroupRequest) GetMembers() []*AdminGroupMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// AdminGroupMember is a member a backend sets, with a role.
+type AdminGroupMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The role to have: GROUP_ROLE_MEMBER, GROUP_ROLE_ADMIN or
+	// GROUP_ROLE_OWNER (SetMembers: ownership moves to the user);
+	// GROUP_ROLE_UNSPECIFIED keeps the role a member has (member when new).
+	Role          GroupRole `protobuf:"varint,2,opt,name=role,proto3,enum=starling.v1.GroupRole" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminGroupMember) Reset() {
+	*x = AdminGroupMember{}
+	mi := &file_starling_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminGroupMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminGroupMember) ProtoMessage() {}
+
+func (x *AdminGroupMember) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminGroupMember.ProtoReflect.Descriptor instead.
+func (*AdminGroupMember) Descriptor() ([]byte, []int) {
+	return file_starling_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AdminGroupMember) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *AdminGroupMember) GetRole() GroupRole {
+	if x != nil {
+		return x.Role
+	}
+	return GroupRole_GROUP_ROLE_UNSPECIFIED
+}
+
 // AdminServiceCreateGroupResponse is the new group.
 type AdminServiceCreateGroupResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -933,7 +1001,7 @@ type AdminServiceCreateGroupResponse struct {
 
 func (x *AdminServiceCreateGroupResponse) Reset() {
 	*x = AdminServiceCreateGroupResponse{}
-	mi := &file_starling_v1_admin_proto_msgTypes[16]
+	mi := &file_starling_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1013,7 @@ func (x *AdminServiceCreateGroupResponse) String() string {
 func (*AdminServiceCreateGroupResponse) ProtoMessage() {}
 
 func (x *AdminServiceCreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_admin_proto_msgTypes[16]
+	mi := &file_starling_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1026,7 @@ func (x *AdminServiceCreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminServiceCreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*AdminServiceCreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_starling_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_starling_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AdminServiceCreateGroupResponse) GetGroup() *Group {
@@ -968,20 +1036,25 @@ func (x *AdminServiceCreateGroupResponse) GetGroup() *Group {
 	return nil
 }
 
-// SetMembersRequest sets a group's members.
+// SetMembersRequest sets a group's members: those of user_ids (who keep
+// their roles; new ones are members) and those of members (with their
+// roles). The owner is kept even if not listed.
 type SetMembersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The group.
 	GroupId string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	// Every member it must have (the owner is kept even if not listed).
-	UserIds       []string `protobuf:"bytes,2,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	// Members who keep the role they have (members when new).
+	UserIds []string `protobuf:"bytes,2,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	// Members with the role to have. A user may appear once in user_ids
+	// and members together.
+	Members       []*AdminGroupMember `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetMembersRequest) Reset() {
 	*x = SetMembersRequest{}
-	mi := &file_starling_v1_admin_proto_msgTypes[17]
+	mi := &file_starling_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1066,7 @@ func (x *SetMembersRequest) String() string {
 func (*SetMembersRequest) ProtoMessage() {}
 
 func (x *SetMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_admin_proto_msgTypes[17]
+	mi := &file_starling_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1079,7 @@ func (x *SetMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMembersRequest.ProtoReflect.Descriptor instead.
 func (*SetMembersRequest) Descriptor() ([]byte, []int) {
-	return file_starling_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_starling_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetMembersRequest) GetGroupId() string {
@@ -1023,6 +1096,13 @@ func (x *SetMembersRequest) GetUserIds() []string {
 	return nil
 }
 
+func (x *SetMembersRequest) GetMembers() []*AdminGroupMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 // SetMembersResponse says what changed.
 type SetMembersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1030,13 +1110,17 @@ type SetMembersResponse struct {
 	AddedUserIds []string `protobuf:"bytes,1,rep,name=added_user_ids,json=addedUserIds,proto3" json:"added_user_ids,omitempty"`
 	// Users who stopped being members.
 	RemovedUserIds []string `protobuf:"bytes,2,rep,name=removed_user_ids,json=removedUserIds,proto3" json:"removed_user_ids,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Members whose role changed (ownership included).
+	RoleChangedUserIds []string `protobuf:"bytes,3,rep,name=role_changed_user_ids,json=roleChangedUserIds,proto3" json:"role_changed_user_ids,omitempty"`
+	// The group after the changes.
+	Group         *Group `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetMembersResponse) Reset() {
 	*x = SetMembersResponse{}
-	mi := &file_starling_v1_admin_proto_msgTypes[18]
+	mi := &file_starling_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1132,7 @@ func (x *SetMembersResponse) String() string {
 func (*SetMembersResponse) ProtoMessage() {}
 
 func (x *SetMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_admin_proto_msgTypes[18]
+	mi := &file_starling_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1145,7 @@ func (x *SetMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMembersResponse.ProtoReflect.Descriptor instead.
 func (*SetMembersResponse) Descriptor() ([]byte, []int) {
-	return file_starling_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_starling_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetMembersResponse) GetAddedUserIds() []string {
@@ -1078,6 +1162,20 @@ func (x *SetMembersResponse) GetRemovedUserIds() []string {
 	return nil
 }
 
+func (x *SetMembersResponse) GetRoleChangedUserIds() []string {
+	if x != nil {
+		return x.RoleChangedUserIds
+	}
+	return nil
+}
+
+func (x *SetMembersResponse) GetGroup() *Group {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
 // AdminServiceGetPresenceRequest lists users.
 type AdminServiceGetPresenceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1089,7 +1187,7 @@ type AdminServiceGetPresenceRequest struct {
 
 func (x *AdminServiceGetPresenceRequest) Reset() {
 	*x = AdminServiceGetPresenceRequest{}
-	mi := &file_starling_v1_admin_proto_msgTypes[19]
+	mi := &file_starling_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1199,7 @@ func (x *AdminServiceGetPresenceRequest) String() string {
 func (*AdminServiceGetPresenceRequest) ProtoMessage() {}
 
 func (x *AdminServiceGetPresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_admin_proto_msgTypes[19]
+	mi := &file_starling_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1212,7 @@ func (x *AdminServiceGetPresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminServiceGetPresenceRequest.ProtoReflect.Descriptor instead.
 func (*AdminServiceGetPresenceRequest) Descriptor() ([]byte, []int) {
-	return file_starling_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_starling_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AdminServiceGetPresenceRequest) GetUserIds() []string {
@@ -1137,7 +1235,7 @@ type AdminUserPresence struct {
 
 func (x *AdminUserPresence) Reset() {
 	*x = AdminUserPresence{}
-	mi := &file_starling_v1_admin_proto_msgTypes[20]
+	mi := &file_starling_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1247,7 @@ func (x *AdminUserPresence) String() string {
 func (*AdminUserPresence) ProtoMessage() {}
 
 func (x *AdminUserPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_admin_proto_msgTypes[20]
+	mi := &file_starling_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1260,7 @@ func (x *AdminUserPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminUserPresence.ProtoReflect.Descriptor instead.
 func (*AdminUserPresence) Descriptor() ([]byte, []int) {
-	return file_starling_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_starling_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AdminUserPresence) GetUserId() string {
@@ -1190,7 +1288,7 @@ type AdminServiceGetPresenceResponse struct {
 
 func (x *AdminServiceGetPresenceResponse) Reset() {
 	*x = AdminServiceGetPresenceResponse{}
-	mi := &file_starling_v1_admin_proto_msgTypes[21]
+	mi := &file_starling_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1300,7 @@ func (x *AdminServiceGetPresenceResponse) String() string {
 func (*AdminServiceGetPresenceResponse) ProtoMessage() {}
 
 func (x *AdminServiceGetPresenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_admin_proto_msgTypes[21]
+	mi := &file_starling_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1313,7 @@ func (x *AdminServiceGetPresenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminServiceGetPresenceResponse.ProtoReflect.Descriptor instead.
 func (*AdminServiceGetPresenceResponse) Descriptor() ([]byte, []int) {
-	return file_starling_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_starling_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AdminServiceGetPresenceResponse) GetUsers() []*AdminUserPresence {
@@ -1279,20 +1377,27 @@ const file_starling_v1_admin_proto_rawDesc = "" +
 	"\x04code\x18\x03 \x01(\x05R\x04code\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"K\n" +
 	"\x11BroadcastResponse\x126\n" +
-	"\aresults\x18\x01 \x03(\v2\x1c.starling.v1.BroadcastResultR\aresults\"n\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.starling.v1.BroadcastResultR\aresults\"\xa7\x01\n" +
 	"\x1eAdminServiceCreateGroupRequest\x12\x19\n" +
 	"\bowner_id\x18\x01 \x01(\tR\aownerId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"member_ids\x18\x03 \x03(\tR\tmemberIds\"K\n" +
+	"member_ids\x18\x03 \x03(\tR\tmemberIds\x127\n" +
+	"\amembers\x18\x04 \x03(\v2\x1d.starling.v1.AdminGroupMemberR\amembers\"W\n" +
+	"\x10AdminGroupMember\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12*\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x16.starling.v1.GroupRoleR\x04role\"K\n" +
 	"\x1fAdminServiceCreateGroupResponse\x12(\n" +
-	"\x05group\x18\x01 \x01(\v2\x12.starling.v1.GroupR\x05group\"I\n" +
+	"\x05group\x18\x01 \x01(\v2\x12.starling.v1.GroupR\x05group\"\x82\x01\n" +
 	"\x11SetMembersRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x19\n" +
-	"\buser_ids\x18\x02 \x03(\tR\auserIds\"d\n" +
+	"\buser_ids\x18\x02 \x03(\tR\auserIds\x127\n" +
+	"\amembers\x18\x03 \x03(\v2\x1d.starling.v1.AdminGroupMemberR\amembers\"\xc1\x01\n" +
 	"\x12SetMembersResponse\x12$\n" +
 	"\x0eadded_user_ids\x18\x01 \x03(\tR\faddedUserIds\x12(\n" +
-	"\x10removed_user_ids\x18\x02 \x03(\tR\x0eremovedUserIds\";\n" +
+	"\x10removed_user_ids\x18\x02 \x03(\tR\x0eremovedUserIds\x121\n" +
+	"\x15role_changed_user_ids\x18\x03 \x03(\tR\x12roleChangedUserIds\x12(\n" +
+	"\x05group\x18\x04 \x01(\v2\x12.starling.v1.GroupR\x05group\";\n" +
 	"\x1eAdminServiceGetPresenceRequest\x12\x19\n" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"D\n" +
 	"\x11AdminUserPresence\x12\x17\n" +
@@ -1328,7 +1433,7 @@ func file_starling_v1_admin_proto_rawDescGZIP() []byte {
 	return file_starling_v1_admin_proto_rawDescData
 }
 
-var file_starling_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_starling_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_starling_v1_admin_proto_goTypes = []any{
 	(*UpsertUserRequest)(nil),               // 0: starling.v1.UpsertUserRequest
 	(*UpsertUserResponse)(nil),              // 1: starling.v1.UpsertUserResponse
@@ -1346,53 +1451,59 @@ var file_starling_v1_admin_proto_goTypes = []any{
 	(*BroadcastResult)(nil),                 // 13: starling.v1.BroadcastResult
 	(*BroadcastResponse)(nil),               // 14: starling.v1.BroadcastResponse
 	(*AdminServiceCreateGroupRequest)(nil),  // 15: starling.v1.AdminServiceCreateGroupRequest
-	(*AdminServiceCreateGroupResponse)(nil), // 16: starling.v1.AdminServiceCreateGroupResponse
-	(*SetMembersRequest)(nil),               // 17: starling.v1.SetMembersRequest
-	(*SetMembersResponse)(nil),              // 18: starling.v1.SetMembersResponse
-	(*AdminServiceGetPresenceRequest)(nil),  // 19: starling.v1.AdminServiceGetPresenceRequest
-	(*AdminUserPresence)(nil),               // 20: starling.v1.AdminUserPresence
-	(*AdminServiceGetPresenceResponse)(nil), // 21: starling.v1.AdminServiceGetPresenceResponse
-	(*User)(nil),                            // 22: starling.v1.User
-	(*timestamppb.Timestamp)(nil),           // 23: google.protobuf.Timestamp
-	(*Content)(nil),                         // 24: starling.v1.Content
-	(*Message)(nil),                         // 25: starling.v1.Message
-	(*Group)(nil),                           // 26: starling.v1.Group
+	(*AdminGroupMember)(nil),                // 16: starling.v1.AdminGroupMember
+	(*AdminServiceCreateGroupResponse)(nil), // 17: starling.v1.AdminServiceCreateGroupResponse
+	(*SetMembersRequest)(nil),               // 18: starling.v1.SetMembersRequest
+	(*SetMembersResponse)(nil),              // 19: starling.v1.SetMembersResponse
+	(*AdminServiceGetPresenceRequest)(nil),  // 20: starling.v1.AdminServiceGetPresenceRequest
+	(*AdminUserPresence)(nil),               // 21: starling.v1.AdminUserPresence
+	(*AdminServiceGetPresenceResponse)(nil), // 22: starling.v1.AdminServiceGetPresenceResponse
+	(*User)(nil),                            // 23: starling.v1.User
+	(*timestamppb.Timestamp)(nil),           // 24: google.protobuf.Timestamp
+	(*Content)(nil),                         // 25: starling.v1.Content
+	(*Message)(nil),                         // 26: starling.v1.Message
+	(GroupRole)(0),                          // 27: starling.v1.GroupRole
+	(*Group)(nil),                           // 28: starling.v1.Group
 }
 var file_starling_v1_admin_proto_depIdxs = []int32{
-	22, // 0: starling.v1.UpsertUserResponse.user:type_name -> starling.v1.User
-	23, // 1: starling.v1.IssueTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	24, // 2: starling.v1.SendMessageRequest.content:type_name -> starling.v1.Content
-	25, // 3: starling.v1.SendMessageResponse.message:type_name -> starling.v1.Message
-	24, // 4: starling.v1.BroadcastRequest.content:type_name -> starling.v1.Content
-	25, // 5: starling.v1.BroadcastResult.message:type_name -> starling.v1.Message
+	23, // 0: starling.v1.UpsertUserResponse.user:type_name -> starling.v1.User
+	24, // 1: starling.v1.IssueTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	25, // 2: starling.v1.SendMessageRequest.content:type_name -> starling.v1.Content
+	26, // 3: starling.v1.SendMessageResponse.message:type_name -> starling.v1.Message
+	25, // 4: starling.v1.BroadcastRequest.content:type_name -> starling.v1.Content
+	26, // 5: starling.v1.BroadcastResult.message:type_name -> starling.v1.Message
 	13, // 6: starling.v1.BroadcastResponse.results:type_name -> starling.v1.BroadcastResult
-	26, // 7: starling.v1.AdminServiceCreateGroupResponse.group:type_name -> starling.v1.Group
-	20, // 8: starling.v1.AdminServiceGetPresenceResponse.users:type_name -> starling.v1.AdminUserPresence
-	0,  // 9: starling.v1.AdminService.UpsertUser:input_type -> starling.v1.UpsertUserRequest
-	2,  // 10: starling.v1.AdminService.SetUserDisabled:input_type -> starling.v1.SetUserDisabledRequest
-	4,  // 11: starling.v1.AdminService.DeleteUser:input_type -> starling.v1.DeleteUserRequest
-	6,  // 12: starling.v1.AdminService.IssueToken:input_type -> starling.v1.IssueTokenRequest
-	8,  // 13: starling.v1.AdminService.RevokeTokens:input_type -> starling.v1.RevokeTokensRequest
-	10, // 14: starling.v1.AdminService.SendMessage:input_type -> starling.v1.SendMessageRequest
-	12, // 15: starling.v1.AdminService.Broadcast:input_type -> starling.v1.BroadcastRequest
-	15, // 16: starling.v1.AdminService.CreateGroup:input_type -> starling.v1.AdminServiceCreateGroupRequest
-	17, // 17: starling.v1.AdminService.SetMembers:input_type -> starling.v1.SetMembersRequest
-	19, // 18: starling.v1.AdminService.GetPresence:input_type -> starling.v1.AdminServiceGetPresenceRequest
-	1,  // 19: starling.v1.AdminService.UpsertUser:output_type -> starling.v1.UpsertUserResponse
-	3,  // 20: starling.v1.AdminService.SetUserDisabled:output_type -> starling.v1.SetUserDisabledResponse
-	5,  // 21: starling.v1.AdminService.DeleteUser:output_type -> starling.v1.DeleteUserResponse
-	7,  // 22: starling.v1.AdminService.IssueToken:output_type -> starling.v1.IssueTokenResponse
-	9,  // 23: starling.v1.AdminService.RevokeTokens:output_type -> starling.v1.RevokeTokensResponse
-	11, // 24: starling.v1.AdminService.SendMessage:output_type -> starling.v1.SendMessageResponse
-	14, // 25: starling.v1.AdminService.Broadcast:output_type -> starling.v1.BroadcastResponse
-	16, // 26: starling.v1.AdminService.CreateGroup:output_type -> starling.v1.AdminServiceCreateGroupResponse
-	18, // 27: starling.v1.AdminService.SetMembers:output_type -> starling.v1.SetMembersResponse
-	21, // 28: starling.v1.AdminService.GetPresence:output_type -> starling.v1.AdminServiceGetPresenceResponse
-	19, // [19:29] is the sub-list for method output_type
-	9,  // [9:19] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	16, // 7: starling.v1.AdminServiceCreateGroupRequest.members:type_name -> starling.v1.AdminGroupMember
+	27, // 8: starling.v1.AdminGroupMember.role:type_name -> starling.v1.GroupRole
+	28, // 9: starling.v1.AdminServiceCreateGroupResponse.group:type_name -> starling.v1.Group
+	16, // 10: starling.v1.SetMembersRequest.members:type_name -> starling.v1.AdminGroupMember
+	28, // 11: starling.v1.SetMembersResponse.group:type_name -> starling.v1.Group
+	21, // 12: starling.v1.AdminServiceGetPresenceResponse.users:type_name -> starling.v1.AdminUserPresence
+	0,  // 13: starling.v1.AdminService.UpsertUser:input_type -> starling.v1.UpsertUserRequest
+	2,  // 14: starling.v1.AdminService.SetUserDisabled:input_type -> starling.v1.SetUserDisabledRequest
+	4,  // 15: starling.v1.AdminService.DeleteUser:input_type -> starling.v1.DeleteUserRequest
+	6,  // 16: starling.v1.AdminService.IssueToken:input_type -> starling.v1.IssueTokenRequest
+	8,  // 17: starling.v1.AdminService.RevokeTokens:input_type -> starling.v1.RevokeTokensRequest
+	10, // 18: starling.v1.AdminService.SendMessage:input_type -> starling.v1.SendMessageRequest
+	12, // 19: starling.v1.AdminService.Broadcast:input_type -> starling.v1.BroadcastRequest
+	15, // 20: starling.v1.AdminService.CreateGroup:input_type -> starling.v1.AdminServiceCreateGroupRequest
+	18, // 21: starling.v1.AdminService.SetMembers:input_type -> starling.v1.SetMembersRequest
+	20, // 22: starling.v1.AdminService.GetPresence:input_type -> starling.v1.AdminServiceGetPresenceRequest
+	1,  // 23: starling.v1.AdminService.UpsertUser:output_type -> starling.v1.UpsertUserResponse
+	3,  // 24: starling.v1.AdminService.SetUserDisabled:output_type -> starling.v1.SetUserDisabledResponse
+	5,  // 25: starling.v1.AdminService.DeleteUser:output_type -> starling.v1.DeleteUserResponse
+	7,  // 26: starling.v1.AdminService.IssueToken:output_type -> starling.v1.IssueTokenResponse
+	9,  // 27: starling.v1.AdminService.RevokeTokens:output_type -> starling.v1.RevokeTokensResponse
+	11, // 28: starling.v1.AdminService.SendMessage:output_type -> starling.v1.SendMessageResponse
+	14, // 29: starling.v1.AdminService.Broadcast:output_type -> starling.v1.BroadcastResponse
+	17, // 30: starling.v1.AdminService.CreateGroup:output_type -> starling.v1.AdminServiceCreateGroupResponse
+	19, // 31: starling.v1.AdminService.SetMembers:output_type -> starling.v1.SetMembersResponse
+	22, // 32: starling.v1.AdminService.GetPresence:output_type -> starling.v1.AdminServiceGetPresenceResponse
+	23, // [23:33] is the sub-list for method output_type
+	13, // [13:23] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_starling_v1_admin_proto_init() }
@@ -1408,7 +1519,7 @@ func file_starling_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_starling_v1_admin_proto_rawDesc), len(file_starling_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

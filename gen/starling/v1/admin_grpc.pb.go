@@ -74,11 +74,27 @@ type AdminServiceClient interface {
 	// 1,000), each in its own conversation with the system sender, and
 	// answers per recipient. Scope "messages".
 	Broadcast(ctx context.Context, in *BroadcastRequest, opts ...grpc.CallOption) (*BroadcastResponse, error)
-	// CreateGroup creates a group owned by a user, with members. Scope
+	// CreateGroup creates a group owned by a user, with members (some of
+	// them admins), through the same group-change path as GroupService:
+	// creating records no system message; admins given in members are made
+	// so by one ROLE_CHANGED system message (actor "system"). Scope
 	// "groups". Errors: InvalidArgument, NotFound, ResourceExhausted.
 	CreateGroup(ctx context.Context, in *AdminServiceCreateGroupRequest, opts ...grpc.CallOption) (*AdminServiceCreateGroupResponse, error)
-	// SetMembers makes a group's members exactly the users given (the owner
-	// always stays): missing ones are added, others removed. Scope "groups".
+	// SetMembers makes a group's members exactly the users given (the
+	// current owner always stays), with the roles given, through the same
+	// group-change path as GroupService: each kind of change is one system
+	// message in the group's history, with actor_id "system", in this order:
+	// MEMBER_KICKED (those not listed, but the owner), MEMBERS_ADDED (those
+	// not members yet), OWNERSHIP_TRANSFERRED (a member listed with
+	// GROUP_ROLE_OWNER who is not the owner; the old owner becomes an admin,
+	// and, unless listed, is then removed: MEMBER_KICKED), ROLE_CHANGED to
+	// admin, ROLE_CHANGED to member. A kind with nothing to change records
+	// nothing, so calling it again with the same list records nothing. Each
+	// change is its own transaction: a concurrent change by a user lands
+	// between them, never inside one. Scope "groups". Errors:
+	// InvalidArgument (bad ids, a user listed twice, two owners, the owner
+	// listed as admin or member with no new owner), NotFound (group or
+	// user), ResourceExhausted (group full), FailedPrecondition (disbanded).
 	SetMembers(ctx context.Context, in *SetMembersRequest, opts ...grpc.CallOption) (*SetMembersResponse, error)
 	// GetPresence tells which of the users have a device online (on any
 	// node). Scope "presence".
@@ -236,11 +252,27 @@ type AdminServiceServer interface {
 	// 1,000), each in its own conversation with the system sender, and
 	// answers per recipient. Scope "messages".
 	Broadcast(context.Context, *BroadcastRequest) (*BroadcastResponse, error)
-	// CreateGroup creates a group owned by a user, with members. Scope
+	// CreateGroup creates a group owned by a user, with members (some of
+	// them admins), through the same group-change path as GroupService:
+	// creating records no system message; admins given in members are made
+	// so by one ROLE_CHANGED system message (actor "system"). Scope
 	// "groups". Errors: InvalidArgument, NotFound, ResourceExhausted.
 	CreateGroup(context.Context, *AdminServiceCreateGroupRequest) (*AdminServiceCreateGroupResponse, error)
-	// SetMembers makes a group's members exactly the users given (the owner
-	// always stays): missing ones are added, others removed. Scope "groups".
+	// SetMembers makes a group's members exactly the users given (the
+	// current owner always stays), with the roles given, through the same
+	// group-change path as GroupService: each kind of change is one system
+	// message in the group's history, with actor_id "system", in this order:
+	// MEMBER_KICKED (those not listed, but the owner), MEMBERS_ADDED (those
+	// not members yet), OWNERSHIP_TRANSFERRED (a member listed with
+	// GROUP_ROLE_OWNER who is not the owner; the old owner becomes an admin,
+	// and, unless listed, is then removed: MEMBER_KICKED), ROLE_CHANGED to
+	// admin, ROLE_CHANGED to member. A kind with nothing to change records
+	// nothing, so calling it again with the same list records nothing. Each
+	// change is its own transaction: a concurrent change by a user lands
+	// between them, never inside one. Scope "groups". Errors:
+	// InvalidArgument (bad ids, a user listed twice, two owners, the owner
+	// listed as admin or member with no new owner), NotFound (group or
+	// user), ResourceExhausted (group full), FailedPrecondition (disbanded).
 	SetMembers(context.Context, *SetMembersRequest) (*SetMembersResponse, error)
 	// GetPresence tells which of the users have a device online (on any
 	// node). Scope "presence".

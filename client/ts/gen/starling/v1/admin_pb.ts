@@ -6,7 +6,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Group } from "./group_pb.js";
+import type { Group, GroupRole } from "./group_pb.js";
 import { file_starling_v1_group } from "./group_pb.js";
 import type { Content, Message as Message$1, User } from "./types_pb.js";
 import { file_starling_v1_types } from "./types_pb.js";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file starling/v1/admin.proto.
  */
 export const file_starling_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChdzdGFybGluZy92MS9hZG1pbi5wcm90bxILc3RhcmxpbmcudjEiUAoRVXBzZXJ0VXNlclJlcXVlc3QSEwoLZXh0ZXJuYWxfaWQYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJIkYKElVwc2VydFVzZXJSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuc3RhcmxpbmcudjEuVXNlchIPCgdjcmVhdGVkGAIgASgIIjsKFlNldFVzZXJEaXNhYmxlZFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghkaXNhYmxlZBgCIAEoCCIxChdTZXRVc2VyRGlzYWJsZWRSZXNwb25zZRIWCg5yZXZva2VkX3Rva2VucxgBIAEoBSIkChFEZWxldGVVc2VyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIhQKEkRlbGV0ZVVzZXJSZXNwb25zZSI3ChFJc3N1ZVRva2VuUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCSJTChJJc3N1ZVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOQoTUmV2b2tlVG9rZW5zUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCSIuChRSZXZva2VUb2tlbnNSZXNwb25zZRIWCg5yZXZva2VkX3Rva2VucxgBIAEoBSKRAQoSU2VuZE1lc3NhZ2VSZXF1ZXN0EhQKDGZyb21fdXNlcl9pZBgBIAEoCRISCgp0b191c2VyX2lkGAIgASgJEhMKC3RvX2dyb3VwX2lkGAMgASgJEhUKDWNsaWVudF9tc2dfaWQYBCABKAkSJQoHY29udGVudBgFIAEoCzIULnN0YXJsaW5nLnYxLkNvbnRlbnQiTwoTU2VuZE1lc3NhZ2VSZXNwb25zZRIlCgdtZXNzYWdlGAEgASgLMhQuc3RhcmxpbmcudjEuTWVzc2FnZRIRCglkdXBsaWNhdGUYAiABKAgiYgoQQnJvYWRjYXN0UmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCRIVCg1jbGllbnRfbXNnX2lkGAIgASgJEiUKB2NvbnRlbnQYAyABKAsyFC5zdGFybGluZy52MS5Db250ZW50ImYKD0Jyb2FkY2FzdFJlc3VsdBIPCgd1c2VyX2lkGAEgASgJEiUKB21lc3NhZ2UYAiABKAsyFC5zdGFybGluZy52MS5NZXNzYWdlEgwKBGNvZGUYAyABKAUSDQoFZXJyb3IYBCABKAkiQgoRQnJvYWRjYXN0UmVzcG9uc2USLQoHcmVzdWx0cxgBIAMoCzIcLnN0YXJsaW5nLnYxLkJyb2FkY2FzdFJlc3VsdCJUCh5BZG1pblNlcnZpY2VDcmVhdGVHcm91cFJlcXVlc3QSEAoIb3duZXJfaWQYASABKAkSDAoEbmFtZRgCIAEoCRISCgptZW1iZXJfaWRzGAMgAygJIkQKH0FkbWluU2VydmljZUNyZWF0ZUdyb3VwUmVzcG9uc2USIQoFZ3JvdXAYASABKAsyEi5zdGFybGluZy52MS5Hcm91cCI3ChFTZXRNZW1iZXJzUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCRIQCgh1c2VyX2lkcxgCIAMoCSJGChJTZXRNZW1iZXJzUmVzcG9uc2USFgoOYWRkZWRfdXNlcl9pZHMYASADKAkSGAoQcmVtb3ZlZF91c2VyX2lkcxgCIAMoCSIyCh5BZG1pblNlcnZpY2VHZXRQcmVzZW5jZVJlcXVlc3QSEAoIdXNlcl9pZHMYASADKAkiNAoRQWRtaW5Vc2VyUHJlc2VuY2USDwoHdXNlcl9pZBgBIAEoCRIOCgZvbmxpbmUYAiABKAgiUAofQWRtaW5TZXJ2aWNlR2V0UHJlc2VuY2VSZXNwb25zZRItCgV1c2VycxgBIAMoCzIeLnN0YXJsaW5nLnYxLkFkbWluVXNlclByZXNlbmNlMu8GCgxBZG1pblNlcnZpY2USTQoKVXBzZXJ0VXNlchIeLnN0YXJsaW5nLnYxLlVwc2VydFVzZXJSZXF1ZXN0Gh8uc3RhcmxpbmcudjEuVXBzZXJ0VXNlclJlc3BvbnNlElwKD1NldFVzZXJEaXNhYmxlZBIjLnN0YXJsaW5nLnYxLlNldFVzZXJEaXNhYmxlZFJlcXVlc3QaJC5zdGFybGluZy52MS5TZXRVc2VyRGlzYWJsZWRSZXNwb25zZRJNCgpEZWxldGVVc2VyEh4uc3RhcmxpbmcudjEuRGVsZXRlVXNlclJlcXVlc3QaHy5zdGFybGluZy52MS5EZWxldGVVc2VyUmVzcG9uc2USTQoKSXNzdWVUb2tlbhIeLnN0YXJsaW5nLnYxLklzc3VlVG9rZW5SZXF1ZXN0Gh8uc3RhcmxpbmcudjEuSXNzdWVUb2tlblJlc3BvbnNlElMKDFJldm9rZVRva2VucxIgLnN0YXJsaW5nLnYxLlJldm9rZVRva2Vuc1JlcXVlc3QaIS5zdGFybGluZy52MS5SZXZva2VUb2tlbnNSZXNwb25zZRJQCgtTZW5kTWVzc2FnZRIfLnN0YXJsaW5nLnYxLlNlbmRNZXNzYWdlUmVxdWVzdBogLnN0YXJsaW5nLnYxLlNlbmRNZXNzYWdlUmVzcG9uc2USSgoJQnJvYWRjYXN0Eh0uc3RhcmxpbmcudjEuQnJvYWRjYXN0UmVxdWVzdBoeLnN0YXJsaW5nLnYxLkJyb2FkY2FzdFJlc3BvbnNlEmgKC0NyZWF0ZUdyb3VwEisuc3RhcmxpbmcudjEuQWRtaW5TZXJ2aWNlQ3JlYXRlR3JvdXBSZXF1ZXN0Giwuc3RhcmxpbmcudjEuQWRtaW5TZXJ2aWNlQ3JlYXRlR3JvdXBSZXNwb25zZRJNCgpTZXRNZW1iZXJzEh4uc3RhcmxpbmcudjEuU2V0TWVtYmVyc1JlcXVlc3QaHy5zdGFybGluZy52MS5TZXRNZW1iZXJzUmVzcG9uc2USaAoLR2V0UHJlc2VuY2USKy5zdGFybGluZy52MS5BZG1pblNlcnZpY2VHZXRQcmVzZW5jZVJlcXVlc3QaLC5zdGFybGluZy52MS5BZG1pblNlcnZpY2VHZXRQcmVzZW5jZVJlc3BvbnNlQjxaOmdpdGh1Yi5jb20vc3RhcmxpbmctaW0vc3RhcmxpbmcvZ2VuL3N0YXJsaW5nL3YxO3N0YXJsaW5ndjFiBnByb3RvMw", [file_google_protobuf_timestamp, file_starling_v1_group, file_starling_v1_types]);
+  fileDesc("ChdzdGFybGluZy92MS9hZG1pbi5wcm90bxILc3RhcmxpbmcudjEiUAoRVXBzZXJ0VXNlclJlcXVlc3QSEwoLZXh0ZXJuYWxfaWQYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJIkYKElVwc2VydFVzZXJSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuc3RhcmxpbmcudjEuVXNlchIPCgdjcmVhdGVkGAIgASgIIjsKFlNldFVzZXJEaXNhYmxlZFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghkaXNhYmxlZBgCIAEoCCIxChdTZXRVc2VyRGlzYWJsZWRSZXNwb25zZRIWCg5yZXZva2VkX3Rva2VucxgBIAEoBSIkChFEZWxldGVVc2VyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIhQKEkRlbGV0ZVVzZXJSZXNwb25zZSI3ChFJc3N1ZVRva2VuUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCSJTChJJc3N1ZVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOQoTUmV2b2tlVG9rZW5zUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCSIuChRSZXZva2VUb2tlbnNSZXNwb25zZRIWCg5yZXZva2VkX3Rva2VucxgBIAEoBSKRAQoSU2VuZE1lc3NhZ2VSZXF1ZXN0EhQKDGZyb21fdXNlcl9pZBgBIAEoCRISCgp0b191c2VyX2lkGAIgASgJEhMKC3RvX2dyb3VwX2lkGAMgASgJEhUKDWNsaWVudF9tc2dfaWQYBCABKAkSJQoHY29udGVudBgFIAEoCzIULnN0YXJsaW5nLnYxLkNvbnRlbnQiTwoTU2VuZE1lc3NhZ2VSZXNwb25zZRIlCgdtZXNzYWdlGAEgASgLMhQuc3RhcmxpbmcudjEuTWVzc2FnZRIRCglkdXBsaWNhdGUYAiABKAgiYgoQQnJvYWRjYXN0UmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCRIVCg1jbGllbnRfbXNnX2lkGAIgASgJEiUKB2NvbnRlbnQYAyABKAsyFC5zdGFybGluZy52MS5Db250ZW50ImYKD0Jyb2FkY2FzdFJlc3VsdBIPCgd1c2VyX2lkGAEgASgJEiUKB21lc3NhZ2UYAiABKAsyFC5zdGFybGluZy52MS5NZXNzYWdlEgwKBGNvZGUYAyABKAUSDQoFZXJyb3IYBCABKAkiQgoRQnJvYWRjYXN0UmVzcG9uc2USLQoHcmVzdWx0cxgBIAMoCzIcLnN0YXJsaW5nLnYxLkJyb2FkY2FzdFJlc3VsdCKEAQoeQWRtaW5TZXJ2aWNlQ3JlYXRlR3JvdXBSZXF1ZXN0EhAKCG93bmVyX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKbWVtYmVyX2lkcxgDIAMoCRIuCgdtZW1iZXJzGAQgAygLMh0uc3RhcmxpbmcudjEuQWRtaW5Hcm91cE1lbWJlciJJChBBZG1pbkdyb3VwTWVtYmVyEg8KB3VzZXJfaWQYASABKAkSJAoEcm9sZRgCIAEoDjIWLnN0YXJsaW5nLnYxLkdyb3VwUm9sZSJECh9BZG1pblNlcnZpY2VDcmVhdGVHcm91cFJlc3BvbnNlEiEKBWdyb3VwGAEgASgLMhIuc3RhcmxpbmcudjEuR3JvdXAiZwoRU2V0TWVtYmVyc1JlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSEAoIdXNlcl9pZHMYAiADKAkSLgoHbWVtYmVycxgDIAMoCzIdLnN0YXJsaW5nLnYxLkFkbWluR3JvdXBNZW1iZXIiiAEKElNldE1lbWJlcnNSZXNwb25zZRIWCg5hZGRlZF91c2VyX2lkcxgBIAMoCRIYChByZW1vdmVkX3VzZXJfaWRzGAIgAygJEh0KFXJvbGVfY2hhbmdlZF91c2VyX2lkcxgDIAMoCRIhCgVncm91cBgEIAEoCzISLnN0YXJsaW5nLnYxLkdyb3VwIjIKHkFkbWluU2VydmljZUdldFByZXNlbmNlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSI0ChFBZG1pblVzZXJQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgJEg4KBm9ubGluZRgCIAEoCCJQCh9BZG1pblNlcnZpY2VHZXRQcmVzZW5jZVJlc3BvbnNlEi0KBXVzZXJzGAEgAygLMh4uc3RhcmxpbmcudjEuQWRtaW5Vc2VyUHJlc2VuY2Uy7wYKDEFkbWluU2VydmljZRJNCgpVcHNlcnRVc2VyEh4uc3RhcmxpbmcudjEuVXBzZXJ0VXNlclJlcXVlc3QaHy5zdGFybGluZy52MS5VcHNlcnRVc2VyUmVzcG9uc2USXAoPU2V0VXNlckRpc2FibGVkEiMuc3RhcmxpbmcudjEuU2V0VXNlckRpc2FibGVkUmVxdWVzdBokLnN0YXJsaW5nLnYxLlNldFVzZXJEaXNhYmxlZFJlc3BvbnNlEk0KCkRlbGV0ZVVzZXISHi5zdGFybGluZy52MS5EZWxldGVVc2VyUmVxdWVzdBofLnN0YXJsaW5nLnYxLkRlbGV0ZVVzZXJSZXNwb25zZRJNCgpJc3N1ZVRva2VuEh4uc3RhcmxpbmcudjEuSXNzdWVUb2tlblJlcXVlc3QaHy5zdGFybGluZy52MS5Jc3N1ZVRva2VuUmVzcG9uc2USUwoMUmV2b2tlVG9rZW5zEiAuc3RhcmxpbmcudjEuUmV2b2tlVG9rZW5zUmVxdWVzdBohLnN0YXJsaW5nLnYxLlJldm9rZVRva2Vuc1Jlc3BvbnNlElAKC1NlbmRNZXNzYWdlEh8uc3RhcmxpbmcudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0GiAuc3RhcmxpbmcudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJKCglCcm9hZGNhc3QSHS5zdGFybGluZy52MS5Ccm9hZGNhc3RSZXF1ZXN0Gh4uc3RhcmxpbmcudjEuQnJvYWRjYXN0UmVzcG9uc2USaAoLQ3JlYXRlR3JvdXASKy5zdGFybGluZy52MS5BZG1pblNlcnZpY2VDcmVhdGVHcm91cFJlcXVlc3QaLC5zdGFybGluZy52MS5BZG1pblNlcnZpY2VDcmVhdGVHcm91cFJlc3BvbnNlEk0KClNldE1lbWJlcnMSHi5zdGFybGluZy52MS5TZXRNZW1iZXJzUmVxdWVzdBofLnN0YXJsaW5nLnYxLlNldE1lbWJlcnNSZXNwb25zZRJoCgtHZXRQcmVzZW5jZRIrLnN0YXJsaW5nLnYxLkFkbWluU2VydmljZUdldFByZXNlbmNlUmVxdWVzdBosLnN0YXJsaW5nLnYxLkFkbWluU2VydmljZUdldFByZXNlbmNlUmVzcG9uc2VCPFo6Z2l0aHViLmNvbS9zdGFybGluZy1pbS9zdGFybGluZy9nZW4vc3RhcmxpbmcvdjE7c3Rhcmxpbmd2MWIGcHJvdG8z", [file_google_protobuf_timestamp, file_starling_v1_group, file_starling_v1_types]);
 
 /**
  * UpsertUserRequest names a user by the backend's own id.
@@ -474,6 +474,15 @@ export type AdminServiceCreateGroupRequest = Message<"starling.v1.AdminServiceCr
    * @generated from field: repeated string member_ids = 3;
    */
   memberIds: string[];
+
+  /**
+   * Further members with roles: GROUP_ROLE_ADMIN, or GROUP_ROLE_MEMBER
+   * (UNSPECIFIED is member). The owner is owner_id: GROUP_ROLE_OWNER is
+   * refused here.
+   *
+   * @generated from field: repeated starling.v1.AdminGroupMember members = 4;
+   */
+  members: AdminGroupMember[];
 };
 
 /**
@@ -482,6 +491,36 @@ export type AdminServiceCreateGroupRequest = Message<"starling.v1.AdminServiceCr
  */
 export const AdminServiceCreateGroupRequestSchema: GenMessage<AdminServiceCreateGroupRequest> = /*@__PURE__*/
   messageDesc(file_starling_v1_admin, 15);
+
+/**
+ * AdminGroupMember is a member a backend sets, with a role.
+ *
+ * @generated from message starling.v1.AdminGroupMember
+ */
+export type AdminGroupMember = Message<"starling.v1.AdminGroupMember"> & {
+  /**
+   * The user.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * The role to have: GROUP_ROLE_MEMBER, GROUP_ROLE_ADMIN or
+   * GROUP_ROLE_OWNER (SetMembers: ownership moves to the user);
+   * GROUP_ROLE_UNSPECIFIED keeps the role a member has (member when new).
+   *
+   * @generated from field: starling.v1.GroupRole role = 2;
+   */
+  role: GroupRole;
+};
+
+/**
+ * Describes the message starling.v1.AdminGroupMember.
+ * Use `create(AdminGroupMemberSchema)` to create a new message.
+ */
+export const AdminGroupMemberSchema: GenMessage<AdminGroupMember> = /*@__PURE__*/
+  messageDesc(file_starling_v1_admin, 16);
 
 /**
  * AdminServiceCreateGroupResponse is the new group.
@@ -502,10 +541,12 @@ export type AdminServiceCreateGroupResponse = Message<"starling.v1.AdminServiceC
  * Use `create(AdminServiceCreateGroupResponseSchema)` to create a new message.
  */
 export const AdminServiceCreateGroupResponseSchema: GenMessage<AdminServiceCreateGroupResponse> = /*@__PURE__*/
-  messageDesc(file_starling_v1_admin, 16);
+  messageDesc(file_starling_v1_admin, 17);
 
 /**
- * SetMembersRequest sets a group's members.
+ * SetMembersRequest sets a group's members: those of user_ids (who keep
+ * their roles; new ones are members) and those of members (with their
+ * roles). The owner is kept even if not listed.
  *
  * @generated from message starling.v1.SetMembersRequest
  */
@@ -518,11 +559,19 @@ export type SetMembersRequest = Message<"starling.v1.SetMembersRequest"> & {
   groupId: string;
 
   /**
-   * Every member it must have (the owner is kept even if not listed).
+   * Members who keep the role they have (members when new).
    *
    * @generated from field: repeated string user_ids = 2;
    */
   userIds: string[];
+
+  /**
+   * Members with the role to have. A user may appear once in user_ids
+   * and members together.
+   *
+   * @generated from field: repeated starling.v1.AdminGroupMember members = 3;
+   */
+  members: AdminGroupMember[];
 };
 
 /**
@@ -530,7 +579,7 @@ export type SetMembersRequest = Message<"starling.v1.SetMembersRequest"> & {
  * Use `create(SetMembersRequestSchema)` to create a new message.
  */
 export const SetMembersRequestSchema: GenMessage<SetMembersRequest> = /*@__PURE__*/
-  messageDesc(file_starling_v1_admin, 17);
+  messageDesc(file_starling_v1_admin, 18);
 
 /**
  * SetMembersResponse says what changed.
@@ -551,6 +600,20 @@ export type SetMembersResponse = Message<"starling.v1.SetMembersResponse"> & {
    * @generated from field: repeated string removed_user_ids = 2;
    */
   removedUserIds: string[];
+
+  /**
+   * Members whose role changed (ownership included).
+   *
+   * @generated from field: repeated string role_changed_user_ids = 3;
+   */
+  roleChangedUserIds: string[];
+
+  /**
+   * The group after the changes.
+   *
+   * @generated from field: starling.v1.Group group = 4;
+   */
+  group?: Group | undefined;
 };
 
 /**
@@ -558,7 +621,7 @@ export type SetMembersResponse = Message<"starling.v1.SetMembersResponse"> & {
  * Use `create(SetMembersResponseSchema)` to create a new message.
  */
 export const SetMembersResponseSchema: GenMessage<SetMembersResponse> = /*@__PURE__*/
-  messageDesc(file_starling_v1_admin, 18);
+  messageDesc(file_starling_v1_admin, 19);
 
 /**
  * AdminServiceGetPresenceRequest lists users.
@@ -579,7 +642,7 @@ export type AdminServiceGetPresenceRequest = Message<"starling.v1.AdminServiceGe
  * Use `create(AdminServiceGetPresenceRequestSchema)` to create a new message.
  */
 export const AdminServiceGetPresenceRequestSchema: GenMessage<AdminServiceGetPresenceRequest> = /*@__PURE__*/
-  messageDesc(file_starling_v1_admin, 19);
+  messageDesc(file_starling_v1_admin, 20);
 
 /**
  * AdminUserPresence is one user's online state.
@@ -607,7 +670,7 @@ export type AdminUserPresence = Message<"starling.v1.AdminUserPresence"> & {
  * Use `create(AdminUserPresenceSchema)` to create a new message.
  */
 export const AdminUserPresenceSchema: GenMessage<AdminUserPresence> = /*@__PURE__*/
-  messageDesc(file_starling_v1_admin, 20);
+  messageDesc(file_starling_v1_admin, 21);
 
 /**
  * AdminServiceGetPresenceResponse answers in request order.
@@ -628,7 +691,7 @@ export type AdminServiceGetPresenceResponse = Message<"starling.v1.AdminServiceG
  * Use `create(AdminServiceGetPresenceResponseSchema)` to create a new message.
  */
 export const AdminServiceGetPresenceResponseSchema: GenMessage<AdminServiceGetPresenceResponse> = /*@__PURE__*/
-  messageDesc(file_starling_v1_admin, 21);
+  messageDesc(file_starling_v1_admin, 22);
 
 /**
  * AdminService is for backend services, not devices. It is opened only by
@@ -730,7 +793,10 @@ export const AdminService: GenService<{
     output: typeof BroadcastResponseSchema;
   },
   /**
-   * CreateGroup creates a group owned by a user, with members. Scope
+   * CreateGroup creates a group owned by a user, with members (some of
+   * them admins), through the same group-change path as GroupService:
+   * creating records no system message; admins given in members are made
+   * so by one ROLE_CHANGED system message (actor "system"). Scope
    * "groups". Errors: InvalidArgument, NotFound, ResourceExhausted.
    *
    * @generated from rpc starling.v1.AdminService.CreateGroup
@@ -741,8 +807,21 @@ export const AdminService: GenService<{
     output: typeof AdminServiceCreateGroupResponseSchema;
   },
   /**
-   * SetMembers makes a group's members exactly the users given (the owner
-   * always stays): missing ones are added, others removed. Scope "groups".
+   * SetMembers makes a group's members exactly the users given (the
+   * current owner always stays), with the roles given, through the same
+   * group-change path as GroupService: each kind of change is one system
+   * message in the group's history, with actor_id "system", in this order:
+   * MEMBER_KICKED (those not listed, but the owner), MEMBERS_ADDED (those
+   * not members yet), OWNERSHIP_TRANSFERRED (a member listed with
+   * GROUP_ROLE_OWNER who is not the owner; the old owner becomes an admin,
+   * and, unless listed, is then removed: MEMBER_KICKED), ROLE_CHANGED to
+   * admin, ROLE_CHANGED to member. A kind with nothing to change records
+   * nothing, so calling it again with the same list records nothing. Each
+   * change is its own transaction: a concurrent change by a user lands
+   * between them, never inside one. Scope "groups". Errors:
+   * InvalidArgument (bad ids, a user listed twice, two owners, the owner
+   * listed as admin or member with no new owner), NotFound (group or
+   * user), ResourceExhausted (group full), FailedPrecondition (disbanded).
    *
    * @generated from rpc starling.v1.AdminService.SetMembers
    */

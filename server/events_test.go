@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server"
 	"github.com/starling-im/starling/server/push"
@@ -83,6 +85,85 @@ func TestEventWebhook(t *testing.T) {
 			if e := next(push.EventGroupChanged); json.Unmarshal(e.Data, &gd) != nil || gd.GroupID != g.GetGroupId() {
 				t.Fatalf("group event %s", e.Data)
 			}
+		})
+	}
+}
+
+// TestFriendEventWebhook: every relationship change is one signed
+// friend.changed event naming who did what to whom, in order; blocks
+// included (opt-in, like every type). Messages are not friend events.
+func TestFriendEventWebhook(t *testing.T) {
+	for _, b := range servertest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			got := make(chan rawEvent, 100)
+			hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				if err := push.Verify(pushSecret, r.Header.Get(push.HeaderTimestamp), r.Header.Get(push.HeaderSignature), body, time.Now(), time.Minute); err != nil {
+					t.Errorf("event call: %v", err)
+					http.Error(w, "bad signature", http.StatusUnauthorized)
+					return
+				}
+				var e rawEvent
+				if err := json.Unmarshal(body, &e); err != nil || r.Header.Get(push.HeaderEvent) != e.Type {
+					t.Errorf("event body %s (header %q): %v", body, r.Header.Get(push.HeaderEvent), err)
+				}
+				got <- e
+			}))
+			defer hook.Close()
+			srv := servertest.Start(t, servertest.WithStore(b.New(t)), servertest.WithConfig(func(c *server.Config) {
+				c.EventWebhook = &push.WebhookConfig{URL: hook.URL, Secret: pushSecret, Workers: 1}
+				c.EventTypes = []string{push.EventFriendChanged}
+			}))
+			alice, bob, carol := srv.NewUser(t, "alice"), srv.NewUser(t, "bob"), srv.NewUser(t, "carol")
+			a, bo := connect(t, srv, alice, "phone"), connect(t, srv, bob, "phone")
+			af, bf := friendsOf(t, srv, a), friendsOf(t, srv, bo)
+			want := func(action string, actor, user servertest.User, message string) {
+				t.Helper()
+				select {
+				case e := <-got:
+					var d push.FriendData
+					if e.Type != push.EventFriendChanged || json.Unmarshal(e.Data, &d) != nil ||
+						d != (push.FriendData{Action: action, ActorID: actor.ID, UserID: user.ID, Message: message}) {
+						t.Fatalf("event %s %s, want %s by %s to %s", e.Type, e.Data, action, actor.Username, user.Username)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("no %s event", action)
+				}
+			}
+			ok := func(_ any, err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			af.request(t, bob.ID) // message "hi"
+			want(push.FriendRequest, alice, bob, "hi")
+			// A message is no friend event (message.stored is off).
+			expectAck(t, a, a.Text(t, bob.ID, "", "m1", "hello"))
+			bf.accept(t, alice.ID)
+			want(push.FriendAccept, bob, alice, "")
+			ok(af.c.RemoveFriend(af.ctx, &starlingv1.RemoveFriendRequest{UserId: bob.ID}))
+			want(push.FriendRemove, alice, bob, "")
+			af.request(t, bob.ID)
+			want(push.FriendRequest, alice, bob, "hi")
+			ok(af.c.CancelFriendRequest(af.ctx, &starlingv1.CancelFriendRequestRequest{UserId: bob.ID}))
+			want(push.FriendCancel, alice, bob, "")
+			bf.request(t, alice.ID)
+			want(push.FriendRequest, bob, alice, "hi")
+			ok(af.c.DeclineFriendRequest(af.ctx, &starlingv1.DeclineFriendRequestRequest{UserId: bob.ID}))
+			want(push.FriendDecline, alice, bob, "")
+			ok(af.c.BlockUser(af.ctx, &starlingv1.BlockUserRequest{UserId: carol.ID}))
+			want(push.FriendBlock, alice, carol, "")
+			// Blocking twice changes nothing: no event.
+			ok(af.c.BlockUser(af.ctx, &starlingv1.BlockUserRequest{UserId: carol.ID}))
+			ok(af.c.UnblockUser(af.ctx, &starlingv1.UnblockUserRequest{UserId: carol.ID}))
+			want(push.FriendUnblock, alice, carol, "")
+			// A refused change sends nothing: the next event is the last.
+			_, err := af.c.AcceptFriendRequest(af.ctx, &starlingv1.AcceptFriendRequestRequest{UserId: carol.ID})
+			wantCode(t, err, codes.NotFound, "accept a request never made")
+			ok(bf.c.BlockUser(bf.ctx, &starlingv1.BlockUserRequest{UserId: alice.ID}))
+			want(push.FriendBlock, bob, alice, "")
 		})
 	}
 }

@@ -126,3 +126,91 @@ func TestOfflinePushSkipsEvents(t *testing.T) {
 		t.Fatal("no push")
 	}
 }
+
+// TestOfflinePushBadge: each push carries the recipient's unread count
+// across conversations at the time of the push, and it drops once the
+// recipient marks messages read.
+func TestOfflinePushBadge(t *testing.T) {
+	for _, b := range servertest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			got := make(chan push.Notification, 100)
+			hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				if err := push.Verify(pushSecret, r.Header.Get(push.HeaderTimestamp), r.Header.Get(push.HeaderSignature), body, time.Now(), time.Minute); err != nil {
+					t.Errorf("webhook call: %v", err)
+				}
+				var n push.Notification
+				if err := json.Unmarshal(body, &n); err != nil {
+					t.Errorf("webhook body %s: %v", body, err)
+				}
+				got <- n
+			}))
+			defer hook.Close()
+			srv := servertest.Start(t, servertest.WithStore(b.New(t)), servertest.WithConfig(func(c *server.Config) {
+				c.PushWebhook = &push.WebhookConfig{URL: hook.URL, Secret: pushSecret, Backoff: 10 * time.Millisecond}
+				c.PushWindow = 100 * time.Millisecond
+			}))
+			alice, bob, carol := srv.NewUser(t, "alice"), srv.NewUser(t, "bob"), srv.NewUser(t, "carol")
+			a, c := connect(t, srv, alice, "phone"), connect(t, srv, carol, "phone")
+			next := func(wantBadge int64, wantCount int) {
+				t.Helper()
+				select {
+				case n := <-got:
+					if n.Recipient != bob.ID || n.Badge != wantBadge || n.Count != wantCount {
+						t.Fatalf("push %+v, want bob's with badge %d, count %d", n, wantBadge, wantCount)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("no push")
+				}
+			}
+			// Each message waits for the previous push: one window each.
+			expectAck(t, a, a.Text(t, bob.ID, "", "a1", "one"))
+			next(1, 1)
+			expectAck(t, a, a.Text(t, bob.ID, "", "a2", "two"))
+			next(2, 1)
+			expectAck(t, c, c.Text(t, bob.ID, "", "c1", "from carol"))
+			next(3, 1)
+			// Bob reads alice's two (from a device that holds no stream: he
+			// stays offline); once that is written, the next push counts
+			// carol's message and the new one.
+			bobTok := srv.Login(t, bob, "laptop")
+			ac := storage.C2CConversationID(alice.ID, bob.ID)
+			if _, err := starlingv1.NewChatServiceClient(srv.Dial(t)).MarkRead(servertest.WithToken(t.Context(), bobTok), &starlingv1.MarkReadRequest{ConversationId: ac, Seq: 2}); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				cur, err := srv.Store().ReadCursorOf(t.Context(), bob.ID, ac)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cur.ReadSeq == 2 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("read cursor %d, want 2", cur.ReadSeq)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			expectAck(t, a, a.Text(t, bob.ID, "", "a3", "three"))
+			next(2, 1)
+			// Two messages in one window: one push, counted, with the
+			// badge after both.
+			expectAck(t, a, a.Text(t, bob.ID, "", "a4", "four"))
+			expectAck(t, a, a.Text(t, bob.ID, "", "a5", "five"))
+			select {
+			case n := <-got:
+				// Coalesced (count 2, badge 4), or, if the window closed
+				// between them, the first alone (count 1; the badge is read
+				// when the push is made: 3, or 4 if "five" was stored by
+				// then).
+				if n.Count == 2 && n.Badge != 4 || n.Count == 1 && n.Badge != 3 && n.Badge != 4 || n.Count < 1 || n.Count > 2 {
+					t.Fatalf("push %+v", n)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no push")
+			}
+		})
+	}
+}

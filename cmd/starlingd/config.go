@@ -98,7 +98,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.BoolVar(&c.PushPreview, "push-preview", true, "offline notifications carry the newest message's text (at most 100 characters)")
 	fs.StringVar(&c.EventWebhook, "event-webhook", "", "URL that the --events are POSTed to, signed with --event-webhook-secret (default: off)")
 	fs.StringVar(&c.EventSecret, "event-webhook-secret", "", "HMAC-SHA256 secret that signs --event-webhook calls, at least 16 bytes")
-	fs.StringVar(&c.Events, "events", "", "comma-separated event types sent to --event-webhook: message.stored, group.changed, user.online, user.offline")
+	fs.StringVar(&c.Events, "events", "", "comma-separated event types sent to --event-webhook: message.stored, group.changed, user.online, user.offline, friend.changed (see docs/design.md for their JSON)")
 	fs.StringVar(&c.TokenSecret, "token-secret", "", "secret that signs tokens, at least 32 bytes; generated and kept in --data-dir when empty (single node only)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 30*24*time.Hour, "lifetime of login tokens")
 	fs.StringVar(&c.NodeID, "node-id", "", "this node's name in logs and Welcome frames, unique in a cluster: letters, digits, '.', '_' and '-', at most 64 (default: host name)")

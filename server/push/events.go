@@ -13,18 +13,18 @@ import (
 	"github.com/starling-im/starling/server/bus"
 )
 
-// Event types a backend may subscribe to (--events). The list grows
-// (friend events come with the social layer); a receiver ignores types it
-// does not know.
+// Event types a backend may subscribe to (--events). The list may grow; a
+// receiver ignores types it does not know.
 const (
 	EventMessageStored = "message.stored"
 	EventGroupChanged  = "group.changed"
 	EventUserOnline    = "user.online"
 	EventUserOffline   = "user.offline"
+	EventFriendChanged = "friend.changed"
 )
 
 // EventTypes are the types Events knows.
-var EventTypes = []string{EventMessageStored, EventGroupChanged, EventUserOnline, EventUserOffline}
+var EventTypes = []string{EventMessageStored, EventGroupChanged, EventUserOnline, EventUserOffline, EventFriendChanged}
 
 // Event is the JSON body of an event webhook call: the envelope is the
 // same for every type, Data depends on Type (docs/design.md).
@@ -58,6 +58,61 @@ type EventContent struct {
 // changed (re-read it with GetGroup).
 type GroupData struct {
 	GroupID string `json:"group_id"`
+}
+
+// Actions of friend.changed events.
+const (
+	FriendRequest = "request" // actor asked user to be friends
+	FriendAccept  = "accept"  // actor accepted user's request: friends now
+	FriendDecline = "decline" // actor declined user's request
+	FriendCancel  = "cancel"  // actor withdrew their request to user
+	FriendRemove  = "remove"  // actor ended the friendship with user
+	FriendBlock   = "block"   // actor blocked user (user is never told)
+	FriendUnblock = "unblock" // actor lifted their block of user
+)
+
+// FriendData is a friend.changed event's data: ActorID did Action to (or
+// with) UserID. Block and unblock are private to the actor: Starling never
+// tells the blocked user, and a receiver should not either.
+type FriendData struct {
+	Action  string `json:"action"`
+	ActorID string `json:"actor_id"`
+	UserID  string `json:"user_id"`
+	// Message is a request's message (request only).
+	Message string `json:"message,omitempty"`
+}
+
+// friendData is the friend.changed data of a relationship event, false
+// for other events.
+func friendData(ev *starlingv1.Event) (FriendData, bool) {
+	actor := ev.GetActorId()
+	other := func(a, b string) string {
+		if a == actor {
+			return b
+		}
+		return a
+	}
+	pair := func(action string, p *starlingv1.FriendPair) (FriendData, bool) {
+		return FriendData{Action: action, ActorID: actor, UserID: other(p.GetFromUserId(), p.GetToUserId())}, true
+	}
+	switch k := ev.GetKind().(type) {
+	case *starlingv1.Event_FriendRequested:
+		r := k.FriendRequested
+		return FriendData{Action: FriendRequest, ActorID: actor, UserID: other(r.GetFromUserId(), r.GetToUserId()), Message: r.GetMessage()}, true
+	case *starlingv1.Event_FriendRequestAccepted:
+		return pair(FriendAccept, k.FriendRequestAccepted)
+	case *starlingv1.Event_FriendRequestDeclined:
+		return pair(FriendDecline, k.FriendRequestDeclined)
+	case *starlingv1.Event_FriendRequestCanceled:
+		return pair(FriendCancel, k.FriendRequestCanceled)
+	case *starlingv1.Event_FriendRemoved:
+		return pair(FriendRemove, k.FriendRemoved)
+	case *starlingv1.Event_UserBlocked:
+		return FriendData{Action: FriendBlock, ActorID: actor, UserID: k.UserBlocked.GetUserId()}, true
+	case *starlingv1.Event_UserUnblocked:
+		return FriendData{Action: FriendUnblock, ActorID: actor, UserID: k.UserUnblocked.GetUserId()}, true
+	}
+	return FriendData{}, false
 }
 
 // DeviceData is a user.online or user.offline event's data: one device's

@@ -12,6 +12,7 @@ import (
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/bus"
+	"github.com/starling-im/starling/server/eventwire"
 	"github.com/starling-im/starling/storage"
 )
 
@@ -31,6 +32,12 @@ type Notification struct {
 	// Preview is the newest message's text, at most 100 characters;
 	// absent when previews are off (--push-preview=false).
 	Preview string `json:"preview,omitempty"`
+	// Badge is the recipient's unread count when the notification is
+	// sent: messages of others after the recipient's read cursors, in
+	// every conversation (muted ones too), as stored by then: read
+	// positions are written behind, every 250 ms (readstate), well inside
+	// the coalescing window. 0 when it could not be read.
+	Badge int64 `json:"badge"`
 	// Tokens are the recipient's devices' push tokens (PushService).
 	Tokens []Token `json:"tokens"`
 	Time   int64   `json:"time"` // unix milliseconds of the newest message
@@ -92,6 +99,11 @@ type Muter interface {
 	Muted(ctx context.Context, userID, conversationID string) (bool, error)
 }
 
+// Badges counts a user's unread messages (the inbox's totals).
+type Badges interface {
+	Badge(ctx context.Context, userID string) (int64, error)
+}
+
 // Tokens lists a user's push tokens (storage.Admin).
 type Tokens interface {
 	ListPushTokens(ctx context.Context, userID string) ([]storage.PushToken, error)
@@ -105,6 +117,7 @@ type OfflineConfig struct {
 	Local    Local
 	Tokens   Tokens
 	Muter    Muter   // optional
+	Badges   Badges  // optional: no badge without
 	Events   *Events // optional: message.stored and group.changed
 	// Window coalesces: the messages to one offline user within it make
 	// one notification (0: 2 s).
@@ -156,9 +169,12 @@ func NewOffline(r Router, cfg OfflineConfig, log *slog.Logger) *Offline {
 // offer to the offline check.
 func (o *Offline) Deliver(ctx context.Context, users []string, except bus.DeviceKey, m *starlingv1.Message) {
 	o.Router.Deliver(ctx, users, except, m)
-	// Only conversations' messages: users' event streams ("evt:…",
-	// friend requests, presence) are neither pushed nor message.stored.
-	if c := m.GetConversationId(); !strings.HasPrefix(c, "c2c:") && !strings.HasPrefix(c, "grp:") {
+	// Only conversations' messages are checked for a push and are
+	// message.stored; of users' event streams ("evt:…": friend requests,
+	// blocks, presence), the stored relationship events are friend.changed.
+	c := m.GetConversationId()
+	message := strings.HasPrefix(c, "c2c:") || strings.HasPrefix(c, "grp:")
+	if !message && !(o.cfg.Events.Enabled(EventFriendChanged) && storage.IsEventsConversation(c) && m.GetSeq() > 0) {
 		return
 	}
 	select {
@@ -210,6 +226,10 @@ func (o *Offline) Run(ctx context.Context) {
 }
 
 func (o *Offline) check(ctx context.Context, x offered, pending map[string]*note) {
+	if storage.IsEventsConversation(x.m.GetConversationId()) {
+		o.relationshipEvent(x)
+		return
+	}
 	o.cfg.Events.Emit(EventMessageStored, messageData(x.m))
 	where, err := o.cfg.Locator.Locate(ctx, x.users)
 	if err != nil {
@@ -251,6 +271,24 @@ func (o *Offline) check(ctx context.Context, x offered, pending map[string]*note
 	}
 }
 
+// relationshipEvent emits the friend.changed event of a stored event, once
+// per change: a change stores its event in the stream of each user it
+// concerns, and only the actor's copy is emitted (a block's only copy is
+// the actor's).
+func (o *Offline) relationshipEvent(x offered) {
+	ev, err := eventwire.Event(x.m)
+	if err != nil {
+		o.log.Warn("event webhook: unreadable event; not sent", "conversation", x.m.GetConversationId(), "seq", x.m.GetSeq(), "err", err)
+		return
+	}
+	if len(x.users) != 1 || x.users[0] != ev.GetActorId() {
+		return
+	}
+	if d, ok := friendData(ev); ok {
+		o.cfg.Events.Emit(EventFriendChanged, d)
+	}
+}
+
 func (o *Offline) send(ctx context.Context, n Notification) {
 	n.Tokens = []Token{}
 	if o.cfg.Tokens != nil {
@@ -261,6 +299,15 @@ func (o *Offline) send(ctx context.Context, n Notification) {
 		for _, t := range ts {
 			n.Tokens = append(n.Tokens, Token{DeviceID: t.DeviceID, Platform: t.Platform, Token: t.Token})
 		}
+	}
+	if o.cfg.Badges != nil {
+		// One read per notification, off the send path; the coalescing
+		// window makes it one per offline user per window.
+		b, err := o.cfg.Badges.Badge(ctx, n.Recipient)
+		if err != nil {
+			o.log.Warn("offline push: unread count unreadable; notifying without it", "recipient", n.Recipient, "err", err)
+		}
+		n.Badge = b
 	}
 	o.cfg.Notifier.Notify(n)
 }

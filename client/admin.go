@@ -3,9 +3,11 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -18,8 +20,48 @@ import (
 // Admin is a backend's client of AdminService: it sends an API key, never
 // a user token (see NewAdmin).
 type Admin struct {
-	conn *grpc.ClientConn
-	api  starlingv1.AdminServiceClient
+	conns *connPool
+	api   starlingv1.AdminServiceClient
+}
+
+// DefaultAdminConnections is how many connections NewAdmin opens. A node
+// lets one connection hold 16 calls at once (MaxConcurrentStreams, sized
+// for devices); a backend issuing tokens or sending from many goroutines
+// needs more in flight, and the node writes concurrent calls' rows in one
+// transaction (group commit), so calls in flight are what bounds its rate.
+const DefaultAdminConnections = 4
+
+// WithAdminConnections sets how many connections NewAdmin opens and
+// spreads its calls over, round robin (default DefaultAdminConnections).
+// Only NewAdmin uses it.
+func WithAdminConnections(n int) Option {
+	return func(c *dialConfig) { c.adminConns = n }
+}
+
+// connPool spreads calls over connections (grpc.ClientConnInterface).
+type connPool struct {
+	conns []*grpc.ClientConn
+	next  atomic.Uint64
+}
+
+func (p *connPool) pick() *grpc.ClientConn {
+	return p.conns[p.next.Add(1)%uint64(len(p.conns))]
+}
+
+func (p *connPool) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	return p.pick().Invoke(ctx, method, args, reply, opts...)
+}
+
+func (p *connPool) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return p.pick().NewStream(ctx, desc, method, opts...)
+}
+
+func (p *connPool) Close() error {
+	var errs []error
+	for _, c := range p.conns {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // NewAdmin prepares an admin client for target with an API key (sent as
@@ -49,11 +91,21 @@ func NewAdmin(target, key string, opts ...Option) (*Admin, error) {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(apiKey(key)))
 	}
 	dialOpts = append(dialOpts, cfg.dialOpts...)
-	conn, err := grpc.NewClient(target, dialOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("starling: dial %s: %w", target, err)
+	n := cfg.adminConns
+	if n <= 0 {
+		n = DefaultAdminConnections
 	}
-	return &Admin{conn: conn, api: starlingv1.NewAdminServiceClient(conn)}, nil
+	pool := &connPool{}
+	for range n {
+		// Each client its own HTTP/2 connection (and stream quota).
+		conn, err := grpc.NewClient(target, dialOpts...)
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("starling: dial %s: %w", target, err)
+		}
+		pool.conns = append(pool.conns, conn)
+	}
+	return &Admin{conns: pool, api: starlingv1.NewAdminServiceClient(pool)}, nil
 }
 
 // WithClientCertificate presents cert in the TLS handshake (and turns TLS
@@ -80,8 +132,8 @@ func (apiKey) RequireTransportSecurity() bool { return false }
 // not wrap.
 func (a *Admin) Service() starlingv1.AdminServiceClient { return a.api }
 
-// Close closes the connection.
-func (a *Admin) Close() error { return a.conn.Close() }
+// Close closes the connections.
+func (a *Admin) Close() error { return a.conns.Close() }
 
 // UpsertUser creates the user with the backend's external id (its
 // Starling id is "x." + externalID) or updates its names; created tells

@@ -76,7 +76,7 @@ func TestAdminBot(t *testing.T) {
 	}
 
 	// A wrong key is refused.
-	wrong, err := client.NewAdmin(srv.Target(), "sk_wrong")
+	wrong, err := client.NewAdmin(srv.Target(), "sk_wrong", client.WithAdminConnections(1))
 	if err != nil {
 		t.Fatal(err)
 	}

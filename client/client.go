@@ -37,8 +37,10 @@ type Option func(*dialConfig)
 type dialConfig struct {
 	tls    *tls.Config
 	useTLS bool
-	// clientCert is WithClientCertificate's (NewAdmin only).
+	// clientCert and adminConns are WithClientCertificate's and
+	// WithAdminConnections' (NewAdmin only).
 	clientCert *tls.Certificate
+	adminConns int
 	dialOpts   []grpc.DialOption
 	token      string
 	log        *slog.Logger

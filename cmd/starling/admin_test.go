@@ -55,9 +55,20 @@ func TestAdminCommands(t *testing.T) {
 	if out := ops.ok("admin", "presence", "x.acct-1"); !strings.Contains(out, `"online":true`) {
 		t.Fatalf("presence: %s", out)
 	}
-	if out := ops.ok("admin", "groups", "create", "x.acct-1", "team"); !strings.Contains(out, `"member_count":1`) {
-		t.Fatalf("groups create: %s", out)
+	ops.ok("admin", "users", "upsert", "acct-2", "dave")
+	var g struct {
+		Group struct {
+			GroupID     string `json:"group_id"`
+			MemberCount int    `json:"member_count"`
+		} `json:"group"`
 	}
+	if err := json.Unmarshal([]byte(ops.ok("admin", "groups", "create", "x.acct-1", "team", "x.acct-2:admin")), &g); err != nil || g.Group.MemberCount != 2 {
+		t.Fatalf("groups create: %+v %v", g, err)
+	}
+	if out := ops.ok("admin", "groups", "set", g.Group.GroupID, "x.acct-2:member"); !strings.Contains(out, `"role_changed_user_ids":["x.acct-2"]`) {
+		t.Fatalf("groups set: %s", out)
+	}
+	ops.fails(2, "member, admin or owner", "admin", "groups", "set", g.Group.GroupID, "x.acct-2:boss")
 	if out := ops.ok("admin", "revoke", "x.acct-1"); !strings.Contains(out, `"revoked_tokens":1`) {
 		t.Fatalf("revoke: %s", out)
 	}

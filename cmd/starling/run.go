@@ -65,16 +65,17 @@ Friends:
   unblock <username>
   block list [--json]                    the users you block
 
-Backend (AdminService; the API key comes from STARLING_ADMIN_KEY; each
-answer prints as JSON):
+Backend (AdminService; the API key comes from STARLING_ADMIN_KEY, or
+'admin --cert FILE --key FILE …' presents a client certificate over --tls;
+each answer prints as JSON):
   admin users upsert <external-id> <username> [--display-name NAME]
   admin users disable|enable|delete <user-id>
   admin token <user-id> <device>
   admin revoke <user-id> [device]
   admin send [--from USER-ID] (--to USER-ID | --group GROUP-ID) --id ID <text…>
   admin broadcast --id ID --to USER-ID,USER-ID… <text…>
-  admin groups create <owner-id> <name> [member-ids…]
-  admin groups set <group-id> <user-ids…>
+  admin groups create <owner-id> <name> [member-id[:admin]…]
+  admin groups set <group-id> <user-id[:member|:admin|:owner]…>
   admin presence <user-ids…>
 
 Every message prints on one line. Text from the server (messages, names,

@@ -21,6 +21,7 @@ var groupRoleTests = []test{
 	{"Disband", testChangeGroupDisband},
 	{"MemberAndGroupPaging", testGroupPaging},
 	{"DecisionsSeeConcurrentChanges", testChangeGroupConcurrent},
+	{"AllMembers", testChangeGroupAllMembers},
 }
 
 // sysMsg is a system message for ChangeGroup (the conversation id is set
@@ -437,4 +438,25 @@ func testChangeGroupConcurrent(t *testing.T, f Factory) {
 		}
 		return m
 	}())
+}
+
+// AllMembers gives Decide every active member's role (and only active
+// members': a removed one is absent), besides the Users asked for.
+func testChangeGroupAllMembers(t *testing.T, f Factory) {
+	fx := newFixture(t, f)
+	fx.users("alice", "bob", "carol", "dave")
+	fx.group("g1", "alice", "bob", "carol")
+	fx.change(fx.removeTx("g1", "carol"))
+	fx.change(storage.GroupTx{GroupID: "g1", Decide: func(storage.GroupState) (storage.GroupEdit, error) {
+		return storage.GroupEdit{Roles: map[string]storage.GroupRole{"bob": storage.RoleAdmin}, Message: fx.sysMsg("bob is an admin")}, nil
+	}})
+	var seen map[string]storage.GroupRole
+	fx.change(storage.GroupTx{GroupID: "g1", Users: []string{"dave"}, AllMembers: true, Decide: func(st storage.GroupState) (storage.GroupEdit, error) {
+		seen = st.Roles
+		return storage.GroupEdit{}, nil
+	}})
+	want := map[string]storage.GroupRole{"alice": storage.RoleOwner, "bob": storage.RoleAdmin}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Fatalf("Decide saw %v, want %v", seen, want)
+	}
 }

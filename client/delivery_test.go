@@ -131,6 +131,59 @@ func TestAcksLostAcrossSessions(t *testing.T) {
 	wantTexts(t, receive(t, bob, 1), "three")
 }
 
+// A Notify that arrives while a Sync of its conversation is in flight
+// needs another Sync once that Sync's answer is in, even an empty answer:
+// the answer may have been read before the message the Notify announces,
+// and the server, which sent the Notify, sends no other for it. Staged on
+// a real server with a window of 1: bob holds everything of alice's
+// conversation but his acks were lost, so his new stream gets a Notify he
+// answers with an "I have everything" Sync; its empty answer is held back
+// (the tap) until the Notify of alice's next message, which the full
+// window (carol's push, unacknowledged) turns into a Notify, has reached
+// him. Without the second Sync that message is stranded.
+func TestNotifyDuringSyncSyncsAgain(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.Window = 1 }))
+	register(t, srv, "alice")
+	register(t, srv, "carol")
+	bobID := register(t, srv, "bob")
+	alice := open(t, login(t, srv, "alice", "phone"))
+	carol := open(t, login(t, srv, "carol", "phone"))
+	tp := &tap{}
+	tp.setDropSent(func(f *starlingv1.StreamRequest) bool { return f.GetPushAck() != nil })
+	bobC := login(t, srv, "bob", "phone", client.WithDialOptions(tp.dialOption()))
+	store := client.NewMemoryStore()
+
+	bob := open(t, bobC, client.WithStateStore(store), client.WithResyncInterval(0))
+	conv := send(t, alice, client.ToUser(bobID), "one").GetConversationId()
+	send(t, alice, client.ToUser(bobID), "two")
+	wantTexts(t, receive(t, bob, 2), "one", "two")
+	bob.Close()
+
+	tp.setHold(func(f *starlingv1.StreamResponse) bool {
+		b := f.GetSyncBatch()
+		return b.GetConversationId() == conv && len(b.GetMessages()) == 0
+	}, func(f *starlingv1.StreamResponse) bool {
+		return f.GetNotify().GetConversationId() == conv && f.GetNotify().GetLatestSeq() == 3
+	})
+	bob = open(t, bobC, client.WithStateStore(store), client.WithResyncInterval(0))
+	waitFor(t, "bob's empty SyncBatch, held back", func() bool { return tp.heldFrames() == 1 })
+	send(t, carol, client.ToUser(bobID), "fills the window")
+	wantTexts(t, receive(t, bob, 1), "fills the window")
+	send(t, alice, client.ToUser(bobID), "three")
+	wantTexts(t, receive(t, bob, 1), "three")
+	if n := tp.heldFrames(); n != 0 {
+		t.Fatalf("%d frames still held: the Notify never came", n)
+	}
+	syncs := tp.sentFrames(func(f *starlingv1.StreamRequest) bool { return f.GetSync().GetConversationId() == conv })
+	if len(syncs) < 3 {
+		t.Fatalf("%d Syncs of the conversation, want 3 (two sessions' first, then the one the Notify called for)", len(syncs))
+	}
+	// Nothing is stranded after it either.
+	send(t, alice, client.ToUser(bobID), "four")
+	wantTexts(t, receive(t, bob, 1), "four")
+	quiet(t, bob)
+}
+
 // A member added to a group later sees it from where they joined.
 func TestJoinedGroupStartsAtJoin(t *testing.T) {
 	srv := servertest.Start(t)

@@ -3,6 +3,8 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
@@ -10,7 +12,7 @@ import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 
 import { FrameError, MemoryStore, type Event, type Receipt, type TypingNotice } from "../src/index.js";
-import { GoUser, Proxy, Server, TsUser, password, seqs, waitFor } from "./harness.js";
+import { GoUser, Proxy, Server, TsUser, password, repoRoot, seqs, waitFor } from "./harness.js";
 
 const execFileP = promisify(execFile);
 const c2c = (a: string, b: string) => (a < b ? `c2c:${a}:${b}` : `c2c:${b}:${a}`);
@@ -235,6 +237,12 @@ describe("against one starlingd", () => {
   });
 
   test("the README's example program chats with the Go CLI", async () => {
+    // The README shows examples/chat.ts from its import on, verbatim.
+    const readme = readFileSync(path.join(repoRoot, "README.md"), "utf8");
+    const shown = readme.slice(readme.indexOf("## From other languages")).match(/```ts\n([\s\S]*?)```/)?.[1];
+    const program = readFileSync(path.join(repoRoot, "client/ts/examples/chat.ts"), "utf8");
+    assert.equal(shown, program.slice(program.indexOf("import {")), "README's TypeScript example differs from client/ts/examples/chat.ts");
+
     await ts("alice7");
     const bob = await go("bob7");
     await bob.listen();

@@ -91,13 +91,40 @@ func TestHeartbeatKeepsStreamOpen(t *testing.T) {
 	if got := s.Welcome().GetHeartbeatInterval().AsDuration(); got != 100*time.Millisecond {
 		t.Fatalf("heartbeat interval %v", got)
 	}
-	time.Sleep(time.Second)
+	// Twelve Pings span four of the server's idle timeouts (300 ms).
+	waitFor(t, "12 Pings", func() bool { return len(tp.sentFrames(isPing)) >= 12 })
 	if n := welcomes.n.Load(); n != 1 {
 		t.Fatalf("%d streams opened, want 1 (the server dropped a silent one)", n)
 	}
-	pings := tp.sentFrames(func(f *starlingv1.StreamRequest) bool { return f.GetPing() != nil })
-	if len(pings) < 5 {
-		t.Fatalf("%d pings in 1s at a 100ms interval", len(pings))
+	if s.Err() != nil {
+		t.Fatal(s.Err())
+	}
+}
+
+// A stream on which nothing arrives for three heartbeat intervals is left
+// and another opened, without waiting for TCP to notice: here the Pongs
+// are lost on the way back, so the server, which hears the Pings, keeps
+// the stream open and only the client can tell it is dead.
+func TestSilentStreamIsLeft(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.HeartbeatInterval = 100 * time.Millisecond }))
+	register(t, srv, "alice")
+	tp := &tap{}
+	var welcomes, disconnects counter
+	tp.setOnRecv(func(f *starlingv1.StreamResponse) (int, error) {
+		switch {
+		case f.GetWelcome() != nil:
+			welcomes.inc()
+		case f.GetDisconnect() != nil:
+			disconnects.inc()
+		case f.GetPong() != nil:
+			return 0, nil
+		}
+		return 1, nil
+	})
+	s := open(t, login(t, srv, "alice", "phone", client.WithDialOptions(tp.dialOption())))
+	waitFor(t, "a second stream", func() bool { return welcomes.n.Load() >= 2 })
+	if n := disconnects.n.Load(); n != 0 {
+		t.Fatalf("the server closed the stream (%d Disconnects): the client should have left it first", n)
 	}
 	if s.Err() != nil {
 		t.Fatal(s.Err())

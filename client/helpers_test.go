@@ -277,6 +277,8 @@ var errTapBroke = status.Error(codes.Unavailable, "tap: connection broken")
 
 func isSync(f *starlingv1.StreamRequest) bool { return f.GetSync() != nil }
 
+func isPing(f *starlingv1.StreamRequest) bool { return f.GetPing() != nil }
+
 // counter counts calls across goroutines.
 type counter struct{ n atomic.Int64 }
 

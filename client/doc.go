@@ -95,7 +95,10 @@
 // session usable. Unavailable is never returned: it means the server could
 // not store the message now or cannot tell whether its commit went
 // through, so the session resends the same client_msg_id with backoff
-// until it is answered or Send's context ends.
+// until it is answered or Send's context ends. A Sync refused Unavailable
+// is likewise tried again with a growing backoff: the server sends no
+// further Notify for a conversation in pull mode, so without it the
+// conversation would stall until the next reconnect.
 //
 // Session.Err says why a session ended (nil while it runs); Messages is
 // closed and Done is closed then, and every Send waiting for its SendAck

@@ -49,6 +49,7 @@ type config struct {
 	Pprof         bool
 	Window        int
 	DMPolicy      string
+	Heartbeat     time.Duration
 
 	// Login and Register limits (auth.Limits) and session collection.
 	LoginRate          float64
@@ -71,6 +72,10 @@ type config struct {
 const (
 	maxWindow = 10000 // unacknowledged pushes per device; the queue is made 4× larger
 	maxRate   = 1e6   // any per-second rate or burst
+	// The heartbeat interval clients are told: below 100 ms a loaded node
+	// would close healthy streams; above 10 min a dead one lingers half an hour.
+	minHeartbeat = 100 * time.Millisecond
+	maxHeartbeat = 10 * time.Minute
 )
 
 // parseConfig reads flags, each falling back to STARLING_<NAME> from
@@ -108,6 +113,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve /debug/pprof/ on --metrics-listen")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", 10, "bcrypt cost of stored passwords (4-31); lower only for load tests that register many users")
 	fs.StringVar(&c.DMPolicy, "dm-policy", "anyone", "who may send one-to-one messages: anyone, or friends (only friends may message each other; others are refused PERMISSION_DENIED and nothing is stored). Blocks are enforced under both")
+	fs.DurationVar(&c.Heartbeat, "heartbeat-interval", 30*time.Second, fmt.Sprintf("how often clients are told to Ping (announced in Welcome); a stream silent for 3 intervals is closed (Disconnect IDLE). Shorter keeps streams alive through NATs and proxies that drop idle connections sooner, at the cost of battery and traffic (%v-%v; below a second only for tests)", minHeartbeat, maxHeartbeat))
 	fs.IntVar(&c.Window, "window", 64, fmt.Sprintf("pushes a device may leave unacknowledged before it is sent Notify instead (1-%d)", maxWindow))
 
 	// Login and Register limits. Defaults: server.DefaultAuthLimits.
@@ -230,6 +236,9 @@ func (c config) validate() error {
 	}
 	if !validRate(c.SendRate) || c.Window < 1 || c.Window > maxWindow {
 		return fmt.Errorf("--send-rate must be 0-%g and --window 1-%d", float64(maxRate), maxWindow)
+	}
+	if c.Heartbeat < minHeartbeat || c.Heartbeat > maxHeartbeat {
+		return fmt.Errorf("--heartbeat-interval must be %v-%v, not %v", minHeartbeat, maxHeartbeat, c.Heartbeat)
 	}
 	if c.DMPolicy != "anyone" && c.DMPolicy != "friends" {
 		return fmt.Errorf("--dm-policy must be anyone or friends, not %q", c.DMPolicy)

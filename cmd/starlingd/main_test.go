@@ -30,7 +30,7 @@ func TestParseConfigDefaultsEnvAndFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != "127.0.0.1:7070" || c.DataDir != "./data" || c.DB != "" || c.Window != 64 || c.DMPolicy != "anyone" {
+	if c.Listen != "127.0.0.1:7070" || c.DataDir != "./data" || c.DB != "" || c.Window != 64 || c.DMPolicy != "anyone" || c.Heartbeat != 30*time.Second {
 		t.Fatalf("defaults: %+v", c)
 	}
 	env := map[string]string{"STARLING_LISTEN": "127.0.0.1:9000", "STARLING_DATA_DIR": "/tmp/x", "STARLING_SEND_RATE": "5", "STARLING_DM_POLICY": "friends"}
@@ -105,6 +105,8 @@ func TestParseConfigRejectsBadInput(t *testing.T) {
 		"huge window":                 {args: []string{"--window", "1099511627776"}},
 		"window above the maximum":    {args: []string{"--window", "10001"}},
 		"zero window":                 {args: []string{"--window", "0"}},
+		"heartbeat too short":         {args: []string{"--heartbeat-interval", "10ms"}},
+		"heartbeat too long":          {args: []string{"--heartbeat-interval", "1h"}},
 		"NaN send rate":               {args: []string{"--send-rate", "NaN"}},
 		"infinite send rate":          {args: []string{"--send-rate", "+Inf"}},
 		"absurd send rate":            {args: []string{"--send-rate", "1e300"}},

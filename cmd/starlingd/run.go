@@ -74,6 +74,7 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 	cfg.SendRate = rate.Limit(c.SendRate)
 	cfg.SendBurst = max(1, int(2*c.SendRate))
 	cfg.Window = c.Window
+	cfg.HeartbeatInterval = c.Heartbeat
 	if c.DMPolicy == "friends" {
 		cfg.DMPolicy = chat.DMFriends
 	}

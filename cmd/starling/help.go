@@ -95,7 +95,7 @@ var helpTopics = map[string]helpTopic{
 
 	"friends": {usage: "friends [<command>] [arguments]",
 		about: "Friends: list (the default), requests, request, accept, decline, cancel, remove. 'starling friends <command> --help' for one."},
-	"friends list":     {usage: "friends [list] [--json]", about: "Lists your friends, online or not."},
+	"friends list":     {usage: "friends list [--json]", about: "Lists your friends, online or not. 'starling friends' alone does the same."},
 	"friends requests": {usage: "friends requests [--outgoing] [--json]", about: "Lists pending friend requests (default: those sent to you)."},
 	"friends request":  {usage: "friends request <username> [message…]", about: "Asks a user to be friends."},
 	"friends accept":   {usage: "friends accept <username>", about: "Accepts their friend request."},
@@ -157,7 +157,7 @@ func helpText(h *helpRequest) string {
 	var b strings.Builder
 	b.WriteString("usage: starling [global flags] " + topic.usage + "\n")
 	if topic.about != "" {
-		b.WriteString("\n" + wrap(topic.about, 76) + "\n")
+		b.WriteString("\n" + flagusage.Wrap(topic.about, 76) + "\n")
 	}
 	if h.fs != nil {
 		n := 0
@@ -178,26 +178,6 @@ func helpText(h *helpRequest) string {
 	}
 	for _, e := range env {
 		b.WriteString("  " + e + strings.Repeat(" ", max(1, 21-len(e))) + envHelp[e] + "\n")
-	}
-	return b.String()
-}
-
-// wrap breaks text into lines of at most width characters, at spaces.
-func wrap(text string, width int) string {
-	var b strings.Builder
-	n := 0
-	for i, w := range strings.Fields(text) {
-		switch {
-		case i == 0:
-		case n+1+len([]rune(w)) > width:
-			b.WriteByte('\n')
-			n = 0
-		default:
-			b.WriteByte(' ')
-			n++
-		}
-		b.WriteString(w)
-		n += len([]rune(w))
 	}
 	return b.String()
 }

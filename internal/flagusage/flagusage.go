@@ -22,7 +22,11 @@ func Print(w io.Writer, fs *flag.FlagSet, env func(name string) string) error {
 	var b strings.Builder
 	fs.VisitAll(func(f *flag.Flag) {
 		kind, usage := flag.UnquoteUsage(f)
-		b.WriteString("  --" + f.Name)
+		dashes := "--"
+		if len(f.Name) == 1 {
+			dashes = "-" // -v, as people type it
+		}
+		b.WriteString("  " + dashes + f.Name)
 		if kind != "" {
 			b.WriteString(" " + kind)
 		}
@@ -38,7 +42,7 @@ func Print(w io.Writer, fs *flag.FlagSet, env func(name string) string) error {
 		if len(notes) > 0 {
 			b.WriteString("  (" + strings.Join(notes, "; ") + ")")
 		}
-		b.WriteString("\n        " + strings.ReplaceAll(usage, "\n", "\n        ") + "\n")
+		b.WriteString("\n        " + strings.ReplaceAll(Wrap(usage, 70), "\n", "\n        ") + "\n")
 	})
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -57,4 +61,31 @@ func Default(f *flag.Flag) string {
 		}
 	}
 	return f.DefValue
+}
+
+// Wrap breaks text into lines of at most width characters (longer words
+// stay whole), at spaces; line breaks in text are kept.
+func Wrap(text string, width int) string {
+	var b strings.Builder
+	for i, para := range strings.Split(text, "\n") {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		n := 0
+		for j, w := range strings.Fields(para) {
+			l := len([]rune(w))
+			switch {
+			case j == 0:
+			case n+1+l > width:
+				b.WriteByte('\n')
+				n = 0
+			default:
+				b.WriteByte(' ')
+				n++
+			}
+			b.WriteString(w)
+			n += l
+		}
+	}
+	return b.String()
 }

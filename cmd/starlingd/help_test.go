@@ -12,9 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
@@ -119,19 +117,8 @@ func TestTokenSecretFile(t *testing.T) {
 	}
 	var log lockedBuffer
 	stop := startLogging(t, c, &log)
-	cc, err := grpc.NewClient(c.Listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	authc := starlingv1.NewAuthServiceClient(cc)
-	if _, err := authc.Register(t.Context(), &starlingv1.RegisterRequest{Username: "alice", Password: "password1"}); err != nil {
-		t.Fatal(err)
-	}
-	login, err := authc.Login(t.Context(), &starlingv1.LoginRequest{Username: "alice", Password: "password1", DeviceId: "d"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := registerAndLogin(t, c.Listen, "alice").token
+	cc := dialNode(t, c.Listen)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +134,7 @@ func TestTokenSecretFile(t *testing.T) {
 	list := func(c config) error {
 		stop := start(t, c)
 		defer stop()
-		_, err := starlingv1.NewChatServiceClient(cc).ListConversations(contextWithToken(t.Context(), login.GetToken()), &starlingv1.ListConversationsRequest{})
+		_, err := starlingv1.NewChatServiceClient(cc).ListConversations(contextWithToken(t.Context(), token), &starlingv1.ListConversationsRequest{})
 		return err
 	}
 	env := map[string]string{"STARLING_TOKEN_SECRET": strings.TrimSpace(secret)}

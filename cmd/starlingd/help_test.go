@@ -52,9 +52,19 @@ func TestHelp(t *testing.T) {
 			t.Errorf("%s does not mention gen-secret", arg)
 		}
 	}
-	// Also when the environment holds a bad value: help is still help.
-	if _, _, code := mainOut(t, func(string) string { return "" }, "--listen", "x:1", "--help"); code != 0 {
-		t.Fatalf("--help after a flag: exit %d", code)
+	// Also after other flags, as `starlingd help`, and when the
+	// environment or the command line holds a bad value: help is still
+	// help.
+	badEnv := func(k string) string {
+		if k == "STARLING_TOKEN_TTL" {
+			return "forever"
+		}
+		return ""
+	}
+	for _, args := range [][]string{{"--listen", "x:1", "--help"}, {"help"}, {"--bcrypt-cost", "99", "-h"}} {
+		if out, errOut, code := mainOut(t, badEnv, args...); code != 0 || !strings.HasPrefix(out, "usage: starlingd") {
+			t.Errorf("%q with a bad STARLING_TOKEN_TTL: exit %d, stderr %q", args, code, errOut)
+		}
 	}
 }
 

@@ -151,6 +151,11 @@ type tap struct {
 	// dropSent reports whether a client frame is lost on the way out.
 	dropSent func(*starlingv1.StreamRequest) bool
 	sent     []*starlingv1.StreamRequest
+	// hold keeps a server frame back; it reaches the client right after
+	// the next frame release matches, so a test can stage an order of
+	// frames the server may send but not on cue.
+	hold, release func(*starlingv1.StreamResponse) bool
+	held          []*starlingv1.StreamResponse
 }
 
 func (tp *tap) dialOption() grpc.DialOption {
@@ -175,6 +180,21 @@ func (tp *tap) setOnRecv(f func(*starlingv1.StreamResponse) (int, error)) {
 	tp.onRecv = f
 }
 
+// setHold holds back the frames hold matches until a frame release
+// matches has reached the client.
+func (tp *tap) setHold(hold, release func(*starlingv1.StreamResponse) bool) {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	tp.hold, tp.release = hold, release
+}
+
+// heldFrames is how many frames are held back now.
+func (tp *tap) heldFrames() int {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return len(tp.held)
+}
+
 // sentFrames returns the client's frames of one kind seen so far.
 func (tp *tap) sentFrames(match func(*starlingv1.StreamRequest) bool) []*starlingv1.StreamRequest {
 	tp.mu.Lock()
@@ -190,8 +210,8 @@ func (tp *tap) sentFrames(match func(*starlingv1.StreamRequest) bool) []*starlin
 
 type tappedStream struct {
 	grpc.ClientStream
-	tap    *tap
-	repeat *starlingv1.StreamResponse
+	tap  *tap
+	next []*starlingv1.StreamResponse // delivered before reading on: repeats, released frames
 }
 
 func (s *tappedStream) SendMsg(m any) error {
@@ -212,9 +232,9 @@ func (s *tappedStream) RecvMsg(m any) error {
 	if !ok {
 		return s.ClientStream.RecvMsg(m)
 	}
-	if s.repeat != nil {
-		proto.Merge(f, s.repeat)
-		s.repeat = nil
+	if len(s.next) > 0 {
+		proto.Merge(f, s.next[0])
+		s.next = s.next[1:]
 		return nil
 	}
 	for {
@@ -223,6 +243,16 @@ func (s *tappedStream) RecvMsg(m any) error {
 		}
 		s.tap.mu.Lock()
 		onRecv := s.tap.onRecv
+		if s.tap.hold != nil && s.tap.hold(f) {
+			s.tap.held = append(s.tap.held, proto.CloneOf(f))
+			s.tap.mu.Unlock()
+			proto.Reset(f)
+			continue
+		}
+		if s.tap.release != nil && len(s.tap.held) > 0 && s.tap.release(f) {
+			s.next = append(s.next, s.tap.held...)
+			s.tap.held = nil
+		}
 		s.tap.mu.Unlock()
 		times := 1
 		if onRecv != nil {
@@ -236,7 +266,7 @@ func (s *tappedStream) RecvMsg(m any) error {
 			proto.Reset(f)
 			continue
 		case 2:
-			s.repeat = proto.CloneOf(f)
+			s.next = append([]*starlingv1.StreamResponse{proto.CloneOf(f)}, s.next...)
 		}
 		return nil
 	}
@@ -246,6 +276,8 @@ func (s *tappedStream) RecvMsg(m any) error {
 var errTapBroke = status.Error(codes.Unavailable, "tap: connection broken")
 
 func isSync(f *starlingv1.StreamRequest) bool { return f.GetSync() != nil }
+
+func isPing(f *starlingv1.StreamRequest) bool { return f.GetPing() != nil }
 
 // counter counts calls across goroutines.
 type counter struct{ n atomic.Int64 }

@@ -32,6 +32,7 @@ type loopState struct {
 	attempts int         // failed (re)connects in a row, for backoff
 	retry    *time.Timer // pending reconnect, nil otherwise
 	dialing  bool
+	welcomed bool // a stream was welcomed before (the next is a reconnect)
 
 	pending  []*pendingSend          // unanswered sends, in the order they were made
 	sendRefs map[uint64]*pendingSend // ref → send, on the current stream
@@ -255,6 +256,13 @@ func (s *Session) handle(ev any) {
 		s.onList(ev)
 	case resendEvent:
 		s.resend(ev.p)
+	case syncRetryEvent:
+		// On a newer stream the Notifies and the list restart the pull.
+		if c := s.loop.cur; c != nil && c.id == ev.connID {
+			if cs := s.loop.convs[ev.conv]; cs != nil {
+				s.startSync(cs)
+			}
+		}
 	case frameRequest:
 		ev.ok <- s.write(ev.req) != 0
 	}
@@ -262,6 +270,13 @@ func (s *Session) handle(ev any) {
 
 // resendEvent: a send refused as Unavailable is due to go again.
 type resendEvent struct{ p *pendingSend }
+
+// syncRetryEvent: a Sync refused as Unavailable on stream connID is due to
+// go again.
+type syncRetryEvent struct {
+	connID uint64
+	conv   string
+}
 
 // resend writes p again unless it was answered, given up, or already
 // rewritten by a reconnect meanwhile.
@@ -331,6 +346,10 @@ func (s *Session) connected(c *conn) {
 	c.ticker = time.NewTicker(c.interval)
 	s.wg.Go(func() { s.receive(c) })
 	s.log.Info("stream open", "node", c.welcome.GetNodeId(), "heartbeat", c.interval)
+	if s.cfg.onConnect != nil {
+		s.cfg.onConnect(c.welcome, s.loop.welcomed)
+	}
+	s.loop.welcomed = true
 
 	// Unanswered sends go again, same client_msg_id, in their first order;
 	// the server answers a resend with the first send's ack.
@@ -532,10 +551,22 @@ func (s *Session) onError(ref uint64, e *starlingv1.Error) {
 		}
 	} else if id, ok := s.loop.syncRefs[ref]; ok {
 		delete(s.loop.syncRefs, ref)
+		s.log.Warn("sync refused", "conversation", id, "err", err)
 		if cs := s.loop.convs[id]; cs != nil {
 			cs.syncing = false
+			if codes.Code(e.GetCode()) == codes.Unavailable {
+				// The server keeps the conversation in pull mode until this
+				// stream has synced to its end, and sends no further Notify
+				// for it: without another Sync nothing more of it would
+				// come. Try again after a backoff that grows with each
+				// refusal in a row (the database may be down a while).
+				cs.syncFails++
+				connID := s.loop.cur.id
+				time.AfterFunc(backoff(s.cfg.minBackoff, s.cfg.maxBackoff, cs.syncFails-1), func() {
+					s.post(s.ctx, syncRetryEvent{connID: connID, conv: id})
+				})
+			}
 		}
-		s.log.Warn("sync refused", "conversation", id, "err", err)
 	} else {
 		s.log.Warn("server refused a frame", "ref", ref, "err", err)
 	}

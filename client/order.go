@@ -31,6 +31,7 @@ type convState struct {
 	syncFrom    int64
 	hasSyncFrom bool
 	pulledAt    int64
+	syncFails   int // Syncs refused Unavailable in a row, for the retry's backoff
 }
 
 // start places a conversation the session knew nothing about.
@@ -165,7 +166,7 @@ func (s *Session) onSyncBatch(ref uint64, b *starlingv1.SyncBatch) {
 	}
 	delete(s.loop.syncRefs, ref)
 	cs := s.loop.convs[id]
-	cs.syncing = false
+	cs.syncing, cs.syncFails = false, 0
 	cs.target = max(cs.target, b.GetLatestSeq())
 	for _, m := range b.GetMessages() {
 		if m.GetConversationId() == id {

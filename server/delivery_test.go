@@ -552,7 +552,10 @@ func testFixedErrorTexts(t *testing.T, srv *servertest.Server, _ *servertest.Fau
 // outlives the handler.
 func TestBlockedWriterIsCut(t *testing.T) {
 	srv := servertest.Start(t, servertest.WithConfig(func(c *server.Config) {
-		c.HeartbeatInterval = 100 * time.Millisecond // idle after 300 ms
+		// Bob's stream is left idle after 3 s. Alice's stream lives under
+		// the same rule while she sends, so the interval must outlast her
+		// slowest SendAck on a loaded machine (a shorter one cut her).
+		c.HeartbeatInterval = time.Second
 		c.WriteTimeout = 200 * time.Millisecond
 		c.Window = 50
 	}))

@@ -19,37 +19,39 @@ import (
 
 // config is starlingd's command line.
 type config struct {
-	Listen        string
-	DataDir       string
-	DB            string
-	Redis         string
-	RedisPrefix   string
-	Resync        time.Duration
-	MetricsListen string
-	TLSCert       string
-	TLSKey        string
-	TokenSecret   string
-	AdminKeysFile string
-	AdminKey      string
-	AdminClientCA string
-	PushWebhook   string
-	PushSecret    string
-	PushWindow    time.Duration
-	PushPreview   bool
-	EventWebhook  string
-	EventSecret   string
-	Events        string
-	TokenTTL      time.Duration
-	NodeID        string
-	LogLevel      slog.Level
-	LogFormat     string
-	OTLPEndpoint  string
-	OTLPInsecure  bool
-	SendRate      float64
-	BcryptCost    int
-	Pprof         bool
-	Window        int
-	DMPolicy      string
+	Listen          string
+	DataDir         string
+	DB              string
+	Redis           string
+	RedisPrefix     string
+	Resync          time.Duration
+	MetricsListen   string
+	TLSCert         string
+	TLSKey          string
+	TokenSecret     string
+	TokenSecretFile string
+	AdminKeysFile   string
+	AdminKey        string
+	AdminClientCA   string
+	PushWebhook     string
+	PushSecret      string
+	PushWindow      time.Duration
+	PushPreview     bool
+	EventWebhook    string
+	EventSecret     string
+	Events          string
+	TokenTTL        time.Duration
+	NodeID          string
+	LogLevel        slog.Level
+	LogFormat       string
+	OTLPEndpoint    string
+	OTLPInsecure    bool
+	SendRate        float64
+	BcryptCost      int
+	Pprof           bool
+	Window          int
+	DMPolicy        string
+	Heartbeat       time.Duration
 
 	// Login and Register limits (auth.Limits) and session collection.
 	LoginRate          float64
@@ -72,25 +74,64 @@ type config struct {
 const (
 	maxWindow = 10000 // unacknowledged pushes per device; the queue is made 4× larger
 	maxRate   = 1e6   // any per-second rate or burst
+	// The heartbeat interval clients are told: below 100 ms a loaded node
+	// would close healthy streams; above 10 min a dead one lingers half an hour.
+	minHeartbeat = 100 * time.Millisecond
+	maxHeartbeat = 10 * time.Minute
 )
 
 // parseConfig reads flags, each falling back to STARLING_<NAME> from
-// getenv; a flag given on the command line wins over the environment.
+// getenv; a flag given on the command line wins over the environment. It
+// returns flag.ErrHelp for -h/--help (printHelp shows it).
 func parseConfig(args []string, getenv func(string) string) (config, error) {
 	var c config
+	var level string
+	fs := newFlagSet(&c, &level)
+
+	// Environment first, so the command line overrides it.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		if v := getenv(name); v != "" {
+			if err := f.Value.Set(v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return config{}, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		return config{}, fmt.Errorf("--log-level: %w", err)
+	}
+	if err := c.validate(); err != nil {
+		return config{}, err
+	}
+	return c, nil
+}
+
+// newFlagSet defines every flag of starlingd on c (and the log level, a
+// string until parsed, on level).
+func newFlagSet(c *config, level *string) *flag.FlagSet {
 	fs := flag.NewFlagSet("starlingd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7070", "gRPC listen address")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded SQLite database (and the generated token secret)")
 	fs.StringVar(&c.DB, "db", "", "postgres:// or postgresql:// URL of CockroachDB or PostgreSQL (default: embedded SQLite in --data-dir)")
-	fs.StringVar(&c.Redis, "redis", "", "Redis URL for cluster mode (presence and cross-node routing; needs --db and --token-secret): redis:// or rediss:// for one Redis; with ?master_name=NAME a Sentinel set (more sentinels as &addr=host:port); with &addr=host:port for each further node a Redis Cluster")
+	fs.StringVar(&c.Redis, "redis", "", "Redis URL for cluster mode (presence and cross-node routing; needs --db and the same token secret on every node): redis:// or rediss:// for one Redis; with ?master_name=NAME a Sentinel set (more sentinels as &addr=host:port); with &addr=host:port for each further node a Redis Cluster")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "starling:", "prefix of every Redis key and channel, so several clusters can share one Redis")
 	fs.DurationVar(&c.Resync, "resync-interval", time.Minute, "cluster mode: how often every stream re-reads what it is behind on and presence is re-read whole, the safety net for deliveries lost between nodes; 0: never")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "address for HTTP /metrics (Prometheus), /healthz and /readyz (default: off)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves gRPC over TLS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&c.AdminKeysFile, "admin-keys-file", "", "JSON file of the API keys that open AdminService (name, SHA-256 of the key, scopes; see docs/operations.md); re-read on SIGHUP")
-	fs.StringVar(&c.AdminClientCA, "admin-client-ca", "", "PEM file of the CAs whose client certificates open AdminService (needs --tls-cert): the node then requests, never requires, a client certificate; one signed by these CAs opens AdminService as the --admin-keys-file entry whose cert_cn is its subject common name or one of its DNS names, with that entry's scopes. A certificate never opens the user services")
+	fs.StringVar(&c.AdminClientCA, "admin-client-ca", "", "PEM file of the CAs whose client certificates open AdminService (needs --tls-cert and --admin-keys-file): the node then requests, never requires, a client certificate; one signed by these CAs opens AdminService as the --admin-keys-file entry whose cert_cn is its subject common name or one of its DNS names, with that entry's scopes. A certificate never opens the user services")
 	fs.StringVar(&c.AdminKey, "admin-key", "", "one API key with every AdminService scope (at least 32 bytes; prefer STARLING_ADMIN_KEY or --admin-keys-file, which keeps only hashes)")
 	fs.StringVar(&c.PushWebhook, "push-webhook", "", "URL that offline notifications are POSTed to, signed with --push-webhook-secret (default: they are only logged)")
 	fs.StringVar(&c.PushSecret, "push-webhook-secret", "", "HMAC-SHA256 secret that signs --push-webhook calls, at least 16 bytes")
@@ -99,10 +140,11 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.EventWebhook, "event-webhook", "", "URL that the --events are POSTed to, signed with --event-webhook-secret (default: off)")
 	fs.StringVar(&c.EventSecret, "event-webhook-secret", "", "HMAC-SHA256 secret that signs --event-webhook calls, at least 16 bytes")
 	fs.StringVar(&c.Events, "events", "", "comma-separated event types sent to --event-webhook: message.stored, group.changed, user.online, user.offline, friend.changed (see docs/design.md for their JSON)")
-	fs.StringVar(&c.TokenSecret, "token-secret", "", "secret that signs tokens, at least 32 bytes; generated and kept in --data-dir when empty (single node only)")
+	fs.StringVar(&c.TokenSecret, "token-secret", "", "secret that signs tokens, at least 32 bytes (make one with: starlingd gen-secret); prefer STARLING_TOKEN_SECRET or --token-secret-file, since ps shows a command line to every user. Generated and kept in --data-dir when neither is set (single node on the embedded database only)")
+	fs.StringVar(&c.TokenSecretFile, "token-secret-file", "", "`PATH` of a file holding the token secret (as --token-secret; a trailing newline is ignored); a file others may read is logged as a warning")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 30*24*time.Hour, "lifetime of login tokens")
 	fs.StringVar(&c.NodeID, "node-id", "", "this node's name in logs and Welcome frames, unique in a cluster: letters, digits, '.', '_' and '-', at most 64 (default: host name)")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format on standard error: text or json")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "host:port of an OpenTelemetry collector (OTLP over gRPC) to send traces to (default: tracing off)")
 	fs.BoolVar(&c.OTLPInsecure, "otlp-insecure", false, "talk to --otlp-endpoint without TLS")
@@ -110,6 +152,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve /debug/pprof/ on --metrics-listen")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", 10, "bcrypt cost of stored passwords (4-31); lower only for load tests that register many users")
 	fs.StringVar(&c.DMPolicy, "dm-policy", "anyone", "who may send one-to-one messages: anyone, or friends (only friends may message each other; others are refused PERMISSION_DENIED and nothing is stored). Blocks are enforced under both")
+	fs.DurationVar(&c.Heartbeat, "heartbeat-interval", 30*time.Second, fmt.Sprintf("how often clients are told to Ping (announced in Welcome); a stream silent for 3 intervals is closed (Disconnect IDLE). Shorter keeps streams alive through NATs and proxies that drop idle connections sooner, at the cost of battery and traffic (%v-%v; below a second only for tests)", minHeartbeat, maxHeartbeat))
 	fs.IntVar(&c.Window, "window", 64, fmt.Sprintf("pushes a device may leave unacknowledged before it is sent Notify instead (1-%d)", maxWindow))
 
 	// Login and Register limits. Defaults: server.DefaultAuthLimits.
@@ -130,37 +173,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	d := server.DefaultConfig()
 	fs.DurationVar(&c.SessionGCInterval, "session-gc-interval", d.SessionGCInterval, "how often expired and revoked login sessions are deleted from the database; 0: never")
 	fs.IntVar(&c.SessionGCBatch, "session-gc-batch", d.SessionGCBatch, "login sessions deleted per transaction by the session collector")
-
-	// Environment first, so the command line overrides it.
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
-		if v := getenv(name); v != "" {
-			if err := f.Value.Set(v); err != nil && envErr == nil {
-				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return config{}, envErr
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(flagOutput)
-			fs.PrintDefaults()
-		}
-		return config{}, err
-	}
-	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
-		return config{}, fmt.Errorf("--log-level: %w", err)
-	}
-	if err := c.validate(); err != nil {
-		return config{}, err
-	}
-	return c, nil
+	return fs
 }
 
 // validate checks every value before anything is opened, bound or
@@ -202,7 +215,10 @@ func (c config) validate() error {
 		return fmt.Errorf("--node-id %q: use letters, digits, '.', '_' and '-', at most 64", c.NodeID)
 	}
 	if c.TokenSecret != "" && len(c.TokenSecret) < 32 {
-		return errors.New("--token-secret must be at least 32 bytes")
+		return errors.New("--token-secret must be at least 32 bytes (make one with: starlingd gen-secret)")
+	}
+	if c.TokenSecret != "" && c.TokenSecretFile != "" {
+		return errors.New("--token-secret (or STARLING_TOKEN_SECRET) and --token-secret-file (or STARLING_TOKEN_SECRET_FILE) are both set: set one")
 	}
 	if c.PushWebhook != "" && len(c.PushSecret) < 16 {
 		return errors.New("--push-webhook needs --push-webhook-secret of at least 16 bytes")
@@ -235,6 +251,9 @@ func (c config) validate() error {
 	}
 	if !validRate(c.SendRate) || c.Window < 1 || c.Window > maxWindow {
 		return fmt.Errorf("--send-rate must be 0-%g and --window 1-%d", float64(maxRate), maxWindow)
+	}
+	if c.Heartbeat < minHeartbeat || c.Heartbeat > maxHeartbeat {
+		return fmt.Errorf("--heartbeat-interval must be %v-%v, not %v", minHeartbeat, maxHeartbeat, c.Heartbeat)
 	}
 	if c.DMPolicy != "anyone" && c.DMPolicy != "friends" {
 		return fmt.Errorf("--dm-policy must be anyone or friends, not %q", c.DMPolicy)

@@ -30,7 +30,7 @@ func TestParseConfigDefaultsEnvAndFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != "127.0.0.1:7070" || c.DataDir != "./data" || c.DB != "" || c.Window != 64 || c.DMPolicy != "anyone" {
+	if c.Listen != "127.0.0.1:7070" || c.DataDir != "./data" || c.DB != "" || c.Window != 64 || c.DMPolicy != "anyone" || c.Heartbeat != 30*time.Second {
 		t.Fatalf("defaults: %+v", c)
 	}
 	env := map[string]string{"STARLING_LISTEN": "127.0.0.1:9000", "STARLING_DATA_DIR": "/tmp/x", "STARLING_SEND_RATE": "5", "STARLING_DM_POLICY": "friends"}
@@ -105,6 +105,8 @@ func TestParseConfigRejectsBadInput(t *testing.T) {
 		"huge window":                 {args: []string{"--window", "1099511627776"}},
 		"window above the maximum":    {args: []string{"--window", "10001"}},
 		"zero window":                 {args: []string{"--window", "0"}},
+		"heartbeat too short":         {args: []string{"--heartbeat-interval", "10ms"}},
+		"heartbeat too long":          {args: []string{"--heartbeat-interval", "1h"}},
 		"NaN send rate":               {args: []string{"--send-rate", "NaN"}},
 		"infinite send rate":          {args: []string{"--send-rate", "+Inf"}},
 		"absurd send rate":            {args: []string{"--send-rate", "1e300"}},
@@ -196,19 +198,8 @@ func TestRunServesAndKeepsItsSecretAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := start(t, c)
-	cc, err := grpc.NewClient(c.Listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	authc := starlingv1.NewAuthServiceClient(cc)
-	if _, err := authc.Register(t.Context(), &starlingv1.RegisterRequest{Username: "alice", Password: "password1"}); err != nil {
-		t.Fatal(err)
-	}
-	login, err := authc.Login(t.Context(), &starlingv1.LoginRequest{Username: "alice", Password: "password1", DeviceId: "d"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := registerAndLogin(t, c.Listen, "alice").token
+	cc := dialNode(t, c.Listen)
 	if err := stop(); err != nil {
 		t.Fatalf("run returned %v on shutdown", err)
 	}
@@ -219,7 +210,7 @@ func TestRunServesAndKeepsItsSecretAcrossRestarts(t *testing.T) {
 	// Same data dir: the user and the token (same secret) still work.
 	stop = start(t, c)
 	defer stop()
-	ctx := contextWithToken(t.Context(), login.GetToken())
+	ctx := contextWithToken(t.Context(), token)
 	if _, err := starlingv1.NewChatServiceClient(cc).ListConversations(ctx, &starlingv1.ListConversationsRequest{}); err != nil {
 		t.Fatalf("token after restart: %v", err)
 	}
@@ -252,6 +243,17 @@ func TestRunReportsBadSetupClearly(t *testing.T) {
 	if err := run(t.Context(), c, io.Discard); err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("port in use: %v", err)
 	}
+}
+
+// dialNode connects to the node at addr (closed at cleanup).
+func dialNode(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
 }
 
 func contextWithToken(ctx context.Context, token string) context.Context {

@@ -31,6 +31,9 @@ type Hooks struct {
 	AfterAppend func(msgs []storage.NewMessage, results []storage.AppendResult)
 	// Members fails ListMembers and MembersAt with the error it returns.
 	Members func() error
+	// ListMessages fails ListMessages (what Sync and GetHistory read) of
+	// a conversation with the error it returns.
+	ListMessages func(conversationID string) error
 }
 
 // WithFaults runs the server on open's store wrapped in f.
@@ -103,4 +106,13 @@ func (f *Faults) MembersAt(ctx context.Context, groupID string, seq int64) ([]st
 func (f *Faults) GetMembership(ctx context.Context, conversationID, userID string) (storage.Membership, error) {
 	f.enter("GetMembership")
 	return f.Store.GetMembership(ctx, conversationID, userID)
+}
+
+func (f *Faults) ListMessages(ctx context.Context, conversationID string, afterSeq, uptoSeq int64, limit int) ([]storage.Message, error) {
+	if h := f.enter("ListMessages"); h.ListMessages != nil {
+		if err := h.ListMessages(conversationID); err != nil {
+			return nil, err
+		}
+	}
+	return f.Store.ListMessages(ctx, conversationID, afterSeq, uptoSeq, limit)
 }

@@ -57,8 +57,8 @@ func WithStore(open Opener) Option { return func(o *options) { o.open = open } }
 // WithConfig lets a test change the server's configuration.
 func WithConfig(f func(*server.Config)) Option { return func(o *options) { o.configure = f } }
 
-// WithServerOptions adds gRPC server options (TLS credentials, say). A
-// test that serves TLS dials Target itself with matching credentials.
+// WithServerOptions adds gRPC server options, such as grpc.Creds for a
+// server that speaks TLS.
 func WithServerOptions(opts ...grpc.ServerOption) Option {
 	return func(o *options) { o.grpcOpts = append(o.grpcOpts, opts...) }
 }

@@ -12,7 +12,11 @@
 //   - unanswered sends are written again, same client_msg_id, after every
 //     reconnect; the server answers a resend with the first send's ack;
 //   - the device's own message is slotted into its conversation from the
-//     SendAck (the server never pushes it back to the sending device).
+//     SendAck (the server never pushes it back to the sending device);
+//   - a Sync refused UNAVAILABLE is tried again after a backoff (the server
+//     sends no further Notify while the conversation is in pull mode);
+//   - Receipt and TypingNotice frames are handed to the app as they come
+//     (positions and hints: no order, no ack).
 //
 // Node runs this on one thread, so the state needs no locks: every handler
 // runs to completion before the next frame is looked at.
@@ -31,10 +35,12 @@ import {
   type Disconnect,
   type Error as ErrorFrame,
   type Notify,
+  type Receipt,
   type SendAck,
   type StreamRequest,
   type StreamResponse,
   type SyncBatch,
+  type TypingNotice,
   type Welcome,
 } from "../gen/starling/v1/chat_pb.js";
 import type { Event } from "../gen/starling/v1/event_pb.js";
@@ -47,7 +53,7 @@ import { ContentSchema, MessageSchema, type Content, type ConversationState, typ
  */
 export interface SessionClient {
   readonly auth: Pick<Client<typeof AuthService>, "logout">;
-  readonly chat: Pick<Client<typeof ChatService>, "stream">;
+  readonly chat: Pick<Client<typeof ChatService>, "stream" | "markRead">;
   listConversations(opts: { statesOnly?: boolean }): Promise<ConversationState[]>;
 }
 
@@ -91,8 +97,23 @@ export interface SessionEvents {
   welcome: [Welcome];
   /** The next message of a conversation, in seq order, exactly once (own sends included). */
   message: [Message];
-  /** The next stored event of the user's event stream (exactly once), or an ephemeral one (seq 0). */
+  /**
+   * The next stored event of the user's event stream "evt:<user_id>"
+   * (friend requests, friends made and removed, blocks, …; seq > 0, in seq
+   * order, exactly once), or an ephemeral one (seq 0: a friend's presence).
+   * The Event is passed through as the server sent it: switch on
+   * event.kind.case, and ignore cases this app does not know.
+   */
   event: [Event];
+  /**
+   * Where a user stands in a conversation: the peer's delivered and read
+   * ticks (one-to-one), or this user's read cursor moved on another device.
+   * Positions: apply with max. After a reconnect, one per one-to-one
+   * conversation that changed while this device was away.
+   */
+  receipt: [Receipt];
+  /** Another member is typing (show it for a few seconds; never stored). */
+  typing: [TypingNotice];
   /** A Send of this device was stored. */
   ack: [Sent];
   /** A conversation has messages to pull; the session pulls them itself. */
@@ -158,6 +179,7 @@ interface Conv {
   again: boolean; // a Notify came while it was: sync once more after it
   syncFrom?: bigint; // the next Sync starts here instead of last (see onNotify)
   pulledAt: bigint; // latest_seq an "I have everything" Sync was made for
+  syncFails: number; // Syncs refused UNAVAILABLE in a row, for the retry's backoff
 }
 
 interface Pending {
@@ -222,7 +244,8 @@ const isEventStream = (id: string) => id.startsWith("evt:");
 
 /**
  * Session is one device's Stream. Create it with StarlingClient.connect();
- * listen to "message", "event", "ack", "notify", "disconnect", "closed".
+ * listen to "message", "event", "receipt", "typing", "ack", "notify",
+ * "disconnect", "closed".
  */
 export class Session extends EventEmitter<SessionEvents> {
   private readonly store: StateStore;
@@ -236,6 +259,7 @@ export class Session extends EventEmitter<SessionEvents> {
   private nextRef = 0n;
   private attempts = 0;
   private retry: NodeJS.Timeout | undefined;
+  private timers = new Set<NodeJS.Timeout>(); // retries of refused frames, cleared on close
   private closedWith: unknown;
   private pending: Pending[] = [];
   private sendRefs = new Map<bigint, Pending>();
@@ -319,6 +343,29 @@ export class Session extends EventEmitter<SessionEvents> {
       this.finish(new DisconnectError({ reason: DisconnectReason.LOGGED_OUT, message: "logged out while disconnected", reconnect: false }));
     }
     await done;
+  }
+
+  /**
+   * Move the user's read cursor in a conversation to seq (every message up
+   * to it is read, on all the user's devices; the sender of a one-to-one
+   * conversation gets a Receipt). Over the stream, or with the unary call
+   * while the session is reconnecting. Cursors never move back.
+   */
+  async markRead(conversationId: string, seq: bigint): Promise<void> {
+    if (this.closed) throw this.closedWith;
+    if (this.write({ case: "markRead", value: { conversationId, seq } }) === 0n) {
+      await this.client.chat.markRead({ conversationId, seq });
+    }
+  }
+
+  /**
+   * Tell the conversation's other online members that the user is typing.
+   * Call it every few seconds while the user types (the server relays one
+   * a second per device, bursts of 3; more is refused). Best effort: while
+   * reconnecting it does nothing, and returns false.
+   */
+  typing(conversationId: string): boolean {
+    return this.write({ case: "typing", value: { conversationId } }) !== 0n;
   }
 
   /** Close the stream and end the session; pending sends reject with ClosedError. */
@@ -473,12 +520,23 @@ export class Session extends EventEmitter<SessionEvents> {
     }, delay);
   }
 
+  /** Runs f after ms unless the session ends first (so a closed session leaves no timer behind). */
+  private later(f: () => void, ms: number): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      f();
+    }, ms);
+    this.timers.add(t);
+  }
+
   private finish(err: unknown): void {
     if (this.closed) return;
     this.closedWith = err;
     this.flushAcks(); // saves what the app received
     this.dropConn();
     clearTimeout(this.retry);
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     for (const p of this.pending) p.reject(err);
     this.pending = [];
     this.emit("closed", err);
@@ -510,6 +568,12 @@ export class Session extends EventEmitter<SessionEvents> {
         break;
       case "error":
         this.onError(f.ref, fr.value);
+        break;
+      case "receipt":
+        this.emit("receipt", fr.value);
+        break;
+      case "typing":
+        this.emit("typing", fr.value);
         break;
       case "disconnect": {
         const d = info(fr.value);
@@ -561,7 +625,7 @@ export class Session extends EventEmitter<SessionEvents> {
         // Stored or not, the server cannot say now: the same client_msg_id
         // again is safe (a stored one comes back duplicate: true).
         p.tries++;
-        setTimeout(() => {
+        this.later(() => {
           if (this.pending.includes(p) && ![...this.sendRefs.values()].includes(p)) this.writeSend(p);
         }, backoff(this.minBackoff, this.maxBackoff, p.tries - 1));
       } else {
@@ -577,8 +641,11 @@ export class Session extends EventEmitter<SessionEvents> {
       if (cs) {
         cs.syncing = false;
         if (e.code === Code.Unavailable) {
+          // The backoff grows with each refusal in a row (the database
+          // may be down a while); a newer stream restarts the pull itself.
           const conn = this.cur;
-          setTimeout(() => conn === this.cur && this.startSync(cs), backoff(this.minBackoff, this.maxBackoff, 0));
+          cs.syncFails++;
+          this.later(() => conn === this.cur && this.startSync(cs), backoff(this.minBackoff, this.maxBackoff, cs.syncFails - 1));
         }
       }
     }
@@ -591,7 +658,7 @@ export class Session extends EventEmitter<SessionEvents> {
   private conv(id: string): Conv {
     let cs = this.convs.get(id);
     if (cs) return cs;
-    cs = { id, known: false, last: 0n, delivered: 0n, acked: 0n, saved: 0n, reack: false, target: 0n, held: new Map(), syncing: false, again: false, pulledAt: -1n };
+    cs = { id, known: false, last: 0n, delivered: 0n, acked: 0n, saved: 0n, reack: false, target: 0n, held: new Map(), syncing: false, again: false, pulledAt: -1n, syncFails: 0 };
     this.convs.set(id, cs);
     const last = this.store.load(id);
     if (last !== undefined) this.startAt(cs, last);
@@ -683,6 +750,7 @@ export class Session extends EventEmitter<SessionEvents> {
     this.emit("sync", b);
     const cs = this.convs.get(id)!;
     cs.syncing = false;
+    cs.syncFails = 0;
     if (b.latestSeq > cs.target) cs.target = b.latestSeq;
     for (const m of b.messages) if (m.conversationId === id) this.accept(messageItem(m), true);
     for (const e of b.events) if (e.conversationId === id && e.seq > 0n) this.accept(eventItem(e), true);

@@ -3,12 +3,16 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 
-import { FrameError, type Event } from "../src/index.js";
-import { GoUser, Proxy, Server, TsUser, password, seqs, waitFor } from "./harness.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+
+import { FrameError, MemoryStore, type Event, type Receipt, type TypingNotice } from "../src/index.js";
+import { GoUser, Proxy, Server, TsUser, password, repoRoot, seqs, waitFor } from "./harness.js";
 
 const execFileP = promisify(execFile);
 const c2c = (a: string, b: string) => (a < b ? `c2c:${a}:${b}` : `c2c:${b}:${a}`);
@@ -157,14 +161,16 @@ describe("against one starlingd", () => {
     assert.deepEqual(alice.texts(), ["first", "lost ack", "after"]);
   });
 
-  test("events: a friend request from Go reaches a TypeScript device online and, after a break, its next one once", async () => {
+  test("events: a friend request from Go reaches a TypeScript device online, after a break, and after being offline, each exactly once", async () => {
     const proxy = await Proxy.start(srv.port);
     cleanup.push(() => proxy.close());
     const bob = await ts("bob6", proxy.url);
     const alice = await go("alice6");
     const dave = await go("dave6");
+    const erin = await go("erin6");
+    const store = new MemoryStore(); // what bob's app keeps across its sessions
     const events: Event[] = [];
-    await bob.connect();
+    await bob.connect({ store });
     bob.session.on("event", (e) => events.push(e));
     await alice.cli("friends", "request", "bob6", "hi from go");
     await waitFor("bob gets the request", () => events.length >= 1);
@@ -181,9 +187,62 @@ describe("against one starlingd", () => {
     const stored = events.filter((e) => e.seq > 0n);
     assert.deepEqual(seqs(stored), [1, 2, 3]);
     assert.equal(stored[2].kind.case, "friendRequestAccepted");
+
+    // Offline: the app closed its session; a request comes meanwhile.
+    bob.session.close();
+    await erin.cli("friends", "request", "bob6", "hi from erin");
+    const later: Event[] = [];
+    await bob.connect({ store });
+    bob.session.on("event", (e) => later.push(e));
+    await waitFor("bob gets erin's request after coming back", () => later.some((e) => e.actorId === erin.userId));
+    // A marker behind it: nothing before it comes twice.
+    await bob.client.friends.acceptFriendRequest({ userId: erin.userId });
+    await waitFor("the marker (bob's acceptance)", () => later.some((e) => e.kind.case === "friendRequestAccepted"));
+    const again = later.filter((e) => e.seq > 0n);
+    assert.deepEqual(seqs(again), [4, 5]);
+    assert.equal(again[0].kind.case, "friendRequested");
+    assert.equal(again[0].conversationId, `evt:${bob.userId}`);
+  });
+
+  test("receipts and typing: the sender gets a Receipt when the TypeScript reader marks read; typing reaches the other member", async () => {
+    const alice = await ts("alice8");
+    const bob = await ts("bob8");
+    await alice.connect();
+    await bob.connect();
+    const receipts: Receipt[] = [];
+    const typing: TypingNotice[] = [];
+    alice.session.on("receipt", (r) => receipts.push(r));
+    alice.session.on("typing", (t) => typing.push(t));
+    const { ack } = await alice.session.send({ userId: bob.userId }, "read me");
+    await alice.session.send({ userId: bob.userId }, "and me");
+    await waitFor("bob gets 2", () => bob.messages.length >= 2);
+
+    assert.equal(bob.session.typing(ack.conversationId), true);
+    await waitFor("alice sees bob typing", () => typing.length >= 1);
+    assert.deepEqual([typing[0].conversationId, typing[0].userId], [ack.conversationId, bob.userId]);
+
+    await bob.session.markRead(ack.conversationId, 2n);
+    await waitFor("alice gets bob's read receipt", () => receipts.some((r) => r.userId === bob.userId && r.readSeq === 2n));
+    const r = receipts.find((r) => r.readSeq === 2n)!;
+    assert.equal(r.conversationId, ack.conversationId);
+    assert.equal(r.deliveredSeq, 2n);
+    // The server's read cursor moved too (what the inbox's unread count comes from).
+    const st = (await bob.client.listConversations()).find((c) => c.conversationId === ack.conversationId)!;
+    assert.equal(st.readSeq, 2n);
+    // Past the newest seq: refused, and the cursor stays.
+    await assert.rejects(bob.client.chat.markRead({ conversationId: ack.conversationId, seq: 99n }), (e) => e instanceof ConnectError && e.code === Code.InvalidArgument);
+    await bob.session.markRead(ack.conversationId, 99n); // over the stream: an Error frame, logged by nobody, harmless
+    const after = (await bob.client.listConversations()).find((c) => c.conversationId === ack.conversationId)!;
+    assert.equal(after.readSeq, 2n);
   });
 
   test("the README's example program chats with the Go CLI", async () => {
+    // The README shows examples/chat.ts from its import on, verbatim.
+    const readme = readFileSync(path.join(repoRoot, "README.md"), "utf8");
+    const shown = readme.slice(readme.indexOf("## From other languages")).match(/```ts\n([\s\S]*?)```/)?.[1];
+    const program = readFileSync(path.join(repoRoot, "client/ts/examples/chat.ts"), "utf8");
+    assert.equal(shown, program.slice(program.indexOf("import {")), "README's TypeScript example differs from client/ts/examples/chat.ts");
+
     await ts("alice7");
     const bob = await go("bob7");
     await bob.listen();

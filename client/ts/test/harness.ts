@@ -30,9 +30,17 @@ process.on("exit", () => {
   for (const p of running) p.kill("SIGKILL");
 });
 
-/** Builds starlingd and starling once per test process. */
+/**
+ * Builds starlingd and starling once per test process, unless
+ * STARLING_TS_BIN names a directory they were built into (npm test builds
+ * them once for every test file: linking is most of a build's time).
+ */
 export async function buildBinaries(): Promise<string> {
   if (binDir) return binDir;
+  if (process.env.STARLING_TS_BIN) {
+    binDir = path.resolve(process.env.STARLING_TS_BIN);
+    return binDir;
+  }
   const dir = mkdtempSync(path.join(tmpdir(), "starling-ts-bin-"));
   await run("go", ["build", "-o", dir, "./cmd/starlingd", "./cmd/starling"], { cwd: repoRoot });
   binDir = dir;

@@ -26,12 +26,17 @@ import { Server, TsUser, password, seqs, waitFor } from "./harness.js";
 /**
  * Tap: onRecv says how many times a server frame reaches the session (0
  * drops it); rewrite may replace it; dropSent drops client frames; sent
- * records them.
+ * records them. hold keeps server frames back until a frame release
+ * matches has reached the session, to stage an order of frames the server
+ * may send but not on cue.
  */
 class Tap {
   onRecv: (f: StreamResponse) => number = () => 1;
   rewrite: (f: StreamResponse) => StreamResponse = (f) => f;
   dropSent: (f: StreamRequest) => boolean = () => false;
+  hold: (f: StreamResponse) => boolean = () => false;
+  release: (f: StreamResponse) => boolean = () => false;
+  held: StreamResponse[] = [];
   readonly sent: StreamRequest[] = [];
 
   interceptor(): Interceptor {
@@ -52,7 +57,16 @@ class Tap {
         ...res,
         message: (async function* () {
           for await (const f of res.message as AsyncIterable<StreamResponse>) {
+            if (tap.hold(f)) {
+              tap.held.push(f);
+              continue;
+            }
             for (let n = tap.onRecv(f); n > 0; n--) yield tap.rewrite(f);
+            if (tap.held.length > 0 && tap.release(f)) {
+              const held = tap.held;
+              tap.held = [];
+              yield* held;
+            }
           }
         })(),
       };
@@ -69,10 +83,10 @@ after(async () => {
 });
 
 let n = 0;
-/** Registers a user and logs a TypeScript device in, optionally through a tap. */
-async function user(name: string, tap?: Tap): Promise<TsUser> {
-  const client = new StarlingClient({ baseUrl: srv.url, timeoutMs: 10_000, interceptors: tap ? [tap.interceptor()] : [] });
-  const u = new TsUser(`${name}${++n}`, srv.url, client);
+/** Registers a user and logs a TypeScript device in, optionally through a tap (on the shared server unless on is given). */
+async function user(name: string, tap?: Tap, on: Server = srv): Promise<TsUser> {
+  const client = new StarlingClient({ baseUrl: on.url, timeoutMs: 10_000, interceptors: tap ? [tap.interceptor()] : [] });
+  const u = new TsUser(`${name}${++n}`, on.url, client);
   await u.client.register(u.name, password);
   u.userId = (await u.client.login(u.name, password, "ts")).user!.userId;
   return u;
@@ -281,5 +295,86 @@ test("a bad token: connect rejects UNAUTHENTICATED; close() rejects pending send
   } finally {
     alice.close();
     bob.close();
+  }
+});
+
+test("heartbeats: the session Pings every interval, which keeps its stream open; a silent server is left after three intervals", async () => {
+  // A heartbeat of 400 ms: the server closes a stream silent for 1.2 s.
+  const hb = await Server.start(["--heartbeat-interval", "400ms"]);
+  const pinging = new Tap();
+  const mute = new Tap(); // its Pings are lost: the server finds it idle
+  mute.dropSent = (f) => f.frame.case === "ping";
+  const deaf = new Tap(); // the server's answers are lost: the client finds it silent
+  deaf.onRecv = (f) => (f.frame.case === "pong" ? 0 : 1);
+  const users = [await user("alice", pinging, hb), await user("bob", mute, hb), await user("carol", deaf, hb)];
+  const [alice, bob, carol] = users;
+  try {
+    const ends = new Map<TsUser, string[]>();
+    for (const u of users) {
+      await u.connect();
+      ends.set(u, []);
+      u.session.on("disconnect", (d) => ends.get(u)!.push(`disconnect ${DisconnectReason[d.reason]}`));
+      u.session.on("reconnecting", (r) => ends.get(u)!.push(`reconnecting: ${r.error instanceof Error ? r.error.message : r.error}`));
+    }
+    assert.equal(alice.session.welcome?.heartbeatInterval?.nanos, 400_000_000);
+    const pings = () => pinging.sent.filter((f) => f.frame.case === "ping").length;
+    await waitFor("bob is closed IDLE", () => ends.get(bob)!.includes("disconnect IDLE"));
+    await waitFor("carol leaves the silent stream", () => ends.get(carol)!.some((e) => e.includes("no frame from server for 3 heartbeat intervals")));
+    await waitFor("alice Pings for over three idle timeouts", () => pings() >= 10);
+    assert.deepEqual(ends.get(alice), [], "alice's stream stayed open");
+    // Carol Pinged all along; the server kept her stream, she left it.
+    assert.ok(deaf.sent.filter((f) => f.frame.case === "ping").length >= 3);
+    assert.ok(!ends.get(carol)!.some((e) => e.startsWith("disconnect")));
+  } finally {
+    for (const u of users) u.close();
+    await hb.close();
+  }
+});
+
+test("a Notify that arrives while a Sync is in flight is followed by another Sync, even after an empty answer", async () => {
+  // Window 1. Bob holds everything of alice's conversation but his acks
+  // were lost, so his new stream gets a Notify he answers with an "I have
+  // everything" Sync. Its empty answer is held back until the Notify of
+  // alice's next message (the window is full with carol's unacknowledged
+  // push) has reached him: the answer predates that message, and the
+  // server sends no other Notify for it. Without a second Sync it strands.
+  const w1 = await Server.start(["--window", "1"]);
+  const tap = new Tap();
+  tap.dropSent = (f) => f.frame.case === "pushAck";
+  const alice = await user("alice", undefined, w1);
+  const carol = await user("carol", undefined, w1);
+  const bob = await user("bob", tap, w1);
+  const store = new MemoryStore();
+  try {
+    await alice.connect();
+    await carol.connect();
+    await bob.connect({ store });
+    const conv = (await alice.session.send({ userId: bob.userId }, "one")).ack.conversationId;
+    await alice.session.send({ userId: bob.userId }, "two");
+    await waitFor("bob gets 2", () => bob.messages.length >= 2);
+    bob.session.close();
+
+    tap.hold = (f) => f.frame.case === "syncBatch" && f.frame.value.conversationId === conv && f.frame.value.messages.length === 0;
+    tap.release = (f) => f.frame.case === "notify" && f.frame.value.conversationId === conv && f.frame.value.latestSeq === 3n;
+    const second = new TsUser(bob.name, w1.url, bob.client);
+    await second.connect({ store });
+    await waitFor("the empty SyncBatch, held back", () => tap.held.length === 1);
+    await carol.session.send({ userId: bob.userId }, "fills the window");
+    await waitFor("bob gets carol's", () => second.messages.length >= 1);
+    await alice.session.send({ userId: bob.userId }, "three");
+    await waitFor("bob gets three", () => second.messages.length >= 2);
+    assert.equal(tap.held.length, 0);
+    const syncs = tap.sent.filter((f) => f.frame.case === "sync" && f.frame.value.conversationId === conv);
+    assert.ok(syncs.length >= 3, `${syncs.length} Syncs, want 3 (each session's first, then the one the Notify called for)`);
+    // Nothing is stranded after it either.
+    await alice.session.send({ userId: bob.userId }, "four");
+    await waitFor("bob gets four", () => second.messages.length >= 3);
+    await quiet(second, 3);
+    assert.deepEqual(second.texts(), ["fills the window", "three", "four"]);
+  } finally {
+    alice.close();
+    carol.close();
+    bob.close();
+    await w1.close();
   }
 });

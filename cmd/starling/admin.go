@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -30,10 +32,16 @@ var adminCommands = map[string]command{
 // (or the client certificate of --cert and --key, given before the
 // command) and prints each answer as JSON, for scripts.
 func cmdAdmin(ctx context.Context, a *app, args []string) error {
+	run := func(args []string) error {
+		return subcommand("admin", adminCommands, args, func(cmd command, rest []string) error { return cmd(ctx, a, rest) })
+	}
 	fs := newFlags("admin")
 	certFile := fs.String("cert", "", "client certificate (PEM) that opens AdminService over TLS")
 	keyFile := fs.String("key", "", "private key (PEM) of --cert")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return run([]string{"--help"}) // the admin help, as for every command
+		}
 		return usageErrorf("admin: %v", err)
 	}
 	if (*certFile == "") != (*keyFile == "") {
@@ -46,7 +54,7 @@ func cmdAdmin(ctx context.Context, a *app, args []string) error {
 		}
 		a.adminCert = &cert
 	}
-	return subcommand("admin", adminCommands, fs.Args(), func(cmd command, rest []string) error { return cmd(ctx, a, rest) })
+	return run(fs.Args())
 }
 
 // admin connects with the API key of STARLING_ADMIN_KEY, or the client

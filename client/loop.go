@@ -32,6 +32,7 @@ type loopState struct {
 	attempts int         // failed (re)connects in a row, for backoff
 	retry    *time.Timer // pending reconnect, nil otherwise
 	dialing  bool
+	welcomed bool // a stream was welcomed before (the next is a reconnect)
 
 	pending  []*pendingSend          // unanswered sends, in the order they were made
 	sendRefs map[uint64]*pendingSend // ref → send, on the current stream
@@ -331,6 +332,10 @@ func (s *Session) connected(c *conn) {
 	c.ticker = time.NewTicker(c.interval)
 	s.wg.Go(func() { s.receive(c) })
 	s.log.Info("stream open", "node", c.welcome.GetNodeId(), "heartbeat", c.interval)
+	if s.cfg.onConnect != nil {
+		s.cfg.onConnect(c.welcome, s.loop.welcomed)
+	}
+	s.loop.welcomed = true
 
 	// Unanswered sends go again, same client_msg_id, in their first order;
 	// the server answers a resend with the first send's ack.

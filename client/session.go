@@ -58,6 +58,7 @@ type sessionConfig struct {
 	clientVersion  string
 	onReceipt      func(*starlingv1.Receipt)
 	onTyping       func(*starlingv1.TypingNotice)
+	onConnect      func(w *starlingv1.Welcome, reconnect bool)
 }
 
 // WithStateStore sets where the session keeps each conversation's last
@@ -90,6 +91,15 @@ func WithSyncLimit(n int32) SessionOption {
 // Welcome; default 10 s.
 func WithWelcomeTimeout(d time.Duration) SessionOption {
 	return func(c *sessionConfig) { c.welcomeTimeout = d }
+}
+
+// WithConnected makes the session call f each time the server welcomes a
+// stream: once for the stream Open made (reconnect false) and again after
+// every reconnect (reconnect true), so an app can show "connected" and
+// "reconnected". f runs on the session's loop: it must return quickly and
+// must not call the session.
+func WithConnected(f func(w *starlingv1.Welcome, reconnect bool)) SessionOption {
+	return func(c *sessionConfig) { c.onConnect = f }
 }
 
 // SendOnly makes a session that only sends: it neither pulls, delivers nor

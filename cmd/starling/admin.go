@@ -15,16 +15,6 @@ import (
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 )
 
-const adminUsage = `admin users upsert <external-id> <username> [--display-name NAME]
-admin users disable|enable|delete <user-id>
-admin token <user-id> <device>
-admin revoke <user-id> [device]
-admin send [--from USER-ID] (--to USER-ID | --group GROUP-ID) --id CLIENT-MSG-ID <text…>
-admin broadcast --id CLIENT-MSG-ID --to USER-ID,USER-ID… <text…>
-admin groups create <owner-id> <name> [member-ids…]
-admin groups set <group-id> <user-ids…>
-admin presence <user-ids…>`
-
 var adminCommands = map[string]command{
 	"users":     cmdAdminUsers,
 	"token":     cmdAdminToken,
@@ -38,30 +28,23 @@ var adminCommands = map[string]command{
 // cmdAdmin runs AdminService calls with the API key of STARLING_ADMIN_KEY
 // and prints each answer as JSON, for scripts.
 func cmdAdmin(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 {
-		return usageErrorf("admin: one of\n%s", adminUsage)
-	}
-	cmd, ok := adminCommands[args[0]]
-	if !ok {
-		return usageErrorf("admin: unknown command %q; one of\n%s", args[0], adminUsage)
-	}
-	return cmd(ctx, a, args[1:])
+	return subcommand("admin", adminCommands, args, func(cmd command, rest []string) error { return cmd(ctx, a, rest) })
 }
 
 // admin connects with the API key of STARLING_ADMIN_KEY.
 func (a *app) admin() (*client.Admin, error) {
 	key := os.Getenv("STARLING_ADMIN_KEY")
 	if key == "" {
-		return nil, usageErrorf("admin: set STARLING_ADMIN_KEY to an API key (see docs/operations.md)")
+		return nil, usageErrorf("admin: set STARLING_ADMIN_KEY to an API key (see 'starling admin --help' and docs/operations.md)")
 	}
-	addr, useTLS := a.target(nil)
-	var opts []client.Option
-	if useTLS {
-		opts = append(opts, client.WithTLS(nil))
-	}
-	ad, err := client.NewAdmin(addr, key, opts...)
+	e := a.target(nil)
+	opts, err := a.options(e)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", addr, err)
+		return nil, err
+	}
+	ad, err := client.NewAdmin(e.addr, key, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", e.addr, err)
 	}
 	return ad, nil
 }
@@ -89,39 +72,45 @@ func adminCall(ctx context.Context, a *app, call func(context.Context, starlingv
 	return say(a.stdout, "%s\n", out.String())
 }
 
-func cmdAdminUsers(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 {
-		return usageErrorf("admin users: upsert, disable, enable or delete")
-	}
-	switch args[0] {
-	case "upsert":
+var adminUserCommands = map[string]command{
+	"upsert": func(ctx context.Context, a *app, args []string) error {
 		fs := newFlags("admin users upsert")
 		display := fs.String("display-name", "", "name shown to other users")
-		pos, err := parse(fs, args[1:], 2, 2)
+		pos, err := parse(fs, args, 2, 2)
 		if err != nil {
 			return err
 		}
 		return adminCall(ctx, a, func(ctx context.Context, c starlingv1.AdminServiceClient) (proto.Message, error) {
 			return c.UpsertUser(ctx, &starlingv1.UpsertUserRequest{ExternalId: pos[0], Username: pos[1], DisplayName: *display})
 		})
-	case "disable", "enable":
-		pos, err := parse(newFlags("admin users "+args[0]), args[1:], 1, 1)
-		if err != nil {
-			return err
-		}
-		return adminCall(ctx, a, func(ctx context.Context, c starlingv1.AdminServiceClient) (proto.Message, error) {
-			return c.SetUserDisabled(ctx, &starlingv1.SetUserDisabledRequest{UserId: pos[0], Disabled: args[0] == "disable"})
-		})
-	case "delete":
-		pos, err := parse(newFlags("admin users delete"), args[1:], 1, 1)
+	},
+	"disable": setUserDisabled("disable", true),
+	"enable":  setUserDisabled("enable", false),
+	"delete": func(ctx context.Context, a *app, args []string) error {
+		pos, err := parse(newFlags("admin users delete"), args, 1, 1)
 		if err != nil {
 			return err
 		}
 		return adminCall(ctx, a, func(ctx context.Context, c starlingv1.AdminServiceClient) (proto.Message, error) {
 			return c.DeleteUser(ctx, &starlingv1.DeleteUserRequest{UserId: pos[0]})
 		})
+	},
+}
+
+func setUserDisabled(name string, disabled bool) command {
+	return func(ctx context.Context, a *app, args []string) error {
+		pos, err := parse(newFlags("admin users "+name), args, 1, 1)
+		if err != nil {
+			return err
+		}
+		return adminCall(ctx, a, func(ctx context.Context, c starlingv1.AdminServiceClient) (proto.Message, error) {
+			return c.SetUserDisabled(ctx, &starlingv1.SetUserDisabledRequest{UserId: pos[0], Disabled: disabled})
+		})
 	}
-	return usageErrorf("admin users: unknown command %q (upsert, disable, enable or delete)", args[0])
+}
+
+func cmdAdminUsers(ctx context.Context, a *app, args []string) error {
+	return subcommand("admin users", adminUserCommands, args, func(cmd command, rest []string) error { return cmd(ctx, a, rest) })
 }
 
 func cmdAdminToken(ctx context.Context, a *app, args []string) error {
@@ -172,36 +161,36 @@ func cmdAdminBroadcast(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	if *to == "" {
-		return usageErrorf("admin broadcast: --to is required")
+		return usageErrorf("admin broadcast: --to is required (see 'starling admin broadcast --help')")
 	}
 	return adminCall(ctx, a, func(ctx context.Context, c starlingv1.AdminServiceClient) (proto.Message, error) {
 		return c.Broadcast(ctx, &starlingv1.BroadcastRequest{UserIds: strings.Split(*to, ","), ClientMsgId: *id, Content: &starlingv1.Content{Text: strings.Join(pos, " ")}})
 	})
 }
 
-func cmdAdminGroups(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 {
-		return usageErrorf("admin groups: create or set")
-	}
-	switch args[0] {
-	case "create":
-		pos, err := parse(newFlags("admin groups create"), args[1:], 2, -1)
+var adminGroupCommands = map[string]command{
+	"create": func(ctx context.Context, a *app, args []string) error {
+		pos, err := parse(newFlags("admin groups create"), args, 2, -1)
 		if err != nil {
 			return err
 		}
 		return adminCall(ctx, a, func(ctx context.Context, c starlingv1.AdminServiceClient) (proto.Message, error) {
 			return c.CreateGroup(ctx, &starlingv1.AdminServiceCreateGroupRequest{OwnerId: pos[0], Name: pos[1], MemberIds: pos[2:]})
 		})
-	case "set":
-		pos, err := parse(newFlags("admin groups set"), args[1:], 1, -1)
+	},
+	"set": func(ctx context.Context, a *app, args []string) error {
+		pos, err := parse(newFlags("admin groups set"), args, 1, -1)
 		if err != nil {
 			return err
 		}
 		return adminCall(ctx, a, func(ctx context.Context, c starlingv1.AdminServiceClient) (proto.Message, error) {
 			return c.SetMembers(ctx, &starlingv1.SetMembersRequest{GroupId: pos[0], UserIds: pos[1:]})
 		})
-	}
-	return usageErrorf("admin groups: unknown command %q (create or set)", args[0])
+	},
+}
+
+func cmdAdminGroups(ctx context.Context, a *app, args []string) error {
+	return subcommand("admin groups", adminGroupCommands, args, func(cmd command, rest []string) error { return cmd(ctx, a, rest) })
 }
 
 func cmdAdminPresence(ctx context.Context, a *app, args []string) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -63,16 +64,24 @@ func cmdLogin(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	addr, useTLS := a.target(nil)
+	e := a.target(nil)
+	if e.caFile != "" {
+		// Later commands may run in another directory.
+		if e.caFile, err = filepath.Abs(e.caFile); err != nil {
+			return fmt.Errorf("--ca-file: %w", err)
+		}
+	}
 	c := &config{
-		Server:    addr,
-		TLS:       useTLS,
-		UserID:    resp.GetUser().GetUserId(),
-		Username:  resp.GetUser().GetUsername(),
-		DeviceID:  resp.GetDeviceId(),
-		Token:     resp.GetToken(),
-		Expires:   resp.GetExpiresAt().AsTime(),
-		SendToken: send.GetToken(),
+		Server:     e.addr,
+		TLS:        e.tls,
+		CAFile:     e.caFile,
+		ServerName: e.serverName,
+		UserID:     resp.GetUser().GetUserId(),
+		Username:   resp.GetUser().GetUsername(),
+		DeviceID:   resp.GetDeviceId(),
+		Token:      resp.GetToken(),
+		Expires:    resp.GetExpiresAt().AsTime(),
+		SendToken:  send.GetToken(),
 	}
 	if err := a.saveConfig(c); err != nil {
 		return err
@@ -126,7 +135,7 @@ func cmdWhoami(ctx context.Context, a *app, args []string) error {
 	if _, err := cl.GetUser(ctx, c.UserID); err != nil {
 		return err
 	}
-	addr, _ := a.target(c)
+	addr := a.target(c).addr
 	if *asJSON {
 		return writeJSON(a.stdout, map[string]any{
 			"user_id": c.UserID, "username": c.Username, "device_id": c.DeviceID,

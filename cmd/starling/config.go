@@ -12,13 +12,16 @@ import (
 
 // config is what login leaves behind for later commands.
 type config struct {
-	Server   string    `json:"server"`
-	TLS      bool      `json:"tls,omitempty"`
-	UserID   string    `json:"user_id"`
-	Username string    `json:"username"`
-	DeviceID string    `json:"device_id"`
-	Token    string    `json:"token"`
-	Expires  time.Time `json:"expires_at,omitzero"`
+	Server string `json:"server"`
+	TLS    bool   `json:"tls,omitempty"`
+	// CAFile and ServerName are --ca-file and --server-name at login.
+	CAFile     string    `json:"ca_file,omitempty"`
+	ServerName string    `json:"server_name,omitempty"`
+	UserID     string    `json:"user_id"`
+	Username   string    `json:"username"`
+	DeviceID   string    `json:"device_id"`
+	Token      string    `json:"token"`
+	Expires    time.Time `json:"expires_at,omitzero"`
 	// SendToken is a second device, "<device>.send", used by send and
 	// gsend. A device has one stream at a time (a newer one replaces the
 	// older), so sending with the main token would cut off a listen or

@@ -21,9 +21,9 @@ func parse(fs *flag.FlagSet, args []string, minPos, maxPos int) ([]string, error
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, usageErrorf("see 'starling help'")
+				return nil, &helpRequest{name: fs.Name(), fs: fs}
 			}
-			return nil, usageErrorf("%s: %v", fs.Name(), err)
+			return nil, usageErrorf("%s: %v (see 'starling %s --help')", fs.Name(), err, fs.Name())
 		}
 		rest := fs.Args()
 		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
@@ -38,9 +38,9 @@ func parse(fs *flag.FlagSet, args []string, minPos, maxPos int) ([]string, error
 	}
 	switch {
 	case len(pos) < minPos:
-		return nil, usageErrorf("%s: missing arguments (see 'starling help')", fs.Name())
+		return nil, usageErrorf("%s: missing arguments (see 'starling %s --help')", fs.Name(), fs.Name())
 	case maxPos >= 0 && len(pos) > maxPos:
-		return nil, usageErrorf("%s: too many arguments (see 'starling help')", fs.Name())
+		return nil, usageErrorf("%s: too many arguments (see 'starling %s --help')", fs.Name(), fs.Name())
 	}
 	return pos, nil
 }

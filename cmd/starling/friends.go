@@ -20,14 +20,11 @@ var friendCommands = map[string]command{
 }
 
 func cmdFriends(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 {
+	// `friends` and `friends --json` are `friends list`.
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") && !isHelp(args[0]) {
 		return cmdFriendsList(ctx, a, args)
 	}
-	cmd, ok := friendCommands[args[0]]
-	if !ok {
-		return usageErrorf("friends: unknown command %q (list, requests, request, accept, decline, cancel or remove)", args[0])
-	}
-	return cmd(ctx, a, args[1:])
+	return subcommand("friends", friendCommands, args, func(cmd command, rest []string) error { return cmd(ctx, a, rest) })
 }
 
 // friendCall is a command that names one user and calls one method.

@@ -24,18 +24,8 @@ var groupCommands = map[string]command{
 	"list":     cmdGroupList,
 }
 
-// groupCommandNames lists the group commands for usage errors.
-const groupCommandNames = "create, info, show, update, add, join, kick, leave, role, transfer, disband, members or list"
-
 func cmdGroup(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 {
-		return usageErrorf("group: %s (see 'starling help')", groupCommandNames)
-	}
-	cmd, ok := groupCommands[args[0]]
-	if !ok {
-		return usageErrorf("group: unknown command %q (%s)", args[0], groupCommandNames)
-	}
-	return cmd(ctx, a, args[1:])
+	return subcommand("group", groupCommands, args, func(cmd command, rest []string) error { return cmd(ctx, a, rest) })
 }
 
 func cmdGroupCreate(ctx context.Context, a *app, args []string) error {

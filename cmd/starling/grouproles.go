@@ -112,7 +112,7 @@ func cmdGroupUpdate(ctx context.Context, a *app, args []string) error {
 		case "invite":
 			req.JoinPolicy = starlingv1.JoinPolicy_JOIN_POLICY_INVITE_ONLY
 		default:
-			return usageErrorf("group update: --join is open or invite")
+			return usageErrorf("group update: --join is open or invite (see 'starling group update --help')")
 		}
 	}
 	if ad := set["add"]; ad != nil {
@@ -122,7 +122,7 @@ func cmdGroupUpdate(ctx context.Context, a *app, args []string) error {
 		case "admins":
 			req.AddPolicy = starlingv1.AddPolicy_ADD_POLICY_ADMINS
 		default:
-			return usageErrorf("group update: --add is members or admins")
+			return usageErrorf("group update: --add is members or admins (see 'starling group update --help')")
 		}
 	}
 	_, cl, err := a.loggedIn()
@@ -161,19 +161,20 @@ func cmdGroupKick(ctx context.Context, a *app, args []string) error {
 }
 
 func cmdGroupRole(ctx context.Context, a *app, args []string) error {
-	if len(args) != 3 {
-		return usageErrorf("group role: <group-id> <username> admin|member")
+	pos, err := parse(newFlags("group role"), args, 3, 3)
+	if err != nil {
+		return err
 	}
 	var role starlingv1.GroupRole
-	switch args[2] {
+	switch pos[2] {
 	case "admin":
 		role = starlingv1.GroupRole_GROUP_ROLE_ADMIN
 	case "member":
 		role = starlingv1.GroupRole_GROUP_ROLE_MEMBER
 	default:
-		return usageErrorf("group role: the role is admin or member, not %q", args[2])
+		return usageErrorf("group role: the role is admin or member, not %q (see 'starling group role --help')", pos[2])
 	}
-	return onMember(ctx, a, "group role", args[:2], func(cl *client.Client, group, user string) error {
+	return onMember(ctx, a, "group role", pos[:2], func(cl *client.Client, group, user string) error {
 		return cl.SetMemberRole(ctx, group, user, role)
 	}, "%s is now "+map[bool]string{true: "an admin", false: "a member"}[role == starlingv1.GroupRole_GROUP_ROLE_ADMIN]+" of %s\n")
 }

@@ -14,7 +14,7 @@ func cmdHistory(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	if *limit < 1 || *limit > 500 || *before < 0 {
-		return usageErrorf("history: --limit must be 1-500 and --before not negative")
+		return usageErrorf("history: --limit must be 1-500 and --before not negative (see 'starling history --help')")
 	}
 	c, cl, err := a.loggedIn()
 	if err != nil {
@@ -43,7 +43,8 @@ func cmdHistory(ctx context.Context, a *app, args []string) error {
 
 func cmdConversations(ctx context.Context, a *app, args []string) error {
 	fs := newFlags("conversations")
-	asJSON := fs.Bool("json", false, "one JSON object per conversation")
+	asJSON := fs.Bool("json", false, "one JSON object per conversation (with its id)")
+	verbose := fs.Bool("v", false, "also print each conversation's id")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -64,12 +65,20 @@ func cmdConversations(ctx context.Context, a *app, args []string) error {
 				"latest_seq": st.GetLatestSeq(), "delivered_seq": st.GetDeliveredSeq(), "joined_seq": st.GetJoinedSeq(),
 			})
 		} else {
-			err = say(a.stdout, "%-24s latest #%d, delivered #%d  (%s)\n",
-				p.label(ctx, st.GetConversationId()), st.GetLatestSeq(), st.GetDeliveredSeq(), st.GetConversationId())
+			err = say(a.stdout, "%-24s latest #%d, delivered #%d%s\n",
+				p.label(ctx, st.GetConversationId()), st.GetLatestSeq(), st.GetDeliveredSeq(), idSuffix(*verbose, st.GetConversationId()))
 		}
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// idSuffix is "  (<id>)" for -v, else "".
+func idSuffix(verbose bool, id string) string {
+	if !verbose {
+		return ""
+	}
+	return "  (" + id + ")"
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/starling-im/starling/client"
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 )
 
@@ -13,12 +14,13 @@ import (
 func cmdInbox(ctx context.Context, a *app, args []string) error {
 	fs := newFlags("inbox")
 	limit := fs.Int("limit", 50, "at most this many conversations (1-1000)")
-	asJSON := fs.Bool("json", false, "one JSON object per conversation")
+	asJSON := fs.Bool("json", false, "one JSON object per conversation (with its id)")
+	verbose := fs.Bool("v", false, "also print each conversation's id")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
 	if *limit < 1 || *limit > 1000 {
-		return usageErrorf("inbox: --limit must be 1-1000")
+		return usageErrorf("inbox: --limit must be 1-1000 (see 'starling inbox --help')")
 	}
 	c, cl, err := a.loggedIn()
 	if err != nil {
@@ -31,7 +33,7 @@ func cmdInbox(ctx context.Context, a *app, args []string) error {
 	}
 	p := newPrinter(a.stdout, cl, c, *asJSON)
 	for _, st := range list {
-		if err := p.conversation(ctx, st); err != nil {
+		if err := p.conversation(ctx, st, *verbose); err != nil {
 			return err
 		}
 	}
@@ -41,12 +43,12 @@ func cmdInbox(ctx context.Context, a *app, args []string) error {
 	return nil
 }
 
-// conversation prints one inbox entry.
-func (p *printer) conversation(ctx context.Context, st *starlingv1.ConversationState) error {
-	label := p.label(ctx, st.GetConversationId())
-	if st.GetGroupName() != "" {
-		label = fmt.Sprintf("%s %q", label, st.GetGroupName())
+// conversation prints one inbox entry (-v: with the conversation id).
+func (p *printer) conversation(ctx context.Context, st *starlingv1.ConversationState, verbose bool) error {
+	if id, isGroup, _ := client.Peer(st.GetConversationId(), p.self.UserID); isGroup && st.GetGroupName() != "" {
+		p.groups[id] = st.GetGroupName() // the inbox names its groups: no lookup
 	}
+	label := p.label(ctx, st.GetConversationId())
 	last := st.GetLastMessage()
 	if p.json {
 		v := map[string]any{
@@ -80,7 +82,7 @@ func (p *printer) conversation(ctx context.Context, st *starlingv1.ConversationS
 		line += fmt.Sprintf("  %s %s: %s%s", last.GetServerTime().AsTime().Local().Format(time.DateTime),
 			p.name(ctx, last.GetSenderId()), body(last.GetContent()), tick)
 	}
-	return say(p.out, "%s\n", line)
+	return say(p.out, "%s%s\n", line, idSuffix(verbose, st.GetConversationId()))
 }
 
 // cmdRead marks a conversation read, up to its newest message or --seq.
@@ -92,7 +94,7 @@ func cmdRead(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	if *seq < 0 {
-		return usageErrorf("read: --seq must not be negative")
+		return usageErrorf("read: --seq must not be negative (see 'starling read --help')")
 	}
 	c, cl, err := a.loggedIn()
 	if err != nil {

@@ -31,12 +31,21 @@ func cmdListen(ctx context.Context, a *app, args []string) error {
 	}
 	s, err := a.openSession(ctx, c, cl, client.WithEvents(),
 		client.WithReceipts(func(r *starlingv1.Receipt) { signal(r) }),
-		client.WithTyping(func(n *starlingv1.TypingNotice) { signal(n) }))
+		client.WithTyping(func(n *starlingv1.TypingNotice) { signal(n) }),
+		client.WithConnected(func(w *starlingv1.Welcome, reconnect bool) {
+			if reconnect { // the first is printed below, before any message
+				signal(reconnected{w})
+			}
+		}))
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	p := newPrinter(a.stdout, cl, c, *asJSON)
+	server := a.target(c).addr
+	if err := p.connected(s.Welcome(), c, server); err != nil {
+		return err
+	}
 	msgs, evs := s.Messages(), s.Events()
 	for msgs != nil || evs != nil {
 		select {
@@ -63,6 +72,8 @@ func cmdListen(ctx context.Context, a *app, args []string) error {
 				err = p.receipt(ctx, sg)
 			case *starlingv1.TypingNotice:
 				err = p.typing(ctx, sg)
+			case reconnected:
+				err = p.reconnected(sg.welcome, server)
 			}
 			if err != nil {
 				return err
@@ -70,6 +81,26 @@ func cmdListen(ctx context.Context, a *app, args []string) error {
 		}
 	}
 	return sessionEnd(ctx, s)
+}
+
+// reconnected is a stream welcomed after the connection was lost.
+type reconnected struct{ welcome *starlingv1.Welcome }
+
+// connected prints that listen is connected, so a person sees it works.
+func (p *printer) connected(w *starlingv1.Welcome, c *config, server string) error {
+	if p.json {
+		return writeJSON(p.out, map[string]any{"event": "connected", "username": c.Username, "user_id": w.GetUserId(),
+			"device_id": w.GetDeviceId(), "server": server, "node_id": w.GetNodeId()})
+	}
+	return say(p.out, "listening as %s (device %s) on %s\n", c.Username, w.GetDeviceId(), server)
+}
+
+// reconnected prints that a lost connection came back.
+func (p *printer) reconnected(w *starlingv1.Welcome, server string) error {
+	if p.json {
+		return writeJSON(p.out, map[string]any{"event": "reconnected", "server": server, "node_id": w.GetNodeId()})
+	}
+	return say(p.out, "reconnected to %s\n", server)
 }
 
 // openSession opens this device's stream with the per-device state file, so
@@ -127,7 +158,7 @@ func cmdChat(ctx context.Context, a *app, args []string) error {
 			}
 			ack, err := s.SendText(ctx, client.ToUser(to), sc.Text())
 			if err != nil {
-				say(a.stderr, "starling: %s\n", describe(err))
+				say(a.stderr, "starling: %s\n", a.describe(err))
 				continue
 			}
 			last = ack

@@ -179,8 +179,14 @@ func TestSendAndHistory(t *testing.T) {
 	if lines := jsonLines(t, alice.ok("history", ack.ConversationID, "--json", "--limit", "1")); len(lines) != 1 || lines[0]["text"] != "hi alice" {
 		t.Fatalf("history --limit 1: %v", lines)
 	}
-	if out := alice.ok("conversations"); !strings.Contains(out, "@bob") || !strings.Contains(out, "latest #2") {
-		t.Fatalf("conversations: %q", out)
+	if out := alice.ok("conversations"); !strings.HasPrefix(out, "@bob ") || !strings.Contains(out, "latest #2") || strings.Contains(out, "c2c:") {
+		t.Fatalf("conversations: %q; want @bob and no ids", out)
+	}
+	if out := alice.ok("conversations", "-v"); !strings.HasPrefix(out, "@bob ") || !strings.HasSuffix(out, "  ("+ack.ConversationID+")\n") {
+		t.Fatalf("conversations -v: %q; want the id", out)
+	}
+	if lines := jsonLines(t, alice.ok("conversations", "--json")); len(lines) != 1 || lines[0]["conversation_id"] != ack.ConversationID || lines[0]["name"] != "@bob" {
+		t.Fatalf("conversations --json: %v", lines)
 	}
 
 	alice.fails(1, `no user named "nobody"`, "send", "nobody", "hi")
@@ -208,14 +214,34 @@ func TestGroupCommands(t *testing.T) {
 	if out := bob.ok("group", "show", g.GroupID); !strings.Contains(out, `"friends"`) || !strings.Contains(out, "alice, bob, carol") && !strings.Contains(out, "(3)") {
 		t.Fatalf("group show: %q", out)
 	}
+	l := bob.listen(t)
+	l.waitFor(t, "listening as bob")
 	alice.ok("gsend", g.GroupID, "hello", "friends")
 	carol.ok("gsend", g.GroupID, "hi")
-	if out := bob.ok("history", g.GroupID); !strings.Contains(out, "alice: hello friends") || !strings.Contains(out, "carol: hi") {
-		t.Fatalf("group history: %q", out)
+	// Groups show by name, people by username; ids only on request.
+	l.waitFor(t, "] carol: hi\n")
+	l.stop(t)
+	for what, out := range map[string]string{"listen": l.stdout.String(), "history": bob.ok("history", g.GroupID)} {
+		if !strings.Contains(out, " [#friends #2] alice: hello friends\n") || !strings.Contains(out, " [#friends #3] carol: hi\n") || strings.Contains(out, "grp:") {
+			t.Fatalf("%s printed %q; want [#friends #N] lines", what, out)
+		}
+	}
+	if out := bob.ok("conversations"); !strings.Contains(out, "#friends ") || strings.Contains(out, g.GroupID) {
+		t.Fatalf("conversations: %q; want #friends and no ids", out)
+	}
+	if out := bob.ok("conversations", "-v"); !strings.Contains(out, "#friends ") || !strings.Contains(out, "(grp:"+g.GroupID+")") {
+		t.Fatalf("conversations -v: %q; want #friends with its id", out)
+	}
+	if out := bob.ok("inbox"); !strings.HasPrefix(out, "#friends ") || strings.Contains(out, g.GroupID) {
+		t.Fatalf("inbox: %q; want #friends and no ids", out)
 	}
 
 	if out := carol.ok("group", "leave", g.GroupID); !strings.Contains(out, "left") {
 		t.Fatalf("group leave: %q", out)
+	}
+	// Carol may no longer look the group up: its id stands in for the name.
+	if out := carol.ok("history", "grp:"+g.GroupID); !strings.Contains(out, "[#"+g.GroupID+" #3] carol: hi\n") {
+		t.Fatalf("history of a group left: %q; want the id in place of the name", out)
 	}
 	carol.fails(1, "", "gsend", g.GroupID, "still here?")
 	alice.fails(1, "no user named", "group", "create", "x", "nobody")
@@ -231,26 +257,47 @@ func TestListen(t *testing.T) {
 	alice.ok("send", "bob", "before listen")
 
 	l := bob.listen(t, "--json")
-	l.waitLines(t, 1)
+	l.waitLines(t, 2)
 	alice.ok("send", "bob", "during listen")
 	// send runs as its own device, so bob's listen is not cut off by
 	// bob sending from another terminal; it sees its own message too.
 	bob.ok("send", "alice", "from bob")
-	msgs := l.waitLines(t, 3)
+	lines := l.waitLines(t, 4)
 	l.stop(t)
-	if msgs[0]["text"] != "before listen" || msgs[1]["text"] != "during listen" || msgs[2]["text"] != "from bob" {
-		t.Fatalf("listen printed %v", msgs)
+	if lines[0]["event"] != "connected" || lines[0]["username"] != "bob" || lines[0]["device_id"] != "cli" || lines[0]["server"] != srv.Target() {
+		t.Fatalf("listen's first line: %v", lines[0])
+	}
+	if msgs := lines[1:]; msgs[0]["text"] != "before listen" || msgs[1]["text"] != "during listen" || msgs[2]["text"] != "from bob" {
+		t.Fatalf("listen printed %v", lines)
 	}
 
 	alice.ok("send", "bob", "after listen")
 	l = bob.listen(t, "--json")
-	msgs = l.waitLines(t, 1)
+	l.waitLines(t, 2)
 	time.Sleep(300 * time.Millisecond) // nothing old may follow
-	msgs = l.waitLines(t, 1)
+	lines = l.waitLines(t, 2)
 	l.stop(t)
-	if len(msgs) != 1 || msgs[0]["text"] != "after listen" {
-		t.Fatalf("second listen printed %v", msgs)
+	if len(lines) != 2 || lines[1]["text"] != "after listen" {
+		t.Fatalf("second listen printed %v", lines)
 	}
+}
+
+// listen says when it is connected, and when a lost connection is back:
+// a person at a terminal sees it working.
+func TestListenSaysConnectedAndReconnected(t *testing.T) {
+	srv := servertest.Start(t)
+	alice, bob := signup(t, srv, "alice"), signup(t, srv, "bob")
+	l := bob.listen(t)
+	connected := "listening as bob (device cli) on " + srv.Target() + "\n"
+	l.waitFor(t, connected)
+	if got := l.stdout.String(); got != connected {
+		t.Fatalf("listen printed %q first; want %q", got, connected)
+	}
+	srv.Restart(t)
+	l.waitFor(t, "reconnected to "+srv.Target()+"\n")
+	alice.ok("send", "bob", "still there?")
+	l.waitFor(t, "[@alice #1] alice: still there?\n")
+	l.stop(t)
 }
 
 // A listen ends with a clear error when the device is logged out.
@@ -258,7 +305,7 @@ func TestListenEndsOnLogout(t *testing.T) {
 	srv := servertest.Start(t)
 	bob := signup(t, srv, "bob")
 	l := bob.listen(t)
-	time.Sleep(200 * time.Millisecond) // let it connect
+	l.waitFor(t, "listening as bob")
 	bob.ok("logout")
 	select {
 	case <-l.done:
@@ -303,6 +350,18 @@ func (u *user) listen(t *testing.T, args ...string) *listener {
 	}()
 	t.Cleanup(func() { cancel(); <-l.done })
 	return l
+}
+
+// waitFor waits until the listen printed want.
+func (l *listener) waitFor(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(l.stdout.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("listen printed %q, stderr %q; want %q", l.stdout.String(), l.stderr.String(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // waitLines waits until n JSON lines were printed and returns them.
@@ -394,11 +453,11 @@ func TestListenPrintsReceipts(t *testing.T) {
 	alice, bob := signup(t, srv, "alice"), signup(t, srv, "bob")
 	alice.ok("send", "bob", "hello")
 	l := bob.listen(t, "--json")
-	l.waitLines(t, 1)
+	l.waitLines(t, 2)
 	bob.ok("read", "alice")
-	lines := l.waitLines(t, 2)
+	lines := l.waitLines(t, 3)
 	l.stop(t)
-	if lines[1]["event"] != "receipt" || lines[1]["user"] != "bob" || lines[1]["read_seq"] != float64(1) {
+	if lines[2]["event"] != "receipt" || lines[2]["user"] != "bob" || lines[2]["read_seq"] != float64(1) {
 		t.Fatalf("listen printed %v", lines)
 	}
 }

@@ -72,19 +72,41 @@ func showUsage(w io.Writer) {
 	io.WriteString(w, usage)
 }
 
+// showText prints the program's own text (help) as it is.
+func showText(w io.Writer, text string) {
+	io.WriteString(w, text)
+}
+
 // printer prints messages for people (one line each) or scripts (one JSON
-// object per line), turning user ids into usernames.
+// object per line), turning user ids into usernames and group ids into
+// group names. It asks the server once per id and run.
 type printer struct {
-	out   io.Writer
-	cl    *client.Client
-	self  *config
-	json  bool
-	names map[string]string // user id → username
+	out    io.Writer
+	cl     *client.Client
+	self   *config
+	json   bool
+	names  map[string]string // user id → username
+	groups map[string]string // group id → group name
 }
 
 func newPrinter(out io.Writer, cl *client.Client, self *config, asJSON bool) *printer {
 	return &printer{out: out, cl: cl, self: self, json: asJSON,
-		names: map[string]string{self.UserID: self.Username}}
+		names:  map[string]string{self.UserID: self.Username},
+		groups: map[string]string{}}
+}
+
+// groupName is a group's name, or its id when the lookup fails (a group
+// left or disbanded, the server unreachable).
+func (p *printer) groupName(ctx context.Context, groupID string) string {
+	if n, ok := p.groups[groupID]; ok {
+		return n
+	}
+	n := groupID
+	if g, _, err := p.cl.GetGroup(ctx, groupID); err == nil && g.GetName() != "" {
+		n = g.GetName()
+	}
+	p.groups[groupID] = n
+	return n
 }
 
 // name is a user's username, or the id when the lookup fails: output must
@@ -101,14 +123,15 @@ func (p *printer) name(ctx context.Context, userID string) string {
 	return n
 }
 
-// label names a conversation: "@bob" for one-to-one, "grp:<id>" for groups.
+// label names a conversation: "@bob" for one-to-one, "#<group name>" for
+// groups (the id in place of a name that cannot be found).
 func (p *printer) label(ctx context.Context, conversationID string) string {
 	id, isGroup, ok := client.Peer(conversationID, p.self.UserID)
 	switch {
 	case !ok:
 		return conversationID
 	case isGroup:
-		return client.GroupConversationID(id)
+		return "#" + p.groupName(ctx, id)
 	default:
 		return "@" + p.name(ctx, id)
 	}
@@ -147,9 +170,14 @@ func (p *printer) message(ctx context.Context, m *starlingv1.Message) error {
 		})
 	}
 	if ch, ok := client.GroupChangeOf(m); ok {
-		return say(p.out, "%s [%s #%d] * %s\n",
+		err := say(p.out, "%s [%s #%d] * %s\n",
 			m.GetServerTime().AsTime().Local().Format(time.DateTime),
 			p.label(ctx, m.GetConversationId()), m.GetSeq(), p.groupChangeText(ctx, ch))
+		// A rename: later lines use the new name.
+		if id, isGroup, _ := client.Peer(m.GetConversationId(), p.self.UserID); isGroup && ch.GetInfo().GetName() != "" {
+			p.groups[id] = ch.GetInfo().GetName()
+		}
+		return err
 	}
 	return say(p.out, "%s [%s #%d] %s: %s\n",
 		m.GetServerTime().AsTime().Local().Format(time.DateTime),

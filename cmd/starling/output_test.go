@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -54,15 +53,10 @@ func TestHostileMessageText(t *testing.T) {
 
 	// listen prints it the same way.
 	l := bob.listen(t)
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(l.stdout.String(), "\n") {
-		if time.Now().After(deadline) {
-			t.Fatalf("listen printed %q, stderr %q", l.stdout.String(), l.stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	l.waitFor(t, "tend\n")
 	l.stop(t)
-	if got := oneSafeLine(t, "listen", l.stdout.String()); !strings.HasSuffix(got, want) {
+	_, msg, _ := strings.Cut(l.stdout.String(), "\n") // after "listening as …"
+	if got := oneSafeLine(t, "listen", msg); !strings.HasSuffix(got, want) {
 		t.Fatalf("listen printed\n%s\nwant it to end with\n%s", got, want)
 	}
 
@@ -83,6 +77,7 @@ func TestHostileNamesAndErrors(t *testing.T) {
 	var out bytes.Buffer
 	p := newPrinter(&out, nil, &config{UserID: "u1", Username: "me"}, false)
 	p.names["u\x1b[2K2"] = "ad\rmin\u2066"
+	p.groups["g\n1"] = "fr\x1b[2Kiends\u202e"
 	err := p.message(context.Background(), &starlingv1.Message{
 		ConversationId: "grp:g\n1",
 		Seq:            3,
@@ -94,7 +89,7 @@ func TestHostileNamesAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	line := oneSafeLine(t, "message", out.String())
-	if !strings.HasSuffix(line, `[grp:g\n1 #3] ad\rmin\u2066: <img\u009b, 3 bytes> cap\ntion`) {
+	if !strings.HasSuffix(line, `[#fr\x1b[2Kiends\u202e #3] ad\rmin\u2066: <img\u009b, 3 bytes> cap\ntion`) {
 		t.Fatalf("message printed %q", line)
 	}
 

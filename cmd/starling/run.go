@@ -17,7 +17,10 @@ import (
 
 const defaultServer = "127.0.0.1:7070"
 
-const usage = `usage: starling [--server HOST:PORT] [--tls] <command> [arguments]
+const usage = `usage: starling [--server HOST:PORT] [--tls] [--ca-file PATH] [--server-name NAME] <command> [arguments]
+
+Run 'starling help <command>' (or 'starling <command> --help') for a
+command's flags and what it prints.
 
 Accounts:
   register <username> [--password P] [--display-name NAME]
@@ -31,8 +34,8 @@ Messages:
   listen [--json]                        print incoming messages, events, receipts and typing until interrupted
   chat <username>                        send stdin lines, print incoming messages
   history <username|group-id> [--before SEQ] [--limit N] [--json]
-  conversations [--json]
-  inbox [--limit N] [--json]             conversations with unread counts and last messages
+  conversations [-v] [--json]           @username and #group-name (-v: with ids)
+  inbox [--limit N] [-v] [--json]        conversations with unread counts and last messages
   read <username|group-id> [--seq N]     mark read up to the newest message (or N)
 
 Groups:
@@ -84,10 +87,21 @@ ESC as \x1b, other controls as \xNN or \uNNNN (U+202E as \u202e).
 --json prints the exact text as JSON strings (with these characters
 escaped the JSON way).
 
-The password comes from --password, STARLING_PASSWORD, or a prompt.
-Login state lives in $STARLING_CONFIG_DIR (default: the user config dir,
-e.g. ~/.config/starling). --server also reads STARLING_SERVER; after login
-the server logged in to is the default.
+Global flags (before the command):
+  --server HOST:PORT     the server (default: the one logged in to, else
+                         127.0.0.1:7070; also STARLING_SERVER)
+  --tls                  connect with TLS (the system's CAs)
+  --ca-file PATH         trust this PEM CA file instead (implies --tls)
+  --server-name NAME     the name the certificate must be for (implies --tls)
+login keeps the server and these TLS settings for the later commands.
+
+Environment:
+  STARLING_SERVER        the server, as --server
+  STARLING_CONFIG_DIR    where the login is kept (default: the user config
+                         dir, e.g. ~/.config/starling)
+  STARLING_PASSWORD      the password for register and login (else
+                         --password, a prompt, or a line on stdin)
+  STARLING_ADMIN_KEY     the API key of the admin commands
 `
 
 // app is one invocation: its I/O and global flags.
@@ -95,8 +109,11 @@ type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	server         string // --server or STARLING_SERVER; "" means from the config
-	tls            bool
+	tls            bool   // --tls
+	caFile         string // --ca-file
+	serverName     string // --server-name
 	dir            string // config directory
+	dialedTLS      bool   // the last connection made used TLS (for error hints)
 }
 
 // command is one subcommand; args are what follows its name.
@@ -130,14 +147,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("starling", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&a.server, "server", os.Getenv("STARLING_SERVER"), "server address")
-	fs.BoolVar(&a.tls, "tls", false, "use TLS")
+	globalFlags(fs, a)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			showUsage(stdout)
 			return 0
 		}
-		return a.fail(usageErrorf("%v", err))
+		return a.fail(usageErrorf("%v (see 'starling --help')", err))
+	}
+	if a.server == "" {
+		a.server = os.Getenv("STARLING_SERVER")
 	}
 	if fs.NArg() == 0 {
 		showUsage(stderr)
@@ -145,12 +164,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	name, rest := fs.Arg(0), fs.Args()[1:]
 	if name == "help" {
-		showUsage(stdout)
-		return 0
+		if len(rest) == 0 {
+			showUsage(stdout)
+			return 0
+		}
+		// `starling help group create` is `starling group create --help`.
+		name, rest = rest[0], append(rest[1:], "--help")
 	}
 	cmd, ok := commands[name]
 	if !ok {
-		return a.fail(usageErrorf("unknown command %q (try 'starling help')", name))
+		return a.fail(usageErrorf("unknown command %q (see 'starling --help')", name))
 	}
 	dir, err := configDir()
 	if err != nil {
@@ -174,12 +197,23 @@ func (a *app) fail(err error) int {
 	if err == nil {
 		return 0
 	}
-	say(a.stderr, "starling: %s\n", describe(err))
+	if h, ok := asHelp(err); ok {
+		showText(a.stdout, helpText(h))
+		return 0
+	}
+	say(a.stderr, "starling: %s\n", a.describe(err))
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return 2
 	}
 	return 1
+}
+
+// describe is describe(err) with a hint when the connection failed on
+// TLS: a plaintext client at a TLS server (or the reverse) and a
+// certificate the client does not trust.
+func (a *app) describe(err error) string {
+	return describe(err) + tlsHint(err, a.dialedTLS)
 }
 
 // describe makes the one line a person reads: the server's status message

@@ -69,4 +69,4 @@ func reloadAdminKeys(ctx context.Context, c config, keys *admin.Keys, log *slog.
 	}
 }
 
-var errShortAdminKey = errors.New("--admin-key must be at least 32 bytes (make one with: starling admin keygen)")
+var errShortAdminKey = errors.New("--admin-key must be at least 32 bytes (make one with: starlingd gen-secret)")

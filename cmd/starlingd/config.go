@@ -19,36 +19,37 @@ import (
 
 // config is starlingd's command line.
 type config struct {
-	Listen        string
-	DataDir       string
-	DB            string
-	Redis         string
-	RedisPrefix   string
-	Resync        time.Duration
-	MetricsListen string
-	TLSCert       string
-	TLSKey        string
-	TokenSecret   string
-	AdminKeysFile string
-	AdminKey      string
-	PushWebhook   string
-	PushSecret    string
-	PushWindow    time.Duration
-	PushPreview   bool
-	EventWebhook  string
-	EventSecret   string
-	Events        string
-	TokenTTL      time.Duration
-	NodeID        string
-	LogLevel      slog.Level
-	LogFormat     string
-	OTLPEndpoint  string
-	OTLPInsecure  bool
-	SendRate      float64
-	BcryptCost    int
-	Pprof         bool
-	Window        int
-	DMPolicy      string
+	Listen          string
+	DataDir         string
+	DB              string
+	Redis           string
+	RedisPrefix     string
+	Resync          time.Duration
+	MetricsListen   string
+	TLSCert         string
+	TLSKey          string
+	TokenSecret     string
+	TokenSecretFile string
+	AdminKeysFile   string
+	AdminKey        string
+	PushWebhook     string
+	PushSecret      string
+	PushWindow      time.Duration
+	PushPreview     bool
+	EventWebhook    string
+	EventSecret     string
+	Events          string
+	TokenTTL        time.Duration
+	NodeID          string
+	LogLevel        slog.Level
+	LogFormat       string
+	OTLPEndpoint    string
+	OTLPInsecure    bool
+	SendRate        float64
+	BcryptCost      int
+	Pprof           bool
+	Window          int
+	DMPolicy        string
 
 	// Login and Register limits (auth.Limits) and session collection.
 	LoginRate          float64
@@ -74,15 +75,50 @@ const (
 )
 
 // parseConfig reads flags, each falling back to STARLING_<NAME> from
-// getenv; a flag given on the command line wins over the environment.
+// getenv; a flag given on the command line wins over the environment. It
+// returns flag.ErrHelp for -h/--help (printHelp shows it).
 func parseConfig(args []string, getenv func(string) string) (config, error) {
 	var c config
+	var level string
+	fs := newFlagSet(&c, &level)
+
+	// Environment first, so the command line overrides it.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		if v := getenv(name); v != "" {
+			if err := f.Value.Set(v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return config{}, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		return config{}, fmt.Errorf("--log-level: %w", err)
+	}
+	if err := c.validate(); err != nil {
+		return config{}, err
+	}
+	return c, nil
+}
+
+// newFlagSet defines every flag of starlingd on c (and the log level, a
+// string until parsed, on level).
+func newFlagSet(c *config, level *string) *flag.FlagSet {
 	fs := flag.NewFlagSet("starlingd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7070", "gRPC listen address")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded SQLite database (and the generated token secret)")
 	fs.StringVar(&c.DB, "db", "", "postgres:// or postgresql:// URL of CockroachDB or PostgreSQL (default: embedded SQLite in --data-dir)")
-	fs.StringVar(&c.Redis, "redis", "", "Redis URL for cluster mode (presence and cross-node routing; needs --db and --token-secret): redis:// or rediss:// for one Redis; with ?master_name=NAME a Sentinel set (more sentinels as &addr=host:port); with &addr=host:port for each further node a Redis Cluster")
+	fs.StringVar(&c.Redis, "redis", "", "Redis URL for cluster mode (presence and cross-node routing; needs --db and the same token secret on every node): redis:// or rediss:// for one Redis; with ?master_name=NAME a Sentinel set (more sentinels as &addr=host:port); with &addr=host:port for each further node a Redis Cluster")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "starling:", "prefix of every Redis key and channel, so several clusters can share one Redis")
 	fs.DurationVar(&c.Resync, "resync-interval", time.Minute, "cluster mode: how often every stream re-reads what it is behind on and presence is re-read whole, the safety net for deliveries lost between nodes; 0: never")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "address for HTTP /metrics (Prometheus), /healthz and /readyz (default: off)")
@@ -97,10 +133,11 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.EventWebhook, "event-webhook", "", "URL that the --events are POSTed to, signed with --event-webhook-secret (default: off)")
 	fs.StringVar(&c.EventSecret, "event-webhook-secret", "", "HMAC-SHA256 secret that signs --event-webhook calls, at least 16 bytes")
 	fs.StringVar(&c.Events, "events", "", "comma-separated event types sent to --event-webhook: message.stored, group.changed, user.online, user.offline")
-	fs.StringVar(&c.TokenSecret, "token-secret", "", "secret that signs tokens, at least 32 bytes; generated and kept in --data-dir when empty (single node only)")
+	fs.StringVar(&c.TokenSecret, "token-secret", "", "secret that signs tokens, at least 32 bytes (make one with: starlingd gen-secret); prefer STARLING_TOKEN_SECRET or --token-secret-file, since ps shows a command line to every user. Generated and kept in --data-dir when neither is set (single node on the embedded database only)")
+	fs.StringVar(&c.TokenSecretFile, "token-secret-file", "", "`PATH` of a file holding the token secret (as --token-secret; a trailing newline is ignored); a file others may read is logged as a warning")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 30*24*time.Hour, "lifetime of login tokens")
 	fs.StringVar(&c.NodeID, "node-id", "", "this node's name in logs and Welcome frames, unique in a cluster: letters, digits, '.', '_' and '-', at most 64 (default: host name)")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format on standard error: text or json")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "host:port of an OpenTelemetry collector (OTLP over gRPC) to send traces to (default: tracing off)")
 	fs.BoolVar(&c.OTLPInsecure, "otlp-insecure", false, "talk to --otlp-endpoint without TLS")
@@ -128,37 +165,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	d := server.DefaultConfig()
 	fs.DurationVar(&c.SessionGCInterval, "session-gc-interval", d.SessionGCInterval, "how often expired and revoked login sessions are deleted from the database; 0: never")
 	fs.IntVar(&c.SessionGCBatch, "session-gc-batch", d.SessionGCBatch, "login sessions deleted per transaction by the session collector")
-
-	// Environment first, so the command line overrides it.
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
-		if v := getenv(name); v != "" {
-			if err := f.Value.Set(v); err != nil && envErr == nil {
-				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return config{}, envErr
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(flagOutput)
-			fs.PrintDefaults()
-		}
-		return config{}, err
-	}
-	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
-		return config{}, fmt.Errorf("--log-level: %w", err)
-	}
-	if err := c.validate(); err != nil {
-		return config{}, err
-	}
-	return c, nil
+	return fs
 }
 
 // validate checks every value before anything is opened, bound or
@@ -197,7 +204,10 @@ func (c config) validate() error {
 		return fmt.Errorf("--node-id %q: use letters, digits, '.', '_' and '-', at most 64", c.NodeID)
 	}
 	if c.TokenSecret != "" && len(c.TokenSecret) < 32 {
-		return errors.New("--token-secret must be at least 32 bytes")
+		return errors.New("--token-secret must be at least 32 bytes (make one with: starlingd gen-secret)")
+	}
+	if c.TokenSecret != "" && c.TokenSecretFile != "" {
+		return errors.New("--token-secret (or STARLING_TOKEN_SECRET) and --token-secret-file (or STARLING_TOKEN_SECRET_FILE) are both set: set one")
 	}
 	if c.PushWebhook != "" && len(c.PushSecret) < 16 {
 		return errors.New("--push-webhook needs --push-webhook-secret of at least 16 bytes")

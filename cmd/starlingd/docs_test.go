@@ -11,13 +11,12 @@ import (
 // docs/operations.md lists exactly starlingd's flags, each with its
 // environment variable: the operator's reference cannot fall behind.
 func TestOperationsDocListsEveryFlag(t *testing.T) {
-	var help bytes.Buffer
-	old := flagOutput
-	flagOutput = &help
-	defer func() { flagOutput = old }()
-	parseConfig([]string{"--help"}, func(string) string { return "" })
+	var help, errOut bytes.Buffer
+	if code := realMain(t.Context(), []string{"--help"}, func(string) string { return "" }, &help, &errOut); code != 0 {
+		t.Fatalf("--help: exit %d: %s", code, errOut.String())
+	}
 	var flags []string
-	for _, m := range regexp.MustCompile(`(?m)^  -(\S+)`).FindAllStringSubmatch(help.String(), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^  --([a-z0-9-]+)`).FindAllStringSubmatch(help.String(), -1) {
 		flags = append(flags, m[1])
 	}
 	if len(flags) < 10 {

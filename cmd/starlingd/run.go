@@ -33,8 +33,6 @@ import (
 	"github.com/starling-im/starling/storage/sqlite"
 )
 
-var flagOutput io.Writer = os.Stderr
-
 // run wires the concrete backends together and serves until ctx ends.
 //
 // Everything that can fail without touching the disk comes first: the
@@ -46,6 +44,11 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 	log := newLogger(c, logOut)
 	if err := c.validate(); err != nil {
 		return err
+	}
+	if c.TokenSecretFile != "" {
+		if c.TokenSecret, err = readSecretFile(c.TokenSecretFile, log); err != nil {
+			return err
+		}
 	}
 	if c.DB != "" && c.TokenSecret == "" {
 		return errNoSharedSecret
@@ -179,7 +182,28 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 	return srv.Serve(ctx, lis)
 }
 
-var errNoSharedSecret = errors.New("--token-secret is required with --db: every node of a cluster must sign tokens with the same secret")
+var errNoSharedSecret = errors.New("a token secret is required with --db (STARLING_TOKEN_SECRET, --token-secret-file or --token-secret; make one with: starlingd gen-secret): every node of a cluster must sign tokens with the same secret")
+
+// readSecretFile reads --token-secret-file: the secret, without the
+// trailing newline that `starlingd gen-secret > file` (or an editor)
+// leaves. A file others may read is a warning, not an error: container
+// platforms mount secrets world-readable inside a container of one user
+// by default, and refusing them would make the safe option the hard one.
+func readSecretFile(path string, log *slog.Logger) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--token-secret-file: %w", err)
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if len(s) < 32 {
+		return "", fmt.Errorf("--token-secret-file %s holds %d bytes; a token secret is at least 32 (make one with: starlingd gen-secret > %s)", path, len(s), path)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o007 != 0 {
+		log.Warn("the token secret file is readable by every user of this machine: anyone who reads it can forge tokens; chmod 600 it (640 for a group)",
+			"file", path, "mode", fi.Mode().Perm().String())
+	}
+	return s, nil
+}
 
 // openStore opens the database --db names, or the embedded SQLite file.
 // It also picks the commit parallelism that suits the backend: SQLite has

@@ -1,7 +1,9 @@
 # The recipes a developer runs; .ci/run runs the same checks.
 BUF := go tool -modfile=tools.mod buf
 
-.PHONY: run gen lint test bench ci
+.PHONY: build run gen lint test bench ci
+build:      ## build starlingd, starling and starling-bench into bin/ (the first build compiles everything: minutes on a fresh machine)
+	go build -o bin/ ./cmd/...
 run:        ## run a single node on the embedded database in ./data
 	go run ./cmd/starlingd
 gen:        ## regenerate gen/ and client/ts/gen/ from proto/ (needs node: npm ci installs protoc-gen-es)

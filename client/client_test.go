@@ -444,3 +444,34 @@ func TestClose(t *testing.T) {
 		t.Fatalf("open on closed client: %v", err)
 	}
 }
+
+// WithConnected tells the app of the first stream and of every reconnect.
+func TestWithConnectedReportsReconnects(t *testing.T) {
+	srv := servertest.Start(t)
+	register(t, srv, "alice")
+	type connect struct {
+		device    string
+		reconnect bool
+	}
+	connects := make(chan connect, 8)
+	open(t, login(t, srv, "alice", "phone"), client.WithConnected(func(w *starlingv1.Welcome, reconnect bool) {
+		connects <- connect{w.GetDeviceId(), reconnect}
+	}))
+	next := func() connect {
+		t.Helper()
+		select {
+		case c := <-connects:
+			return c
+		case <-time.After(30 * time.Second):
+			t.Fatal("no connect reported")
+			return connect{}
+		}
+	}
+	if c := next(); c != (connect{"phone", false}) {
+		t.Fatalf("first connect reported as %+v", c)
+	}
+	srv.Restart(t)
+	if c := next(); c != (connect{"phone", true}) {
+		t.Fatalf("reconnect reported as %+v", c)
+	}
+}

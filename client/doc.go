@@ -29,6 +29,21 @@
 // presence changes come on the same channel (Seq 0, not stored). Events
 // and messages leave the session through one queue: read both channels.
 //
+// # TLS
+//
+// Dial is plaintext unless WithTLS is given (fine on loopback, not across a
+// network). WithTLS(nil) trusts the system's CAs and checks the target's
+// host name. For a server whose certificate comes from a private CA (or is
+// self-signed), or is for a name other than the dial target's host,
+// TLSConfig builds the configuration from a CA file and a server name:
+//
+//	cfg, err := client.TLSConfig("/etc/starling/ca.pem", "chat.internal")
+//	c, err := client.Dial("10.0.0.5:7070", client.WithTLS(cfg))
+//
+// The starling CLI's --ca-file and --server-name are these two.
+// A session can show that it is connected with WithConnected, called once
+// the stream is welcomed and after every reconnect.
+//
 // # Delivery guarantees
 //
 // Within one Session, Messages yields every message of every conversation

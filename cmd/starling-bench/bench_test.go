@@ -215,13 +215,26 @@ func TestBadFlags(t *testing.T) {
 		{"extra"},
 	} {
 		var stdout, stderr bytes.Buffer
-		if code := realMain(context.Background(), args, &stdout, &stderr); code != exitError {
-			t.Errorf("%q: exit %d, want %d", args, code, exitError)
+		code := realMain(context.Background(), args, &stdout, &stderr)
+		// The loopback check resolves names, so it runs after parsing.
+		hinted := strings.Contains(stderr.String(), "(see 'starling-bench --help')") || strings.Contains(stderr.String(), "only loopback")
+		if code != exitError || stdout.Len() != 0 || strings.Count(stderr.String(), "\n") != 1 || !hinted {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit %d and one line pointing to --help", args, code, stdout.String(), stderr.String(), exitError)
 		}
 	}
-	var stdout, stderr bytes.Buffer
-	if code := realMain(context.Background(), []string{"--help"}, &stdout, &stderr); code != exitOK || !strings.Contains(stdout.String(), "--bcrypt-cost 4 --send-rate 0") {
-		t.Errorf("--help: exit %d, output:\n%s", code, stdout.String())
+	for _, arg := range []string{"--help", "-h"} {
+		var stdout, stderr bytes.Buffer
+		code := realMain(context.Background(), []string{arg}, &stdout, &stderr)
+		help := stdout.String()
+		if code != exitOK || stderr.Len() != 0 || !strings.HasPrefix(help, "usage: starling-bench") || !strings.Contains(help, "--bcrypt-cost 4 --send-rate 0") ||
+			!strings.Contains(help, "Environment:") {
+			t.Errorf("%s: exit %d, stderr %q, output:\n%s", arg, code, stderr.String(), help)
+		}
+		for _, f := range []string{"--target", "--scenario", "--pairs", "--duration", "--json", "--tls-ca"} {
+			if !strings.Contains(help, "\n  "+f+" ") && !strings.Contains(help, "\n  "+f+"\n") {
+				t.Errorf("%s does not show %s", arg, f)
+			}
+		}
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/starling-im/starling/internal/flagusage"
 )
 
 // config is starling-bench's command line.
@@ -70,7 +72,9 @@ type config struct {
 
 var scenarios = []string{"c2c", "group", "idle", "reconnect", "chaos"}
 
-const usageHead = `starling-bench: load generator for a running Starling server.
+const usageHead = `usage: starling-bench [flags]
+
+starling-bench is a load generator for a running Starling server:
 
   starling-bench --target 127.0.0.1:7070 --scenario c2c --pairs 100 --duration 15s
 
@@ -113,6 +117,10 @@ send→push latency of same-node and cross-node deliveries (same node: the
 same address string in --target, so one node listed as both 127.0.0.1:7070
 and localhost:7070 counts as two); CPU and memory per server pid and their
 sum; and with --redis, Redis commands and CPU per acked message.
+
+Environment: starling-bench reads no environment variable; the starlingd
+nodes that --scenario chaos starts inherit its environment, so STARLING_*
+variables set for it reach them (starlingd --help lists them).
 
 Flags:
 `
@@ -161,8 +169,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(out, usageHead)
-			fs.SetOutput(out)
-			fs.PrintDefaults()
+			flagusage.Print(out, fs, nil)
 		}
 		return config{}, err
 	}

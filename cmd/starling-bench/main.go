@@ -44,7 +44,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "starling-bench: %v\n", err)
+		fmt.Fprintf(stderr, "starling-bench: %v (see 'starling-bench --help')\n", err)
 		return exitError
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))

@@ -87,7 +87,7 @@ func tlsHint(err error, usedTLS bool) string {
 		return " (the server does not speak TLS: try without --tls, --ca-file and --server-name)"
 	case usedTLS && strings.Contains(msg, "certificate signed by unknown authority"):
 		return " (the server's certificate is not signed by a CA this machine trusts: pass the CA's certificate with --ca-file PATH)"
-	case usedTLS && strings.Contains(msg, "certificate is valid for"):
+	case usedTLS && (strings.Contains(msg, "certificate is valid for") || strings.Contains(msg, "doesn't contain any IP SANs")):
 		return " (the certificate is for another name: connect by that name, or give it with --server-name NAME)"
 	case !usedTLS && (strings.Contains(msg, "error reading server preface") ||
 		strings.Contains(msg, "http2: frame too large")):

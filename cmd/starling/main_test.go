@@ -342,6 +342,12 @@ type listener struct {
 func (u *user) listen(t *testing.T, args ...string) *listener {
 	t.Helper()
 	u.env()
+	return u.listenNoEnv(t, args...)
+}
+
+// listenNoEnv is listen in the environment as the test set it.
+func (u *user) listenNoEnv(t *testing.T, args ...string) *listener {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	l := &listener{cancel: cancel, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	go func() {

@@ -48,6 +48,7 @@ type Option func(*options)
 type options struct {
 	open      Opener
 	configure func(*server.Config)
+	grpcOpts  []grpc.ServerOption
 }
 
 // WithStore runs the server on the database open opens.
@@ -55,6 +56,12 @@ func WithStore(open Opener) Option { return func(o *options) { o.open = open } }
 
 // WithConfig lets a test change the server's configuration.
 func WithConfig(f func(*server.Config)) Option { return func(o *options) { o.configure = f } }
+
+// WithServerOptions adds gRPC server options, such as grpc.Creds for a
+// server that speaks TLS.
+func WithServerOptions(opts ...grpc.ServerOption) Option {
+	return func(o *options) { o.grpcOpts = append(o.grpcOpts, opts...) }
+}
 
 // Server is a running test node.
 type Server struct {
@@ -124,7 +131,7 @@ func (s *Server) start(t testing.TB, addr string) {
 	if os.Getenv("STARLING_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := server.New(s.Config(), store, log)
+	srv, err := server.New(s.Config(), store, log, s.opts.grpcOpts...)
 	if err != nil {
 		t.Fatalf("servertest: new server: %v", err)
 	}

@@ -27,7 +27,8 @@ type RegisterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Login name: 3–32 characters of a–z, 0–9, '_', '.', '-'; unique.
 	Username string `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
-	// Password: 8–128 bytes.
+	// Password: 8–72 bytes (bcrypt reads no further; longer is refused
+	// INVALID_ARGUMENT rather than silently cut).
 	Password string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
 	// Name shown to other users; optional, at most 64 characters.
 	DisplayName   string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`

@@ -30,7 +30,8 @@ export type RegisterRequest = Message<"starling.v1.RegisterRequest"> & {
   username: string;
 
   /**
-   * Password: 8–128 bytes.
+   * Password: 8–72 bytes (bcrypt reads no further; longer is refused
+   * INVALID_ARGUMENT rather than silently cut).
    *
    * @generated from field: string password = 2;
    */

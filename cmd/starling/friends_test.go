@@ -16,7 +16,7 @@ func TestFriendsCommands(t *testing.T) {
 	if out := alice.ok("friends", "request", "bob", "it's", "alice"); !strings.Contains(out, "asked bob") {
 		t.Fatalf("friends request: %q", out)
 	}
-	if ev := l.waitLines(t, 1)[0]; ev["event"] != "friend request" || ev["actor"] != "alice" || ev["message"] != "it's alice" || ev["seq"] != float64(1) {
+	if ev := l.waitLines(t, 2)[1]; ev["event"] != "friend request" || ev["actor"] != "alice" || ev["message"] != "it's alice" || ev["seq"] != float64(1) {
 		t.Fatalf("listen printed %v", ev)
 	}
 	alice.fails(1, "already pending", "friends", "request", "bob")
@@ -29,7 +29,7 @@ func TestFriendsCommands(t *testing.T) {
 		t.Fatalf("friends requests --outgoing: %q", out)
 	}
 	bob.ok("friends", "accept", "alice")
-	if ev := l.waitLines(t, 2)[1]; ev["event"] != "friend request accepted" || ev["user"] != "alice" {
+	if ev := l.waitLines(t, 3)[2]; ev["event"] != "friend request accepted" || ev["user"] != "alice" {
 		t.Fatalf("listen printed %v", ev)
 	}
 	l.stop(t)
@@ -67,9 +67,10 @@ func TestFriendsCommands(t *testing.T) {
 }
 
 // waitText waits until the listen printed want and returns what it printed.
+// The deadline allows for a reconnect's backoff.
 func (l *listener) waitText(t *testing.T, want string) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out := l.stdout.String()
 		if strings.Contains(out, want) {

@@ -215,11 +215,11 @@ func TestGroupCommands(t *testing.T) {
 		t.Fatalf("group show: %q", out)
 	}
 	l := bob.listen(t)
-	l.waitFor(t, "listening as bob")
+	l.waitText(t, "listening as bob")
 	alice.ok("gsend", g.GroupID, "hello", "friends")
 	carol.ok("gsend", g.GroupID, "hi")
 	// Groups show by name, people by username; ids only on request.
-	l.waitFor(t, "] carol: hi\n")
+	l.waitText(t, "] carol: hi\n")
 	l.stop(t)
 	for what, out := range map[string]string{"listen": l.stdout.String(), "history": bob.ok("history", g.GroupID)} {
 		if !strings.Contains(out, " [#friends #2] alice: hello friends\n") || !strings.Contains(out, " [#friends #3] carol: hi\n") || strings.Contains(out, "grp:") {
@@ -289,14 +289,14 @@ func TestListenSaysConnectedAndReconnected(t *testing.T) {
 	alice, bob := signup(t, srv, "alice"), signup(t, srv, "bob")
 	l := bob.listen(t)
 	connected := "listening as bob (device cli) on " + srv.Target() + "\n"
-	l.waitFor(t, connected)
+	l.waitText(t, connected)
 	if got := l.stdout.String(); got != connected {
 		t.Fatalf("listen printed %q first; want %q", got, connected)
 	}
 	srv.Restart(t)
-	l.waitFor(t, "reconnected to "+srv.Target()+"\n")
+	l.waitText(t, "reconnected to "+srv.Target()+"\n")
 	alice.ok("send", "bob", "still there?")
-	l.waitFor(t, "[@alice #1] alice: still there?\n")
+	l.waitText(t, "[@alice #1] alice: still there?\n")
 	l.stop(t)
 }
 
@@ -305,7 +305,7 @@ func TestListenEndsOnLogout(t *testing.T) {
 	srv := servertest.Start(t)
 	bob := signup(t, srv, "bob")
 	l := bob.listen(t)
-	l.waitFor(t, "listening as bob")
+	l.waitText(t, "listening as bob")
 	bob.ok("logout")
 	select {
 	case <-l.done:
@@ -356,18 +356,6 @@ func (u *user) listenNoEnv(t *testing.T, args ...string) *listener {
 	}()
 	t.Cleanup(func() { cancel(); <-l.done })
 	return l
-}
-
-// waitFor waits until the listen printed want.
-func (l *listener) waitFor(t *testing.T, want string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(l.stdout.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("listen printed %q, stderr %q; want %q", l.stdout.String(), l.stderr.String(), want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // waitLines waits until n JSON lines were printed and returns them.

@@ -53,7 +53,7 @@ func TestHostileMessageText(t *testing.T) {
 
 	// listen prints it the same way.
 	l := bob.listen(t)
-	l.waitFor(t, "tend\n")
+	l.waitText(t, "tend\n")
 	l.stop(t)
 	_, msg, _ := strings.Cut(l.stdout.String(), "\n") // after "listening as …"
 	if got := oneSafeLine(t, "listen", msg); !strings.HasSuffix(got, want) {

@@ -34,14 +34,14 @@ Messages:
   listen [--json]                        print incoming messages, events, receipts and typing until interrupted
   chat <username>                        send stdin lines, print incoming messages
   history <username|group-id> [--before SEQ] [--limit N] [--json]
-  conversations [-v] [--json]           @username and #group-name (-v: with ids)
+  conversations [-v] [--json]            @username and #group-name (-v: with ids)
   inbox [--limit N] [-v] [--json]        conversations with unread counts and last messages
   read <username|group-id> [--seq N]     mark read up to the newest message (or N)
 
 Groups:
   group create <name> [usernames…] [--description TEXT] [--avatar URL]
                [--open] [--admins-add] [--json]
-  group show <group-id> [--json]         members (ids)
+  group show <group-id> [--json]         the group, its owner and members
   group info <group-id> [--json]         info, policies and your role
   group update <group-id> [--name N] [--description TEXT] [--avatar URL]
                [--join open|invite] [--add members|admins]   (admins)

@@ -102,8 +102,8 @@ func TestTLSWithAPrivateCA(t *testing.T) {
 		t.Fatalf("send after a TLS login: exit %d: %s", code, errOut.String())
 	}
 	l := u.listenNoEnv(t)
-	l.waitFor(t, "listening as alice (device cli) on "+srv.Target()+"\n")
-	l.waitFor(t, "alice: note to self\n")
+	l.waitText(t, "listening as alice (device cli) on "+srv.Target()+"\n")
+	l.waitText(t, "alice: note to self\n")
 	l.stop(t)
 }
 

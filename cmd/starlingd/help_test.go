@@ -12,9 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
@@ -54,9 +52,19 @@ func TestHelp(t *testing.T) {
 			t.Errorf("%s does not mention gen-secret", arg)
 		}
 	}
-	// Also when the environment holds a bad value: help is still help.
-	if _, _, code := mainOut(t, func(string) string { return "" }, "--listen", "x:1", "--help"); code != 0 {
-		t.Fatalf("--help after a flag: exit %d", code)
+	// Also after other flags, as `starlingd help`, and when the
+	// environment or the command line holds a bad value: help is still
+	// help.
+	badEnv := func(k string) string {
+		if k == "STARLING_TOKEN_TTL" {
+			return "forever"
+		}
+		return ""
+	}
+	for _, args := range [][]string{{"--listen", "x:1", "--help"}, {"help"}, {"--bcrypt-cost", "99", "-h"}} {
+		if out, errOut, code := mainOut(t, badEnv, args...); code != 0 || !strings.HasPrefix(out, "usage: starlingd") {
+			t.Errorf("%q with a bad STARLING_TOKEN_TTL: exit %d, stderr %q", args, code, errOut)
+		}
 	}
 }
 
@@ -119,19 +127,8 @@ func TestTokenSecretFile(t *testing.T) {
 	}
 	var log lockedBuffer
 	stop := startLogging(t, c, &log)
-	cc, err := grpc.NewClient(c.Listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	authc := starlingv1.NewAuthServiceClient(cc)
-	if _, err := authc.Register(t.Context(), &starlingv1.RegisterRequest{Username: "alice", Password: "password1"}); err != nil {
-		t.Fatal(err)
-	}
-	login, err := authc.Login(t.Context(), &starlingv1.LoginRequest{Username: "alice", Password: "password1", DeviceId: "d"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := registerAndLogin(t, c.Listen, "alice").token
+	cc := dialNode(t, c.Listen)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +144,7 @@ func TestTokenSecretFile(t *testing.T) {
 	list := func(c config) error {
 		stop := start(t, c)
 		defer stop()
-		_, err := starlingv1.NewChatServiceClient(cc).ListConversations(contextWithToken(t.Context(), login.GetToken()), &starlingv1.ListConversationsRequest{})
+		_, err := starlingv1.NewChatServiceClient(cc).ListConversations(contextWithToken(t.Context(), token), &starlingv1.ListConversationsRequest{})
 		return err
 	}
 	env := map[string]string{"STARLING_TOKEN_SECRET": strings.TrimSpace(secret)}

@@ -154,12 +154,7 @@ type account struct{ id, token string }
 // its device "d" in.
 func registerAndLogin(t *testing.T, addr, username string) account {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	authc := starlingv1.NewAuthServiceClient(cc)
+	authc := starlingv1.NewAuthServiceClient(dialNode(t, addr))
 	reg, err := authc.Register(t.Context(), &starlingv1.RegisterRequest{Username: username, Password: "password1"})
 	if err != nil {
 		t.Fatalf("register %s: %v", username, err)

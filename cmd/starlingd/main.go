@@ -44,6 +44,10 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	if len(args) > 0 && args[0] == "gen-secret" {
 		return genSecret(args[1:], stdout, stderr)
 	}
+	if wantsHelp(args) {
+		printHelp(stdout)
+		return exitOK
+	}
 	cfg, err := parseConfig(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		printHelp(stdout)
@@ -119,6 +123,24 @@ func genSecret(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	return exitOK
+}
+
+// wantsHelp: help was asked for, whatever else is wrong with the command
+// line or the environment (a bad STARLING_* value must not hide the help
+// that explains it).
+func wantsHelp(args []string) bool {
+	if len(args) > 0 && args[0] == "help" {
+		return true
+	}
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a != "help" && isHelp(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func isHelp(arg string) bool {

@@ -196,19 +196,8 @@ func TestRunServesAndKeepsItsSecretAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := start(t, c)
-	cc, err := grpc.NewClient(c.Listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	authc := starlingv1.NewAuthServiceClient(cc)
-	if _, err := authc.Register(t.Context(), &starlingv1.RegisterRequest{Username: "alice", Password: "password1"}); err != nil {
-		t.Fatal(err)
-	}
-	login, err := authc.Login(t.Context(), &starlingv1.LoginRequest{Username: "alice", Password: "password1", DeviceId: "d"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := registerAndLogin(t, c.Listen, "alice").token
+	cc := dialNode(t, c.Listen)
 	if err := stop(); err != nil {
 		t.Fatalf("run returned %v on shutdown", err)
 	}
@@ -219,7 +208,7 @@ func TestRunServesAndKeepsItsSecretAcrossRestarts(t *testing.T) {
 	// Same data dir: the user and the token (same secret) still work.
 	stop = start(t, c)
 	defer stop()
-	ctx := contextWithToken(t.Context(), login.GetToken())
+	ctx := contextWithToken(t.Context(), token)
 	if _, err := starlingv1.NewChatServiceClient(cc).ListConversations(ctx, &starlingv1.ListConversationsRequest{}); err != nil {
 		t.Fatalf("token after restart: %v", err)
 	}
@@ -252,6 +241,17 @@ func TestRunReportsBadSetupClearly(t *testing.T) {
 	if err := run(t.Context(), c, io.Discard); err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("port in use: %v", err)
 	}
+}
+
+// dialNode connects to the node at addr (closed at cleanup).
+func dialNode(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
 }
 
 func contextWithToken(ctx context.Context, token string) context.Context {

@@ -306,7 +306,8 @@ export const BlockChangeSchema: GenMessage<BlockChange> = /*@__PURE__*/
 
 /**
  * PresenceChange is a friend's new presence (friends with no block between
- * you). Changes are coalesced: a change is told once it has lasted half a
+ * you). Being friends is the subscription: nothing is asked for, and
+ * nothing is pushed about anyone else (ask FriendService.GetPresence). Changes are coalesced: a change is told once it has lasted half a
  * second, so a friend who reconnects within that causes no event, and a
  * burst of changes tells its outcome once. Every online device of the user
  * gets them; none is stored.

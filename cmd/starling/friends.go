@@ -212,6 +212,9 @@ func cmdBlockList(ctx context.Context, a *app, args []string) error {
 
 // event prints one event of the user's stream (or a friend's presence).
 func (p *printer) event(ctx context.Context, ev *starlingv1.Event) error {
+	if g := ev.GetGroupChanged(); g != nil {
+		return p.groupEvent(ctx, ev, g)
+	}
 	what, who := describeEvent(ev)
 	if p.json {
 		return writeJSON(p.out, map[string]any{
@@ -225,6 +228,23 @@ func (p *printer) event(ctx context.Context, ev *starlingv1.Event) error {
 		line += ": " + m
 	}
 	return say(p.out, "%s [event #%d] %s: %s\n", ev.GetServerTime().AsTime().Local().Format(time.DateTime), ev.GetSeq(), p.name(ctx, ev.GetActorId()), line)
+}
+
+// groupEvent prints a group change that started or ended the user's
+// membership, in the style of the other events: "alice added bob in
+// "Team" (grp:g1 #1)".
+func (p *printer) groupEvent(ctx context.Context, ev *starlingv1.Event, g *starlingv1.GroupEvent) error {
+	text := p.groupChangeText(ctx, g.GetChange())
+	if p.json {
+		return writeJSON(p.out, map[string]any{
+			"event": "group", "seq": ev.GetSeq(), "actor_id": ev.GetActorId(), "actor": p.name(ctx, ev.GetActorId()),
+			"group_id": g.GetGroupId(), "group": g.GetGroupName(), "conversation_id": g.GetConversationId(),
+			"group_seq": g.GetSeq(), "kind": g.GetChange().GetKind().String(), "text": text,
+			"server_time": ev.GetServerTime().AsTime(),
+		})
+	}
+	return say(p.out, "%s [event #%d] %s: %s in %q (%s #%d)\n", ev.GetServerTime().AsTime().Local().Format(time.DateTime), ev.GetSeq(),
+		p.name(ctx, ev.GetActorId()), text, g.GetGroupName(), g.GetConversationId(), g.GetSeq())
 }
 
 // describeEvent names an event's kind and the user it is about (the other

@@ -219,7 +219,9 @@ export type ConversationState = Message$1<"starling.v1.ConversationState"> & {
 
   /**
    * For a one-to-one conversation: the other user's read cursor (read
-   * ticks for this user's messages up to it).
+   * ticks for this user's messages up to it). 0 while a block stands
+   * between the two users, whichever made it: a block hides read state as
+   * it stops receipts.
    *
    * @generated from field: int64 peer_read_seq = 12;
    */
@@ -227,7 +229,8 @@ export type ConversationState = Message$1<"starling.v1.ConversationState"> & {
 
   /**
    * For a one-to-one conversation: the highest seq delivered to any device
-   * of the other user (delivered ticks).
+   * of the other user (delivered ticks). 0 across a block, as
+   * peer_read_seq.
    *
    * @generated from field: int64 peer_delivered_seq = 13;
    */

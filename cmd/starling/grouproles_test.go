@@ -101,7 +101,7 @@ func TestListenGroupEvents(t *testing.T) {
 	l = bob.listen(t)
 	out := l.waitText(t, "alice created the group")
 	l.stop(t)
-	if !strings.Contains(out, `[event #3] alice: alice created the group "team" in "team" (`+g.GetGroup().GetConversationId()+` #1)`) {
+	if !strings.Contains(out, `[event #3] alice created the group "team" (#team #1)`) {
 		t.Fatalf("listen printed %q", out)
 	}
 }

@@ -114,7 +114,7 @@ SELECT x.conv, x.top, COALESCE(d.delivered_seq, 0), x.first_joined, x.updated_at
 	x.read_seq, x.muted_until, x.read_updated,
 	CASE WHEN x.top <= x.lo THEN 0 ELSE
 		(SELECT count(*) FROM messages u WHERE u.conversation_id = x.conv
-			AND u.seq > GREATEST(x.lo, x.top - $6::BIGINT) AND u.seq <= x.top AND u.sender_id <> $1)
+			AND u.seq > GREATEST(x.lo, x.top - $6::BIGINT) AND u.seq <= x.top AND u.sender_id <> $1 AND u.sender_id <> '')
 		+ GREATEST(0, x.top - $6::BIGINT - x.lo) END,
 	lm.msg_id, lm.sender_id, lm.sender_device_id, lm.client_msg_id, lm.content, lm.created_at,
 	g.name,

@@ -94,7 +94,8 @@ func (s *Store) SetMute(ctx context.Context, userID, conversationID string, unti
 // then gets its cursors, its last message (the one at the visible top),
 // the group's name and size, the other user's cursor (one-to-one; none
 // while a block stands between the two, either way), and
-// the unread count: messages of others after max(read cursor, current
+// the unread count: messages of others (system messages, sender "",
+// excluded) after max(read cursor, current
 // period's joined seq), looked at among the newest storage.UnreadScan,
 // plus those older than that window, counted by seq arithmetic.
 const inboxSQL = `WITH page AS (
@@ -118,7 +119,7 @@ SELECT x.conv, x.top, coalesce(d.delivered_seq, 0), x.first_joined, x.updated_at
 	x.read_seq, x.muted_until, x.read_updated,
 	CASE WHEN x.top <= x.lo THEN 0 ELSE
 		(SELECT count(*) FROM messages u WHERE u.conversation_id = x.conv
-			AND u.seq > max(x.lo, x.top - ?6) AND u.seq <= x.top AND u.sender_id <> ?1)
+			AND u.seq > max(x.lo, x.top - ?6) AND u.seq <= x.top AND u.sender_id <> ?1 AND u.sender_id <> '')
 		+ max(0, x.top - ?6 - x.lo) END,
 	lm.msg_id, lm.sender_id, lm.sender_device_id, lm.client_msg_id, lm.content, lm.created_at,
 	g.name,

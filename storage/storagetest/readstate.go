@@ -115,6 +115,24 @@ func testInboxUnread(t *testing.T, f Factory) {
 	if e.Last == nil || e.Last.Seq != 6 || e.Last.SenderID != "bob" || string(e.Last.Content) != "message 0" {
 		t.Fatalf("last message = %+v, want bob's seq 6", e.Last)
 	}
+	// A system message (sender "": a group change such as "bob added
+	// dave") is history, not something to read: it never counts as unread,
+	// even when it is the last message; nor for the user it is about.
+	fx.users("dave")
+	fx.group("u", "alice", "bob")
+	gu := storage.GroupConversationID("u")
+	fx.send(gu, "bob", 1)
+	fx.change(fx.addTx("u", "dave"))
+	if e := fx.inbox("alice")[gu]; e.Unread != 1 || e.Last == nil || e.Last.SenderID != "" {
+		t.Fatalf("after a system message: unread %d, last %+v; want 1 and the system message", e.Unread, e.Last)
+	}
+	if got := fx.inbox("dave")[gu].Unread; got != 0 {
+		t.Fatalf("dave's unread after being added = %d, want 0", got)
+	}
+	fx.send(gu, "bob", 1)
+	if got := fx.inbox("alice")[gu].Unread; got != 2 {
+		t.Fatalf("alice's unread after a system message and bob's = %d, want 2", got)
+	}
 
 	// Far behind: messages older than the scanned window count whatever
 	// their sender; the newest UnreadScan are looked at.

@@ -220,7 +220,8 @@ type ConversationState struct {
 	// when there is none.
 	LastMessage *Message `protobuf:"bytes,5,opt,name=last_message,json=lastMessage,proto3" json:"last_message,omitempty"`
 	// Messages after the read cursor that the user may read, not counting
-	// the user's own. Exact while fewer than 1,000 messages arrived since the
+	// the user's own or the group's system messages (sender_id "", type
+	// "starling.group_change": history, not something to read). Exact while fewer than 1,000 messages arrived since the
 	// read cursor; past that, messages older than the newest 1,000 are
 	// counted without looking at their sender (own ones included).
 	UnreadCount int64 `protobuf:"varint,6,opt,name=unread_count,json=unreadCount,proto3" json:"unread_count,omitempty"`

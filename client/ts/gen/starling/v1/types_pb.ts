@@ -173,7 +173,8 @@ export type ConversationState = Message$1<"starling.v1.ConversationState"> & {
 
   /**
    * Messages after the read cursor that the user may read, not counting
-   * the user's own. Exact while fewer than 1,000 messages arrived since the
+   * the user's own or the group's system messages (sender_id "", type
+   * "starling.group_change": history, not something to read). Exact while fewer than 1,000 messages arrived since the
    * read cursor; past that, messages older than the newest 1,000 are
    * counted without looking at their sender (own ones included).
    *

@@ -86,8 +86,19 @@ func TestGroup(t *testing.T) {
 	send(t, alice, client.ToGroup(g.GetGroupId()), "hello all")
 	send(t, bob, client.ToGroup(g.GetGroupId()), "hi alice")
 	for _, s := range []*client.Session{alice, bob, carol} {
-		got := receive(t, s, 3)
-		// Seq 1 records carol's adding; carol reads it as her first.
+		n := 4
+		if s == carol {
+			n = 3
+		}
+		got := receive(t, s, n)
+		// Seq 1 records the creation, seq 2 carol's adding; carol reads the
+		// adding as her first.
+		if s != carol {
+			if ch, ok := client.GroupChangeOf(got[0]); !ok || ch.GetKind() != starlingv1.GroupChange_KIND_CREATED || got[0].GetSeq() != 1 {
+				t.Fatalf("first message %v, want the creation", got[0])
+			}
+			got = got[1:]
+		}
 		if ch, ok := client.GroupChangeOf(got[0]); !ok || ch.GetKind() != starlingv1.GroupChange_KIND_MEMBERS_ADDED ||
 			ch.GetActorId() != g.GetOwnerId() || !slices.Equal(ch.GetTargetIds(), []string{carolID}) {
 			t.Fatalf("first message %v, want the system message of carol's adding", got[0])
@@ -102,7 +113,7 @@ func TestGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantTexts(t, hist.GetMessages()[1:], "hello all", "hi alice")
+	wantTexts(t, hist.GetMessages()[2:], "hello all", "hi alice")
 }
 
 // A device that was offline gets every message it missed, c2c and group,
@@ -122,6 +133,9 @@ func TestOfflineCatchUp(t *testing.T) {
 	store := client.NewMemoryStore()
 
 	bob := open(t, bobC, client.WithStateStore(store))
+	if got := receive(t, bob, 1); got[0].GetSeq() != 1 || got[0].GetSenderId() != "" {
+		t.Fatalf("bob got %v, want the group's creation", got)
+	}
 	send(t, alice, client.ToUser(bobID), "before")
 	wantTexts(t, receive(t, bob, 1), "before")
 	bob.Close()

@@ -255,8 +255,8 @@ func TestJoinedGroupStartsAtJoin(t *testing.T) {
 	send(t, alice, client.ToGroup(g.GetGroupId()), "new1")
 	carol := open(t, login(t, srv, "carol", "phone"))
 	got := receive(t, carol, 2) // the system message of her adding, then new1
-	if _, ok := client.GroupChangeOf(got[0]); !ok || got[0].GetSeq() != 3 {
-		t.Fatalf("carol's first message %v, want the add's system message at seq 3", got[0])
+	if _, ok := client.GroupChangeOf(got[0]); !ok || got[0].GetSeq() != 4 {
+		t.Fatalf("carol's first message %v, want the add's system message at seq 4", got[0])
 	}
 	wantTexts(t, got[1:], "new1")
 	send(t, alice, client.ToGroup(g.GetGroupId()), "new2")

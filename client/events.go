@@ -17,7 +17,8 @@ import (
 const eventContentType = "starling.event"
 
 // WithEvents makes the session deliver the user's events (friend requests,
-// friends made and removed, blocks made on other devices, friends' presence)
+// friends made and removed, blocks made on other devices, friends' presence,
+// groups the user was put in or removed from: Event.GetGroupChanged)
 // on Session.Events, which the app must then read as steadily as Messages:
 // events and messages leave the session through one ordered queue, so an
 // unread event holds back the messages behind it. Without it, stored events

@@ -116,3 +116,41 @@ func TestClientFriendsAndEvents(t *testing.T) {
 	}
 	wantCode(t, bob.DeclineFriendRequest(t.Context(), aliceID), codes.NotFound)
 }
+
+// Group events through the Go client: a session opened WithEvents gets the
+// group changes that start or end the user's membership on Events, in
+// order with the group's system messages on Messages.
+func TestClientGroupEvents(t *testing.T) {
+	srv := servertest.Start(t)
+	register(t, srv, "alice")
+	bobID := register(t, srv, "bob")
+	alice, bob := login(t, srv, "alice", "phone"), login(t, srv, "bob", "phone")
+	g, err := alice.CreateGroup(t.Context(), "team", bobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Opened after the creation: its event and message come by the
+	// catch-up, the kick's live.
+	bs := open(t, bob, client.WithEvents(), client.WithStateStore(client.NewMemoryStore()))
+	if err := alice.KickMember(t.Context(), g.GetGroupId(), bobID); err != nil {
+		t.Fatal(err)
+	}
+	var evs []*starlingv1.Event
+	var msgs []int64
+	timeout := time.After(10 * time.Second)
+	for len(evs) < 2 || len(msgs) < 2 {
+		select {
+		case ev := <-bs.Events():
+			evs = append(evs, ev)
+		case m := <-bs.Messages():
+			msgs = append(msgs, m.GetSeq())
+		case <-timeout:
+			t.Fatalf("got events %v and messages %v", evs, msgs)
+		}
+	}
+	for i, want := range []starlingv1.GroupChange_Kind{starlingv1.GroupChange_KIND_CREATED, starlingv1.GroupChange_KIND_MEMBER_KICKED} {
+		if ge := evs[i].GetGroupChanged(); ge.GetChange().GetKind() != want || ge.GetGroupId() != g.GetGroupId() || ge.GetSeq() != int64(i+1) || evs[i].GetSeq() != int64(i+1) {
+			t.Fatalf("event %d: %v, want %v", i, evs[i], want)
+		}
+	}
+}

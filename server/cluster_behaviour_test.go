@@ -173,13 +173,14 @@ func TestClusterDeviceMovesNode(t *testing.T) {
 	g := newGroup(t, n0.Server, alice, bobU)
 	c2c, grp := storage.C2CConversationID(aliceU.ID, bobU.ID), g.GetConversationId()
 	m.awaitDevices(t, 2, n0)
+	readCreation(t, alice, bob) // the group's seq 1: message i of the group is seq i+1
 
 	send := func(i int) {
 		t.Helper()
 		if ack, _ := expectAck(t, alice, alice.Text(t, bobU.ID, "", fmt.Sprint("c", i), fmt.Sprint("c2c ", i))); ack.GetSeq() != int64(i) {
 			t.Fatalf("c2c message %d stored at seq %d", i, ack.GetSeq())
 		}
-		if ack, _ := expectAck(t, alice, alice.Text(t, "", g.GetGroupId(), fmt.Sprint("g", i), fmt.Sprint("group ", i))); ack.GetSeq() != int64(i) {
+		if ack, _ := expectAck(t, alice, alice.Text(t, "", g.GetGroupId(), fmt.Sprint("g", i), fmt.Sprint("group ", i))); ack.GetSeq() != int64(i+1) {
 			t.Fatalf("group message %d stored at seq %d", i, ack.GetSeq())
 		}
 	}
@@ -187,11 +188,11 @@ func TestClusterDeviceMovesNode(t *testing.T) {
 	for i := 1; i <= 2; i++ {
 		send(i)
 		got := pushed(t, bob, 2)
-		if got[0].GetConversationId() != c2c || got[0].GetSeq() != int64(i) || got[1].GetConversationId() != grp || got[1].GetSeq() != int64(i) {
+		if got[0].GetConversationId() != c2c || got[0].GetSeq() != int64(i) || got[1].GetConversationId() != grp || got[1].GetSeq() != int64(i+1) {
 			t.Fatalf("bob on node-1 was pushed %v, want c2c then group at seq %d", got, i)
 		}
 	}
-	awaitCursors(t, n2.Server, bob.token, map[string]int64{c2c: 2, grp: 2})
+	awaitCursors(t, n2.Server, bob.token, map[string]int64{c2c: 2, grp: 3})
 	bob.Close()
 	m.awaitDevices(t, 1, n0) // node-0 no longer places bob on node-1
 
@@ -213,17 +214,17 @@ func TestClusterDeviceMovesNode(t *testing.T) {
 		}
 		notified[n.GetConversationId()] = n
 	}
-	for _, conv := range []string{c2c, grp} {
-		if n := notified[conv]; n.GetLatestSeq() != 5 || n.GetDeliveredSeq() != 2 {
-			t.Fatalf("Notify for %s: %v, want latest 5, delivered 2 (the cursor node-1 wrote)", conv, n)
+	for conv, off := range map[string]int64{c2c: 0, grp: 1} {
+		if n := notified[conv]; n.GetLatestSeq() != 5+off || n.GetDeliveredSeq() != 2+off {
+			t.Fatalf("Notify for %s: %v, want latest %d, delivered %d (the cursor node-1 wrote)", conv, n, 5+off, 2+off)
 		}
 	}
 	back.Quiet(t, 200*time.Millisecond) // nothing acked on node-1 is pushed again
-	for _, conv := range []string{c2c, grp} {
-		got := syncAll(t, back, conv, 2)
-		wantSeqs(t, got, 3, 5)
+	for conv, off := range map[string]int64{c2c: 0, grp: 1} {
+		got := syncAll(t, back, conv, 2+off)
+		wantSeqs(t, got, 3+off, 5+off)
 		for _, msg := range got {
-			if msg.GetConversationId() != conv || !strings.HasSuffix(msg.GetContent().GetText(), fmt.Sprint(" ", msg.GetSeq())) {
+			if msg.GetConversationId() != conv || !strings.HasSuffix(msg.GetContent().GetText(), fmt.Sprint(" ", msg.GetSeq()-off)) {
 				t.Fatalf("sync of %s returned %v", conv, msg)
 			}
 		}
@@ -234,7 +235,7 @@ func TestClusterDeviceMovesNode(t *testing.T) {
 	m.awaitDevices(t, 2, n0)
 	send(6)
 	got := pushed(t, back, 2)
-	if got[0].GetConversationId() != c2c || got[0].GetSeq() != 6 || got[1].GetConversationId() != grp || got[1].GetSeq() != 6 {
+	if got[0].GetConversationId() != c2c || got[0].GetSeq() != 6 || got[1].GetConversationId() != grp || got[1].GetSeq() != 7 {
 		t.Fatalf("bob on node-2 was pushed %v, want seq 6 of c2c then group", got)
 	}
 	back.Quiet(t, 200*time.Millisecond)
@@ -367,14 +368,15 @@ func TestClusterLeaveHeardByOtherNodes(t *testing.T) {
 	carol := connect(t, n2.Server, carolU, "phone")
 	g := newGroup(t, n0.Server, alice, carolU)
 	m.awaitDevices(t, 2, n0, n2)
+	readCreation(t, alice, carol)
 
 	// Traffic both ways: node-2 authorizes carol from its member cache.
 	expectAck(t, carol, carol.Text(t, "", g.GetGroupId(), "c1", "from node-2"))
-	if got := pushed(t, alice, 1); got[0].GetSeq() != 1 {
+	if got := pushed(t, alice, 1); got[0].GetSeq() != 2 {
 		t.Fatalf("alice was pushed %v", got)
 	}
 	expectAck(t, alice, alice.Text(t, "", g.GetGroupId(), "a2", "from node-0"))
-	if got := pushed(t, carol, 1); got[0].GetSeq() != 2 {
+	if got := pushed(t, carol, 1); got[0].GetSeq() != 3 {
 		t.Fatalf("carol was pushed %v", got)
 	}
 	expectAck(t, carol, carol.Text(t, "", g.GetGroupId(), "c3", "cached"))
@@ -382,10 +384,10 @@ func TestClusterLeaveHeardByOtherNodes(t *testing.T) {
 
 	laptop := device{user: carolU, token: n0.Login(t, carolU, "laptop")}
 	leave(t, n0.Server, laptop, g)
-	// Carol's phone is pushed the system message of her leaving (seq 4),
+	// Carol's phone is pushed the system message of her leaving (seq 5),
 	// the last of the group she reads.
-	if got := pushed(t, carol, 1); got[0].GetSeq() != 4 || got[0].GetSenderId() != "" {
-		t.Fatalf("carol was pushed %v, want the leave's system message at seq 4", got)
+	if got := pushed(t, carol, 1); got[0].GetSeq() != 5 || got[0].GetSenderId() != "" {
+		t.Fatalf("carol was pushed %v, want the leave's system message at seq 5", got)
 	}
 	// A barrier: node-2 hears node-0's publications in order, on one
 	// subscription, one at a time. A push published after the leave
@@ -399,8 +401,8 @@ func TestClusterLeaveHeardByOtherNodes(t *testing.T) {
 	if e.GetMessage() != apierr.NotMember.Message {
 		t.Fatalf("refused with %q, want %q", e.GetMessage(), apierr.NotMember.Message)
 	}
-	if h := history(t, n2.Server, alice, g.GetConversationId(), 50); !slices.Equal(seqs(h.GetMessages()), []int64{1, 2, 3, 4}) {
-		t.Fatalf("history %v, want seqs 1..4: the refused send stored nothing", seqs(h.GetMessages()))
+	if h := history(t, n2.Server, alice, g.GetConversationId(), 50); !slices.Equal(seqs(h.GetMessages()), []int64{1, 2, 3, 4, 5}) {
+		t.Fatalf("history %v, want seqs 1..5: the refused send stored nothing", seqs(h.GetMessages()))
 	}
 	// Nor is she pushed the group any more.
 	expectAck(t, alice, alice.Text(t, "", g.GetGroupId(), "a4", "after carol left"))

@@ -39,6 +39,7 @@ func TestClusterConcurrentGroupWriters(t *testing.T) {
 	m.awaitDevices(t, members, c.Nodes...)
 	g := newGroup(t, c.Nodes[0].Server, devs[0], users[1:]...)
 	conv := g.GetConversationId()
+	readCreation(t, devs...) // seq 1: the members' messages are 2..total+1
 
 	var (
 		mu    sync.Mutex
@@ -53,10 +54,11 @@ func TestClusterConcurrentGroupWriters(t *testing.T) {
 		wg.Go(func() {
 			t := goroutineT{t}
 			in := newInbox(d, conv)
+			in.last = 1 // the creation
 			for j := range k {
 				in.sent[d.Text(t, "", g.GetGroupId(), fmt.Sprintf("%d-%d", i, j), "concurrent")] = fmt.Sprintf("%d-%d", i, j)
 			}
-			in.run(t, k, total)
+			in.run(t, k, total+1)
 			mu.Lock()
 			defer mu.Unlock()
 			for seq, id := range in.acked {
@@ -77,13 +79,14 @@ func TestClusterConcurrentGroupWriters(t *testing.T) {
 	if len(acked) != total {
 		t.Fatalf("%d seqs acknowledged, want %d", len(acked), total)
 	}
-	for seq := int64(1); seq <= total; seq++ {
+	for seq := int64(2); seq <= total+1; seq++ {
 		if _, ok := acked[seq]; !ok {
-			t.Fatalf("seq %d never acknowledged; acknowledged seqs are not 1..%d", seq, total)
+			t.Fatalf("seq %d never acknowledged; acknowledged seqs are not 2..%d", seq, total+1)
 		}
 	}
 
-	// The history, paged through another node, is exactly the N messages.
+	// The history, paged through another node, is exactly the creation and
+	// the N messages.
 	var hist []*starlingv1.Message
 	before := int64(0)
 	for {
@@ -102,9 +105,9 @@ func TestClusterConcurrentGroupWriters(t *testing.T) {
 			break
 		}
 	}
-	wantSeqs(t, hist, 1, total)
+	wantSeqs(t, hist, 1, total+1)
 	clientIDs := map[string]bool{}
-	for _, msg := range hist {
+	for _, msg := range hist[1:] {
 		key := msg.GetSenderId() + "/" + msg.GetClientMsgId()
 		if clientIDs[key] || msg.GetMsgId() != acked[msg.GetSeq()] {
 			t.Fatalf("history message %v: repeated, or not the one acknowledged at its seq (msg_id %d)", msg, acked[msg.GetSeq()])

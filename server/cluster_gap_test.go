@@ -24,7 +24,9 @@ func TestClusterFirstOfferAfterAGap(t *testing.T) {
 	bob := connect(t, n1.Server, bobU, "phone")
 	carol := connect(t, n0.Server, carolU, "phone")
 	m.awaitDevices(t, 3, n0, n1)
-	g := newGroup(t, n0.Server, alice, bobU, carolU)
+	// Made through the store: CreateGroup would record the creation at
+	// seq 1, which the devices would see before the gap.
+	g := storeGroup(t, n0.Server, aliceU, bobU, carolU)
 
 	n1.RedisProxy.Cut()
 	expectAck(t, bob, bob.Text(t, "", g.GetGroupId(), "b1", "first, from node-1"))

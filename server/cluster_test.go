@@ -41,6 +41,7 @@ func TestClusterDeliversAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	gid := g.GetGroup().GetGroupId()
+	readCreation(t, device{Stream: bs}, device{Stream: cs})
 
 	for i, text := range []string{"one", "two", "three"} {
 		as.Text(t, bob.ID, "", "c2c-"+text, text)
@@ -54,7 +55,7 @@ func TestClusterDeliversAcrossNodes(t *testing.T) {
 		as.Text(t, "", gid, "g-"+string(rune('0'+i)), "group")
 		for _, st := range []*servertest.Stream{bs, cs} {
 			got := nextPush(t, st)
-			if len(got) != 1 || got[0].GetSeq() != int64(i) {
+			if len(got) != 1 || got[0].GetSeq() != int64(i+1) { // seq 1 is the creation
 				t.Fatalf("group push %d: %v", i, got)
 			}
 			st.Ack(t, got[0].GetConversationId(), got[0].GetSeq())

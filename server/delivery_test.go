@@ -140,7 +140,7 @@ func testFanoutAtSeq(t *testing.T, srv *servertest.Server, f *servertest.Faults)
 	owner, leaver, joiner := connect(t, srv, ownerU, "phone"), connect(t, srv, leaverU, "phone"), connect(t, srv, joinerU, "phone")
 	g := newGroup(t, srv, owner, leaverU)
 	expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), "m1", "warm-up"))
-	pushed(t, leaver, 1)
+	pushed(t, leaver, 2) // the creation, m1
 
 	h := newHold()
 	f.Set(servertest.Hooks{AfterAppend: func([]storage.NewMessage, []storage.AppendResult) { h.wait() }})
@@ -155,19 +155,19 @@ func testFanoutAtSeq(t *testing.T, srv *servertest.Server, f *servertest.Faults)
 		t.Fatal(err)
 	}
 	h.release()
-	if ack, _ := expectAck(t, owner, ref); ack.GetSeq() != 2 {
+	if ack, _ := expectAck(t, owner, ref); ack.GetSeq() != 3 {
 		t.Fatalf("m2 got seq %d", ack.GetSeq())
 	}
-	if m := pushed(t, leaver, 1)[0]; m.GetSeq() != 2 {
-		t.Fatalf("the member who left after seq 2 got %v, want seq 2", m)
+	if m := pushed(t, leaver, 1)[0]; m.GetSeq() != 3 {
+		t.Fatalf("the member who left after seq 3 got %v, want seq 3", m)
 	}
 	expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), "m3", "said after the change"))
-	if m := pushed(t, joiner, 1)[0]; m.GetSeq() != 3 {
-		t.Fatalf("the member who joined at seq 2 was pushed seq %d first; want 3", m.GetSeq())
+	if m := pushed(t, joiner, 1)[0]; m.GetSeq() != 4 {
+		t.Fatalf("the member who joined at seq 3 was pushed seq %d first; want 4", m.GetSeq())
 	}
 	leaver.Quiet(t, 150*time.Millisecond)
-	if got := seqs(history(t, srv, joiner, g.GetConversationId(), 0).GetMessages()); !slices.Equal(got, []int64{3}) {
-		t.Fatalf("joiner's history %v, want [3]", got)
+	if got := seqs(history(t, srv, joiner, g.GetConversationId(), 0).GetMessages()); !slices.Equal(got, []int64{4}) {
+		t.Fatalf("joiner's history %v, want [4]", got)
 	}
 }
 
@@ -194,9 +194,10 @@ func testRejoinPeriods(t *testing.T, srv *servertest.Server, _ *servertest.Fault
 	member.Close()
 
 	fresh := connect(t, srv, memberU, "laptop") // no cursor: catches up from scratch
-	// Every change is a message: 3 leave, 6 add, 9 leave, 11 add. A
-	// member reads the one that removes them and the one that adds them.
-	want := []int64{1, 2, 3, 6, 7, 8, 9, 11, 12}
+	// Every change is a message: 1 creation, 4 leave, 7 add, 10 leave, 12
+	// add. A member reads the one that removes them and the one that adds
+	// them.
+	want := []int64{1, 2, 3, 4, 7, 8, 9, 10, 12, 13}
 	if got := seqs(syncAll(t, fresh, g.GetConversationId(), 0)); !slices.Equal(got, want) {
 		t.Fatalf("sync of a rejoined member: %v, want %v", got, want)
 	}
@@ -221,8 +222,8 @@ func testRejoinPeriods(t *testing.T, srv *servertest.Server, _ *servertest.Fault
 		t.Fatalf("history paged by 2: %v, want %v", paged, want)
 	}
 	expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), "9", "9"))
-	if m := pushed(t, fresh, 1)[0]; m.GetSeq() != 13 {
-		t.Fatalf("pushed %v, want seq 13", m)
+	if m := pushed(t, fresh, 1)[0]; m.GetSeq() != 14 {
+		t.Fatalf("pushed %v, want seq 14", m)
 	}
 }
 
@@ -230,11 +231,12 @@ func testRejoinPeriods(t *testing.T, srv *servertest.Server, _ *servertest.Fault
 // (left_seq 0 once read as "never left"). LeaveGroup records a system
 // message, so its period ends at 1 at the earliest; a period ending at 0
 // (left through the store, as before group changes were recorded) must
-// still read as ended.
+// still read as ended. (CreateGroup records the creation at seq 1 now: the
+// group is made through the store, empty, as groups were made before.)
 func testLeaveBeforeFirst(t *testing.T, srv *servertest.Server, _ *servertest.Faults) {
 	ownerU, goneU := srv.NewUser(t, "owner"), srv.NewUser(t, "gone")
 	owner, gone := connect(t, srv, ownerU, "phone"), connect(t, srv, goneU, "phone")
-	g := newGroup(t, srv, owner, goneU)
+	g := storeGroup(t, srv, ownerU, goneU)
 	if err := srv.Store().LeaveGroup(t.Context(), g.GetGroupId(), goneU.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +364,7 @@ func testMemberReadFails(t *testing.T, srv *servertest.Server, f *servertest.Fau
 	owner, member := connect(t, srv, ownerU, "phone"), connect(t, srv, memberU, "phone")
 	g := newGroup(t, srv, owner, memberU)
 	expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), "1", "one"))
-	pushed(t, member, 1)
+	pushed(t, member, 2) // the creation, "one"
 	// A new epoch, as another node makes it (unheard here), so the fan-out
 	// must read. (A change made here fans its system message out, which
 	// reads the new members into the cache.)
@@ -379,7 +381,7 @@ func testMemberReadFails(t *testing.T, srv *servertest.Server, f *servertest.Fau
 		t.Fatalf("notify %v, want latest %d", nt, ack.GetSeq())
 	}
 	f.Set(servertest.Hooks{})
-	if got := seqs(syncAll(t, member, g.GetConversationId(), 1)); !slices.Equal(got, []int64{2}) {
+	if got := seqs(syncAll(t, member, g.GetConversationId(), 2)); !slices.Equal(got, []int64{3}) {
 		t.Fatalf("sync after the notify: %v", got)
 	}
 }

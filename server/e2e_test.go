@@ -15,6 +15,7 @@ import (
 
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server"
+	"github.com/starling-im/starling/server/idgen"
 	"github.com/starling-im/starling/server/servertest"
 	"github.com/starling-im/starling/storage"
 )
@@ -207,6 +208,46 @@ func newGroup(t *testing.T, srv *servertest.Server, owner device, members ...ser
 	return res.GetGroup()
 }
 
+// storeGroup makes a group through the store, as groups were made before
+// CreateGroup recorded the creation: its conversation starts empty, for
+// tests of a group's first message.
+func storeGroup(t *testing.T, srv *servertest.Server, owner servertest.User, members ...servertest.User) *starlingv1.Group {
+	t.Helper()
+	id := idgen.Random("g")
+	ids := []string{owner.ID}
+	for _, m := range members {
+		ids = append(ids, m.ID)
+	}
+	if err := srv.Store().CreateGroup(t.Context(), storage.Group{ID: id, Name: "team", OwnerID: owner.ID, CreatedAt: time.Now()}, ids, 100); err != nil {
+		t.Fatal(err)
+	}
+	return &starlingv1.Group{GroupId: id, ConversationId: storage.GroupConversationID(id), Name: "team", OwnerId: owner.ID}
+}
+
+// readCreation reads, on devices of members that were online when the
+// group was created, its creation: the system message at seq 1 and the
+// creation event of the user's stream, acking both.
+func readCreation(t *testing.T, devs ...device) {
+	t.Helper()
+	for _, d := range devs {
+		var msg, event bool
+		for !msg || !event {
+			f := d.Next(t)
+			for _, m := range f.GetPush().GetMessages() {
+				if m.GetSeq() != 1 || m.GetSenderId() != "" {
+					t.Fatalf("%s: pushed %v before the creation", d.user.Username, m)
+				}
+				d.Ack(t, m.GetConversationId(), 1)
+				msg = true
+			}
+			if ev := f.GetEvent(); ev.GetGroupChanged().GetChange().GetKind() == starlingv1.GroupChange_KIND_CREATED {
+				d.Ack(t, ev.GetConversationId(), ev.GetSeq())
+				event = true
+			}
+		}
+	}
+}
+
 func testC2COnline(t *testing.T, srv *servertest.Server) {
 	alice, bob := connect(t, srv, srv.NewUser(t, "alice"), "phone"), connect(t, srv, srv.NewUser(t, "bob"), "phone")
 	before := time.Now()
@@ -252,22 +293,23 @@ func testGroupOnline(t *testing.T, srv *servertest.Server) {
 	if g.GetMemberCount() != n+1 || g.GetConversationId() != "grp:"+g.GetGroupId() {
 		t.Fatalf("group %v", g)
 	}
+	readCreation(t, append(members, owner)...)
 	for i := range 3 {
 		ack, _ := expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), fmt.Sprintf("g%d", i), fmt.Sprintf("hello %d", i)))
-		if ack.GetSeq() != int64(i+1) || ack.GetConversationId() != g.GetConversationId() {
+		if ack.GetSeq() != int64(i+2) || ack.GetConversationId() != g.GetConversationId() {
 			t.Fatalf("ack %v", ack)
 		}
 	}
 	for _, m := range members {
 		got := pushed(t, m, 3)
-		wantSeqs(t, got, 1, 3)
+		wantSeqs(t, got, 2, 4)
 		if !slices.Equal(texts(got), []string{"hello 0", "hello 1", "hello 2"}) || got[0].GetSenderId() != owner.user.ID {
 			t.Fatalf("member got %v", got)
 		}
 	}
 	// A member answers; the owner is pushed it.
 	expectAck(t, members[0], members[0].Text(t, "", g.GetGroupId(), "x", "reply"))
-	if m := pushed(t, owner, 1)[0]; m.GetSeq() != 4 || m.GetSenderId() != members[0].user.ID {
+	if m := pushed(t, owner, 1)[0]; m.GetSeq() != 5 || m.GetSenderId() != members[0].user.ID {
 		t.Fatalf("owner got %v", m)
 	}
 }
@@ -277,6 +319,7 @@ func testOfflineReconnect(t *testing.T, srv *servertest.Server) {
 	alice := connect(t, srv, aliceU, "phone")
 	bob := connect(t, srv, bobU, "phone")
 	g := newGroup(t, srv, alice, bobU, carolU)
+	readCreation(t, alice, bob)
 	c2c := storage.C2CConversationID(aliceU.ID, bobU.ID)
 
 	// Bob is online for the first message of each conversation and acks it.
@@ -302,13 +345,15 @@ func testOfflineReconnect(t *testing.T, srv *servertest.Server) {
 		}
 	}
 	for conv, nt := range notified {
-		if nt.GetLatestSeq() != 8 || nt.GetDeliveredSeq() != 1 {
-			t.Fatalf("notify for %s: %v, want latest 8 delivered 1", conv, nt)
+		// The group's seq 1 is its creation.
+		if conv == c2c && (nt.GetLatestSeq() != 8 || nt.GetDeliveredSeq() != 1) ||
+			conv != c2c && (nt.GetLatestSeq() != 9 || nt.GetDeliveredSeq() != 2) {
+			t.Fatalf("notify for %s: %v, want latest 8 delivered 1 (group: 9 and 2)", conv, nt)
 		}
 	}
 	for _, conv := range []string{c2c, g.GetConversationId()} {
 		got := syncAll(t, bob, conv, notified[conv].GetDeliveredSeq())
-		wantSeqs(t, got, 2, 8)
+		wantSeqs(t, got, notified[conv].GetDeliveredSeq()+1, notified[conv].GetLatestSeq())
 	}
 	// Caught up: new messages are pushed again, and nothing is repeated.
 	expectAck(t, alice, alice.Text(t, bobU.ID, "", "c8", "c2c 8"))
@@ -438,8 +483,8 @@ func testConcurrentGroupSenders(t *testing.T, srv *servertest.Server) {
 	wg.Wait()
 	slices.Sort(got)
 	for i, s := range got {
-		if s != int64(i+1) {
-			t.Fatalf("seqs %v are not 1..%d without gaps or repeats", got, senders*each)
+		if s != int64(i+2) { // seq 1 is the creation
+			t.Fatalf("seqs %v are not 2..%d without gaps or repeats", got, senders*each+1)
 		}
 	}
 	if len(got) != senders*each {
@@ -617,8 +662,8 @@ func testNonMember(t *testing.T, srv *servertest.Server) {
 		}
 	}
 	// Nothing the outsider tried was stored.
-	if latest, _ := srv.Store().LatestSeq(t.Context(), g.GetConversationId()); latest != 1 {
-		t.Fatalf("group latest seq %d, want 1", latest)
+	if latest, _ := srv.Store().LatestSeq(t.Context(), g.GetConversationId()); latest != 2 {
+		t.Fatalf("group latest seq %d, want 2 (the creation, the owner's message)", latest)
 	}
 }
 
@@ -845,16 +890,21 @@ func testLeaveGroup(t *testing.T, srv *servertest.Server) {
 	ownerU, leaverU, laterU := srv.NewUser(t, "owner"), srv.NewUser(t, "leaver"), srv.NewUser(t, "later")
 	owner, leaver := connect(t, srv, ownerU, "phone"), connect(t, srv, leaverU, "phone")
 	g := newGroup(t, srv, owner, leaverU)
+	readCreation(t, owner, leaver)
 	expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), "1", "one"))
 	pushed(t, leaver, 1)
 	groups := starlingv1.NewGroupServiceClient(srv.Dial(t))
 	res0, err := groups.LeaveGroup(servertest.WithToken(t.Context(), leaver.token), &starlingv1.LeaveGroupRequest{GroupId: g.GetGroupId()})
-	if err != nil || res0.GetChangeSeq() != 2 {
-		t.Fatalf("leave: %v (%v), want the change at seq 2", res0, err)
+	if err != nil || res0.GetChangeSeq() != 3 {
+		t.Fatalf("leave: %v (%v), want the change at seq 3", res0, err)
 	}
-	// The leaver reads the system message of their leaving, and nothing after.
-	if m := pushed(t, leaver, 1)[0]; m.GetSeq() != 2 || m.GetSenderId() != "" {
-		t.Fatalf("leaver was pushed %v, want the leave at seq 2", m)
+	// The leaver reads the system message of their leaving, and nothing
+	// after; their stream has the leave as an event.
+	if m := pushed(t, leaver, 1)[0]; m.GetSeq() != 3 || m.GetSenderId() != "" {
+		t.Fatalf("leaver was pushed %v, want the leave at seq 3", m)
+	}
+	if l, _ := srv.Store().LatestSeq(t.Context(), storage.EventsConversationID(leaverU.ID)); l != 2 {
+		t.Fatalf("leaver's stream ends at %d, want 2 (created, left)", l)
 	}
 	expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), "2", "two"))
 	leaver.Quiet(t, 150*time.Millisecond)
@@ -864,22 +914,22 @@ func testLeaveGroup(t *testing.T, srv *servertest.Server) {
 		t.Fatalf("second leave: %v", err)
 	}
 	h, err := starlingv1.NewChatServiceClient(srv.Dial(t)).GetHistory(servertest.WithToken(t.Context(), leaver.token), &starlingv1.GetHistoryRequest{ConversationId: g.GetConversationId()})
-	if err != nil || !slices.Equal(seqs(h.GetMessages()), []int64{1, 2}) {
-		t.Fatalf("history after leaving: %v (%v), want seqs 1 and 2", h, err)
+	if err != nil || !slices.Equal(seqs(h.GetMessages()), []int64{1, 2, 3}) {
+		t.Fatalf("history after leaving: %v (%v), want seqs 1 to 3", h, err)
 	}
 	// A member added later sees from its join on: the add first.
 	later := connect(t, srv, laterU, "phone")
 	res, err := groups.AddMembers(servertest.WithToken(t.Context(), owner.token), &starlingv1.AddMembersRequest{GroupId: g.GetGroupId(), UserIds: []string{laterU.ID, leaverU.ID}})
-	if err != nil || len(res.GetAddedUserIds()) != 2 || res.GetChangeSeq() != 4 {
+	if err != nil || len(res.GetAddedUserIds()) != 2 || res.GetChangeSeq() != 5 {
 		t.Fatalf("add members: %v (%v)", res, err)
 	}
 	expectAck(t, owner, owner.Text(t, "", g.GetGroupId(), "4", "three"))
-	if got := seqs(pushed(t, later, 2)); !slices.Equal(got, []int64{4, 5}) {
-		t.Fatalf("late joiner was pushed %v, want 4 and 5", got)
+	if got := seqs(pushed(t, later, 2)); !slices.Equal(got, []int64{5, 6}) {
+		t.Fatalf("late joiner was pushed %v, want 5 and 6", got)
 	}
 	h, err = starlingv1.NewChatServiceClient(srv.Dial(t)).GetHistory(servertest.WithToken(t.Context(), later.token), &starlingv1.GetHistoryRequest{ConversationId: g.GetConversationId()})
-	if err != nil || !slices.Equal(seqs(h.GetMessages()), []int64{4, 5}) {
-		t.Fatalf("late joiner's history: %v (%v), want seqs 4 and 5", h, err)
+	if err != nil || !slices.Equal(seqs(h.GetMessages()), []int64{5, 6}) {
+		t.Fatalf("late joiner's history: %v (%v), want seqs 5 and 6", h, err)
 	}
 	// Unknown users cannot be added.
 	if _, err := groups.AddMembers(servertest.WithToken(t.Context(), owner.token), &starlingv1.AddMembersRequest{GroupId: g.GetGroupId(), UserIds: []string{"unobody"}}); status.Code(err) != codes.NotFound {

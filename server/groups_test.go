@@ -99,7 +99,7 @@ func testGroupRules(t *testing.T, srv *servertest.Server) {
 		t.Fatalf("created %v", g)
 	}
 	gid := g.GetGroupId()
-	seq := int64(0)
+	seq := int64(1) // the creation's system message
 	wantSeq := func(got int64, err error, what string) {
 		t.Helper()
 		if err != nil {
@@ -244,7 +244,7 @@ func testGroupRules(t *testing.T, srv *servertest.Server) {
 	// History: every change, in order, each at its own seq.
 	h := history(t, srv, a, g.GetConversationId(), 0).GetMessages()
 	want := []starlingv1.GroupChange_Kind{
-		starlingv1.GroupChange_KIND_ROLE_CHANGED, starlingv1.GroupChange_KIND_INFO_UPDATED, starlingv1.GroupChange_KIND_ROLE_CHANGED,
+		starlingv1.GroupChange_KIND_CREATED, starlingv1.GroupChange_KIND_ROLE_CHANGED, starlingv1.GroupChange_KIND_INFO_UPDATED, starlingv1.GroupChange_KIND_ROLE_CHANGED,
 		starlingv1.GroupChange_KIND_MEMBER_KICKED, starlingv1.GroupChange_KIND_MEMBER_KICKED, starlingv1.GroupChange_KIND_INFO_UPDATED,
 		starlingv1.GroupChange_KIND_MEMBERS_ADDED, starlingv1.GroupChange_KIND_INFO_UPDATED, starlingv1.GroupChange_KIND_MEMBER_JOINED,
 		starlingv1.GroupChange_KIND_OWNERSHIP_TRANSFERRED, starlingv1.GroupChange_KIND_MEMBER_LEFT,
@@ -253,26 +253,29 @@ func testGroupRules(t *testing.T, srv *servertest.Server) {
 		t.Fatalf("history of changes %v, want %v", got, want)
 	}
 	wantSeqs(t, h, 1, seq)
-	if ch := wantChange(t, h[3], starlingv1.GroupChange_KIND_MEMBER_KICKED, aU.ID); !slices.Equal(ch.GetTargetIds(), ids(m1U)) {
+	if ch := wantChange(t, h[0], starlingv1.GroupChange_KIND_CREATED, oU.ID); ch.GetInfo().GetName() != "team" || len(ch.GetTargetIds()) != 0 {
+		t.Fatalf("creation %v", ch)
+	}
+	if ch := wantChange(t, h[4], starlingv1.GroupChange_KIND_MEMBER_KICKED, aU.ID); !slices.Equal(ch.GetTargetIds(), ids(m1U)) {
 		t.Fatalf("kick targets %v", ch.GetTargetIds())
 	}
-	if ch := wantChange(t, h[1], starlingv1.GroupChange_KIND_INFO_UPDATED, aU.ID); ch.GetInfo().GetName() != "renamed" {
+	if ch := wantChange(t, h[2], starlingv1.GroupChange_KIND_INFO_UPDATED, aU.ID); ch.GetInfo().GetName() != "renamed" {
 		t.Fatalf("info change %v", ch)
 	}
-	if ch := wantChange(t, h[2], starlingv1.GroupChange_KIND_ROLE_CHANGED, oU.ID); ch.GetRole() != starlingv1.GroupRole_GROUP_ROLE_ADMIN || !slices.Equal(ch.GetTargetIds(), ids(m2U)) {
+	if ch := wantChange(t, h[3], starlingv1.GroupChange_KIND_ROLE_CHANGED, oU.ID); ch.GetRole() != starlingv1.GroupRole_GROUP_ROLE_ADMIN || !slices.Equal(ch.GetTargetIds(), ids(m2U)) {
 		t.Fatalf("role change %v", ch)
 	}
-	// m1 reads up to the kick that removed them (4) and from the add (7).
-	if got := seqs(history(t, srv, m1, g.GetConversationId(), 0).GetMessages()); !slices.Equal(got, []int64{1, 2, 3, 4, 7, 8, 9, 10, 11}) {
+	// m1 reads up to the kick that removed them (5) and from the add (8).
+	if got := seqs(history(t, srv, m1, g.GetConversationId(), 0).GetMessages()); !slices.Equal(got, []int64{1, 2, 3, 4, 5, 8, 9, 10, 11, 12}) {
 		t.Fatalf("m1's history %v", got)
 	}
 	// out reads from the change that let them in.
-	if got := seqs(history(t, srv, out, g.GetConversationId(), 0).GetMessages()); !slices.Equal(got, []int64{9, 10, 11}) {
+	if got := seqs(history(t, srv, out, g.GetConversationId(), 0).GetMessages()); !slices.Equal(got, []int64{10, 11, 12}) {
 		t.Fatalf("out's history %v", got)
 	}
 	// Online members were pushed every change they may read, in order.
-	if got := seqs(pushed(t, m2, 5)); !slices.Equal(got, []int64{1, 2, 3, 4, 5}) {
-		t.Fatalf("m2 (kicked at 5) was pushed %v", got)
+	if got := seqs(pushed(t, m2, 6)); !slices.Equal(got, []int64{1, 2, 3, 4, 5, 6}) {
+		t.Fatalf("m2 (kicked at 6) was pushed %v", got)
 	}
 	m2.Quiet(t, 100*time.Millisecond)
 }
@@ -288,29 +291,29 @@ func testGroupKickLive(t *testing.T, srv *servertest.Server) {
 	gid := g.GetGroupId()
 	expectAck(t, o, o.Text(t, "", gid, "1", "one"))
 	for _, d := range []device{phone, laptop, w} {
-		pushed(t, d, 1)
+		pushed(t, d, 2) // the creation, "one"
 	}
 	k, err := gs.KickMember(servertest.WithToken(t.Context(), o.token), &starlingv1.KickMemberRequest{GroupId: gid, UserId: vU.ID})
-	if err != nil || k.GetChangeSeq() != 2 {
+	if err != nil || k.GetChangeSeq() != 3 {
 		t.Fatalf("kick: %v (%v)", k, err)
 	}
 	for _, d := range []device{phone, laptop, w} {
 		m := pushed(t, d, 1)[0]
-		if ch := wantChange(t, m, starlingv1.GroupChange_KIND_MEMBER_KICKED, oU.ID); m.GetSeq() != 2 || !slices.Equal(ch.GetTargetIds(), ids(vU)) {
-			t.Fatalf("pushed %v, want the kick at seq 2", m)
+		if ch := wantChange(t, m, starlingv1.GroupChange_KIND_MEMBER_KICKED, oU.ID); m.GetSeq() != 3 || !slices.Equal(ch.GetTargetIds(), ids(vU)) {
+			t.Fatalf("pushed %v, want the kick at seq 3", m)
 		}
 	}
 	expectAck(t, o, o.Text(t, "", gid, "3", "after the kick"))
-	if m := pushed(t, w, 1)[0]; m.GetSeq() != 3 {
+	if m := pushed(t, w, 1)[0]; m.GetSeq() != 4 {
 		t.Fatalf("witness was pushed %v", m)
 	}
 	phone.Quiet(t, 100*time.Millisecond)
 	laptop.Quiet(t, 50*time.Millisecond)
 	wantRefusal(t, errorOf(expectError(t, phone, phone.Text(t, "", gid, "v", "still here?"), codes.PermissionDenied)), apierr.NotMember, "a kicked member sends")
-	if got := seqs(syncAll(t, laptop, g.GetConversationId(), 0)); !slices.Equal(got, []int64{1, 2}) {
-		t.Fatalf("the kicked member syncs %v, want 1 and 2", got)
+	if got := seqs(syncAll(t, laptop, g.GetConversationId(), 0)); !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Fatalf("the kicked member syncs %v, want 1 to 3", got)
 	}
-	if got := seqs(history(t, srv, phone, g.GetConversationId(), 0).GetMessages()); !slices.Equal(got, []int64{1, 2}) {
+	if got := seqs(history(t, srv, phone, g.GetConversationId(), 0).GetMessages()); !slices.Equal(got, []int64{1, 2, 3}) {
 		t.Fatalf("the kicked member's history %v", got)
 	}
 	// A later member: the add is the first message they read.
@@ -320,10 +323,10 @@ func testGroupKickLive(t *testing.T, srv *servertest.Server) {
 	expectAck(t, o, o.Text(t, "", gid, "5", "welcome"))
 	got := pushed(t, late, 2)
 	wantChange(t, got[0], starlingv1.GroupChange_KIND_MEMBERS_ADDED, wU.ID)
-	if !slices.Equal(seqs(got), []int64{4, 5}) {
-		t.Fatalf("late member was pushed %v, want 4 and 5", seqs(got))
+	if !slices.Equal(seqs(got), []int64{5, 6}) {
+		t.Fatalf("late member was pushed %v, want 5 and 6", seqs(got))
 	}
-	if got := seqs(history(t, srv, late, g.GetConversationId(), 0).GetMessages()); !slices.Equal(got, []int64{4, 5}) {
+	if got := seqs(history(t, srv, late, g.GetConversationId(), 0).GetMessages()); !slices.Equal(got, []int64{5, 6}) {
 		t.Fatalf("late member's history %v", got)
 	}
 }
@@ -343,22 +346,22 @@ func testGroupDisband(t *testing.T, srv *servertest.Server) {
 	g := newGroup(t, srv, o, mU)
 	gid := g.GetGroupId()
 	expectAck(t, o, o.Text(t, "", gid, "1", "one"))
-	pushed(t, m, 1)
+	pushed(t, m, 2) // the creation, "one"
 	_, err := gs.DisbandGroup(by(m), &starlingv1.DisbandGroupRequest{GroupId: gid})
 	wantRefusal(t, err, apierr.NotGroupOwner, "a member disbands")
 	d, err := gs.DisbandGroup(by(o), &starlingv1.DisbandGroupRequest{GroupId: gid})
-	if err != nil || d.GetChangeSeq() != 2 {
+	if err != nil || d.GetChangeSeq() != 3 {
 		t.Fatalf("disband: %v (%v)", d, err)
 	}
-	if got := pushed(t, m, 1)[0]; got.GetSeq() != 2 {
-		t.Fatalf("pushed %v, want the disbanding at 2", got)
+	if got := pushed(t, m, 1)[0]; got.GetSeq() != 3 {
+		t.Fatalf("pushed %v, want the disbanding at 3", got)
 	} else {
 		wantChange(t, got, starlingv1.GroupChange_KIND_DISBANDED, oU.ID)
 	}
 	for _, dev := range []device{o, m} {
 		wantRefusal(t, errorOf(expectError(t, dev, dev.Text(t, "", gid, "after", "anyone?"), codes.FailedPrecondition)), apierr.GroupDisbanded, "send to a disbanded group")
-		if got := seqs(history(t, srv, dev, g.GetConversationId(), 0).GetMessages()); !slices.Equal(got, []int64{1, 2}) {
-			t.Fatalf("history after the disbanding %v, want 1 and 2", got)
+		if got := seqs(history(t, srv, dev, g.GetConversationId(), 0).GetMessages()); !slices.Equal(got, []int64{1, 2, 3}) {
+			t.Fatalf("history after the disbanding %v, want 1 to 3", got)
 		}
 	}
 	_, _, err = func() (*starlingv1.Group, []string, error) {
@@ -376,8 +379,8 @@ func testGroupDisband(t *testing.T, srv *servertest.Server) {
 		t.Fatalf("owner's groups after the disbanding %v (%v)", mine, err)
 	}
 	// Nothing was stored after the disbanding.
-	if l, err := srv.Store().LatestSeq(t.Context(), g.GetConversationId()); err != nil || l != 2 {
-		t.Fatalf("latest seq %d (%v), want 2", l, err)
+	if l, err := srv.Store().LatestSeq(t.Context(), g.GetConversationId()); err != nil || l != 3 {
+		t.Fatalf("latest seq %d (%v), want 3", l, err)
 	}
 }
 
@@ -409,7 +412,7 @@ func testGroupConcurrentChanges(t *testing.T, srv *servertest.Server) {
 		wg      sync.WaitGroup
 		mu      sync.Mutex
 		kicked  = map[string]int{}
-		changes = 2 // the promotions
+		changes = 3 // the creation, the promotions
 		demoted int64
 		a2After []int64 // seqs of a2's kicks
 	)
@@ -572,8 +575,8 @@ func testGroupBadInputs(t *testing.T, srv *servertest.Server) {
 		Content: &starlingv1.Content{Type: client.GroupChangeType, Data: []byte{8, 8}},
 	}}})
 	wantRefusal(t, errorOf(expectError(t, o, ref, codes.InvalidArgument)), apierr.ReservedContentType, "a client sends a system message")
-	if l, err := srv.Store().LatestSeq(t.Context(), g.GetConversationId()); err != nil || l != 0 {
-		t.Fatalf("latest seq %d (%v) after refusals, want 0", l, err)
+	if l, err := srv.Store().LatestSeq(t.Context(), g.GetConversationId()); err != nil || l != 1 {
+		t.Fatalf("latest seq %d (%v) after refusals, want 1 (the creation)", l, err)
 	}
 }
 
@@ -592,6 +595,9 @@ func TestClusterGroupKickAndDisband(t *testing.T) {
 	g := newGroup(t, n0.Server, o, vU, wU)
 	gid := g.GetGroupId()
 	m.awaitDevices(t, 3, n0, n1)
+	for _, d := range []device{v, w} {
+		pushed(t, d, 1) // the creation
+	}
 
 	// Traffic first, so node-1 authorizes the victim from its member cache.
 	expectAck(t, v, v.Text(t, "", gid, "v1", "from node-1"))
@@ -604,20 +610,20 @@ func TestClusterGroupKickAndDisband(t *testing.T) {
 
 	gs := starlingv1.NewGroupServiceClient(n0.Dial(t))
 	k, err := gs.KickMember(servertest.WithToken(t.Context(), o.token), &starlingv1.KickMemberRequest{GroupId: gid, UserId: vU.ID})
-	if err != nil || k.GetChangeSeq() != 4 {
+	if err != nil || k.GetChangeSeq() != 5 {
 		t.Fatalf("kick: %v (%v)", k, err)
 	}
 	for _, d := range []device{v, w} {
 		got := pushed(t, d, 1)[0]
-		if got.GetSeq() != 4 {
-			t.Fatalf("pushed %v, want the kick at seq 4", got)
+		if got.GetSeq() != 5 {
+			t.Fatalf("pushed %v, want the kick at seq 5", got)
 		}
 		wantChange(t, got, starlingv1.GroupChange_KIND_MEMBER_KICKED, oU.ID)
 	}
 	wantRefusal(t, errorOf(expectError(t, v, v.Text(t, "", gid, "v5", "still here?"), codes.PermissionDenied)), apierr.NotMember, "the kicked member sends through node-1")
 	expectAck(t, o, o.Text(t, "", gid, "o5", "after the kick"))
-	if got := pushed(t, w, 1)[0]; got.GetSeq() != 5 {
-		t.Fatalf("witness was pushed %v, want seq 5", got)
+	if got := pushed(t, w, 1)[0]; got.GetSeq() != 6 {
+		t.Fatalf("witness was pushed %v, want seq 6", got)
 	}
 	v.Quiet(t, 150*time.Millisecond)
 
@@ -629,7 +635,7 @@ func TestClusterGroupKickAndDisband(t *testing.T) {
 	got := pushed(t, w, 1)[0]
 	wantChange(t, got, starlingv1.GroupChange_KIND_DISBANDED, oU.ID)
 	wantRefusal(t, errorOf(expectError(t, w, w.Text(t, "", gid, "w7", "hello?"), codes.FailedPrecondition)), apierr.GroupDisbanded, "send through node-1 after the disbanding")
-	if h := history(t, n1.Server, w, g.GetConversationId(), 50); !slices.Equal(seqs(h.GetMessages()), []int64{1, 2, 3, 4, 5, 6}) {
-		t.Fatalf("history %v, want 1..6: the refused sends stored nothing", seqs(h.GetMessages()))
+	if h := history(t, n1.Server, w, g.GetConversationId(), 50); !slices.Equal(seqs(h.GetMessages()), []int64{1, 2, 3, 4, 5, 6, 7}) {
+		t.Fatalf("history %v, want 1..7: the refused sends stored nothing", seqs(h.GetMessages()))
 	}
 }

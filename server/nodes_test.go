@@ -79,16 +79,17 @@ func TestNodesWriteOneConversation(t *testing.T) {
 		seqs = append(seqs, seq)
 	}
 	slices.Sort(seqs)
-	if len(seqs) != total || seqs[0] != 1 || seqs[len(seqs)-1] != total {
-		t.Fatalf("acked %d seqs from %v to %v, want exactly 1..%d", len(seqs), seqs[0], seqs[len(seqs)-1], total)
+	// Seq 1 is the group's creation.
+	if len(seqs) != total || seqs[0] != 2 || seqs[len(seqs)-1] != total+1 {
+		t.Fatalf("acked %d seqs from %v to %v, want exactly 2..%d", len(seqs), seqs[0], seqs[len(seqs)-1], total+1)
 	}
-	stored, err := srvs[0].Store().ListMessages(t.Context(), g.GetConversationId(), 0, storage.OpenSeq, total+10)
+	stored, err := srvs[0].Store().ListMessages(t.Context(), g.GetConversationId(), 1, storage.OpenSeq, total+10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ids := map[int64]bool{}
 	for i, m := range stored {
-		if m.Seq != int64(i+1) || acks[m.Seq] != m.MsgID {
+		if m.Seq != int64(i+2) || acks[m.Seq] != m.MsgID {
 			t.Fatalf("stored #%d: seq %d msg_id %d, acked msg_id %d", i, m.Seq, m.MsgID, acks[m.Seq])
 		}
 		ids[m.MsgID] = true

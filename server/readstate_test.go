@@ -27,6 +27,7 @@ func TestReadState(t *testing.T) {
 		{name: "receipts coalesced", run: testReceiptsCoalesced},
 		{name: "receipts to an offline sender", run: testReceiptsOffline},
 		{name: "no receipts across a block", run: testReceiptsBlocked},
+		{name: "inbox and welcome hide read state across a block", run: testInboxBlockHidesPeer},
 		{name: "group who read", run: testGroupWhoRead},
 		{name: "typing", run: testTyping},
 		{name: "bad inputs", run: testReadBadInputs},
@@ -403,7 +404,7 @@ func testGroupWhoRead(t *testing.T, srv *servertest.Server) {
 	if err != nil || res.GetReadCount() != 2 || len(res.GetReadBy()) != 1 {
 		t.Fatalf("limit 1: %v %v", res, err)
 	}
-	if in, _ := listInbox(t, srv, members[3].token); in[conv].GetGroupName() != "team" || in[conv].GetMemberCount() != 5 || in[conv].GetUnreadCount() != 1 {
+	if in, _ := listInbox(t, srv, members[3].token); in[conv].GetGroupName() != "team" || in[conv].GetMemberCount() != 5 || in[conv].GetUnreadCount() != 1 { // "hello all" (the creation is a system message)
 		t.Fatalf("group entry %v", in[conv])
 	}
 	// No receipt storm: the sender hears no group Receipt; a reader's
@@ -570,5 +571,65 @@ func testUnreadMany(t *testing.T, srv *servertest.Server) {
 	back := srv.OpenStream(t, me.token)
 	if back.Welcome.GetInbox().GetTotalUnread() != total {
 		t.Fatalf("Welcome's total unread %d, want %d", back.Welcome.GetInbox().GetTotalUnread(), total)
+	}
+}
+
+// A block, whoever made it, hides each user's positions from the other in
+// ListConversations and in the Welcome's inbox summary (and sends no
+// Receipt after the Welcome); lifting it shows them again.
+func testInboxBlockHidesPeer(t *testing.T, srv *servertest.Server) {
+	aliceU, bobU := srv.NewUser(t, "alice"), srv.NewUser(t, "bob")
+	alice, bob := connect(t, srv, aliceU, "phone"), connect(t, srv, bobU, "phone")
+	ab := storage.C2CConversationID(aliceU.ID, bobU.ID)
+	sendN(t, alice, bobU.ID, 3, "a")
+	pushed(t, bob, 3)
+	markRead(t, bob, ab, 2)
+	expectAck(t, bob, bob.Text(t, aliceU.ID, "", "b4", "from bob"))
+	pushed(t, alice, 1)
+	markRead(t, alice, ab, 4)
+	peers := func(when string, aliceSees, bobSees [2]int64) {
+		t.Helper()
+		a, _ := listInbox(t, srv, alice.token)
+		b, _ := listInbox(t, srv, bob.token)
+		if got := [2]int64{a[ab].GetPeerReadSeq(), a[ab].GetPeerDeliveredSeq()}; got != aliceSees {
+			t.Fatalf("%s: alice sees bob's read/delivered %v, want %v", when, got, aliceSees)
+		}
+		if got := [2]int64{b[ab].GetPeerReadSeq(), b[ab].GetPeerDeliveredSeq()}; got != bobSees {
+			t.Fatalf("%s: bob sees alice's read/delivered %v, want %v", when, got, bobSees)
+		}
+	}
+	peers("before the block", [2]int64{2, 3}, [2]int64{4, 4})
+	users := map[string]servertest.User{aliceU.ID: aliceU, bobU.ID: bobU}
+	for _, pair := range [][2]servertest.User{{bobU, aliceU}, {aliceU, bobU}} {
+		blocker, blocked := pair[0], pair[1]
+		f := friendsOf(t, srv, device{token: map[string]string{aliceU.ID: alice.token, bobU.ID: bob.token}[blocker.ID]})
+		if _, err := f.c.BlockUser(f.ctx, &starlingv1.BlockUserRequest{UserId: blocked.ID}); err != nil {
+			t.Fatal(err)
+		}
+		peers(blocker.Username+" blocks", [2]int64{}, [2]int64{})
+		// The Welcome of either side reveals nothing either.
+		for _, d := range []*device{&alice, &bob} {
+			d.Close()
+			*d = device{user: users[d.user.ID], token: d.token, Stream: srv.OpenStream(t, d.token)}
+			var entry *starlingv1.ConversationState
+			for _, c := range d.Welcome.GetInbox().GetChanged() {
+				if c.GetConversationId() == ab {
+					entry = c
+				}
+			}
+			if entry == nil || entry.GetPeerReadSeq() != 0 || entry.GetPeerDeliveredSeq() != 0 || entry.GetReadSeq() == 0 {
+				t.Fatalf("%s blocks: %s's Welcome inbox %v, want the conversation without the other's positions", blocker.Username, d.user.Username, d.Welcome.GetInbox())
+			}
+			ping := d.Send(t, &starlingv1.StreamRequest{Frame: &starlingv1.StreamRequest_Ping{Ping: &starlingv1.Ping{}}})
+			for fr := d.Next(t); fr.GetRef() != ping; fr = d.Next(t) {
+				if r := fr.GetReceipt(); r.GetConversationId() == ab && r.GetUserId() != d.user.ID {
+					t.Fatalf("%s blocks: %s got the other's receipt %v after the Welcome", blocker.Username, d.user.Username, r)
+				}
+			}
+		}
+		if _, err := f.c.UnblockUser(f.ctx, &starlingv1.UnblockUserRequest{UserId: blocked.ID}); err != nil {
+			t.Fatal(err)
+		}
+		peers(blocker.Username+" unblocked", [2]int64{2, 3}, [2]int64{4, 4})
 	}
 }

@@ -597,6 +597,8 @@ func (e *streamFuzzEnv) checkStored(t *testing.T, conv string, seq, msgID int64,
 func (e *streamFuzzEnv) alicesConversation(conv string) bool {
 	p, err := storage.ParseConversationID(conv)
 	switch {
+	case conv == storage.EventsConversationID(e.alice.ID):
+		return true // her events (the group's creation)
 	case err != nil:
 		return false
 	case p.Kind == storage.KindGroup:

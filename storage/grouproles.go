@@ -1,5 +1,7 @@
 package storage
 
+import "slices"
+
 // GroupRole is a member's role in a group. The owner is the group's
 // OwnerID (one per group by construction); memberships store whether the
 // others are admins.
@@ -72,6 +74,14 @@ type GroupTx struct {
 	// more than once (the transaction is retried on conflicts), so it must
 	// only compute.
 	Decide func(GroupState) (GroupEdit, error)
+	// Events, if not nil, is called in the transaction once the system
+	// message has its seq, with the users whose membership the change
+	// starts or ends (MembershipChanged), and returns the events to store
+	// for them: messages of their event streams (EventsConversationID,
+	// Members set to the stream's user), appended in the SAME transaction,
+	// so the change and its events are committed together or not at all.
+	// Like Decide it may run more than once and must only compute.
+	Events func(seq int64, users []string) ([]NewMessage, error)
 }
 
 // GroupState is what Decide sees.
@@ -115,6 +125,26 @@ type GroupTxResult struct {
 	// Changed is false when Decide returned no message: nothing was
 	// written.
 	Changed bool
+	// Events are the stored events (GroupTx.Events), in the order Events
+	// returned them.
+	Events []AppendResult
+}
+
+// MembershipChanged is who a committed edit starts or ends the membership
+// of, sorted and without repeats: the first members of a created group,
+// the users added, the users removed, and on disbanding every member
+// active before it (disbanded, which the backend reads in the
+// transaction).
+func MembershipChanged(gt GroupTx, edit GroupEdit, disbanded []string) []string {
+	var users []string
+	if gt.Create != nil {
+		users = append(users, gt.Members...)
+	}
+	users = append(users, edit.Add...)
+	users = append(users, edit.Remove...)
+	users = append(users, disbanded...)
+	slices.Sort(users)
+	return slices.Compact(users)
 }
 
 // MemberRole is the role of an active member of g whose membership row says

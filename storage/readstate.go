@@ -66,11 +66,14 @@ type InboxEntry struct {
 	// For groups: the group's name and current member count.
 	GroupName   string
 	MemberCount int
-	// For one-to-one conversations: the other user's cursor.
+	// For one-to-one conversations: the other user's cursor; 0 while a
+	// block stands between the two (either of them made it), so a block
+	// hides read state as it hides receipts.
 	PeerReadSeq      int64
 	PeerDeliveredSeq int64
 	// ChangedAt is the newest of UpdatedAt, the user's read state change
-	// (read cursor, mute) and, one-to-one, the other user's cursor change.
+	// (read cursor, mute) and, one-to-one, the other user's cursor change
+	// (not across a block).
 	ChangedAt time.Time
 }
 

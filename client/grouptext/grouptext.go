@@ -39,6 +39,8 @@ func Describe(ch *starlingv1.GroupChange, name func(userID string) string) strin
 		return fmt.Sprintf("%s made %s the owner", who, them)
 	case starlingv1.GroupChange_KIND_DISBANDED:
 		return fmt.Sprintf("%s disbanded the group", who)
+	case starlingv1.GroupChange_KIND_CREATED:
+		return fmt.Sprintf("%s created the group %q", who, ch.GetInfo().GetName())
 	}
 	return "the group changed"
 }

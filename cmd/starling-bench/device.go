@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -281,6 +282,12 @@ func (d *device) handle(s *session, f *starlingv1.StreamResponse) {
 		d.onError(f.GetRef(), fr.Error)
 	case *starlingv1.StreamResponse_Receipt:
 		c.receipts.Add(1)
+	case *starlingv1.StreamResponse_Event:
+		// The bench reads no events (each member gets one: the group's
+		// creation); acked so they hold no window slot.
+		if ev := fr.Event; ev.GetSeq() > 0 {
+			_ = s.write(&starlingv1.StreamRequest{Frame: &starlingv1.StreamRequest_PushAck{PushAck: &starlingv1.PushAck{ConversationId: ev.GetConversationId(), Seq: ev.GetSeq()}}})
+		}
 	case *starlingv1.StreamResponse_Disconnect:
 		c.disconnects.Add(1)
 		d.e.note("disconnect: " + fr.Disconnect.GetReason().String())
@@ -456,8 +463,11 @@ func (d *device) delivered(m *starlingv1.Message, via source) {
 }
 
 func (d *device) onNotify(s *session, n *starlingv1.Notify) {
-	d.e.c.notifies.Add(1)
 	conv, latest := n.GetConversationId(), n.GetLatestSeq()
+	if strings.HasPrefix(conv, "evt:") {
+		return // the user's events: not the bench's business (see handle)
+	}
+	d.e.c.notifies.Add(1)
 	if st := d.syncs[conv]; st != nil {
 		st.latest = max(st.latest, latest)
 		return

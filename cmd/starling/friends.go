@@ -212,6 +212,9 @@ func cmdBlockList(ctx context.Context, a *app, args []string) error {
 
 // event prints one event of the user's stream (or a friend's presence).
 func (p *printer) event(ctx context.Context, ev *starlingv1.Event) error {
+	if g := ev.GetGroupChanged(); g != nil {
+		return p.groupEvent(ctx, ev, g)
+	}
 	what, who := describeEvent(ev)
 	if p.json {
 		return writeJSON(p.out, map[string]any{
@@ -220,11 +223,61 @@ func (p *printer) event(ctx context.Context, ev *starlingv1.Event) error {
 			"server_time": ev.GetServerTime().AsTime(),
 		})
 	}
-	line := what + " " + p.name(ctx, who)
-	if m := ev.GetFriendRequested().GetMessage(); m != "" {
-		line += ": " + m
+	return say(p.out, "%s [event #%d] %s\n", ev.GetServerTime().AsTime().Local().Format(time.DateTime), ev.GetSeq(), p.eventSentence(ctx, ev))
+}
+
+// eventSentence says what an event tells in a sentence with usernames
+// that reads the same on both users' screens: "alice asked bob to be
+// friends: it's alice", not who it is "about" from one side.
+func (p *printer) eventSentence(ctx context.Context, ev *starlingv1.Event) string {
+	pair := func(fp *starlingv1.FriendPair) (string, string) {
+		return p.name(ctx, fp.GetFromUserId()), p.name(ctx, fp.GetToUserId())
 	}
-	return say(p.out, "%s [event #%d] %s: %s\n", ev.GetServerTime().AsTime().Local().Format(time.DateTime), ev.GetSeq(), p.name(ctx, ev.GetActorId()), line)
+	switch k := ev.GetKind().(type) {
+	case *starlingv1.Event_FriendRequested:
+		from, to := p.name(ctx, k.FriendRequested.GetFromUserId()), p.name(ctx, k.FriendRequested.GetToUserId())
+		if m := k.FriendRequested.GetMessage(); m != "" {
+			return from + " asked " + to + " to be friends: " + m
+		}
+		return from + " asked " + to + " to be friends"
+	case *starlingv1.Event_FriendRequestAccepted:
+		from, to := pair(k.FriendRequestAccepted)
+		return to + " accepted " + from + "'s friend request"
+	case *starlingv1.Event_FriendRequestDeclined:
+		from, to := pair(k.FriendRequestDeclined)
+		return to + " declined " + from + "'s friend request"
+	case *starlingv1.Event_FriendRequestCanceled:
+		from, to := pair(k.FriendRequestCanceled)
+		return from + " withdrew the friend request to " + to
+	case *starlingv1.Event_FriendRemoved:
+		from, to := pair(k.FriendRemoved)
+		return from + " removed " + to + " from friends"
+	case *starlingv1.Event_UserBlocked:
+		return "you blocked " + p.name(ctx, k.UserBlocked.GetUserId())
+	case *starlingv1.Event_UserUnblocked:
+		return "you unblocked " + p.name(ctx, k.UserUnblocked.GetUserId())
+	case *starlingv1.Event_PresenceChanged:
+		what, who := describeEvent(ev)
+		return p.name(ctx, who) + " is " + what
+	}
+	return "an event this CLI does not know (see --json)"
+}
+
+// groupEvent prints a group change that started or ended the user's
+// membership, in the style of the other events: "alice added bob
+// (#Team #2)", the group by name and the change's seq in it.
+func (p *printer) groupEvent(ctx context.Context, ev *starlingv1.Event, g *starlingv1.GroupEvent) error {
+	text := p.groupChangeText(ctx, g.GetChange())
+	if p.json {
+		return writeJSON(p.out, map[string]any{
+			"event": "group", "seq": ev.GetSeq(), "actor_id": ev.GetActorId(), "actor": p.name(ctx, ev.GetActorId()),
+			"group_id": g.GetGroupId(), "group": g.GetGroupName(), "conversation_id": g.GetConversationId(),
+			"group_seq": g.GetSeq(), "kind": g.GetChange().GetKind().String(), "text": text,
+			"server_time": ev.GetServerTime().AsTime(),
+		})
+	}
+	return say(p.out, "%s [event #%d] %s (#%s #%d)\n", ev.GetServerTime().AsTime().Local().Format(time.DateTime), ev.GetSeq(),
+		text, g.GetGroupName(), g.GetSeq())
 }
 
 // describeEvent names an event's kind and the user it is about (the other

@@ -59,9 +59,9 @@ func TestFriendsCommands(t *testing.T) {
 
 	// A later listen prints only what is new: the events since.
 	l = bob.listen(t)
-	lines := l.waitText(t, "friend removed")
+	lines := l.waitText(t, "alice removed bob from friends")
 	l.stop(t)
-	if strings.Contains(lines, "friend request:") {
+	if strings.Contains(lines, "to be friends") {
 		t.Fatalf("second listen printed old events: %q", lines)
 	}
 }

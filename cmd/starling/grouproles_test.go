@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/servertest"
 )
 
@@ -54,4 +55,53 @@ func TestGroupRoleCommands(t *testing.T) {
 	dave.fails(1, "disbanded", "gsend", g.GroupID, "anyone?")
 	bob.fails(2, "the role is admin or member", "groups", "role", g.GroupID, "dave", "king")
 	bob.fails(2, "--join is open or invite", "groups", "update", g.GroupID, "--join", "maybe")
+}
+
+// listen prints the group changes that start or end the user's membership
+// (group events), in the style of the other events. Alice acts through the
+// API, not the CLI: a CLI run sets the environment, which bob's listen may
+// not have read yet.
+func TestListenGroupEvents(t *testing.T) {
+	srv := servertest.Start(t)
+	bob := signup(t, srv, "bob")
+	aliceU := srv.NewUser(t, "alice")
+	ctx := servertest.WithToken(t.Context(), srv.Login(t, aliceU, "phone"))
+	bobU, err := srv.Store().GetUserByUsername(t.Context(), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := starlingv1.NewGroupServiceClient(srv.Dial(t))
+	l := bob.listen(t, "--json")
+	g, err := gs.CreateGroup(ctx, &starlingv1.CreateGroupRequest{Name: "team", MemberIds: []string{bobU.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := g.GetGroup().GetGroupId()
+	if _, err := gs.KickMember(ctx, &starlingv1.KickMemberRequest{GroupId: gid, UserId: bobU.ID}); err != nil {
+		t.Fatal(err)
+	}
+	var evs []map[string]any
+	for _, line := range l.waitLines(t, 4) { // two events, two system messages
+		if line["event"] == "group" {
+			evs = append(evs, line)
+		}
+	}
+	l.stop(t)
+	if len(evs) != 2 || evs[0]["kind"] != "KIND_CREATED" || evs[0]["group"] != "team" || evs[0]["actor"] != "alice" || evs[0]["group_seq"] != float64(1) ||
+		evs[1]["kind"] != "KIND_MEMBER_KICKED" || evs[1]["text"] != "alice removed bob" || evs[1]["group_id"] != gid {
+		t.Fatalf("listen printed group events %v", evs)
+	}
+	if _, err := gs.DisbandGroup(ctx, &starlingv1.DisbandGroupRequest{GroupId: gid}); err != nil {
+		t.Fatal(err)
+	}
+	g, err = gs.CreateGroup(ctx, &starlingv1.CreateGroupRequest{Name: "team", MemberIds: []string{bobU.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l = bob.listen(t)
+	out := l.waitText(t, "alice created the group")
+	l.stop(t)
+	if !strings.Contains(out, `[event #3] alice created the group "team" (#team #1)`) {
+		t.Fatalf("listen printed %q", out)
+	}
 }

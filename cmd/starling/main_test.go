@@ -222,7 +222,7 @@ func TestGroupCommands(t *testing.T) {
 	l.waitText(t, "] carol: hi\n")
 	l.stop(t)
 	for what, out := range map[string]string{"listen": l.stdout.String(), "history": bob.ok("history", g.GroupID)} {
-		if !strings.Contains(out, " [#friends #2] alice: hello friends\n") || !strings.Contains(out, " [#friends #3] carol: hi\n") || strings.Contains(out, "grp:") {
+		if !strings.Contains(out, " [#friends #3] alice: hello friends\n") || !strings.Contains(out, " [#friends #4] carol: hi\n") || strings.Contains(out, "grp:") {
 			t.Fatalf("%s printed %q; want [#friends #N] lines", what, out)
 		}
 	}
@@ -240,7 +240,7 @@ func TestGroupCommands(t *testing.T) {
 		t.Fatalf("group leave: %q", out)
 	}
 	// Carol may no longer look the group up: its id stands in for the name.
-	if out := carol.ok("history", "grp:"+g.GroupID); !strings.Contains(out, "[#"+g.GroupID+" #3] carol: hi\n") {
+	if out := carol.ok("history", "grp:"+g.GroupID); !strings.Contains(out, "[#"+g.GroupID+" #4] carol: hi\n") {
 		t.Fatalf("history of a group left: %q; want the id in place of the name", out)
 	}
 	carol.fails(1, "", "gsend", g.GroupID, "still here?")
@@ -355,6 +355,21 @@ func (u *user) listenNoEnv(t *testing.T, args ...string) *listener {
 		l.exit = run(ctx, append([]string{"listen"}, args...), strings.NewReader(""), l.stdout, l.stderr)
 	}()
 	t.Cleanup(func() { cancel(); <-l.done })
+	// run reads the process environment (config dir, server) as it
+	// starts; the test's next command may set another user's, so the
+	// listen must be connected, its environment read, before that.
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(l.stdout.String(), "listening as") && !strings.Contains(l.stdout.String(), `"event":"connected"`) {
+		select {
+		case <-l.done:
+			t.Fatalf("listen ended before it connected: exit %d, stdout %q, stderr %q", l.exit, l.stdout.String(), l.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("listen did not connect: stdout %q, stderr %q", l.stdout.String(), l.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return l
 }
 

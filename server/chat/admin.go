@@ -115,7 +115,7 @@ func (s *Service) SetMembers(ctx context.Context, groupID string, want []MemberS
 		}})
 	}
 	for _, step := range steps {
-		res, err := s.changeGroup(ctx, groupOp{actor: SystemUserID, group: groupID, targets: step.targets, allMembers: step.all, decide: step.decide})
+		res, err := s.changeGroup(ctx, groupOp{actor: SystemUserID, group: groupID, targets: step.targets, allMembers: step.all, everyone: step.all, decide: step.decide})
 		if errors.Is(err, apierr.GroupNotFound) && out.Group != nil {
 			// The group was there a step ago: a member is no user.
 			err = fmt.Errorf("%w: %w", apierr.MemberNotFound, err)
@@ -145,7 +145,9 @@ func (s *Service) SetMembers(ctx context.Context, groupID string, want []MemberS
 // memberStep is one change of SetMembers.
 type memberStep struct {
 	targets []string // whose roles decide needs
-	all     bool     // decide needs every active member's role
+	// all: decide needs every active member's role, and may end the
+	// membership of users it does not name (their event streams too).
+	all bool
 	decide  func(st storage.GroupState) (storage.GroupEdit, *starlingv1.GroupChange, error)
 }
 

@@ -59,12 +59,28 @@ type streamLocks struct {
 
 // lock locks the stripes of users, in one order, and returns the unlock.
 func (l *streamLocks) lock(users ...string) func() {
-	idx := make([]int, 0, len(users))
+	idx := make([]int, 0, min(len(users), len(l.stripes)))
 	for _, u := range users {
 		idx = append(idx, int(maphash.String(l.seed, u)%uint64(len(l.stripes))))
 	}
 	slices.Sort(idx)
 	idx = slices.Compact(idx)
+	return l.lockStripes(idx)
+}
+
+// lockAll locks every stripe: for a change whose event users are known only
+// inside its transaction (a disband's members).
+func (l *streamLocks) lockAll() func() {
+	idx := make([]int, len(l.stripes))
+	for i := range idx {
+		idx[i] = i
+	}
+	return l.lockStripes(idx)
+}
+
+// lockStripes locks the stripes idx (sorted, distinct) and returns the
+// unlock.
+func (l *streamLocks) lockStripes(idx []int) func() {
 	for _, i := range idx {
 		l.stripes[i].Lock()
 	}
@@ -92,23 +108,43 @@ const eventSender = "evt:"
 // including the one that made the change. Errors: what write returns, or
 // Unavailable when no event id can be made.
 func (s *social) change(ctx context.Context, actor string, actorDevice string, events []eventFor, write func(ctx context.Context, msgs []storage.NewMessage) ([]storage.AppendResult, error)) error {
+	msgs, contents, err := s.eventMessages(actor, actorDevice, events)
+	if err != nil {
+		return err
+	}
+	users := make([]string, len(events))
+	for i, e := range events {
+		users[i] = e.user
+	}
+	unlock := s.streams.lock(users...)
+	defer unlock()
+	results, err := write(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	s.deliverEvents(ctx, users, contents, results)
+	return nil
+}
+
+// eventMessages encodes events, made by actor, as messages of their users'
+// streams, and returns them with their contents (for deliverEvents).
+func (s *social) eventMessages(actor string, actorDevice string, events []eventFor) ([]storage.NewMessage, []*starlingv1.Content, error) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	msgs := make([]storage.NewMessage, len(events))
 	contents := make([]*starlingv1.Content, len(events))
-	users := make([]string, len(events))
 	for i, e := range events {
 		e.ev.ActorId = actor
 		c, err := eventwire.Content(e.ev)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		b, err := proto.Marshal(c)
 		if err != nil {
-			return fmt.Errorf("chat: encode event: %w", err)
+			return nil, nil, fmt.Errorf("chat: encode event: %w", err)
 		}
 		id, err := s.ids.Next()
 		if err != nil {
-			return fmt.Errorf("%w: event id: %w", apierr.Unavailable, err)
+			return nil, nil, fmt.Errorf("%w: event id: %w", apierr.Unavailable, err)
 		}
 		msgs[i] = storage.NewMessage{
 			ConversationID: storage.EventsConversationID(e.user),
@@ -120,17 +156,18 @@ func (s *social) change(ctx context.Context, actor string, actorDevice string, e
 			CreatedAt:      now,
 			Members:        []string{e.user},
 		}
-		contents[i], users[i] = c, e.user
+		contents[i] = c
 	}
-	unlock := s.streams.lock(users...)
-	defer unlock()
-	results, err := write(ctx, msgs)
-	if err != nil {
-		return err
-	}
+	return msgs, contents, nil
+}
+
+// deliverEvents offers committed events (the results of storing the
+// messages eventMessages made, in its order, for users) to their users'
+// online devices. The caller holds the users' stream locks.
+func (s *social) deliverEvents(ctx context.Context, users []string, contents []*starlingv1.Content, results []storage.AppendResult) {
 	dctx := context.WithoutCancel(ctx)
 	for i, r := range results {
-		if i >= len(events) {
+		if i >= len(contents) || i >= len(users) {
 			break
 		}
 		m := &starlingv1.Message{
@@ -143,9 +180,8 @@ func (s *social) change(ctx context.Context, actor string, actorDevice string, e
 			Content:        contents[i],
 			ServerTime:     timestamppb.New(r.Message.CreatedAt),
 		}
-		s.router.Deliver(dctx, []string{events[i].user}, bus.DeviceKey{}, m)
+		s.router.Deliver(dctx, []string{users[i]}, bus.DeviceKey{}, m)
 	}
-	return nil
 }
 
 // relationChanged tells this node's send path at once, and every other

@@ -78,12 +78,14 @@ func infoOf(g storage.Group) *starlingv1.GroupInfo {
 	}
 }
 
-// createdChange records nothing: a new group's conversation starts empty,
-// so its first message is the first one a member sends (seq 1). Its
-// members learn of it from ListMyGroups (or a Stream push of its first
-// message).
-func createdChange() (storage.GroupEdit, *starlingv1.GroupChange, error) {
-	return storage.GroupEdit{}, nil, nil
+// createdChange records the creation: the first message of every group
+// (seq 1; the first members join at seq 0, so they read it). It names no
+// members: a group may start with thousands, and the member list has them.
+func createdChange(st storage.GroupState) (storage.GroupEdit, *starlingv1.GroupChange, error) {
+	return storage.GroupEdit{}, &starlingv1.GroupChange{
+		Kind: starlingv1.GroupChange_KIND_CREATED,
+		Info: infoOf(st.Group),
+	}, nil
 }
 
 func infoChange(st storage.GroupState, actor string, info GroupSettings) (storage.GroupEdit, *starlingv1.GroupChange, error) {

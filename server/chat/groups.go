@@ -58,6 +58,9 @@ type groupOp struct {
 	members []string       // CreateGroup: its first members
 	// allMembers: decide needs every active member's role (SetMembers).
 	allMembers bool
+	// everyone: the change may end every member's membership (disband), so
+	// it may store events for users it does not name.
+	everyone bool
 	// decide returns the edit and the GroupChange recording it; a nil
 	// GroupChange means there is nothing to change.
 	decide func(st storage.GroupState) (storage.GroupEdit, *starlingv1.GroupChange, error)
@@ -67,9 +70,12 @@ type groupOp struct {
 // for its commit and the fan-out of its system message.
 func (s *Service) changeGroup(ctx context.Context, op groupOp) (GroupOutcome, error) {
 	var (
-		out     GroupOutcome
-		decided bool
-		change  *starlingv1.GroupChange
+		out      GroupOutcome
+		decided  bool
+		change   *starlingv1.GroupChange
+		name     string // the group's name after the change
+		evUsers  []string
+		contents []*starlingv1.Content
 	)
 	done := make(chan SendResult, 1)
 	p := &pending{
@@ -81,6 +87,10 @@ func (s *Service) changeGroup(ctx context.Context, op groupOp) (GroupOutcome, er
 	}
 	p.change = func(ctx context.Context, msg storage.NewMessage) (storage.AppendResult, *starlingv1.Content, error) {
 		var content *starlingv1.Content
+		// The events are committed and offered under their users' stream
+		// locks, as the friend changes' are (events.go: streamLocks).
+		unlock := s.lockGroupStreams(op)
+		defer unlock()
 		res, err := s.store.ChangeGroup(ctx, storage.GroupTx{
 			GroupID:    op.group,
 			Create:     op.create,
@@ -103,8 +113,18 @@ func (s *Service) changeGroup(ctx context.Context, op groupOp) (GroupOutcome, er
 				m := msg
 				m.Content = enc
 				edit.Message = &m
-				change = ch
+				change, name = ch, st.Group.Name
+				if ch.GetInfo() != nil {
+					name = ch.GetInfo().GetName()
+				}
 				return edit, nil
+			},
+			Events: func(seq int64, users []string) ([]storage.NewMessage, error) {
+				var msgs []storage.NewMessage
+				var err error
+				evUsers = users
+				msgs, contents, err = s.social.eventMessages(op.actor, "", groupEvents(op.group, name, change, seq, users))
+				return msgs, err
 			},
 		})
 		if err != nil || res.Changed {
@@ -128,6 +148,7 @@ func (s *Service) changeGroup(ctx context.Context, op groupOp) (GroupOutcome, er
 				out.Added = change.GetTargetIds()
 			}
 			s.groupChanged(op.group, change, res.Message.Message.Seq)
+			s.social.deliverEvents(ctx, evUsers, contents, res.Events)
 		}
 		return res.Message, content, nil
 	}
@@ -144,11 +165,48 @@ func (s *Service) changeGroup(ctx context.Context, op groupOp) (GroupOutcome, er
 }
 
 // groupChanged is called once per committed group change, on the group's
-// shard, after the commit and before the fan-out of its system message:
-// the one place to hang what else a change should cause (e.g. an Event to
-// the affected users).
+// shard, after the commit and before the fan-out of its system message
+// (and of its events): the one place to hang what else a change should
+// cause.
 func (s *Service) groupChanged(group string, change *starlingv1.GroupChange, seq int64) {
 	s.log.Debug("group changed", "group", group, "kind", change.GetKind().String(), "actor", change.GetActorId(), "seq", seq)
+}
+
+// lockGroupStreams locks the event streams op may store events in: those
+// of the users it names (actor, targets, first members), or all of them
+// for a change that reaches every member.
+func (s *Service) lockGroupStreams(op groupOp) func() {
+	if op.everyone {
+		return s.social.streams.lockAll()
+	}
+	users := make([]string, 0, 1+len(op.targets)+len(op.members))
+	users = append(append(append(users, op.actor), op.targets...), op.members...)
+	return s.social.streams.lock(users...)
+}
+
+// groupEvents are the events of a committed change at seq for the users
+// whose membership it starts or ends (storage.MembershipChanged): who gets
+// an event and why is the contract of GroupEvent (event.proto). The change
+// of a MEMBERS_ADDED event names only its user: the system message lists
+// everyone, and a copy of the whole list per added user would grow with
+// the square of the group.
+func groupEvents(group, name string, change *starlingv1.GroupChange, seq int64, users []string) []eventFor {
+	out := make([]eventFor, len(users))
+	for i, u := range users {
+		ch := change
+		if ch.GetKind() == starlingv1.GroupChange_KIND_MEMBERS_ADDED {
+			ch = proto.CloneOf(change)
+			ch.TargetIds = []string{u}
+		}
+		out[i] = eventFor{u, &starlingv1.Event{Kind: &starlingv1.Event_GroupChanged{GroupChanged: &starlingv1.GroupEvent{
+			GroupId:        group,
+			ConversationId: storage.GroupConversationID(group),
+			Seq:            seq,
+			Change:         ch,
+			GroupName:      name,
+		}}}}
+	}
+	return out
 }
 
 // GroupChangeType is the content type of a group's system messages: their
@@ -282,7 +340,7 @@ func roleProto(r storage.GroupRole) starlingv1.GroupRole {
 }
 
 // CreateGroup creates a group owned by owner with owner and memberIDs; its
-// conversation starts empty (createdChange records nothing).
+// conversation starts with the CREATED system message at seq 1.
 func (s *Service) CreateGroup(ctx context.Context, owner string, info GroupSettings, memberIDs []string) (GroupOutcome, error) {
 	if info.Name == nil {
 		return GroupOutcome{}, apierr.BadGroupName
@@ -301,8 +359,8 @@ func (s *Service) CreateGroup(ctx context.Context, owner string, info GroupSetti
 	}
 	out, err := s.changeGroup(ctx, groupOp{
 		actor: owner, group: g.ID, create: &g, members: append([]string{owner}, members...),
-		decide: func(storage.GroupState) (storage.GroupEdit, *starlingv1.GroupChange, error) {
-			return createdChange()
+		decide: func(st storage.GroupState) (storage.GroupEdit, *starlingv1.GroupChange, error) {
+			return createdChange(st)
 		},
 	})
 	if errors.Is(err, apierr.GroupNotFound) {
@@ -430,7 +488,7 @@ func (s *Service) DisbandGroup(ctx context.Context, caller, groupID string) (Gro
 	if err := checkGroupID(groupID); err != nil {
 		return GroupOutcome{}, err
 	}
-	return s.changeGroup(ctx, groupOp{actor: caller, group: groupID,
+	return s.changeGroup(ctx, groupOp{actor: caller, group: groupID, everyone: true,
 		decide: func(st storage.GroupState) (storage.GroupEdit, *starlingv1.GroupChange, error) {
 			return disbandChange(st, caller)
 		}})

@@ -145,6 +145,7 @@ func changeGroup(ctx context.Context, tx pgx.Tx, gt storage.GroupTx) (storage.Gr
 		return storage.GroupTxResult{}, fmt.Errorf("system message %q stored before: %w", msg.ClientMsgID, storage.ErrAlreadyExists)
 	}
 	seq := appended[0].Message.Seq
+	var disbanded []string
 	b = &pgx.Batch{}
 	if len(edit.Remove) > 0 || edit.Disband {
 		b.Queue(`UPDATE conversations SET member_epoch = member_epoch + 1 WHERE id = $1`, conv)
@@ -153,7 +154,11 @@ func changeGroup(ctx context.Context, tx pgx.Tx, gt storage.GroupTx) (storage.Gr
 				WHERE conversation_id = $1 AND user_id = $2 AND left_seq IS NULL`, conv, u, seq).Exec(mustAffect(u))
 		}
 		if edit.Disband {
-			b.Queue(`UPDATE memberships SET left_seq = $2, role = 0 WHERE conversation_id = $1 AND left_seq IS NULL`, conv, seq)
+			b.Queue(`UPDATE memberships SET left_seq = $2, role = 0 WHERE conversation_id = $1 AND left_seq IS NULL
+				RETURNING user_id`, conv, seq).Query(func(rows pgx.Rows) (err error) {
+				disbanded, err = pgx.CollectRows(rows, pgx.RowTo[string])
+				return err
+			})
 			b.Queue(`UPDATE groups SET disbanded_at = $2 WHERE id = $1`, gt.GroupID, toMillis(msg.CreatedAt))
 		}
 	}
@@ -163,7 +168,27 @@ func changeGroup(ctx context.Context, tx pgx.Tx, gt storage.GroupTx) (storage.Gr
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return storage.GroupTxResult{}, err
 	}
-	return storage.GroupTxResult{Group: g, Message: appended[0], Changed: true}, nil
+	var events []storage.AppendResult
+	if users := storage.MembershipChanged(gt, edit, disbanded); gt.Events != nil && len(users) > 0 {
+		evs, err := gt.Events(seq, users)
+		if err != nil {
+			return storage.GroupTxResult{}, err
+		}
+		if len(evs) > 0 {
+			// After the group's conversation row, which this transaction
+			// locked first; appendTx locks the streams' rows in one order,
+			// as the friend changes do.
+			if events, err = appendTx(ctx, tx, evs, true, nil); err != nil {
+				return storage.GroupTxResult{}, fmt.Errorf("events: %w", err)
+			}
+			for i, r := range events {
+				if r.Duplicate {
+					return storage.GroupTxResult{}, fmt.Errorf("event %q stored before: %w", evs[i].ClientMsgID, storage.ErrAlreadyExists)
+				}
+			}
+		}
+	}
+	return storage.GroupTxResult{Group: g, Message: appended[0], Changed: true, Events: events}, nil
 }
 
 // mustAffect fails a statement about an active member that touched no row.

@@ -114,7 +114,7 @@ SELECT x.conv, x.top, COALESCE(d.delivered_seq, 0), x.first_joined, x.updated_at
 	x.read_seq, x.muted_until, x.read_updated,
 	CASE WHEN x.top <= x.lo THEN 0 ELSE
 		(SELECT count(*) FROM messages u WHERE u.conversation_id = x.conv
-			AND u.seq > GREATEST(x.lo, x.top - $6::BIGINT) AND u.seq <= x.top AND u.sender_id <> $1)
+			AND u.seq > GREATEST(x.lo, x.top - $6::BIGINT) AND u.seq <= x.top AND u.sender_id <> $1 AND u.sender_id <> '')
 		+ GREATEST(0, x.top - $6::BIGINT - x.lo) END,
 	lm.msg_id, lm.sender_id, lm.sender_device_id, lm.client_msg_id, lm.content, lm.created_at,
 	g.name,
@@ -127,6 +127,8 @@ LEFT JOIN LATERAL (SELECT d.delivered_seq FROM device_cursors d
 LEFT JOIN messages lm ON lm.conversation_id = x.conv AND lm.seq = x.top
 LEFT JOIN groups g ON substr(x.conv, 1, 4) = 'grp:' AND g.id = substr(x.conv, 5)
 LEFT JOIN read_state p ON substr(x.conv, 1, 4) = 'c2c:' AND p.conversation_id = x.conv AND p.user_id <> $1
+	AND NOT EXISTS (SELECT 1 FROM blocks b WHERE (b.blocker_id = $1 AND b.blocked_id = p.user_id)
+		OR (b.blocker_id = p.user_id AND b.blocked_id = $1))
 ORDER BY x.updated_at DESC, x.conv`
 
 // Inbox implements storage.ReadState.

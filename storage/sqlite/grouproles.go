@@ -154,6 +154,7 @@ func changeGroup(ctx context.Context, conn *sql.Conn, tx *sql.Tx, gt storage.Gro
 		return storage.GroupTxResult{}, fmt.Errorf("system message %q stored before: %w", msg.ClientMsgID, storage.ErrAlreadyExists)
 	}
 	seq := appended[0].Message.Seq
+	var disbanded []string
 	if len(edit.Remove) > 0 || edit.Disband {
 		for _, u := range unique(edit.Remove) {
 			res, err := tx.ExecContext(ctx, `UPDATE memberships SET left_seq = ?, role = 0
@@ -168,6 +169,9 @@ func changeGroup(ctx context.Context, conn *sql.Conn, tx *sql.Tx, gt storage.Gro
 			}
 		}
 		if edit.Disband {
+			if disbanded, err = activeMembers(ctx, tx, conv); err != nil {
+				return storage.GroupTxResult{}, err
+			}
 			if _, err := tx.ExecContext(ctx, `UPDATE memberships SET left_seq = ?, role = 0
 				WHERE conversation_id = ? AND left_seq IS NULL`, seq, conv); err != nil {
 				return storage.GroupTxResult{}, fmt.Errorf("end memberships: %w", err)
@@ -181,11 +185,62 @@ func changeGroup(ctx context.Context, conn *sql.Conn, tx *sql.Tx, gt storage.Gro
 			return storage.GroupTxResult{}, err
 		}
 	}
+	var events []storage.AppendResult
+	if users := storage.MembershipChanged(gt, edit, disbanded); gt.Events != nil && len(users) > 0 {
+		evs, err := gt.Events(seq, users)
+		if err != nil {
+			return storage.GroupTxResult{}, err
+		}
+		if events, err = appendEvents(conn, evs); err != nil {
+			return storage.GroupTxResult{}, err
+		}
+	}
 	g, err := scanGroup(tx.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM groups g WHERE g.id = ?`, gt.GroupID))
 	if err != nil {
 		return storage.GroupTxResult{}, fmt.Errorf("read group back: %w", err)
 	}
-	return storage.GroupTxResult{Group: g, Message: appended[0], Changed: true}, nil
+	return storage.GroupTxResult{Group: g, Message: appended[0], Changed: true, Events: events}, nil
+}
+
+// appendEvents stores a change's events through the send path's appendTx on
+// conn, inside the change's transaction. An event is new by construction
+// (its client_msg_id is its fresh msg id): a duplicate is an error.
+func appendEvents(conn *sql.Conn, evs []storage.NewMessage) ([]storage.AppendResult, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	var res []storage.AppendResult
+	err := conn.Raw(func(dc any) (err error) {
+		res, err = appendTx(&rawTx{c: dc.(*writerConn)}, evs, true)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	for i, r := range res {
+		if r.Duplicate {
+			return nil, fmt.Errorf("event %q stored before: %w", evs[i].ClientMsgID, storage.ErrAlreadyExists)
+		}
+	}
+	return res, nil
+}
+
+// activeMembers lists a conversation's active members in tx.
+func activeMembers(ctx context.Context, tx *sql.Tx, conv string) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT user_id FROM memberships WHERE conversation_id = ? AND left_seq IS NULL`, conv)
+	if err != nil {
+		return nil, fmt.Errorf("active members: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return nil, fmt.Errorf("active members: %w", err)
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
 }
 
 // groupState reads the group, its latest seq and the roles of users who

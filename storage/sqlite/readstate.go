@@ -92,8 +92,10 @@ func (s *Store) SetMute(ctx context.Context, userID, conversationID string, unti
 // inboxSQL lists one page of a user's inbox in one statement. page picks
 // the user's one-to-one and group conversations in inbox order; each row
 // then gets its cursors, its last message (the one at the visible top),
-// the group's name and size, the other user's cursor (one-to-one), and
-// the unread count: messages of others after max(read cursor, current
+// the group's name and size, the other user's cursor (one-to-one; none
+// while a block stands between the two, either way), and
+// the unread count: messages of others (system messages, sender "",
+// excluded) after max(read cursor, current
 // period's joined seq), looked at among the newest storage.UnreadScan,
 // plus those older than that window, counted by seq arithmetic.
 const inboxSQL = `WITH page AS (
@@ -117,7 +119,7 @@ SELECT x.conv, x.top, coalesce(d.delivered_seq, 0), x.first_joined, x.updated_at
 	x.read_seq, x.muted_until, x.read_updated,
 	CASE WHEN x.top <= x.lo THEN 0 ELSE
 		(SELECT count(*) FROM messages u WHERE u.conversation_id = x.conv
-			AND u.seq > max(x.lo, x.top - ?6) AND u.seq <= x.top AND u.sender_id <> ?1)
+			AND u.seq > max(x.lo, x.top - ?6) AND u.seq <= x.top AND u.sender_id <> ?1 AND u.sender_id <> '')
 		+ max(0, x.top - ?6 - x.lo) END,
 	lm.msg_id, lm.sender_id, lm.sender_device_id, lm.client_msg_id, lm.content, lm.created_at,
 	g.name,
@@ -129,6 +131,8 @@ LEFT JOIN device_cursors d ON d.user_id = ?1 AND d.device_id = ?2 AND d.conversa
 LEFT JOIN messages lm ON lm.conversation_id = x.conv AND lm.seq = x.top
 LEFT JOIN groups g ON substr(x.conv, 1, 4) = 'grp:' AND g.id = substr(x.conv, 5)
 LEFT JOIN read_state p ON substr(x.conv, 1, 4) = 'c2c:' AND p.conversation_id = x.conv AND p.user_id <> ?1
+	AND NOT EXISTS (SELECT 1 FROM blocks b WHERE (b.blocker_id = ?1 AND b.blocked_id = p.user_id)
+		OR (b.blocker_id = p.user_id AND b.blocked_id = ?1))
 ORDER BY x.updated_at DESC, x.conv`
 
 // Inbox implements storage.ReadState.

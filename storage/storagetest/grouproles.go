@@ -22,6 +22,7 @@ var groupRoleTests = []test{
 	{"MemberAndGroupPaging", testGroupPaging},
 	{"DecisionsSeeConcurrentChanges", testChangeGroupConcurrent},
 	{"AllMembers", testChangeGroupAllMembers},
+	{"EventsInTheSameTransaction", testChangeGroupEvents},
 }
 
 // sysMsg is a system message for ChangeGroup (the conversation id is set
@@ -458,5 +459,95 @@ func testChangeGroupAllMembers(t *testing.T, f Factory) {
 	want := map[string]storage.GroupRole{"alice": storage.RoleOwner, "bob": storage.RoleAdmin}
 	if fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Fatalf("Decide saw %v, want %v", seen, want)
+	}
+}
+
+// eventsTx sets gt.Events to store one event per user it is called with,
+// recording the users and seq of each call in calls.
+func (fx *fixture) eventsTx(gt storage.GroupTx, calls *[]string) storage.GroupTx {
+	gt.Events = func(seq int64, users []string) ([]storage.NewMessage, error) {
+		*calls = append(*calls, fmt.Sprint(seq, users))
+		evs := make([]storage.NewMessage, len(users))
+		for i, u := range users {
+			evs[i] = fx.event(u, fmt.Sprintf("group@%d", seq))
+		}
+		return evs, nil
+	}
+	return gt
+}
+
+// testChangeGroupEvents: the users whose membership a change starts or
+// ends get events stored with it, in its transaction; nobody else does,
+// and a change whose events fail stores nothing.
+func testChangeGroupEvents(t *testing.T, f Factory) {
+	fx := newFixture(t, f)
+	fx.users("a", "b", "c", "d")
+	var calls []string
+	wantCalls := func(when string, want ...string) {
+		t.Helper()
+		if !slices.Equal(calls, want) {
+			t.Fatalf("%s: Events called with %q, want %q", when, calls, want)
+		}
+		calls = nil
+	}
+	wantEvents := func(res storage.GroupTxResult, users ...string) {
+		t.Helper()
+		if len(res.Events) != len(users) {
+			t.Fatalf("events %+v, want one for each of %v", res.Events, users)
+		}
+		for i, u := range users {
+			e := res.Events[i].Message
+			if e.ConversationID != storage.EventsConversationID(u) || string(e.Content) != fmt.Sprintf("group@%d", res.Message.Message.Seq) {
+				t.Fatalf("event %d = %+v, want %s's for seq %d", i, e, u, res.Message.Message.Seq)
+			}
+		}
+	}
+	g := storage.Group{ID: "g1", Name: "team", OwnerID: "a", CreatedAt: time.Now()}
+	res := fx.change(fx.eventsTx(storage.GroupTx{GroupID: "g1", Create: &g, Members: []string{"b", "a", "b"}, Users: []string{"a"}, MaxMembers: 10,
+		Decide: func(storage.GroupState) (storage.GroupEdit, error) {
+			return storage.GroupEdit{Message: fx.sysMsg("created")}, nil
+		}}, &calls))
+	wantCalls("create", "1 [a b]")
+	wantEvents(res, "a", "b")
+
+	res = fx.change(fx.eventsTx(fx.addTx("g1", "d", "c"), &calls))
+	wantCalls("add", "2 [c d]")
+	wantEvents(res, "c", "d")
+
+	// A role change starts and ends no membership: no call, no event.
+	res = fx.change(fx.eventsTx(storage.GroupTx{GroupID: "g1", Users: []string{"b"}, Decide: func(storage.GroupState) (storage.GroupEdit, error) {
+		return storage.GroupEdit{Roles: map[string]storage.GroupRole{"b": storage.RoleAdmin}, Message: fx.sysMsg("admin")}, nil
+	}}, &calls))
+	wantCalls("role")
+	wantEvents(res)
+
+	res = fx.change(fx.eventsTx(fx.removeTx("g1", "c"), &calls))
+	wantCalls("remove", "4 [c]")
+	wantEvents(res, "c")
+
+	// The events fail (one was stored before): the change is not made.
+	failing := fx.removeTx("g1", "d")
+	stored := fx.event("d", "again")
+	evs, err := fx.s.ListMessages(t.Context(), "evt:d", 0, storage.OpenSeq, 10)
+	must(t, err, "list d's events")
+	stored.ClientMsgID = evs[0].ClientMsgID
+	failing.Events = func(int64, []string) ([]storage.NewMessage, error) { return []storage.NewMessage{stored}, nil }
+	_, err = fx.s.ChangeGroup(t.Context(), failing)
+	wantErr(t, err, storage.ErrAlreadyExists, "a change whose event was stored before")
+	boom := errors.New("boom")
+	failing.Events = func(int64, []string) ([]storage.NewMessage, error) { return nil, boom }
+	_, err = fx.s.ChangeGroup(t.Context(), failing)
+	wantErr(t, err, boom, "a change whose events cannot be made")
+	fx.wantSeqs("grp:g1", 4)
+	fx.wantMembers("g1", "a", "b", "d")
+	fx.wantSeqs("evt:d", 1)
+
+	res = fx.change(fx.eventsTx(storage.GroupTx{GroupID: "g1", Decide: func(storage.GroupState) (storage.GroupEdit, error) {
+		return storage.GroupEdit{Disband: true, Message: fx.sysMsg("disbanded")}, nil
+	}}, &calls))
+	wantCalls("disband", "5 [a b d]")
+	wantEvents(res, "a", "b", "d")
+	for u, n := range map[string]int64{"a": 2, "b": 2, "c": 2, "d": 2} {
+		fx.wantSeqs(storage.EventsConversationID(u), n)
 	}
 }

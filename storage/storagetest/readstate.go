@@ -13,6 +13,7 @@ var readStateTests = []test{
 	{"InboxUnread", testInboxUnread},
 	{"InboxPaging", testInboxPaging},
 	{"InboxGroupsAndPeers", testInboxGroupsAndPeers},
+	{"InboxHidesPeerAcrossBlock", testInboxHidesPeerAcrossBlock},
 	{"Mute", testMute},
 	{"ReadBy", testReadBy},
 	{"LastSeen", testLastSeen},
@@ -114,6 +115,24 @@ func testInboxUnread(t *testing.T, f Factory) {
 	if e.Last == nil || e.Last.Seq != 6 || e.Last.SenderID != "bob" || string(e.Last.Content) != "message 0" {
 		t.Fatalf("last message = %+v, want bob's seq 6", e.Last)
 	}
+	// A system message (sender "": a group change such as "bob added
+	// dave") is history, not something to read: it never counts as unread,
+	// even when it is the last message; nor for the user it is about.
+	fx.users("dave")
+	fx.group("u", "alice", "bob")
+	gu := storage.GroupConversationID("u")
+	fx.send(gu, "bob", 1)
+	fx.change(fx.addTx("u", "dave"))
+	if e := fx.inbox("alice")[gu]; e.Unread != 1 || e.Last == nil || e.Last.SenderID != "" {
+		t.Fatalf("after a system message: unread %d, last %+v; want 1 and the system message", e.Unread, e.Last)
+	}
+	if got := fx.inbox("dave")[gu].Unread; got != 0 {
+		t.Fatalf("dave's unread after being added = %d, want 0", got)
+	}
+	fx.send(gu, "bob", 1)
+	if got := fx.inbox("alice")[gu].Unread; got != 2 {
+		t.Fatalf("alice's unread after a system message and bob's = %d, want 2", got)
+	}
 
 	// Far behind: messages older than the scanned window count whatever
 	// their sender; the newest UnreadScan are looked at.
@@ -213,6 +232,50 @@ func testInboxGroupsAndPeers(t *testing.T, f Factory) {
 	if e := fx.inbox("carol")[g]; e.PeerReadSeq != 0 {
 		t.Fatalf("carol's group entry has a peer read seq %d", e.PeerReadSeq)
 	}
+}
+
+// testInboxHidesPeerAcrossBlock: while a block stands between the two
+// users, made by either, neither's inbox shows the other's cursor, nor
+// counts the other's cursor moves as a change; lifting it shows them again.
+func testInboxHidesPeerAcrossBlock(t *testing.T, f Factory) {
+	fx := newFixture(t, f)
+	ctx := t.Context()
+	fx.users("alice", "bob")
+	ab := storage.C2CConversationID("alice", "bob")
+	fx.send(ab, "alice", 3)
+	fx.send(ab, "bob", 1)
+	t0 := time.Now().Add(-time.Minute)
+	fx.markRead(t0, storage.ReadCursor{UserID: "alice", ConversationID: ab, ReadSeq: 1},
+		storage.ReadCursor{UserID: "bob", ConversationID: ab, ReadSeq: 2, DeliveredSeq: 3})
+	peers := func(when string, aliceSees, bobSees [2]int64) {
+		t.Helper()
+		a, b := fx.inbox("alice")[ab], fx.inbox("bob")[ab]
+		if got := [2]int64{a.PeerReadSeq, a.PeerDeliveredSeq}; got != aliceSees {
+			t.Fatalf("%s: alice sees bob's read/delivered %v, want %v", when, got, aliceSees)
+		}
+		if got := [2]int64{b.PeerReadSeq, b.PeerDeliveredSeq}; got != bobSees {
+			t.Fatalf("%s: bob sees alice's read/delivered %v, want %v", when, got, bobSees)
+		}
+	}
+	peers("no block", [2]int64{2, 3}, [2]int64{1, 1})
+	for blocker, move := range map[string]int64{"alice": 3, "bob": 4} {
+		other := map[string]string{"alice": "bob", "bob": "alice"}[blocker]
+		_, err := fx.s.Block(ctx, blocker, other, time.Now(), nil)
+		must(t, err, blocker+" blocks")
+		peers(blocker+" blocks", [2]int64{}, [2]int64{})
+		// The blocker's moves during the block are no change to the other.
+		before := fx.inbox(other)[ab].ChangedAt
+		fx.markRead(time.Now().Add(time.Minute), storage.ReadCursor{UserID: blocker, ConversationID: ab, ReadSeq: move})
+		if got := fx.inbox(other)[ab]; !got.ChangedAt.Equal(before) || got.PeerReadSeq != 0 {
+			t.Fatalf("%s blocks: %s's entry changed at %v (was %v), peer read %d, after %s read", blocker, other, got.ChangedAt, before, got.PeerReadSeq, blocker)
+		}
+		_, err = fx.s.Unblock(ctx, blocker, other, nil)
+		must(t, err, blocker+" unblocks")
+	}
+	if e := fx.inbox("bob")[ab]; e.ReadSeq != 4 || e.Unread != 0 {
+		t.Fatalf("bob's own cursor %d unread %d, want 4 0", e.ReadSeq, e.Unread)
+	}
+	peers("unblocked", [2]int64{4, 4}, [2]int64{3, 3})
 }
 
 func testMute(t *testing.T, f Factory) {

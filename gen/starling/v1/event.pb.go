@@ -24,7 +24,7 @@ const (
 
 // Event tells a user's devices that something changed for the user: a
 // friend request, a new or removed friend, a block made on another device,
-// a friend coming online.
+// a friend coming online, a group they were added to or removed from.
 //
 // Stored events (seq > 0) form the user's event stream, a conversation
 // whose id is "evt:<user_id>" (conversation_id below). Its seqs are 1, 2,
@@ -69,7 +69,7 @@ type Event struct {
 	// The user whose action caused the event (the receiving user themself
 	// for what they did on one of their devices).
 	ActorId string `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	// What happened. Field numbers 20–29 are kept for group events.
+	// What happened. Field numbers 21–29 are kept for more group events.
 	//
 	// Types that are valid to be assigned to Kind:
 	//
@@ -81,6 +81,7 @@ type Event struct {
 	//	*Event_UserBlocked
 	//	*Event_UserUnblocked
 	//	*Event_PresenceChanged
+	//	*Event_GroupChanged
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -223,6 +224,15 @@ func (x *Event) GetPresenceChanged() *PresenceChange {
 	return nil
 }
 
+func (x *Event) GetGroupChanged() *GroupEvent {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_GroupChanged); ok {
+			return x.GroupChanged
+		}
+	}
+	return nil
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -266,8 +276,20 @@ type Event_UserUnblocked struct {
 }
 
 type Event_PresenceChanged struct {
-	// Ephemeral: a friend came online or went offline.
+	// Ephemeral: a friend came online or went offline. Being friends IS
+	// the subscription: every online device of the user gets its friends'
+	// changes (no block either way) with no call to make;
+	// FriendService.GetPresence answers for any list of users.
 	PresenceChanged *PresenceChange `protobuf:"bytes,12,opt,name=presence_changed,json=presenceChanged,proto3,oneof"`
+}
+
+type Event_GroupChanged struct {
+	// A group change that starts or ends the receiving user's membership:
+	// they were in the group's creation, added, joined, kicked or left
+	// (from another of their devices), or the group was disbanded. Stored
+	// in the same transaction as the change, so a device offline at the
+	// time gets it after reconnecting, once.
+	GroupChanged *GroupEvent `protobuf:"bytes,20,opt,name=group_changed,json=groupChanged,proto3,oneof"`
 }
 
 func (*Event_FriendRequested) isEvent_Kind() {}
@@ -286,6 +308,111 @@ func (*Event_UserUnblocked) isEvent_Kind() {}
 
 func (*Event_PresenceChanged) isEvent_Kind() {}
 
+func (*Event_GroupChanged) isEvent_Kind() {}
+
+// GroupEvent is a group change as it concerns the receiving user. Only
+// changes that start or end their membership are sent as events: a user
+// who was just added has no history of the group yet and must learn they
+// are in it, and one who was removed gets nothing more from the group.
+// Every other change (info, roles, ownership, someone else joining or
+// leaving) reaches the members as the group's system message at seq, like
+// any message, and is not also an event: an event per member would be a
+// storm in a group of 10,000. So the receivers are:
+//
+//   - KIND_CREATED: every first member (the creator's other devices too);
+//   - KIND_MEMBERS_ADDED, KIND_MEMBER_JOINED: the users added (who joined);
+//   - KIND_MEMBER_KICKED, KIND_MEMBER_LEFT: the user removed (who left);
+//   - KIND_DISBANDED: every member at the time.
+//
+// After an added (or created) event the device may Sync the group's
+// conversation from seq - 1: the system message at seq is the first it
+// may read. After a removal (or disband) the system message at seq is the
+// last.
+type GroupEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	GroupId string `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// Its conversation ("grp:<group_id>").
+	ConversationId string `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// Seq of the system message recording the change in the group's
+	// conversation (its GroupChange is the same as change below, except as
+	// said there).
+	Seq int64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The change. For KIND_MEMBERS_ADDED, target_ids holds only the
+	// receiving user (the system message lists everyone added).
+	Change *GroupChange `protobuf:"bytes,4,opt,name=change,proto3" json:"change,omitempty"`
+	// The group's name after the change (so a removed user, who can no
+	// longer read the group, can still say which group it was).
+	GroupName     string `protobuf:"bytes,5,opt,name=group_name,json=groupName,proto3" json:"group_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupEvent) Reset() {
+	*x = GroupEvent{}
+	mi := &file_starling_v1_event_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupEvent) ProtoMessage() {}
+
+func (x *GroupEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_v1_event_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupEvent.ProtoReflect.Descriptor instead.
+func (*GroupEvent) Descriptor() ([]byte, []int) {
+	return file_starling_v1_event_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GroupEvent) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *GroupEvent) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *GroupEvent) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *GroupEvent) GetChange() *GroupChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *GroupEvent) GetGroupName() string {
+	if x != nil {
+		return x.GroupName
+	}
+	return ""
+}
+
 // FriendPair names the two users of a friend request or friendship.
 type FriendPair struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -299,7 +426,7 @@ type FriendPair struct {
 
 func (x *FriendPair) Reset() {
 	*x = FriendPair{}
-	mi := &file_starling_v1_event_proto_msgTypes[1]
+	mi := &file_starling_v1_event_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +438,7 @@ func (x *FriendPair) String() string {
 func (*FriendPair) ProtoMessage() {}
 
 func (x *FriendPair) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_event_proto_msgTypes[1]
+	mi := &file_starling_v1_event_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +451,7 @@ func (x *FriendPair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FriendPair.ProtoReflect.Descriptor instead.
 func (*FriendPair) Descriptor() ([]byte, []int) {
-	return file_starling_v1_event_proto_rawDescGZIP(), []int{1}
+	return file_starling_v1_event_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *FriendPair) GetFromUserId() string {
@@ -352,7 +479,7 @@ type BlockChange struct {
 
 func (x *BlockChange) Reset() {
 	*x = BlockChange{}
-	mi := &file_starling_v1_event_proto_msgTypes[2]
+	mi := &file_starling_v1_event_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -364,7 +491,7 @@ func (x *BlockChange) String() string {
 func (*BlockChange) ProtoMessage() {}
 
 func (x *BlockChange) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_event_proto_msgTypes[2]
+	mi := &file_starling_v1_event_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -377,7 +504,7 @@ func (x *BlockChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockChange.ProtoReflect.Descriptor instead.
 func (*BlockChange) Descriptor() ([]byte, []int) {
-	return file_starling_v1_event_proto_rawDescGZIP(), []int{2}
+	return file_starling_v1_event_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *BlockChange) GetUserId() string {
@@ -388,7 +515,8 @@ func (x *BlockChange) GetUserId() string {
 }
 
 // PresenceChange is a friend's new presence (friends with no block between
-// you). Changes are coalesced: a change is told once it has lasted half a
+// you). Being friends is the subscription: nothing is asked for, and
+// nothing is pushed about anyone else (ask FriendService.GetPresence). Changes are coalesced: a change is told once it has lasted half a
 // second, so a friend who reconnects within that causes no event, and a
 // burst of changes tells its outcome once. Every online device of the user
 // gets them; none is stored.
@@ -404,7 +532,7 @@ type PresenceChange struct {
 
 func (x *PresenceChange) Reset() {
 	*x = PresenceChange{}
-	mi := &file_starling_v1_event_proto_msgTypes[3]
+	mi := &file_starling_v1_event_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +544,7 @@ func (x *PresenceChange) String() string {
 func (*PresenceChange) ProtoMessage() {}
 
 func (x *PresenceChange) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_v1_event_proto_msgTypes[3]
+	mi := &file_starling_v1_event_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +557,7 @@ func (x *PresenceChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceChange.ProtoReflect.Descriptor instead.
 func (*PresenceChange) Descriptor() ([]byte, []int) {
-	return file_starling_v1_event_proto_rawDescGZIP(), []int{3}
+	return file_starling_v1_event_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PresenceChange) GetUserId() string {
@@ -450,7 +578,7 @@ var File_starling_v1_event_proto protoreflect.FileDescriptor
 
 const file_starling_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x17starling/v1/event.proto\x12\vstarling.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18starling/v1/friend.proto\"\xf2\x05\n" +
+	"\x17starling/v1/event.proto\x12\vstarling.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18starling/v1/friend.proto\x1a\x17starling/v1/group.proto\"\xb2\x06\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12;\n" +
@@ -465,8 +593,17 @@ const file_starling_v1_event_proto_rawDesc = "" +
 	"\fuser_blocked\x18\n" +
 	" \x01(\v2\x18.starling.v1.BlockChangeH\x00R\vuserBlocked\x12A\n" +
 	"\x0euser_unblocked\x18\v \x01(\v2\x18.starling.v1.BlockChangeH\x00R\ruserUnblocked\x12H\n" +
-	"\x10presence_changed\x18\f \x01(\v2\x1b.starling.v1.PresenceChangeH\x00R\x0fpresenceChangedB\x06\n" +
-	"\x04kind\"L\n" +
+	"\x10presence_changed\x18\f \x01(\v2\x1b.starling.v1.PresenceChangeH\x00R\x0fpresenceChanged\x12>\n" +
+	"\rgroup_changed\x18\x14 \x01(\v2\x17.starling.v1.GroupEventH\x00R\fgroupChangedB\x06\n" +
+	"\x04kind\"\xb3\x01\n" +
+	"\n" +
+	"GroupEvent\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12'\n" +
+	"\x0fconversation_id\x18\x02 \x01(\tR\x0econversationId\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x03R\x03seq\x120\n" +
+	"\x06change\x18\x04 \x01(\v2\x18.starling.v1.GroupChangeR\x06change\x12\x1d\n" +
+	"\n" +
+	"group_name\x18\x05 \x01(\tR\tgroupName\"L\n" +
 	"\n" +
 	"FriendPair\x12 \n" +
 	"\ffrom_user_id\x18\x01 \x01(\tR\n" +
@@ -491,32 +628,36 @@ func file_starling_v1_event_proto_rawDescGZIP() []byte {
 	return file_starling_v1_event_proto_rawDescData
 }
 
-var file_starling_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_starling_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_starling_v1_event_proto_goTypes = []any{
 	(*Event)(nil),                 // 0: starling.v1.Event
-	(*FriendPair)(nil),            // 1: starling.v1.FriendPair
-	(*BlockChange)(nil),           // 2: starling.v1.BlockChange
-	(*PresenceChange)(nil),        // 3: starling.v1.PresenceChange
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
-	(*FriendRequest)(nil),         // 5: starling.v1.FriendRequest
-	(PresenceStatus)(0),           // 6: starling.v1.PresenceStatus
+	(*GroupEvent)(nil),            // 1: starling.v1.GroupEvent
+	(*FriendPair)(nil),            // 2: starling.v1.FriendPair
+	(*BlockChange)(nil),           // 3: starling.v1.BlockChange
+	(*PresenceChange)(nil),        // 4: starling.v1.PresenceChange
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*FriendRequest)(nil),         // 6: starling.v1.FriendRequest
+	(*GroupChange)(nil),           // 7: starling.v1.GroupChange
+	(PresenceStatus)(0),           // 8: starling.v1.PresenceStatus
 }
 var file_starling_v1_event_proto_depIdxs = []int32{
-	4,  // 0: starling.v1.Event.server_time:type_name -> google.protobuf.Timestamp
-	5,  // 1: starling.v1.Event.friend_requested:type_name -> starling.v1.FriendRequest
-	1,  // 2: starling.v1.Event.friend_request_accepted:type_name -> starling.v1.FriendPair
-	1,  // 3: starling.v1.Event.friend_request_declined:type_name -> starling.v1.FriendPair
-	1,  // 4: starling.v1.Event.friend_request_canceled:type_name -> starling.v1.FriendPair
-	1,  // 5: starling.v1.Event.friend_removed:type_name -> starling.v1.FriendPair
-	2,  // 6: starling.v1.Event.user_blocked:type_name -> starling.v1.BlockChange
-	2,  // 7: starling.v1.Event.user_unblocked:type_name -> starling.v1.BlockChange
-	3,  // 8: starling.v1.Event.presence_changed:type_name -> starling.v1.PresenceChange
-	6,  // 9: starling.v1.PresenceChange.status:type_name -> starling.v1.PresenceStatus
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	5,  // 0: starling.v1.Event.server_time:type_name -> google.protobuf.Timestamp
+	6,  // 1: starling.v1.Event.friend_requested:type_name -> starling.v1.FriendRequest
+	2,  // 2: starling.v1.Event.friend_request_accepted:type_name -> starling.v1.FriendPair
+	2,  // 3: starling.v1.Event.friend_request_declined:type_name -> starling.v1.FriendPair
+	2,  // 4: starling.v1.Event.friend_request_canceled:type_name -> starling.v1.FriendPair
+	2,  // 5: starling.v1.Event.friend_removed:type_name -> starling.v1.FriendPair
+	3,  // 6: starling.v1.Event.user_blocked:type_name -> starling.v1.BlockChange
+	3,  // 7: starling.v1.Event.user_unblocked:type_name -> starling.v1.BlockChange
+	4,  // 8: starling.v1.Event.presence_changed:type_name -> starling.v1.PresenceChange
+	1,  // 9: starling.v1.Event.group_changed:type_name -> starling.v1.GroupEvent
+	7,  // 10: starling.v1.GroupEvent.change:type_name -> starling.v1.GroupChange
+	8,  // 11: starling.v1.PresenceChange.status:type_name -> starling.v1.PresenceStatus
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_starling_v1_event_proto_init() }
@@ -525,6 +666,7 @@ func file_starling_v1_event_proto_init() {
 		return
 	}
 	file_starling_v1_friend_proto_init()
+	file_starling_v1_group_proto_init()
 	file_starling_v1_event_proto_msgTypes[0].OneofWrappers = []any{
 		(*Event_FriendRequested)(nil),
 		(*Event_FriendRequestAccepted)(nil),
@@ -534,6 +676,7 @@ func file_starling_v1_event_proto_init() {
 		(*Event_UserBlocked)(nil),
 		(*Event_UserUnblocked)(nil),
 		(*Event_PresenceChanged)(nil),
+		(*Event_GroupChanged)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -541,7 +684,7 @@ func file_starling_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_starling_v1_event_proto_rawDesc), len(file_starling_v1_event_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

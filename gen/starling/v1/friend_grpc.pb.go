@@ -94,7 +94,10 @@ type FriendServiceClient interface {
 	// Errors: InvalidArgument.
 	ListBlockedUsers(ctx context.Context, in *ListBlockedUsersRequest, opts ...grpc.CallOption) (*ListBlockedUsersResponse, error)
 	// GetPresence tells whether users are online (a device with an open
-	// Stream on any node). You may see yourself, your friends and the members
+	// Stream on any node), for any list of users in one call: your friends,
+	// a group's members, anyone. It is a query; the only subscription is
+	// friendship (friends' changes come as Event.presence_changed with no
+	// call to make). You may see yourself, your friends and the members
 	// of groups you are in, unless a block stands between you; any other user
 	// (and an unknown id) is answered PRESENCE_STATUS_HIDDEN, so the answer
 	// never tells whether a user exists or blocked you. At most 100 user ids.
@@ -282,7 +285,10 @@ type FriendServiceServer interface {
 	// Errors: InvalidArgument.
 	ListBlockedUsers(context.Context, *ListBlockedUsersRequest) (*ListBlockedUsersResponse, error)
 	// GetPresence tells whether users are online (a device with an open
-	// Stream on any node). You may see yourself, your friends and the members
+	// Stream on any node), for any list of users in one call: your friends,
+	// a group's members, anyone. It is a query; the only subscription is
+	// friendship (friends' changes come as Event.presence_changed with no
+	// call to make). You may see yourself, your friends and the members
 	// of groups you are in, unless a block stands between you; any other user
 	// (and an unknown id) is answered PRESENCE_STATUS_HIDDEN, so the answer
 	// never tells whether a user exists or blocked you. At most 100 user ids.

@@ -209,6 +209,11 @@ const (
 	GroupChange_KIND_OWNERSHIP_TRANSFERRED GroupChange_Kind = 7
 	// The owner ended the group; nothing follows.
 	GroupChange_KIND_DISBANDED GroupChange_Kind = 8
+	// The actor created the group: the first message of every group (seq
+	// 1), which its first members read (info: the group's info). The first
+	// members are not listed in target_ids (a group may start with
+	// thousands): ListGroupMembers lists them.
+	GroupChange_KIND_CREATED GroupChange_Kind = 9
 )
 
 // Enum value maps for GroupChange_Kind.
@@ -223,6 +228,7 @@ var (
 		6: "KIND_ROLE_CHANGED",
 		7: "KIND_OWNERSHIP_TRANSFERRED",
 		8: "KIND_DISBANDED",
+		9: "KIND_CREATED",
 	}
 	GroupChange_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED":           0,
@@ -234,6 +240,7 @@ var (
 		"KIND_ROLE_CHANGED":          6,
 		"KIND_OWNERSHIP_TRANSFERRED": 7,
 		"KIND_DISBANDED":             8,
+		"KIND_CREATED":               9,
 	}
 )
 
@@ -1936,7 +1943,8 @@ type GroupChange struct {
 	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	// The users it was made to (see Kind).
 	TargetIds []string `protobuf:"bytes,3,rep,name=target_ids,json=targetIds,proto3" json:"target_ids,omitempty"`
-	// KIND_INFO_UPDATED: the group's info afterwards.
+	// KIND_INFO_UPDATED: the group's info afterwards; KIND_CREATED: its
+	// info at creation.
 	Info *GroupInfo `protobuf:"bytes,4,opt,name=info,proto3" json:"info,omitempty"`
 	// KIND_ROLE_CHANGED: the targets' new role; KIND_OWNERSHIP_TRANSFERRED:
 	// GROUP_ROLE_OWNER.
@@ -2141,14 +2149,14 @@ const file_starling_v1_group_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\x0e2\x16.starling.v1.GroupRoleR\x04role\"l\n" +
 	"\x14ListMyGroupsResponse\x12,\n" +
 	"\x06groups\x18\x01 \x03(\v2\x14.starling.v1.MyGroupR\x06groups\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb1\x03\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc3\x03\n" +
 	"\vGroupChange\x121\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1d.starling.v1.GroupChange.KindR\x04kind\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x1d\n" +
 	"\n" +
 	"target_ids\x18\x03 \x03(\tR\ttargetIds\x12*\n" +
 	"\x04info\x18\x04 \x01(\v2\x16.starling.v1.GroupInfoR\x04info\x12*\n" +
-	"\x04role\x18\x05 \x01(\x0e2\x16.starling.v1.GroupRoleR\x04role\"\xdc\x01\n" +
+	"\x04role\x18\x05 \x01(\x0e2\x16.starling.v1.GroupRoleR\x04role\"\xee\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11KIND_INFO_UPDATED\x10\x01\x12\x16\n" +
@@ -2158,7 +2166,8 @@ const file_starling_v1_group_proto_rawDesc = "" +
 	"\x10KIND_MEMBER_LEFT\x10\x05\x12\x15\n" +
 	"\x11KIND_ROLE_CHANGED\x10\x06\x12\x1e\n" +
 	"\x1aKIND_OWNERSHIP_TRANSFERRED\x10\a\x12\x12\n" +
-	"\x0eKIND_DISBANDED\x10\b*j\n" +
+	"\x0eKIND_DISBANDED\x10\b\x12\x10\n" +
+	"\fKIND_CREATED\x10\t*j\n" +
 	"\tGroupRole\x12\x1a\n" +
 	"\x16GROUP_ROLE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11GROUP_ROLE_MEMBER\x10\x01\x12\x14\n" +

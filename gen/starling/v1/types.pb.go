@@ -220,7 +220,8 @@ type ConversationState struct {
 	// when there is none.
 	LastMessage *Message `protobuf:"bytes,5,opt,name=last_message,json=lastMessage,proto3" json:"last_message,omitempty"`
 	// Messages after the read cursor that the user may read, not counting
-	// the user's own. Exact while fewer than 1,000 messages arrived since the
+	// the user's own or the group's system messages (sender_id "", type
+	// "starling.group_change": history, not something to read). Exact while fewer than 1,000 messages arrived since the
 	// read cursor; past that, messages older than the newest 1,000 are
 	// counted without looking at their sender (own ones included).
 	UnreadCount int64 `protobuf:"varint,6,opt,name=unread_count,json=unreadCount,proto3" json:"unread_count,omitempty"`
@@ -236,10 +237,13 @@ type ConversationState struct {
 	// For a group: how many members it has now.
 	MemberCount int32 `protobuf:"varint,11,opt,name=member_count,json=memberCount,proto3" json:"member_count,omitempty"`
 	// For a one-to-one conversation: the other user's read cursor (read
-	// ticks for this user's messages up to it).
+	// ticks for this user's messages up to it). 0 while a block stands
+	// between the two users, whichever made it: a block hides read state as
+	// it stops receipts.
 	PeerReadSeq int64 `protobuf:"varint,12,opt,name=peer_read_seq,json=peerReadSeq,proto3" json:"peer_read_seq,omitempty"`
 	// For a one-to-one conversation: the highest seq delivered to any device
-	// of the other user (delivered ticks).
+	// of the other user (delivered ticks). 0 across a block, as
+	// peer_read_seq.
 	PeerDeliveredSeq int64 `protobuf:"varint,13,opt,name=peer_delivered_seq,json=peerDeliveredSeq,proto3" json:"peer_delivered_seq,omitempty"`
 	// When the newest message was stored (the inbox's order).
 	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`

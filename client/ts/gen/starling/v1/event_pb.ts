@@ -8,18 +8,20 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { FriendRequest, PresenceStatus } from "./friend_pb.js";
 import { file_starling_v1_friend } from "./friend_pb.js";
+import type { GroupChange } from "./group_pb.js";
+import { file_starling_v1_group } from "./group_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file starling/v1/event.proto.
  */
 export const file_starling_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("ChdzdGFybGluZy92MS9ldmVudC5wcm90bxILc3RhcmxpbmcudjEitgQKBUV2ZW50EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAMSLwoLc2VydmVyX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFjdG9yX2lkGAQgASgJEjYKEGZyaWVuZF9yZXF1ZXN0ZWQYBSABKAsyGi5zdGFybGluZy52MS5GcmllbmRSZXF1ZXN0SAASOgoXZnJpZW5kX3JlcXVlc3RfYWNjZXB0ZWQYBiABKAsyFy5zdGFybGluZy52MS5GcmllbmRQYWlySAASOgoXZnJpZW5kX3JlcXVlc3RfZGVjbGluZWQYByABKAsyFy5zdGFybGluZy52MS5GcmllbmRQYWlySAASOgoXZnJpZW5kX3JlcXVlc3RfY2FuY2VsZWQYCCABKAsyFy5zdGFybGluZy52MS5GcmllbmRQYWlySAASMQoOZnJpZW5kX3JlbW92ZWQYCSABKAsyFy5zdGFybGluZy52MS5GcmllbmRQYWlySAASMAoMdXNlcl9ibG9ja2VkGAogASgLMhguc3RhcmxpbmcudjEuQmxvY2tDaGFuZ2VIABIyCg51c2VyX3VuYmxvY2tlZBgLIAEoCzIYLnN0YXJsaW5nLnYxLkJsb2NrQ2hhbmdlSAASNwoQcHJlc2VuY2VfY2hhbmdlZBgMIAEoCzIbLnN0YXJsaW5nLnYxLlByZXNlbmNlQ2hhbmdlSABCBgoEa2luZCI2CgpGcmllbmRQYWlyEhQKDGZyb21fdXNlcl9pZBgBIAEoCRISCgp0b191c2VyX2lkGAIgASgJIh4KC0Jsb2NrQ2hhbmdlEg8KB3VzZXJfaWQYASABKAkiTgoOUHJlc2VuY2VDaGFuZ2USDwoHdXNlcl9pZBgBIAEoCRIrCgZzdGF0dXMYAiABKA4yGy5zdGFybGluZy52MS5QcmVzZW5jZVN0YXR1c0I8WjpnaXRodWIuY29tL3N0YXJsaW5nLWltL3N0YXJsaW5nL2dlbi9zdGFybGluZy92MTtzdGFybGluZ3YxYgZwcm90bzM", [file_google_protobuf_timestamp, file_starling_v1_friend]);
+  fileDesc("ChdzdGFybGluZy92MS9ldmVudC5wcm90bxILc3RhcmxpbmcudjEi6AQKBUV2ZW50EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAMSLwoLc2VydmVyX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFjdG9yX2lkGAQgASgJEjYKEGZyaWVuZF9yZXF1ZXN0ZWQYBSABKAsyGi5zdGFybGluZy52MS5GcmllbmRSZXF1ZXN0SAASOgoXZnJpZW5kX3JlcXVlc3RfYWNjZXB0ZWQYBiABKAsyFy5zdGFybGluZy52MS5GcmllbmRQYWlySAASOgoXZnJpZW5kX3JlcXVlc3RfZGVjbGluZWQYByABKAsyFy5zdGFybGluZy52MS5GcmllbmRQYWlySAASOgoXZnJpZW5kX3JlcXVlc3RfY2FuY2VsZWQYCCABKAsyFy5zdGFybGluZy52MS5GcmllbmRQYWlySAASMQoOZnJpZW5kX3JlbW92ZWQYCSABKAsyFy5zdGFybGluZy52MS5GcmllbmRQYWlySAASMAoMdXNlcl9ibG9ja2VkGAogASgLMhguc3RhcmxpbmcudjEuQmxvY2tDaGFuZ2VIABIyCg51c2VyX3VuYmxvY2tlZBgLIAEoCzIYLnN0YXJsaW5nLnYxLkJsb2NrQ2hhbmdlSAASNwoQcHJlc2VuY2VfY2hhbmdlZBgMIAEoCzIbLnN0YXJsaW5nLnYxLlByZXNlbmNlQ2hhbmdlSAASMAoNZ3JvdXBfY2hhbmdlZBgUIAEoCzIXLnN0YXJsaW5nLnYxLkdyb3VwRXZlbnRIAEIGCgRraW5kIoIBCgpHcm91cEV2ZW50EhAKCGdyb3VwX2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRILCgNzZXEYAyABKAMSKAoGY2hhbmdlGAQgASgLMhguc3RhcmxpbmcudjEuR3JvdXBDaGFuZ2USEgoKZ3JvdXBfbmFtZRgFIAEoCSI2CgpGcmllbmRQYWlyEhQKDGZyb21fdXNlcl9pZBgBIAEoCRISCgp0b191c2VyX2lkGAIgASgJIh4KC0Jsb2NrQ2hhbmdlEg8KB3VzZXJfaWQYASABKAkiTgoOUHJlc2VuY2VDaGFuZ2USDwoHdXNlcl9pZBgBIAEoCRIrCgZzdGF0dXMYAiABKA4yGy5zdGFybGluZy52MS5QcmVzZW5jZVN0YXR1c0I8WjpnaXRodWIuY29tL3N0YXJsaW5nLWltL3N0YXJsaW5nL2dlbi9zdGFybGluZy92MTtzdGFybGluZ3YxYgZwcm90bzM", [file_google_protobuf_timestamp, file_starling_v1_friend, file_starling_v1_group]);
 
 /**
  * Event tells a user's devices that something changed for the user: a
  * friend request, a new or removed friend, a block made on another device,
- * a friend coming online.
+ * a friend coming online, a group they were added to or removed from.
  *
  * Stored events (seq > 0) form the user's event stream, a conversation
  * whose id is "evt:<user_id>" (conversation_id below). Its seqs are 1, 2,
@@ -87,7 +89,7 @@ export type Event = Message<"starling.v1.Event"> & {
   actorId: string;
 
   /**
-   * What happened. Field numbers 20–29 are kept for group events.
+   * What happened. Field numbers 21–29 are kept for more group events.
    *
    * @generated from oneof starling.v1.Event.kind
    */
@@ -152,12 +154,27 @@ export type Event = Message<"starling.v1.Event"> & {
     case: "userUnblocked";
   } | {
     /**
-     * Ephemeral: a friend came online or went offline.
+     * Ephemeral: a friend came online or went offline. Being friends IS
+     * the subscription: every online device of the user gets its friends'
+     * changes (no block either way) with no call to make;
+     * FriendService.GetPresence answers for any list of users.
      *
      * @generated from field: starling.v1.PresenceChange presence_changed = 12;
      */
     value: PresenceChange;
     case: "presenceChanged";
+  } | {
+    /**
+     * A group change that starts or ends the receiving user's membership:
+     * they were in the group's creation, added, joined, kicked or left
+     * (from another of their devices), or the group was disbanded. Stored
+     * in the same transaction as the change, so a device offline at the
+     * time gets it after reconnecting, once.
+     *
+     * @generated from field: starling.v1.GroupEvent group_changed = 20;
+     */
+    value: GroupEvent;
+    case: "groupChanged";
   } | { case: undefined; value?: undefined };
 };
 
@@ -167,6 +184,76 @@ export type Event = Message<"starling.v1.Event"> & {
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
   messageDesc(file_starling_v1_event, 0);
+
+/**
+ * GroupEvent is a group change as it concerns the receiving user. Only
+ * changes that start or end their membership are sent as events: a user
+ * who was just added has no history of the group yet and must learn they
+ * are in it, and one who was removed gets nothing more from the group.
+ * Every other change (info, roles, ownership, someone else joining or
+ * leaving) reaches the members as the group's system message at seq, like
+ * any message, and is not also an event: an event per member would be a
+ * storm in a group of 10,000. So the receivers are:
+ *
+ *   - KIND_CREATED: every first member (the creator's other devices too);
+ *   - KIND_MEMBERS_ADDED, KIND_MEMBER_JOINED: the users added (who joined);
+ *   - KIND_MEMBER_KICKED, KIND_MEMBER_LEFT: the user removed (who left);
+ *   - KIND_DISBANDED: every member at the time.
+ *
+ * After an added (or created) event the device may Sync the group's
+ * conversation from seq - 1: the system message at seq is the first it
+ * may read. After a removal (or disband) the system message at seq is the
+ * last.
+ *
+ * @generated from message starling.v1.GroupEvent
+ */
+export type GroupEvent = Message<"starling.v1.GroupEvent"> & {
+  /**
+   * The group.
+   *
+   * @generated from field: string group_id = 1;
+   */
+  groupId: string;
+
+  /**
+   * Its conversation ("grp:<group_id>").
+   *
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * Seq of the system message recording the change in the group's
+   * conversation (its GroupChange is the same as change below, except as
+   * said there).
+   *
+   * @generated from field: int64 seq = 3;
+   */
+  seq: bigint;
+
+  /**
+   * The change. For KIND_MEMBERS_ADDED, target_ids holds only the
+   * receiving user (the system message lists everyone added).
+   *
+   * @generated from field: starling.v1.GroupChange change = 4;
+   */
+  change?: GroupChange | undefined;
+
+  /**
+   * The group's name after the change (so a removed user, who can no
+   * longer read the group, can still say which group it was).
+   *
+   * @generated from field: string group_name = 5;
+   */
+  groupName: string;
+};
+
+/**
+ * Describes the message starling.v1.GroupEvent.
+ * Use `create(GroupEventSchema)` to create a new message.
+ */
+export const GroupEventSchema: GenMessage<GroupEvent> = /*@__PURE__*/
+  messageDesc(file_starling_v1_event, 1);
 
 /**
  * FriendPair names the two users of a friend request or friendship.
@@ -194,7 +281,7 @@ export type FriendPair = Message<"starling.v1.FriendPair"> & {
  * Use `create(FriendPairSchema)` to create a new message.
  */
 export const FriendPairSchema: GenMessage<FriendPair> = /*@__PURE__*/
-  messageDesc(file_starling_v1_event, 1);
+  messageDesc(file_starling_v1_event, 2);
 
 /**
  * BlockChange names the user a block is about.
@@ -215,11 +302,12 @@ export type BlockChange = Message<"starling.v1.BlockChange"> & {
  * Use `create(BlockChangeSchema)` to create a new message.
  */
 export const BlockChangeSchema: GenMessage<BlockChange> = /*@__PURE__*/
-  messageDesc(file_starling_v1_event, 2);
+  messageDesc(file_starling_v1_event, 3);
 
 /**
  * PresenceChange is a friend's new presence (friends with no block between
- * you). Changes are coalesced: a change is told once it has lasted half a
+ * you). Being friends is the subscription: nothing is asked for, and
+ * nothing is pushed about anyone else (ask FriendService.GetPresence). Changes are coalesced: a change is told once it has lasted half a
  * second, so a friend who reconnects within that causes no event, and a
  * burst of changes tells its outcome once. Every online device of the user
  * gets them; none is stored.
@@ -247,5 +335,5 @@ export type PresenceChange = Message<"starling.v1.PresenceChange"> & {
  * Use `create(PresenceChangeSchema)` to create a new message.
  */
 export const PresenceChangeSchema: GenMessage<PresenceChange> = /*@__PURE__*/
-  messageDesc(file_starling_v1_event, 3);
+  messageDesc(file_starling_v1_event, 4);
 

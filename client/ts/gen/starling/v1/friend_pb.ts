@@ -830,7 +830,10 @@ export const FriendService: GenService<{
   },
   /**
    * GetPresence tells whether users are online (a device with an open
-   * Stream on any node). You may see yourself, your friends and the members
+   * Stream on any node), for any list of users in one call: your friends,
+   * a group's members, anyone. It is a query; the only subscription is
+   * friendship (friends' changes come as Event.presence_changed with no
+   * call to make). You may see yourself, your friends and the members
    * of groups you are in, unless a block stands between you; any other user
    * (and an unknown id) is answered PRESENCE_STATUS_HIDDEN, so the answer
    * never tells whether a user exists or blocked you. At most 100 user ids.

@@ -173,7 +173,8 @@ export type ConversationState = Message$1<"starling.v1.ConversationState"> & {
 
   /**
    * Messages after the read cursor that the user may read, not counting
-   * the user's own. Exact while fewer than 1,000 messages arrived since the
+   * the user's own or the group's system messages (sender_id "", type
+   * "starling.group_change": history, not something to read). Exact while fewer than 1,000 messages arrived since the
    * read cursor; past that, messages older than the newest 1,000 are
    * counted without looking at their sender (own ones included).
    *
@@ -219,7 +220,9 @@ export type ConversationState = Message$1<"starling.v1.ConversationState"> & {
 
   /**
    * For a one-to-one conversation: the other user's read cursor (read
-   * ticks for this user's messages up to it).
+   * ticks for this user's messages up to it). 0 while a block stands
+   * between the two users, whichever made it: a block hides read state as
+   * it stops receipts.
    *
    * @generated from field: int64 peer_read_seq = 12;
    */
@@ -227,7 +230,8 @@ export type ConversationState = Message$1<"starling.v1.ConversationState"> & {
 
   /**
    * For a one-to-one conversation: the highest seq delivered to any device
-   * of the other user (delivered ticks).
+   * of the other user (delivered ticks). 0 across a block, as
+   * peer_read_seq.
    *
    * @generated from field: int64 peer_delivered_seq = 13;
    */

@@ -147,8 +147,8 @@ type memberStep struct {
 	targets []string // whose roles decide needs
 	// all: decide needs every active member's role, and may end the
 	// membership of users it does not name (their event streams too).
-	all bool
-	decide  func(st storage.GroupState) (storage.GroupEdit, *starlingv1.GroupChange, error)
+	all    bool
+	decide func(st storage.GroupState) (storage.GroupEdit, *starlingv1.GroupChange, error)
 }
 
 // ownerChange makes newOwner the owner and the old owner an admin, unless

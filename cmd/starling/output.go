@@ -124,10 +124,13 @@ func (p *printer) name(ctx context.Context, userID string) string {
 }
 
 // label names a conversation: "@bob" for one-to-one, "#<group name>" for
-// groups (the id in place of a name that cannot be found).
+// groups (the id in place of a name that cannot be found), "events" for
+// the user's event stream.
 func (p *printer) label(ctx context.Context, conversationID string) string {
 	id, isGroup, ok := client.Peer(conversationID, p.self.UserID)
 	switch {
+	case conversationID == "evt:"+p.self.UserID:
+		return "events" // the user's own event stream
 	case !ok:
 		return conversationID
 	case isGroup:

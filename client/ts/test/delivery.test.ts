@@ -77,27 +77,31 @@ describe("against one starlingd", () => {
     const g = await alice.client.createGroup("g2", [bob.userId]);
     await alice.session.send({ groupId: g.groupId }, "hello group");
     await bob.cli("gsend", g.groupId, "hello from go");
-    await waitFor("alice gets 2", () => alice.messages.length >= 2);
-    await waitFor("bob gets 2", () => bob.received.length >= 2);
-    assert.deepEqual(alice.texts(), ["hello group", "hello from go"]);
-    assert.deepEqual(bob.received.map((m) => m.text), ["hello group", "hello from go"]);
+    await waitFor("alice gets 3", () => alice.messages.length >= 3);
+    await waitFor("bob gets 3", () => bob.received.length >= 3);
+    // Seq 1 is the group's creation: a system message (sender "").
+    assert.equal(alice.messages[0].seq, 1n);
+    assert.equal(alice.messages[0].senderId, "");
+    assert.equal(alice.messages[0].content?.type, "starling.group_change");
+    assert.deepEqual(alice.texts().slice(1), ["hello group", "hello from go"]);
+    assert.deepEqual(bob.received.map((m) => m.text).slice(1), ["hello group", "hello from go"]);
 
-    // carol joins after seq 2: her Sync starts at joined_seq+1, which is
-    // not a gap to fill. Seq 3 is the system message that added her.
+    // carol joins after seq 3: her Sync starts at joined_seq+1, which is
+    // not a gap to fill. Seq 4 is the system message that added her.
     await alice.client.addMembers(g.groupId, [carol.userId]);
     await alice.session.send({ groupId: g.groupId }, "welcome carol");
     await carol.connect();
     await waitFor("carol gets what followed her joining", () => carol.messages.length >= 2);
     await bob.cli("gsend", g.groupId, "hi carol");
     await waitFor("carol gets 3", () => carol.messages.length >= 3);
-    assert.deepEqual(seqs(carol.messages), [3, 4, 5]);
+    assert.deepEqual(seqs(carol.messages), [4, 5, 6]);
     assert.equal(carol.messages[0].senderId, "");
     assert.equal(carol.messages[0].content?.type, "starling.group_change");
     assert.deepEqual(carol.texts().slice(1), ["welcome carol", "hi carol"]);
     const st = (await carol.client.listConversations()).find((c) => c.conversationId === g.conversationId)!;
-    assert.equal(st.joinedSeq, 2n);
-    await waitFor("bob gets 5", () => bob.received.length >= 5);
-    assert.deepEqual(bob.received.map((m) => m.seq), [1, 2, 3, 4, 5]);
+    assert.equal(st.joinedSeq, 3n);
+    await waitFor("bob gets 6", () => bob.received.length >= 6);
+    assert.deepEqual(bob.received.map((m) => m.seq), [1, 2, 3, 4, 5, 6]);
   });
 
   test("offline → reconnect: Notify, then Sync while has_more; the missed messages arrive once, in order", async () => {

@@ -222,7 +222,8 @@ export class GoUser {
     p.once("exit", () => running.delete(p));
     createInterface({ input: p.stdout! }).on("line", (l) => {
       const j = JSON.parse(l);
-      if (j.seq !== undefined && j.text !== undefined) this.received.push(j);
+      // Messages only: event lines (friend, group) carry an "event" key.
+      if (j.event === undefined && j.seq !== undefined && j.text !== undefined) this.received.push(j);
     });
     this.listener = p;
   }

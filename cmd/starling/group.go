@@ -11,7 +11,7 @@ import (
 var groupCommands = map[string]command{
 	"create":   cmdGroupCreate,
 	"add":      cmdGroupAdd,
-	"leave":    cmdGroupLeave,
+	"leave":    groupCall("group leave", "left group %s\n", (*client.Client).LeaveGroup),
 	"show":     cmdGroupShow,
 	"info":     cmdGroupInfo,
 	"update":   cmdGroupUpdate,
@@ -19,7 +19,7 @@ var groupCommands = map[string]command{
 	"kick":     cmdGroupKick,
 	"role":     cmdGroupRole,
 	"transfer": cmdGroupTransfer,
-	"disband":  cmdGroupDisband,
+	"disband":  groupCall("group disband", "disbanded group %s\n", (*client.Client).DisbandGroup),
 	"members":  cmdGroupMembers,
 	"list":     cmdGroupList,
 }
@@ -92,20 +92,24 @@ func cmdGroupAdd(ctx context.Context, a *app, args []string) error {
 	return say(a.stdout, "added to %s: %s\n", pos[0], names(ctx, newPrinter(a.stdout, cl, c, false), added))
 }
 
-func cmdGroupLeave(ctx context.Context, a *app, args []string) error {
-	pos, err := parse(newFlags("group leave"), args, 1, 1)
-	if err != nil {
-		return err
+// groupCall is a command that takes one group id, calls the server with
+// it and prints done with the id: leave, disband.
+func groupCall(name, done string, call func(*client.Client, context.Context, string) error) command {
+	return func(ctx context.Context, a *app, args []string) error {
+		pos, err := parse(newFlags(name), args, 1, 1)
+		if err != nil {
+			return err
+		}
+		_, cl, err := a.loggedIn()
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		if err := call(cl, ctx, pos[0]); err != nil {
+			return err
+		}
+		return say(a.stdout, done, pos[0])
 	}
-	_, cl, err := a.loggedIn()
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if err := cl.LeaveGroup(ctx, pos[0]); err != nil {
-		return err
-	}
-	return say(a.stdout, "left group %s\n", pos[0])
 }
 
 func cmdGroupShow(ctx context.Context, a *app, args []string) error {

@@ -185,22 +185,6 @@ func cmdGroupTransfer(ctx context.Context, a *app, args []string) error {
 	}, "%s now owns %s; you are an admin\n")
 }
 
-func cmdGroupDisband(ctx context.Context, a *app, args []string) error {
-	pos, err := parse(newFlags("group disband"), args, 1, 1)
-	if err != nil {
-		return err
-	}
-	_, cl, err := a.loggedIn()
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if err := cl.DisbandGroup(ctx, pos[0]); err != nil {
-		return err
-	}
-	return say(a.stdout, "disbanded group %s\n", pos[0])
-}
-
 func cmdGroupMembers(ctx context.Context, a *app, args []string) error {
 	fs := newFlags("group members")
 	asJSON := fs.Bool("json", false, "print one JSON object per member")

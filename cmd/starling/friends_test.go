@@ -33,8 +33,16 @@ func TestFriendsCommands(t *testing.T) {
 		t.Fatalf("listen printed %v", ev)
 	}
 	l.stop(t)
-	if out := alice.ok("friends"); !strings.Contains(out, "bob\toffline") {
-		t.Fatalf("friends: %q", out)
+	// Bob's stream ends as the listen stops; presence follows once the
+	// server has seen it close, so poll for it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out := alice.ok("friends")
+		if strings.Contains(out, "bob\toffline") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("friends: %q; want bob offline", out)
+		}
 	}
 	if out := bob.ok("friends", "list", "--json"); !strings.Contains(out, `"username":"alice"`) {
 		t.Fatalf("friends list --json: %q", out)

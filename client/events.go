@@ -30,8 +30,8 @@ func WithEvents() SessionOption {
 
 // Events delivers the user's events when the session was opened
 // WithEvents (nil otherwise): stored events (Seq > 0) per stream in seq
-// order, each once, like messages; ephemeral ones (Seq 0, presence) as they
-// come. Closed when the session ends.
+// order, each once, like messages; ephemeral ones (Seq 0: presence, changes
+// of groups the user stays in) as they come. Closed when the session ends.
 func (s *Session) Events() <-chan *starlingv1.Event { return s.evs }
 
 // eventMessage wraps a stored or ephemeral event for the session loop.

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/apierr"
 	"github.com/starling-im/starling/server/servertest"
@@ -14,8 +16,9 @@ import (
 // TestGroupEvents: the group changes that start or end a user's membership
 // reach that user as Events of their stream (docs/social.md, "Group
 // events"), once per device whether it was online or not, stored with the
-// change; other changes reach members only as system messages. Once per
-// storage backend, over a real connection.
+// change; every other member's online devices hear of every change as an
+// ephemeral Event, and read it after an absence as the system message.
+// Once per storage backend, over a real connection.
 func TestGroupEvents(t *testing.T) {
 	for _, b := range servertest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
@@ -25,6 +28,7 @@ func TestGroupEvents(t *testing.T) {
 				{name: "kicked member gets the removal and nothing after", run: testGroupEventKicked},
 				{name: "disband reaches every member", run: testGroupEventDisband},
 				{name: "a refused change stores no event", run: testGroupEventRefused},
+				{name: "members online hear of every change", run: testGroupEventMembersTold},
 			} {
 				t.Run(c.name, func(t *testing.T) {
 					t.Parallel()
@@ -51,6 +55,42 @@ func nextStoredEvent(t *testing.T, d device) (*starlingv1.Event, []*starlingv1.M
 			return ev, msgs
 		}
 	}
+}
+
+// catchUp reads the Notify frames of a device's catch-up until every one of
+// convs was notified; any other frame fails the test.
+func catchUp(t *testing.T, d device, convs ...string) {
+	t.Helper()
+	notified := map[string]bool{}
+	for len(notified) < len(convs) {
+		n := d.Next(t).GetNotify()
+		if n == nil || !slices.Contains(convs, n.GetConversationId()) {
+			t.Fatalf("catch-up: %v, want a Notify of one of %v", n, convs)
+		}
+		notified[n.GetConversationId()] = true
+	}
+}
+
+// pushedAndTold reads frames until n messages were pushed (acking them) and
+// told ephemeral group events came, and returns both.
+func pushedAndTold(t *testing.T, d device, n, told int) ([]*starlingv1.Message, []*starlingv1.Event) {
+	t.Helper()
+	var msgs []*starlingv1.Message
+	var evs []*starlingv1.Event
+	for len(msgs) < n || len(evs) < told {
+		f := d.Next(t)
+		for _, m := range f.GetPush().GetMessages() {
+			msgs = append(msgs, m)
+			d.Ack(t, m.GetConversationId(), m.GetSeq())
+		}
+		switch ev := f.GetEvent(); {
+		case ev.GetGroupChanged() != nil && ev.GetSeq() == 0:
+			evs = append(evs, ev)
+		case ev.GetGroupChanged() != nil:
+			t.Fatalf("%s: a stored group event %v, want ephemeral ones", d.user.Username, ev)
+		}
+	}
+	return msgs, evs
 }
 
 // wantGroupEvent checks that ev records a change of kind by actor in group
@@ -80,21 +120,20 @@ func testGroupEventAddedOffline(t *testing.T, srv *servertest.Server) {
 	if err != nil || add.GetChangeSeq() != 2 {
 		t.Fatalf("add: %v (%v)", add, err)
 	}
-	// The owner's membership did not change: the system message, no event.
-	if got := append(early, pushed(t, o, 2-len(early))...); !slices.Equal(seqs(got), []int64{1, 2}) {
+	// The owner's membership did not change: the system message, and an
+	// ephemeral event naming everyone added.
+	msgs, told := pushedAndTold(t, o, 2-len(early), 1)
+	if got := append(early, msgs...); !slices.Equal(seqs(got), []int64{1, 2}) {
 		t.Fatalf("owner was pushed %v, want the creation and the add", seqs(got))
+	}
+	if ev := told[0]; ev.GetConversationId() != "" || !slices.Equal(wantGroupEvent(t, ev, g, starlingv1.GroupChange_KIND_MEMBERS_ADDED, oU.ID, 2).GetChange().GetTargetIds(), ids(bU)) {
+		t.Fatalf("owner was told %v", ev)
 	}
 	quiet(t, o, 100*time.Millisecond)
 
 	tablet := device{user: bU, token: tabletTok, Stream: srv.OpenStream(t, tabletTok)}
 	evConv := storage.EventsConversationID(bU.ID)
-	for notified := map[string]bool{}; !notified[evConv] || !notified[g.GetConversationId()]; {
-		n := tablet.Next(t).GetNotify()
-		if n == nil {
-			t.Fatal("catch-up: a frame other than Notify")
-		}
-		notified[n.GetConversationId()] = true
-	}
+	catchUp(t, tablet, evConv, g.GetConversationId())
 	evs := syncEvents(t, tablet, evConv, 0)
 	if len(evs) != 1 || evs[0].GetSeq() != 1 || evs[0].GetConversationId() != evConv {
 		t.Fatalf("bob's tablet synced events %v, want the add only", evs)
@@ -128,14 +167,17 @@ func testGroupEventKicked(t *testing.T, srv *servertest.Server) {
 		wantGroupEvent(t, ev, g, starlingv1.GroupChange_KIND_CREATED, oU.ID, 1)
 		early[d.user.ID] = msgs
 	}
-	// A role change starts or ends no membership: a system message only.
+	// A role change starts or ends no membership: a system message and an
+	// ephemeral event, nothing stored.
 	if _, err := gs.SetMemberRole(by, &starlingv1.SetMemberRoleRequest{GroupId: g.GetGroupId(), UserId: wU.ID, Role: starlingv1.GroupRole_GROUP_ROLE_ADMIN}); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range []device{v, w} {
-		if got := seqs(append(early[d.user.ID], pushed(t, d, 2-len(early[d.user.ID]))...)); !slices.Equal(got, []int64{1, 2}) {
+		msgs, told := pushedAndTold(t, d, 2-len(early[d.user.ID]), 1)
+		if got := seqs(append(early[d.user.ID], msgs...)); !slices.Equal(got, []int64{1, 2}) {
 			t.Fatalf("%s was pushed %v, want the creation and the role change", d.user.Username, got)
 		}
+		wantGroupEvent(t, told[0], g, starlingv1.GroupChange_KIND_ROLE_CHANGED, oU.ID, 2)
 		quiet(t, d, 100*time.Millisecond)
 	}
 	if _, err := gs.KickMember(by, &starlingv1.KickMemberRequest{GroupId: g.GetGroupId(), UserId: vU.ID}); err != nil {
@@ -149,11 +191,15 @@ func testGroupEventKicked(t *testing.T, srv *servertest.Server) {
 		pushed(t, v, 1) // the kick's system message, if it came after the event
 	}
 	expectAck(t, o, o.Text(t, "", g.GetGroupId(), "after", "after the kick"))
-	if got := pushed(t, w, 2); got[1].GetSeq() != 4 {
+	got, told := pushedAndTold(t, w, 2, 1)
+	if got[1].GetSeq() != 4 {
 		t.Fatalf("witness was pushed %v", seqs(got))
 	}
-	quiet(t, w, 100*time.Millisecond) // no event for the witness
-	quiet(t, v, 200*time.Millisecond) // nothing more for the victim
+	if !slices.Equal(wantGroupEvent(t, told[0], g, starlingv1.GroupChange_KIND_MEMBER_KICKED, oU.ID, 3).GetChange().GetTargetIds(), ids(vU)) {
+		t.Fatalf("witness was told %v", told[0])
+	}
+	quiet(t, w, 100*time.Millisecond) // nothing stored for the witness
+	quiet(t, v, 200*time.Millisecond) // nothing more for the victim: not even the ephemeral copy
 	if l, err := srv.Store().LatestSeq(t.Context(), storage.EventsConversationID(vU.ID)); err != nil || l != 2 {
 		t.Fatalf("victim's stream ends at %d (%v), want 2 events", l, err)
 	}
@@ -205,4 +251,91 @@ func testGroupEventRefused(t *testing.T, srv *servertest.Server) {
 	if l, err := srv.Store().LatestSeq(t.Context(), g.GetGroup().GetConversationId()); err != nil || l != 1 {
 		t.Fatalf("group ends at %d (%v), want 1 (the creation)", l, err)
 	}
+}
+
+// Changes that start or end no membership, and the others seen from the
+// members they leave alone: each member's online devices (the actor's
+// too) are told once, ephemeral, with the system message's seq; a device
+// offline at the time reads the changes as system messages, and is told
+// nothing after.
+func testGroupEventMembersTold(t *testing.T, srv *servertest.Server) {
+	gs := groups(t, srv)
+	oU, aU, bU, cU := srv.NewUser(t, "owner"), srv.NewUser(t, "anna"), srv.NewUser(t, "bert"), srv.NewUser(t, "carl")
+	o, a := connect(t, srv, oU, "phone"), connect(t, srv, aU, "phone")
+	a2 := connect(t, srv, aU, "tablet")
+	bTok := srv.Login(t, bU, "phone") // offline throughout the changes
+	g := newGroup(t, srv, o, aU, bU)
+	for _, d := range []device{o, a, a2} {
+		if _, msgs := nextStoredEvent(t, d); len(msgs) == 0 {
+			pushed(t, d, 1) // the creation's system message came after the event
+		}
+	}
+	by := servertest.WithToken(t.Context(), o.token)
+	name := "team"
+	type step struct {
+		kind starlingv1.GroupChange_Kind
+		do   func() (int64, error)
+	}
+	steps := []step{
+		{starlingv1.GroupChange_KIND_INFO_UPDATED, func() (int64, error) {
+			name = "renamed"
+			r, err := gs.UpdateGroup(by, &starlingv1.UpdateGroupRequest{GroupId: g.GetGroupId(), Name: &name})
+			return r.GetChangeSeq(), err
+		}},
+		{starlingv1.GroupChange_KIND_ROLE_CHANGED, func() (int64, error) {
+			r, err := gs.SetMemberRole(by, &starlingv1.SetMemberRoleRequest{GroupId: g.GetGroupId(), UserId: aU.ID, Role: starlingv1.GroupRole_GROUP_ROLE_ADMIN})
+			return r.GetChangeSeq(), err
+		}},
+		{starlingv1.GroupChange_KIND_MEMBERS_ADDED, func() (int64, error) {
+			r, err := gs.AddMembers(by, &starlingv1.AddMembersRequest{GroupId: g.GetGroupId(), UserIds: ids(cU)})
+			return r.GetChangeSeq(), err
+		}},
+		{starlingv1.GroupChange_KIND_OWNERSHIP_TRANSFERRED, func() (int64, error) {
+			r, err := gs.TransferOwnership(by, &starlingv1.TransferOwnershipRequest{GroupId: g.GetGroupId(), UserId: aU.ID})
+			return r.GetChangeSeq(), err
+		}},
+	}
+	for i, st := range steps {
+		seq, err := st.do()
+		if err != nil || seq != int64(i+2) {
+			t.Fatalf("%v: seq %d (%v), want %d", st.kind, seq, err, i+2)
+		}
+		for _, d := range []device{o, a, a2} {
+			msgs, told := pushedAndTold(t, d, 1, 1)
+			ge := told[0].GetGroupChanged()
+			if msgs[0].GetSeq() != seq || told[0].GetSeq() != 0 || told[0].GetActorId() != oU.ID ||
+				ge.GetSeq() != seq || ge.GetChange().GetKind() != st.kind || ge.GetGroupName() != name || ge.GetGroupId() != g.GetGroupId() {
+				t.Fatalf("%s after %v: pushed %v, told %v", d.user.Username, st.kind, seqs(msgs), told[0])
+			}
+			quiet(t, d, 50*time.Millisecond)
+		}
+	}
+	// Nothing was stored for the members the changes left alone.
+	for _, u := range []servertest.User{oU, aU, bU} {
+		if l, err := srv.Store().LatestSeq(t.Context(), storage.EventsConversationID(u.ID)); err != nil || l != 1 {
+			t.Fatalf("stream of %s ends at %d (%v), want 1 (the creation)", u.Username, l, err)
+		}
+	}
+	// Bert, back: the changes are system messages; no ephemeral event.
+	b := device{user: bU, token: bTok, Stream: srv.OpenStream(t, bTok)}
+	evConv := storage.EventsConversationID(bU.ID)
+	catchUp(t, b, evConv, g.GetConversationId())
+	kinds := []starlingv1.GroupChange_Kind{starlingv1.GroupChange_KIND_CREATED}
+	for _, st := range steps {
+		kinds = append(kinds, st.kind)
+	}
+	got := syncAll(t, b, g.GetConversationId(), 0)
+	if !slices.Equal(seqs(got), []int64{1, 2, 3, 4, 5}) {
+		t.Fatalf("bert synced %v, want the five changes", seqs(got))
+	}
+	for i, m := range got {
+		var ch starlingv1.GroupChange
+		if err := proto.Unmarshal(m.GetContent().GetData(), &ch); err != nil || ch.GetKind() != kinds[i] || m.GetSenderId() != "" {
+			t.Fatalf("bert's #%d: %v (%v), want a system message of %v", m.GetSeq(), m, err, kinds[i])
+		}
+	}
+	if evs := syncEvents(t, b, evConv, 0); len(evs) != 1 {
+		t.Fatalf("bert's events %v, want the creation only", evs)
+	}
+	quiet(t, b, 100*time.Millisecond)
 }

@@ -213,6 +213,11 @@ func cmdBlockList(ctx context.Context, a *app, args []string) error {
 // event prints one event of the user's stream (or a friend's presence).
 func (p *printer) event(ctx context.Context, ev *starlingv1.Event) error {
 	if g := ev.GetGroupChanged(); g != nil {
+		if ev.GetSeq() == 0 {
+			// A member's ephemeral copy of a change: the group's system
+			// message, printed as a message, already says it.
+			return nil
+		}
 		return p.groupEvent(ctx, ev, g)
 	}
 	what, who := describeEvent(ev)

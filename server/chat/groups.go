@@ -17,6 +17,8 @@ import (
 	"github.com/starling-im/starling/client/textsafe"
 	starlingv1 "github.com/starling-im/starling/gen/starling/v1"
 	"github.com/starling-im/starling/server/apierr"
+	"github.com/starling-im/starling/server/bus"
+	"github.com/starling-im/starling/server/eventwire"
 	"github.com/starling-im/starling/server/idgen"
 	"github.com/starling-im/starling/storage"
 )
@@ -149,6 +151,11 @@ func (s *Service) changeGroup(ctx context.Context, op groupOp) (GroupOutcome, er
 			}
 			s.groupChanged(op.group, change, res.Message.Message.Seq)
 			s.social.deliverEvents(ctx, evUsers, contents, res.Events)
+			seq, stored := res.Message.Message.Seq, evUsers
+			ev := groupEvent(op.group, name, change, seq)
+			p.fannedOut = func(ctx context.Context, members []string) {
+				s.tellMembers(ctx, ev, members, stored)
+			}
 		}
 		return res.Message, content, nil
 	}
@@ -184,29 +191,63 @@ func (s *Service) lockGroupStreams(op groupOp) func() {
 	return s.social.streams.lock(users...)
 }
 
-// groupEvents are the events of a committed change at seq for the users
-// whose membership it starts or ends (storage.MembershipChanged): who gets
-// an event and why is the contract of GroupEvent (event.proto). The change
-// of a MEMBERS_ADDED event names only its user: the system message lists
-// everyone, and a copy of the whole list per added user would grow with
-// the square of the group.
+// groupEvents are the stored events of a committed change at seq, for the
+// users whose membership it starts or ends (storage.MembershipChanged):
+// who gets which event and why is the contract of GroupEvent
+// (event.proto). The change of a MEMBERS_ADDED event names only its user:
+// the system message lists everyone, and a copy of the whole list per
+// added user would grow with the square of the group.
 func groupEvents(group, name string, change *starlingv1.GroupChange, seq int64, users []string) []eventFor {
 	out := make([]eventFor, len(users))
 	for i, u := range users {
-		ch := change
-		if ch.GetKind() == starlingv1.GroupChange_KIND_MEMBERS_ADDED {
-			ch = proto.CloneOf(change)
+		ev := groupEvent(group, name, change, seq)
+		if change.GetKind() == starlingv1.GroupChange_KIND_MEMBERS_ADDED {
+			ch := proto.CloneOf(change)
 			ch.TargetIds = []string{u}
+			ev.GetGroupChanged().Change = ch
 		}
-		out[i] = eventFor{u, &starlingv1.Event{Kind: &starlingv1.Event_GroupChanged{GroupChanged: &starlingv1.GroupEvent{
-			GroupId:        group,
-			ConversationId: storage.GroupConversationID(group),
-			Seq:            seq,
-			Change:         ch,
-			GroupName:      name,
-		}}}}
+		out[i] = eventFor{u, ev}
 	}
 	return out
+}
+
+func groupEvent(group, name string, change *starlingv1.GroupChange, seq int64) *starlingv1.Event {
+	return &starlingv1.Event{ActorId: change.GetActorId(), Kind: &starlingv1.Event_GroupChanged{GroupChanged: &starlingv1.GroupEvent{
+		GroupId:        group,
+		ConversationId: storage.GroupConversationID(group),
+		Seq:            seq,
+		Change:         change,
+		GroupName:      name,
+	}}}
+}
+
+// tellMembers sends ev, ephemeral, to the online devices of the members a
+// change's system message was fanned out to, except the users it stored
+// an event for (they have it, and offline too). So every member hears of
+// every change as an Event, without a stored event per member: a rename
+// of a group of 10,000 would otherwise write 10,000 rows; a member
+// offline at the time reads the change as the system message.
+func (s *Service) tellMembers(ctx context.Context, ev *starlingv1.Event, members, stored []string) {
+	skip := make(map[string]bool, len(stored))
+	for _, u := range stored {
+		skip[u] = true
+	}
+	to := make([]string, 0, len(members))
+	for _, u := range members {
+		if !skip[u] {
+			to = append(to, u)
+		}
+	}
+	if len(to) == 0 {
+		return
+	}
+	c, err := eventwire.Content(ev)
+	if err != nil {
+		s.log.Error("group event: encode", "err", err)
+		return
+	}
+	m := &starlingv1.Message{ConversationId: eventwire.EphemeralConversation, SenderId: eventSender, Content: c, ServerTime: timestamppb.Now()}
+	s.router.Deliver(ctx, to, bus.DeviceKey{}, m)
 }
 
 // GroupChangeType is the content type of a group's system messages: their

@@ -46,6 +46,10 @@ type pending struct {
 	// out in seq order with the group's messages (groupops.go).
 	// It returns the content it stored, which the fan-out sends.
 	change func(ctx context.Context, msg storage.NewMessage) (storage.AppendResult, *starlingv1.Content, error)
+	// fannedOut, set by a committed change, is called after its system
+	// message's fan-out with the users it went to (groups.go: the
+	// members' ephemeral GroupEvent).
+	fannedOut func(ctx context.Context, users []string)
 }
 
 // answer calls done, tells the observer how long the send took, and ends
@@ -334,19 +338,24 @@ func (p *pipeline) deliver(c committed) {
 			ServerTime:     timestamppb.New(r.Message.CreatedAt),
 		}
 		s.span.AddEvent("committed")
+		users := s.users
 		if s.groupID == "" {
-			p.router.Deliver(ctx, s.users, s.origin, m)
-		} else if users, err := p.recipients(s.groupID, m.Seq, r.MemberEpoch); err != nil {
+			p.router.Deliver(ctx, users, s.origin, m)
+		} else if members, err := p.recipients(s.groupID, m.Seq, r.MemberEpoch); err != nil {
 			// Stored, but who may read it is unknown for now: tell every
 			// device that may care to pull; Sync checks membership.
 			p.log.Error("group fan-out: members unreadable; announcing instead", "group", s.groupID, "seq", m.Seq, "err", err)
-			var guess []string
+			users = nil
 			if set := p.members.get(s.groupID); set != nil {
-				guess = set.members
+				users = set.members
 			}
-			p.router.Announce(ctx, guess, m.ConversationId, m.Seq)
+			p.router.Announce(ctx, users, m.ConversationId, m.Seq)
 		} else {
+			users = members
 			p.router.Deliver(ctx, users, s.origin, m)
+		}
+		if s.fannedOut != nil {
+			s.fannedOut(ctx, users)
 		}
 		s.span.AddEvent("fanned out")
 		p.answer(s, SendResult{Message: m})

@@ -100,7 +100,8 @@ export interface SessionEvents {
   /**
    * The next stored event of the user's event stream "evt:<user_id>"
    * (friend requests, friends made and removed, blocks, …; seq > 0, in seq
-   * order, exactly once), or an ephemeral one (seq 0: a friend's presence).
+   * order, exactly once), or an ephemeral one (seq 0: a friend's presence,
+   * a change of a group the user stays in).
    * The Event is passed through as the server sent it: switch on
    * event.kind.case, and ignore cases this app does not know.
    */

@@ -24,7 +24,8 @@ const (
 
 // Event tells a user's devices that something changed for the user: a
 // friend request, a new or removed friend, a block made on another device,
-// a friend coming online, a group they were added to or removed from.
+// a friend coming online, a group they were added to or removed from, a
+// change of a group they are in.
 //
 // Stored events (seq > 0) form the user's event stream, a conversation
 // whose id is "evt:<user_id>" (conversation_id below). Its seqs are 1, 2,
@@ -54,9 +55,11 @@ const (
 // other conversations.
 //
 // Ephemeral events (seq 0, conversation_id empty) are not stored and not
-// acknowledged: presence changes of friends. They reach only devices online
-// when they happen; a device that needs the current state asks
-// FriendService.GetPresence (e.g. after Welcome).
+// acknowledged: presence changes of friends, and the changes of groups the
+// user stays in (GroupEvent). They reach only devices online when they
+// happen; a device that needs the current state asks
+// FriendService.GetPresence (e.g. after Welcome), or reads the group's
+// system messages.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "evt:<user_id>" (the receiving user's id) for a stored event; empty
@@ -284,11 +287,12 @@ type Event_PresenceChanged struct {
 }
 
 type Event_GroupChanged struct {
-	// A group change that starts or ends the receiving user's membership:
-	// they were in the group's creation, added, joined, kicked or left
-	// (from another of their devices), or the group was disbanded. Stored
-	// in the same transaction as the change, so a device offline at the
-	// time gets it after reconnecting, once.
+	// A group change. Stored when it starts or ends the receiving user's
+	// membership: they were in the group's creation, added, joined,
+	// kicked or left (from another of their devices), or the group was
+	// disbanded; stored in the same transaction as the change, so a device
+	// offline at the time gets it after reconnecting, once. Ephemeral
+	// (seq 0) for every other member of the group: see GroupEvent.
 	GroupChanged *GroupEvent `protobuf:"bytes,20,opt,name=group_changed,json=groupChanged,proto3,oneof"`
 }
 
@@ -310,19 +314,24 @@ func (*Event_PresenceChanged) isEvent_Kind() {}
 
 func (*Event_GroupChanged) isEvent_Kind() {}
 
-// GroupEvent is a group change as it concerns the receiving user. Only
-// changes that start or end their membership are sent as events: a user
+// GroupEvent is a group change as it concerns the receiving user. Every
+// change is also the group's system message at seq. A change that starts
+// or ends the user's membership is a stored event of their stream: a user
 // who was just added has no history of the group yet and must learn they
 // are in it, and one who was removed gets nothing more from the group.
-// Every other change (info, roles, ownership, someone else joining or
-// leaving) reaches the members as the group's system message at seq, like
-// any message, and is not also an event: an event per member would be a
-// storm in a group of 10,000. So the receivers are:
+// The stored receivers are:
 //
 //   - KIND_CREATED: every first member (the creator's other devices too);
 //   - KIND_MEMBERS_ADDED, KIND_MEMBER_JOINED: the users added (who joined);
 //   - KIND_MEMBER_KICKED, KIND_MEMBER_LEFT: the user removed (who left);
 //   - KIND_DISBANDED: every member at the time.
+//
+// Every other member the change reaches (all members for info, roles and
+// ownership; the others for an add, join, kick or leave) gets it as an
+// ephemeral event (Event seq 0): online devices only, not stored, not
+// acknowledged, and it may arrive before or after the system message. A
+// stored event per member would be a storm in a group of 10,000; a device
+// offline at the time reads the change as the system message.
 //
 // After an added (or created) event the device may Sync the group's
 // conversation from seq - 1: the system message at seq is the first it
@@ -338,8 +347,9 @@ type GroupEvent struct {
 	// conversation (its GroupChange is the same as change below, except as
 	// said there).
 	Seq int64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
-	// The change. For KIND_MEMBERS_ADDED, target_ids holds only the
-	// receiving user (the system message lists everyone added).
+	// The change. For a stored KIND_MEMBERS_ADDED event, target_ids holds
+	// only the receiving user (the system message, and the members'
+	// ephemeral copies, list everyone added).
 	Change *GroupChange `protobuf:"bytes,4,opt,name=change,proto3" json:"change,omitempty"`
 	// The group's name after the change (so a removed user, who can no
 	// longer read the group, can still say which group it was).

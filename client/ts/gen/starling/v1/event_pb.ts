@@ -21,7 +21,8 @@ export const file_starling_v1_event: GenFile = /*@__PURE__*/
 /**
  * Event tells a user's devices that something changed for the user: a
  * friend request, a new or removed friend, a block made on another device,
- * a friend coming online, a group they were added to or removed from.
+ * a friend coming online, a group they were added to or removed from, a
+ * change of a group they are in.
  *
  * Stored events (seq > 0) form the user's event stream, a conversation
  * whose id is "evt:<user_id>" (conversation_id below). Its seqs are 1, 2,
@@ -51,9 +52,11 @@ export const file_starling_v1_event: GenFile = /*@__PURE__*/
  * other conversations.
  *
  * Ephemeral events (seq 0, conversation_id empty) are not stored and not
- * acknowledged: presence changes of friends. They reach only devices online
- * when they happen; a device that needs the current state asks
- * FriendService.GetPresence (e.g. after Welcome).
+ * acknowledged: presence changes of friends, and the changes of groups the
+ * user stays in (GroupEvent). They reach only devices online when they
+ * happen; a device that needs the current state asks
+ * FriendService.GetPresence (e.g. after Welcome), or reads the group's
+ * system messages.
  *
  * @generated from message starling.v1.Event
  */
@@ -165,11 +168,12 @@ export type Event = Message<"starling.v1.Event"> & {
     case: "presenceChanged";
   } | {
     /**
-     * A group change that starts or ends the receiving user's membership:
-     * they were in the group's creation, added, joined, kicked or left
-     * (from another of their devices), or the group was disbanded. Stored
-     * in the same transaction as the change, so a device offline at the
-     * time gets it after reconnecting, once.
+     * A group change. Stored when it starts or ends the receiving user's
+     * membership: they were in the group's creation, added, joined,
+     * kicked or left (from another of their devices), or the group was
+     * disbanded; stored in the same transaction as the change, so a device
+     * offline at the time gets it after reconnecting, once. Ephemeral
+     * (seq 0) for every other member of the group: see GroupEvent.
      *
      * @generated from field: starling.v1.GroupEvent group_changed = 20;
      */
@@ -186,19 +190,24 @@ export const EventSchema: GenMessage<Event> = /*@__PURE__*/
   messageDesc(file_starling_v1_event, 0);
 
 /**
- * GroupEvent is a group change as it concerns the receiving user. Only
- * changes that start or end their membership are sent as events: a user
+ * GroupEvent is a group change as it concerns the receiving user. Every
+ * change is also the group's system message at seq. A change that starts
+ * or ends the user's membership is a stored event of their stream: a user
  * who was just added has no history of the group yet and must learn they
  * are in it, and one who was removed gets nothing more from the group.
- * Every other change (info, roles, ownership, someone else joining or
- * leaving) reaches the members as the group's system message at seq, like
- * any message, and is not also an event: an event per member would be a
- * storm in a group of 10,000. So the receivers are:
+ * The stored receivers are:
  *
  *   - KIND_CREATED: every first member (the creator's other devices too);
  *   - KIND_MEMBERS_ADDED, KIND_MEMBER_JOINED: the users added (who joined);
  *   - KIND_MEMBER_KICKED, KIND_MEMBER_LEFT: the user removed (who left);
  *   - KIND_DISBANDED: every member at the time.
+ *
+ * Every other member the change reaches (all members for info, roles and
+ * ownership; the others for an add, join, kick or leave) gets it as an
+ * ephemeral event (Event seq 0): online devices only, not stored, not
+ * acknowledged, and it may arrive before or after the system message. A
+ * stored event per member would be a storm in a group of 10,000; a device
+ * offline at the time reads the change as the system message.
  *
  * After an added (or created) event the device may Sync the group's
  * conversation from seq - 1: the system message at seq is the first it
@@ -232,8 +241,9 @@ export type GroupEvent = Message<"starling.v1.GroupEvent"> & {
   seq: bigint;
 
   /**
-   * The change. For KIND_MEMBERS_ADDED, target_ids holds only the
-   * receiving user (the system message lists everyone added).
+   * The change. For a stored KIND_MEMBERS_ADDED event, target_ids holds
+   * only the receiving user (the system message, and the members'
+   * ephemeral copies, list everyone added).
    *
    * @generated from field: starling.v1.GroupChange change = 4;
    */

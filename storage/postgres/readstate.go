@@ -126,9 +126,14 @@ LEFT JOIN LATERAL (SELECT d.delivered_seq FROM device_cursors d
 	WHERE d.user_id = $1 AND d.device_id = $2 AND d.conversation_id = x.conv LIMIT 1) d ON true
 LEFT JOIN messages lm ON lm.conversation_id = x.conv AND lm.seq = x.top
 LEFT JOIN groups g ON substr(x.conv, 1, 4) = 'grp:' AND g.id = substr(x.conv, 5)
-LEFT JOIN read_state p ON substr(x.conv, 1, 4) = 'c2c:' AND p.conversation_id = x.conv AND p.user_id <> $1
-	AND NOT EXISTS (SELECT 1 FROM blocks b WHERE (b.blocker_id = $1 AND b.blocked_id = p.user_id)
-		OR (b.blocker_id = p.user_id AND b.blocked_id = $1))
+-- The other user's row: a lookup per row too (a plain join may scan every
+-- user's rows while the statistics say read_state is small), and each
+-- block direction its own primary-key probe.
+LEFT JOIN LATERAL (SELECT p.read_seq, p.delivered_seq, p.updated_at FROM read_state p
+	WHERE substr(x.conv, 1, 4) = 'c2c:' AND p.conversation_id = x.conv AND p.user_id <> $1
+		AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id = p.user_id)
+		AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = p.user_id AND b.blocked_id = $1)
+	LIMIT 1) p ON true
 ORDER BY x.updated_at DESC, x.conv`
 
 // Inbox implements storage.ReadState.

@@ -131,8 +131,8 @@ LEFT JOIN device_cursors d ON d.user_id = ?1 AND d.device_id = ?2 AND d.conversa
 LEFT JOIN messages lm ON lm.conversation_id = x.conv AND lm.seq = x.top
 LEFT JOIN groups g ON substr(x.conv, 1, 4) = 'grp:' AND g.id = substr(x.conv, 5)
 LEFT JOIN read_state p ON substr(x.conv, 1, 4) = 'c2c:' AND p.conversation_id = x.conv AND p.user_id <> ?1
-	AND NOT EXISTS (SELECT 1 FROM blocks b WHERE (b.blocker_id = ?1 AND b.blocked_id = p.user_id)
-		OR (b.blocker_id = p.user_id AND b.blocked_id = ?1))
+	AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = ?1 AND b.blocked_id = p.user_id)
+	AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = p.user_id AND b.blocked_id = ?1)
 ORDER BY x.updated_at DESC, x.conv`
 
 // Inbox implements storage.ReadState.

@@ -10,7 +10,8 @@ import (
 
 // BenchInbox lists an inbox of 1,000 conversations (900 one-to-one, 100
 // groups of 10; 10 messages each, the last 3 unread, half of them read
-// cursors), in ms/op, three ways: OnePage, all 1,000 in one listing (what
+// cursors; every peer has read, blocks another peer, and has 20 cursors
+// elsewhere, rows a plan must not scan), in ms/op, three ways: OnePage, all 1,000 in one listing (what
 // ListConversations with page_size 0 does, and the Welcome's summary);
 // FirstPage, the first page of 50 (an app's first screen); AllPages, every
 // page of 50 in turn, each continuing after the last (keyset paging). The
@@ -62,6 +63,9 @@ func BenchInbox(b *testing.B, s storage.Store, settle func()) {
 		if i%2 == 0 {
 			cursors = append(cursors, storage.ReadCursor{UserID: "me", ConversationID: conv, ReadSeq: perConv - 3})
 		}
+		// The peers read too: their cursors are the inbox's read ticks,
+		// and rows of other users a plan must not scan.
+		cursors = append(cursors, storage.ReadCursor{UserID: peer, ConversationID: conv, ReadSeq: perConv - 1})
 		if len(msgs) >= 500 {
 			if _, err := s.AppendMessages(ctx, msgs); err != nil {
 				b.Fatal(err)
@@ -71,6 +75,16 @@ func BenchInbox(b *testing.B, s storage.Store, settle func()) {
 	}
 	if _, err := s.AppendMessages(ctx, msgs); err != nil {
 		b.Fatal(err)
+	}
+	// Rows of other users that a good plan never reads: blocks between
+	// the peers, and the peers' cursors of conversations not in this inbox.
+	for i := range convs {
+		if _, err := s.Block(ctx, fmt.Sprintf("p%04d", i), fmt.Sprintf("p%04d", (i+1)%convs), time.Now(), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range 20 * convs {
+		cursors = append(cursors, storage.ReadCursor{UserID: fmt.Sprintf("p%04d", i%convs), ConversationID: fmt.Sprintf("c2c:elsewhere%06d", i), ReadSeq: 1})
 	}
 	if err := s.AdvanceReadCursors(ctx, cursors, time.Now()); err != nil {
 		b.Fatal(err)

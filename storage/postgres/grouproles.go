@@ -13,8 +13,15 @@ import (
 // groupColumns reads a storage.Group (scanGroup) from groups g, with its
 // active member count.
 const groupColumns = `g.id, g.name, g.owner_id, g.created_at, g.description, g.avatar_url,
-	g.join_policy, g.add_policy, g.disbanded_at IS NOT NULL,
-	(SELECT count(*) FROM memberships m2 WHERE m2.conversation_id = 'grp:' || g.id AND m2.left_seq IS NULL)`
+	g.join_policy, g.add_policy, g.disbanded_at IS NOT NULL, g.member_count`
+
+// recountMembers sets groups.member_count of the group conversation $1
+// from its active periods. Every transaction that starts or ends a period
+// of a group runs it after doing so (migration 0011): a count per change,
+// so no listing counts a big group's rows. It locks the groups row after
+// the conversation row, which every such transaction locks first.
+const recountMembers = `UPDATE groups SET member_count = (SELECT count(*) FROM memberships m
+	WHERE m.conversation_id = $1 AND m.left_seq IS NULL) WHERE id = substr($1, 5)`
 
 func scanGroup(row pgx.Row, extra ...any) (storage.Group, error) {
 	var g storage.Group
@@ -43,6 +50,7 @@ func insertGroup(b *pgx.Batch, g storage.Group, members []string) {
 	b.Queue(`
 		INSERT INTO memberships (conversation_id, user_id, joined_seq)
 		SELECT $1, u, 0 FROM unnest($2::TEXT[]) AS u`, conv, members)
+	b.Queue(recountMembers, conv)
 }
 
 // ChangeGroup implements storage.Groups.
@@ -161,6 +169,7 @@ func changeGroup(ctx context.Context, tx pgx.Tx, gt storage.GroupTx) (storage.Gr
 			})
 			b.Queue(`UPDATE groups SET disbanded_at = $2 WHERE id = $1`, gt.GroupID, toMillis(msg.CreatedAt))
 		}
+		b.Queue(recountMembers, conv)
 	}
 	var g storage.Group
 	b.Queue(`SELECT `+groupColumns+` FROM groups g WHERE g.id = $1`, gt.GroupID).

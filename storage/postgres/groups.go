@@ -151,6 +151,7 @@ func startPeriods(ctx context.Context, tx pgx.Tx, conv string, users []string, s
 		ON CONFLICT (user_id, conversation_id) DO UPDATE
 		SET joined_seq = excluded.joined_seq, left_seq = NULL, role = 0`,
 		conv, seq, users)
+	b.Queue(recountMembers, conv)
 	return tx.SendBatch(ctx, b).Close()
 }
 
@@ -176,6 +177,7 @@ func (s *Store) LeaveGroup(ctx context.Context, groupID, userID string) error {
 			}
 			return nil
 		})
+		b.Queue(recountMembers, conv)
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {

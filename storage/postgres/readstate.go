@@ -118,8 +118,7 @@ SELECT x.conv, x.top, COALESCE(d.delivered_seq, 0), x.first_joined, x.updated_at
 		+ GREATEST(0, x.top - $6::BIGINT - x.lo) END,
 	lm.msg_id, lm.sender_id, lm.sender_device_id, lm.client_msg_id, lm.content, lm.created_at,
 	g.name,
-	CASE WHEN g.id IS NULL THEN 0 ELSE
-		(SELECT count(*) FROM memberships gm WHERE gm.conversation_id = x.conv AND gm.left_seq IS NULL) END,
+	COALESCE(g.member_count, 0),
 	COALESCE(p.read_seq, 0), COALESCE(p.delivered_seq, 0), COALESCE(p.updated_at, 0)
 FROM floor x
 LEFT JOIN LATERAL (SELECT d.delivered_seq FROM device_cursors d

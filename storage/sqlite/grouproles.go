@@ -12,8 +12,7 @@ import (
 // groupColumns reads a storage.Group (scanGroup) from groups g, with its
 // active member count.
 const groupColumns = `g.id, g.name, g.owner_id, g.created_at, g.description, g.avatar_url,
-	g.join_policy, g.add_policy, g.disbanded_at IS NOT NULL,
-	(SELECT count(*) FROM memberships m2 WHERE m2.conversation_id = 'grp:' || g.id AND m2.left_seq IS NULL)`
+	g.join_policy, g.add_policy, g.disbanded_at IS NOT NULL, g.member_count`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -56,7 +55,7 @@ func insertGroup(ctx context.Context, tx *sql.Tx, g storage.Group, members []str
 			return mapErr(err)
 		}
 	}
-	return nil
+	return recountMembers(ctx, tx, storage.GroupConversationID(g.ID))
 }
 
 // ChangeGroup implements storage.Groups. The transaction runs on one
@@ -136,7 +135,7 @@ func changeGroup(ctx context.Context, conn *sql.Conn, tx *sql.Tx, gt storage.Gro
 		if err := startPeriods(ctx, tx, conv, add, latest); err != nil {
 			return storage.GroupTxResult{}, err
 		}
-		if err := bumpEpoch(ctx, tx, conv); err != nil {
+		if err := membersChanged(ctx, tx, conv); err != nil {
 			return storage.GroupTxResult{}, err
 		}
 	}
@@ -181,7 +180,7 @@ func changeGroup(ctx context.Context, conn *sql.Conn, tx *sql.Tx, gt storage.Gro
 				return storage.GroupTxResult{}, fmt.Errorf("disband: %w", err)
 			}
 		}
-		if err := bumpEpoch(ctx, tx, conv); err != nil {
+		if err := membersChanged(ctx, tx, conv); err != nil {
 			return storage.GroupTxResult{}, err
 		}
 	}

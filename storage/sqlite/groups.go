@@ -81,7 +81,7 @@ func addMembers(ctx context.Context, tx *sql.Tx, groupID string, ids []string, m
 	if err := startPeriods(ctx, tx, conv, added, latest); err != nil {
 		return nil, err
 	}
-	if err := bumpEpoch(ctx, tx, conv); err != nil {
+	if err := membersChanged(ctx, tx, conv); err != nil {
 		return nil, err
 	}
 	return added, nil
@@ -137,14 +137,25 @@ func startPeriods(ctx context.Context, tx *sql.Tx, conv string, users []string, 
 	return nil
 }
 
-// bumpEpoch starts the group conversation's next membership epoch. It runs
-// in the transaction that changes the members, and AppendMessages reads
-// the epoch in the statement that assigns seqs, so a message's epoch
-// always names the member set it was stored under.
-func bumpEpoch(ctx context.Context, tx *sql.Tx, conv string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE conversations SET member_epoch = member_epoch + 1 WHERE id = ?`, conv)
-	if err != nil {
+// membersChanged runs in every transaction that starts or ends periods of
+// a group, after doing so. It starts the group conversation's next
+// membership epoch (AppendMessages reads the epoch in the statement that
+// assigns seqs, so a message's epoch always names the member set it was
+// stored under) and recounts groups.member_count (migration 0009), so no
+// listing counts a big group's rows.
+func membersChanged(ctx context.Context, tx *sql.Tx, conv string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE conversations SET member_epoch = member_epoch + 1 WHERE id = ?`, conv); err != nil {
 		return fmt.Errorf("bump membership epoch: %w", err)
+	}
+	return recountMembers(ctx, tx, conv)
+}
+
+// recountMembers sets groups.member_count of the group conversation conv
+// from its active periods.
+func recountMembers(ctx context.Context, tx *sql.Tx, conv string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE groups SET member_count = (SELECT count(*) FROM memberships m
+		WHERE m.conversation_id = ?1 AND m.left_seq IS NULL) WHERE id = substr(?1, 5)`, conv); err != nil {
+		return fmt.Errorf("count members: %w", err)
 	}
 	return nil
 }
@@ -166,7 +177,7 @@ func (s *Store) LeaveGroup(ctx context.Context, groupID, userID string) error {
 		} else if n == 0 {
 			return fmt.Errorf("no group, or %q is not a member: %w", userID, storage.ErrNotFound)
 		}
-		return bumpEpoch(ctx, tx, conv)
+		return membersChanged(ctx, tx, conv)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: leave group %q: %w", groupID, mapErr(err))

@@ -123,8 +123,7 @@ SELECT x.conv, x.top, coalesce(d.delivered_seq, 0), x.first_joined, x.updated_at
 		+ max(0, x.top - ?6 - x.lo) END,
 	lm.msg_id, lm.sender_id, lm.sender_device_id, lm.client_msg_id, lm.content, lm.created_at,
 	g.name,
-	CASE WHEN g.id IS NULL THEN 0 ELSE
-		(SELECT count(*) FROM memberships gm WHERE gm.conversation_id = x.conv AND gm.left_seq IS NULL) END,
+	coalesce(g.member_count, 0),
 	coalesce(p.read_seq, 0), coalesce(p.delivered_seq, 0), coalesce(p.updated_at, 0)
 FROM floor x
 LEFT JOIN device_cursors d ON d.user_id = ?1 AND d.device_id = ?2 AND d.conversation_id = x.conv

@@ -15,8 +15,8 @@ import (
 // ListConversations with page_size 0 does, and the Welcome's summary);
 // FirstPage, the first page of 50 (an app's first screen); AllPages, every
 // page of 50 in turn, each continuing after the last (keyset paging). The
-// target is at most 20 ms for the inbox of 1,000 on every backend
-// (docs/social.md). settle, if not nil, runs after the data is written and
+// target is at most 20 ms to list the inbox of 1,000 on every backend
+// (docs/social.md has the figures of both readings). settle, if not nil, runs after the data is written and
 // before the clock starts (PostgreSQL: ANALYZE, which autovacuum does on a
 // live database).
 //

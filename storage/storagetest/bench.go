@@ -11,8 +11,9 @@ import (
 // BenchInbox lists an inbox of 1,000 conversations (900 one-to-one, 100
 // groups of 10; 10 messages each, the last 3 unread, half of them read
 // cursors; every peer has read, blocks another peer, and has 20 cursors
-// elsewhere, rows a plan must not scan), in ms/op, three ways: OnePage, all 1,000 in one listing (what
-// ListConversations with page_size 0 does, and the Welcome's summary);
+// elsewhere, rows a plan must not scan), in ms/op, three ways: OnePage,
+// all 1,000 in one listing (what ListConversations with page_size 0 does,
+// and the Welcome's summary);
 // FirstPage, the first page of 50 (an app's first screen); AllPages, every
 // page of 50 in turn, each continuing after the last (keyset paging). The
 // target is at most 20 ms to list the inbox of 1,000 on every backend

@@ -109,6 +109,9 @@ type noGroupError struct{ msg string }
 
 func (e *noGroupError) Error() string { return e.msg }
 
+// maxListedIDs bounds the ids a refused name lists: the error is one line.
+const maxListedIDs = 10
+
 // resolveGroup resolves what a person names one of their groups by:
 // "#friends" is a name; a bare word is a name, else a group id. Names are
 // looked up among the caller's own groups (ListMyGroups): a name two of
@@ -136,9 +139,12 @@ func resolveGroup(ctx context.Context, cl *client.Client, word string) (target, 
 		g := named[0].GetGroup()
 		return target{groupID: g.GetGroupId(), name: g.GetName()}, nil
 	case len(named) > 1:
-		ids := make([]string, len(named))
-		for i, mg := range named {
-			ids[i] = fmt.Sprintf("%s (%s, %s)", mg.GetGroup().GetGroupId(), count(mg.GetGroup().GetMemberCount(), "member"), roleName(mg.GetRole()))
+		var ids []string
+		for _, mg := range named[:min(len(named), maxListedIDs)] {
+			ids = append(ids, fmt.Sprintf("%s (%s, %s)", mg.GetGroup().GetGroupId(), count(mg.GetGroup().GetMemberCount(), "member"), roleName(mg.GetRole())))
+		}
+		if more := len(named) - len(ids); more > 0 {
+			ids = append(ids, fmt.Sprintf("and %d more (see 'starling group list -v')", more))
 		}
 		return target{}, fmt.Errorf("%d of your groups are named %q; name one by its id: %s", len(named), name, strings.Join(ids, ", "))
 	case hashed:

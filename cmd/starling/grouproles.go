@@ -173,17 +173,18 @@ func cmdGroupRole(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	var role starlingv1.GroupRole
+	var as string // "<username> is now <as> of #<group>"
 	switch pos[2] {
 	case "admin":
-		role, pos[2] = starlingv1.GroupRole_GROUP_ROLE_ADMIN, "an admin"
+		role, as = starlingv1.GroupRole_GROUP_ROLE_ADMIN, "an admin"
 	case "member":
-		role, pos[2] = starlingv1.GroupRole_GROUP_ROLE_MEMBER, "a member"
+		role, as = starlingv1.GroupRole_GROUP_ROLE_MEMBER, "a member"
 	default:
 		return usageErrorf("group role: the role is admin or member, not %q (see 'starling group role --help')", pos[2])
 	}
 	return onMember(ctx, a, "group role", pos[:2], func(cl *client.Client, group, user string) error {
 		return cl.SetMemberRole(ctx, group, user, role)
-	}, "%s is now "+pos[2]+" of %s\n", "make %s "+pos[2]+" of %s")
+	}, "%s is now "+as+" of %s\n", "make %s "+as+" of %s")
 }
 
 func cmdGroupTransfer(ctx context.Context, a *app, args []string) error {

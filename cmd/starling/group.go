@@ -11,7 +11,7 @@ import (
 var groupCommands = map[string]command{
 	"create":   cmdGroupCreate,
 	"add":      cmdGroupAdd,
-	"leave":    groupCall("group leave", "left group %s\n", (*client.Client).LeaveGroup),
+	"leave":    groupCall("group leave", "leave", "left group %s\n", (*client.Client).LeaveGroup),
 	"show":     cmdGroupShow,
 	"info":     cmdGroupInfo,
 	"update":   cmdGroupUpdate,
@@ -19,7 +19,7 @@ var groupCommands = map[string]command{
 	"kick":     cmdGroupKick,
 	"role":     cmdGroupRole,
 	"transfer": cmdGroupTransfer,
-	"disband":  groupCall("group disband", "disbanded group %s\n", (*client.Client).DisbandGroup),
+	"disband":  groupCall("group disband", "disband", "disbanded group %s\n", (*client.Client).DisbandGroup),
 	"members":  cmdGroupMembers,
 	"list":     cmdGroupList,
 }
@@ -65,7 +65,9 @@ func cmdGroupCreate(ctx context.Context, a *app, args []string) error {
 			"name": g.GetName(), "member_count": g.GetMemberCount(),
 		})
 	}
-	return say(a.stdout, "created group %s \"%s\" with %d members\n", g.GetGroupId(), g.GetName(), g.GetMemberCount())
+	// The id once: the name is what the other commands take, but a
+	// script may want the id, and a name can be shared by two groups.
+	return say(a.stdout, "created group #%s (%s) with %s\n", g.GetName(), g.GetGroupId(), count(g.GetMemberCount(), "member"))
 }
 
 func cmdGroupAdd(ctx context.Context, a *app, args []string) error {
@@ -73,7 +75,7 @@ func cmdGroupAdd(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, cl, err := a.loggedIn()
+	c, cl, g, err := a.inGroup(ctx, pos[0])
 	if err != nil {
 		return err
 	}
@@ -82,33 +84,48 @@ func cmdGroupAdd(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	added, err := cl.AddMembers(ctx, pos[0], ids...)
+	added, err := cl.AddMembers(ctx, g.groupID, ids...)
 	if err != nil {
-		return err
+		return reword(err, "add to "+g.String())
 	}
 	if len(added) == 0 {
 		return say(a.stdout, "no one added: all were members already\n")
 	}
-	return say(a.stdout, "added to %s: %s\n", pos[0], names(ctx, newPrinter(a.stdout, cl, c, false), added))
+	return say(a.stdout, "added to %s: %s\n", g, names(ctx, newPrinter(a.stdout, cl, c, false), added))
 }
 
-// groupCall is a command that takes one group id, calls the server with
-// it and prints done with the id: leave, disband.
-func groupCall(name, done string, call func(*client.Client, context.Context, string) error) command {
+// inGroup logs in and resolves the group a command names (its first
+// argument); the caller closes the client.
+func (a *app) inGroup(ctx context.Context, group string) (*config, *client.Client, target, error) {
+	c, cl, err := a.loggedIn()
+	if err != nil {
+		return nil, nil, target{}, err
+	}
+	g, err := resolveGroup(ctx, cl, group)
+	if err != nil {
+		cl.Close()
+		return nil, nil, target{}, err
+	}
+	return c, cl, g, nil
+}
+
+// groupCall is a command that takes one group, calls the server with its
+// id and prints done with its name: leave, disband. verb says what failed.
+func groupCall(name, verb, done string, call func(*client.Client, context.Context, string) error) command {
 	return func(ctx context.Context, a *app, args []string) error {
 		pos, err := parse(newFlags(name), args, 1, 1)
 		if err != nil {
 			return err
 		}
-		_, cl, err := a.loggedIn()
+		_, cl, g, err := a.inGroup(ctx, pos[0])
 		if err != nil {
 			return err
 		}
 		defer cl.Close()
-		if err := call(cl, ctx, pos[0]); err != nil {
-			return err
+		if err := call(cl, ctx, g.groupID); err != nil {
+			return reword(err, verb+" "+g.String())
 		}
-		return say(a.stdout, done, pos[0])
+		return say(a.stdout, done, g)
 	}
 }
 
@@ -119,14 +136,14 @@ func cmdGroupShow(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, cl, err := a.loggedIn()
+	c, cl, t, err := a.inGroup(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	g, members, err := cl.GetGroup(ctx, pos[0])
+	g, members, err := cl.GetGroup(ctx, t.groupID)
 	if err != nil {
-		return err
+		return reword(err, "group "+t.String())
 	}
 	p := newPrinter(a.stdout, cl, c, *asJSON)
 	if *asJSON {
@@ -135,9 +152,10 @@ func cmdGroupShow(ctx context.Context, a *app, args []string) error {
 			"owner_id": g.GetOwnerId(), "member_ids": members, "create_time": g.GetCreateTime().AsTime(),
 		})
 	}
-	return say(a.stdout, "group %s \"%s\" (%s)\nowner: %s\nmembers (%d): %s\n",
-		g.GetGroupId(), g.GetName(), client.GroupConversationID(g.GetGroupId()),
-		p.name(ctx, g.GetOwnerId()), len(members), names(ctx, p, members))
+	// The id, so a person can find it: a name two groups share is
+	// refused, and joining an open group takes its id.
+	return say(a.stdout, "group #%s (%s)\nowner: %s\nmembers (%d): %s\n",
+		g.GetName(), g.GetGroupId(), p.name(ctx, g.GetOwnerId()), len(members), names(ctx, p, members))
 }
 
 func names(ctx context.Context, p *printer, ids []string) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/starling-im/starling/client"
@@ -28,15 +29,16 @@ func addPolicyName(p starlingv1.AddPolicy) string {
 	return "any member"
 }
 
-// onMember runs a command of the form "<group-id> <username>": it
-// resolves the username, calls do with the group and user ids, and prints
-// done (formatted with the username and the group id).
-func onMember(ctx context.Context, a *app, name string, args []string, do func(cl *client.Client, group, user string) error, done string) error {
+// onMember runs a command of the form "<group> <username>": it resolves
+// both, calls do with the group and user ids, and prints done (formatted
+// with the username and the group's name). failed (formatted alike) says
+// what failed.
+func onMember(ctx context.Context, a *app, name string, args []string, do func(cl *client.Client, group, user string) error, done, failed string) error {
 	pos, err := parse(newFlags(name), args, 2, 2)
 	if err != nil {
 		return err
 	}
-	_, cl, err := a.loggedIn()
+	_, cl, g, err := a.inGroup(ctx, pos[0])
 	if err != nil {
 		return err
 	}
@@ -45,10 +47,10 @@ func onMember(ctx context.Context, a *app, name string, args []string, do func(c
 	if err != nil {
 		return err
 	}
-	if err := do(cl, pos[0], user); err != nil {
-		return err
+	if err := do(cl, g.groupID, user); err != nil {
+		return reword(err, fmt.Sprintf(failed, pos[1], g))
 	}
-	return say(a.stdout, done, pos[1], pos[0])
+	return say(a.stdout, done, pos[1], g)
 }
 
 func cmdGroupInfo(ctx context.Context, a *app, args []string) error {
@@ -58,18 +60,18 @@ func cmdGroupInfo(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, cl, err := a.loggedIn()
+	c, cl, t, err := a.inGroup(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	g, _, err := cl.GetGroup(ctx, pos[0])
+	g, _, err := cl.GetGroup(ctx, t.groupID)
 	if err != nil {
-		return err
+		return reword(err, "group "+t.String())
 	}
 	role := starlingv1.GroupRole_GROUP_ROLE_MEMBER
 	err = allPages(func(token string) ([]*starlingv1.GroupMember, string, error) {
-		return cl.ListGroupMembers(ctx, pos[0], 0, token)
+		return cl.ListGroupMembers(ctx, t.groupID, 0, token)
 	}, func(m *starlingv1.GroupMember) error {
 		if m.GetUserId() == c.UserID {
 			role = m.GetRole()
@@ -77,7 +79,7 @@ func cmdGroupInfo(ctx context.Context, a *app, args []string) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return reword(err, "members of "+t.String())
 	}
 	if *asJSON {
 		return writeJSON(a.stdout, map[string]any{
@@ -88,8 +90,9 @@ func cmdGroupInfo(ctx context.Context, a *app, args []string) error {
 		})
 	}
 	p := newPrinter(a.stdout, cl, c, false)
-	return say(a.stdout, "group %s \"%s\" (%s)\ndescription: %s\navatar: %s\nowner: %s\nmembers: %d\njoin: %s; who adds: %s\nyour role: %s\n",
-		g.GetGroupId(), g.GetName(), g.GetConversationId(), g.GetDescription(), g.GetAvatarUrl(),
+	// The id, as group show prints it.
+	return say(a.stdout, "group #%s (%s)\ndescription: %s\navatar: %s\nowner: %s\nmembers: %d\njoin: %s; who adds: %s\nyour role: %s\n",
+		g.GetName(), g.GetGroupId(), g.GetDescription(), g.GetAvatarUrl(),
 		p.name(ctx, g.GetOwnerId()), g.GetMemberCount(), joinPolicyName(g.GetJoinPolicy()), addPolicyName(g.GetAddPolicy()), roleName(role))
 }
 
@@ -104,7 +107,7 @@ func cmdGroupUpdate(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	req := &starlingv1.UpdateGroupRequest{GroupId: pos[0], Name: set["name"], Description: set["description"], AvatarUrl: set["avatar"]}
+	req := &starlingv1.UpdateGroupRequest{Name: set["name"], Description: set["description"], AvatarUrl: set["avatar"]}
 	if j := set["join"]; j != nil {
 		switch *j {
 		case "open":
@@ -125,16 +128,20 @@ func cmdGroupUpdate(ctx context.Context, a *app, args []string) error {
 			return usageErrorf("group update: --add is members or admins (see 'starling group update --help')")
 		}
 	}
-	_, cl, err := a.loggedIn()
+	_, cl, t, err := a.inGroup(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	req.GroupId = t.groupID
 	g, err := cl.UpdateGroup(ctx, req)
 	if err != nil {
-		return err
+		return reword(err, "update "+t.String())
 	}
-	return say(a.stdout, "updated group %s \"%s\"\n", g.GetGroupId(), g.GetName())
+	if g.GetName() != t.name {
+		return say(a.stdout, "updated group %s, now #%s\n", t, g.GetName())
+	}
+	return say(a.stdout, "updated group %s\n", t)
 }
 
 func cmdGroupJoin(ctx context.Context, a *app, args []string) error {
@@ -151,13 +158,13 @@ func cmdGroupJoin(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	return say(a.stdout, "joined group %s \"%s\"\n", g.GetGroupId(), g.GetName())
+	return say(a.stdout, "joined group #%s\n", g.GetName())
 }
 
 func cmdGroupKick(ctx context.Context, a *app, args []string) error {
 	return onMember(ctx, a, "group kick", args, func(cl *client.Client, group, user string) error {
 		return cl.KickMember(ctx, group, user)
-	}, "removed %s from %s\n")
+	}, "removed %s from %s\n", "kick %s from %s")
 }
 
 func cmdGroupRole(ctx context.Context, a *app, args []string) error {
@@ -166,23 +173,24 @@ func cmdGroupRole(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	var role starlingv1.GroupRole
+	var as string // "<username> is now <as> of #<group>"
 	switch pos[2] {
 	case "admin":
-		role = starlingv1.GroupRole_GROUP_ROLE_ADMIN
+		role, as = starlingv1.GroupRole_GROUP_ROLE_ADMIN, "an admin"
 	case "member":
-		role = starlingv1.GroupRole_GROUP_ROLE_MEMBER
+		role, as = starlingv1.GroupRole_GROUP_ROLE_MEMBER, "a member"
 	default:
 		return usageErrorf("group role: the role is admin or member, not %q (see 'starling group role --help')", pos[2])
 	}
 	return onMember(ctx, a, "group role", pos[:2], func(cl *client.Client, group, user string) error {
 		return cl.SetMemberRole(ctx, group, user, role)
-	}, "%s is now "+map[bool]string{true: "an admin", false: "a member"}[role == starlingv1.GroupRole_GROUP_ROLE_ADMIN]+" of %s\n")
+	}, "%s is now "+as+" of %s\n", "make %s "+as+" of %s")
 }
 
 func cmdGroupTransfer(ctx context.Context, a *app, args []string) error {
 	return onMember(ctx, a, "group transfer", args, func(cl *client.Client, group, user string) error {
 		return cl.TransferOwnership(ctx, group, user)
-	}, "%s now owns %s; you are an admin\n")
+	}, "%s now owns %s; you are an admin\n", "give %[2]s to %[1]s")
 }
 
 func cmdGroupMembers(ctx context.Context, a *app, args []string) error {
@@ -192,14 +200,15 @@ func cmdGroupMembers(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, cl, err := a.loggedIn()
+	c, cl, g, err := a.inGroup(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	p := newPrinter(a.stdout, cl, c, *asJSON)
 	return allPages(func(token string) ([]*starlingv1.GroupMember, string, error) {
-		return cl.ListGroupMembers(ctx, pos[0], 0, token)
+		ms, next, err := cl.ListGroupMembers(ctx, g.groupID, 0, token)
+		return ms, next, reword(err, "members of "+g.String())
 	}, func(m *starlingv1.GroupMember) error {
 		if *asJSON {
 			return writeJSON(a.stdout, map[string]any{"user_id": m.GetUserId(), "username": p.name(ctx, m.GetUserId()), "role": roleName(m.GetRole()), "joined_seq": m.GetJoinedSeq()})
@@ -210,7 +219,8 @@ func cmdGroupMembers(ctx context.Context, a *app, args []string) error {
 
 func cmdGroupList(ctx context.Context, a *app, args []string) error {
 	fs := newFlags("group list")
-	asJSON := fs.Bool("json", false, "print one JSON object per group")
+	asJSON := fs.Bool("json", false, "print one JSON object per group (with its id)")
+	verbose := fs.Bool("v", false, "also print each group's id")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -226,7 +236,7 @@ func cmdGroupList(ctx context.Context, a *app, args []string) error {
 		if *asJSON {
 			return writeJSON(a.stdout, map[string]any{"group_id": g.GetGroupId(), "name": g.GetName(), "member_count": g.GetMemberCount(), "role": roleName(mg.GetRole())})
 		}
-		return say(a.stdout, "%s\t\"%s\"\t%d members\t%s\n", g.GetGroupId(), g.GetName(), g.GetMemberCount(), roleName(mg.GetRole()))
+		return say(a.stdout, "%-24s %-11s  %s%s\n", "#"+g.GetName(), count(g.GetMemberCount(), "member"), roleName(mg.GetRole()), idSuffix(*verbose, g.GetGroupId()))
 	})
 }
 

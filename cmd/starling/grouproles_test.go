@@ -36,10 +36,10 @@ func TestGroupRoleCommands(t *testing.T) {
 	}
 	dave.fails(1, "invite only", "groups", "join", g.GroupID)
 	bob.ok("groups", "update", g.GroupID, "--name", "renamed", "--join", "open")
-	if out := dave.ok("groups", "join", g.GroupID); !strings.Contains(out, `"renamed"`) {
+	if out := dave.ok("groups", "join", g.GroupID); !strings.Contains(out, "joined group #renamed") {
 		t.Fatalf("groups join: %q", out)
 	}
-	if out := dave.ok("groups", "list"); !strings.Contains(out, g.GroupID) || !strings.Contains(out, "3 members") || !strings.Contains(out, "member") {
+	if out := dave.ok("groups", "list", "-v"); !strings.Contains(out, g.GroupID) || !strings.Contains(out, "3 members") || !strings.Contains(out, "member") {
 		t.Fatalf("groups list: %q", out)
 	}
 	alice.fails(1, "transfer ownership", "groups", "leave", g.GroupID)

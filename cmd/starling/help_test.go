@@ -39,7 +39,7 @@ func TestEveryCommandAnswersHelp(t *testing.T) {
 		"group transfer": nil,
 		"group disband":  nil,
 		"group members":  {"--json"},
-		"group list":     {"--json"},
+		"group list":     {"-v", "--json"},
 
 		"friends":          nil,
 		"friends list":     {"--json"},

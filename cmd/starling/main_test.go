@@ -189,8 +189,8 @@ func TestSendAndHistory(t *testing.T) {
 		t.Fatalf("conversations --json: %v", lines)
 	}
 
-	alice.fails(1, `no user named "nobody"`, "send", "nobody", "hi")
-	alice.fails(1, `no user named "nobody", nor a group`, "history", "nobody")
+	alice.fails(1, `no user or group of yours named "nobody"`, "send", "nobody", "hi")
+	alice.fails(1, `no user or group of yours named "nobody"`, "history", "nobody")
 	alice.fails(2, "missing arguments", "send", "bob")
 	alice.fails(2, "--limit", "history", "bob", "--limit", "0")
 	alice.fails(2, "unknown command", "frobnicate")
@@ -211,7 +211,7 @@ func TestGroupCommands(t *testing.T) {
 	if out := alice.ok("group", "add", g.GroupID, "carol"); !strings.Contains(out, "carol") {
 		t.Fatalf("group add: %q", out)
 	}
-	if out := bob.ok("group", "show", g.GroupID); !strings.Contains(out, `"friends"`) || !strings.Contains(out, "alice, bob, carol") && !strings.Contains(out, "(3)") {
+	if out := bob.ok("group", "show", g.GroupID); !strings.Contains(out, "group #friends ("+g.GroupID+")") || !strings.Contains(out, "alice, bob, carol") && !strings.Contains(out, "(3)") {
 		t.Fatalf("group show: %q", out)
 	}
 	l := bob.listen(t)

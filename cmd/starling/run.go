@@ -30,32 +30,36 @@ Accounts:
   whoami [--json]
 
 Messages:
-  send <username> <text…> [--json]       one-to-one message
-  gsend <group-id> <text…> [--json]      group message
+  send <username|group> <text…> [--json] one-to-one (or group) message
+  gsend <group> <text…> [--json]         group message
   listen [--json]                        print incoming messages, events, receipts and typing until interrupted
   chat <username>                        send stdin lines, print incoming messages
-  history <username|group-id> [--before SEQ] [--limit N] [--json]
+  history <username|group> [--before SEQ] [--limit N] [--json]
   conversations [-v] [--json]            @username and #group-name (-v: with ids)
   inbox [--limit N] [-v] [--json]        conversations with unread counts and last messages
-  read <username|group-id> [--seq N]     mark read up to the newest message (or N)
+  read <username|group> [--seq N]        mark read up to the newest message (or N)
 
 Groups:
   group create <name> [usernames…] [--description TEXT] [--avatar URL]
                [--open] [--admins-add] [--json]
-  group show <group-id> [--json]         the group, its owner and members
-  group info <group-id> [--json]         info, policies and your role
-  group update <group-id> [--name N] [--description TEXT] [--avatar URL]
+  group show <group> [--json]            the group, its owner and members
+  group info <group> [--json]            info, policies and your role
+  group update <group> [--name N] [--description TEXT] [--avatar URL]
                [--join open|invite] [--add members|admins]   (admins)
-  group add <group-id> <usernames…>
-  group join <group-id>                  join an open group
-  group kick <group-id> <username>       (admins; the owner for admins)
-  group leave <group-id>                 (the owner transfers first)
-  group role <group-id> <username> admin|member   (the owner)
-  group transfer <group-id> <username>   make them the owner
-  group disband <group-id>               end the group (the owner)
-  group members <group-id> [--json]      members with their roles
-  group list [--json]                    your groups with your role
+  group add <group> <usernames…>
+  group join <group-id>                  join an open group (by its id)
+  group kick <group> <username>          (admins; the owner for admins)
+  group leave <group>                    (the owner transfers first)
+  group role <group> <username> admin|member   (the owner)
+  group transfer <group> <username>      make them the owner
+  group disband <group>                  end the group (the owner)
+  group members <group> [--json]         members with their roles
+  group list [-v] [--json]               your groups with your role (-v: with ids)
   ('groups' works as well as 'group')
+<group> is one of your groups by its name (friends, or '#friends' quoted
+for the shell) or its id. Where a user may be meant too (send, read,
+history), a bare word is a username first; '#name' is always a group and
+'@name' always a user. A name two of your groups share needs the id.
 
 Friends:
   friends [list] [--json]                your friends, online or not

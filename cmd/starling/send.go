@@ -8,22 +8,17 @@ import (
 )
 
 func cmdSend(ctx context.Context, a *app, args []string) error {
-	return sendCommand(ctx, a, "send", args, func(ctx context.Context, cl *client.Client, to string) (client.Recipient, error) {
-		id, err := userID(ctx, cl, to)
-		return client.ToUser(id), err
-	})
+	return sendCommand(ctx, a, "send", args, resolveTarget)
 }
 
 func cmdGsend(ctx context.Context, a *app, args []string) error {
-	return sendCommand(ctx, a, "gsend", args, func(_ context.Context, _ *client.Client, to string) (client.Recipient, error) {
-		return client.ToGroup(to), nil
-	})
+	return sendCommand(ctx, a, "gsend", args, resolveGroup)
 }
 
 // sendCommand sends one message: `<name> <to> <text…>`; the words of the
-// text are joined with spaces.
+// text are joined with spaces, and resolve says whom <to> names.
 func sendCommand(ctx context.Context, a *app, name string, args []string,
-	resolve func(context.Context, *client.Client, string) (client.Recipient, error)) error {
+	resolve func(context.Context, *client.Client, string) (target, error)) error {
 	fs := newFlags(name)
 	asJSON := fs.Bool("json", false, "print the SendAck as JSON")
 	pos, err := parse(fs, args, 2, -1)
@@ -44,7 +39,7 @@ func sendCommand(ctx context.Context, a *app, name string, args []string,
 		return err
 	}
 	defer cl.Close()
-	rcpt, err := resolve(ctx, cl, to)
+	t, err := resolve(ctx, cl, to)
 	if err != nil {
 		return err
 	}
@@ -55,9 +50,9 @@ func sendCommand(ctx context.Context, a *app, name string, args []string,
 		return err
 	}
 	defer s.Close()
-	ack, err := s.SendText(ctx, rcpt, text)
+	ack, err := s.SendText(ctx, t.recipient(), text)
 	if err != nil {
-		return err
+		return reword(err, "send to "+t.String())
 	}
 	if *asJSON {
 		return writeJSON(a.stdout, map[string]any{
@@ -65,5 +60,5 @@ func sendCommand(ctx context.Context, a *app, name string, args []string,
 			"server_time": ack.GetServerTime().AsTime(), "duplicate": ack.GetDuplicate(),
 		})
 	}
-	return say(a.stdout, "sent to %s: %s #%d\n", to, ack.GetConversationId(), ack.GetSeq())
+	return say(a.stdout, "sent to %s #%d\n", t.label(), ack.GetSeq())
 }

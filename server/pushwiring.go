@@ -142,19 +142,12 @@ func (m storeMuter) Muted(ctx context.Context, userID, conversationID string) (b
 	return time.Now().Before(until), nil
 }
 
-// storeBadges counts a user's unread messages from the inbox: one read per
-// notification (the inbox's per-conversation counts, which leave out the
-// user's own messages), nothing written per message.
+// storeBadges counts a user's unread messages: one read per notification
+// (the sum of the inbox's per-conversation counts, which leave out the
+// user's own messages, without the rest of the inbox), nothing written
+// per message.
 type storeBadges struct{ store storage.ReadState }
 
 func (b storeBadges) Badge(ctx context.Context, userID string) (int64, error) {
-	entries, err := b.store.Inbox(ctx, storage.InboxQuery{UserID: userID})
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, e := range entries {
-		n += e.Unread
-	}
-	return n, nil
+	return b.store.UnreadTotal(ctx, userID)
 }

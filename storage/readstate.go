@@ -97,6 +97,9 @@ type ReadState interface {
 	// Inbox returns one page of the user's one-to-one and group
 	// conversations (current or former member), newest activity first.
 	Inbox(ctx context.Context, q InboxQuery) ([]InboxEntry, error)
+	// UnreadTotal is the sum of Unread over the user's whole inbox, read
+	// without the rest of each entry (an offline push's badge).
+	UnreadTotal(ctx context.Context, userID string) (int64, error)
 	// ReadCursorOf returns the user's cursor in a conversation (zero
 	// positions if none).
 	ReadCursorOf(ctx context.Context, userID, conversationID string) (ReadCursor, error)

@@ -86,9 +86,12 @@ func (s *Store) SetMute(ctx context.Context, userID, conversationID string, unti
 	return nil
 }
 
-// inboxSQL is the SQLite backend's inboxSQL in PostgreSQL's words (see
-// there).
-const inboxSQL = `WITH page AS (
+// inboxSQL and unreadTotalSQL are the SQLite backend's in PostgreSQL's
+// words (see there).
+const (
+	// inboxFrom is the page of conversations in inbox order, each with
+	// the user's read cursor and unread floor lo (the CTEs page and floor).
+	inboxFrom = `WITH page AS (
 	SELECT m.conversation_id AS conv, m.joined_seq AS cur_joined,
 		CASE WHEN m.left_seq IS NULL THEN c.latest_seq ELSE LEAST(m.left_seq, c.latest_seq) END AS top,
 		COALESCE((SELECT min(h.joined_seq) FROM membership_history h
@@ -110,12 +113,15 @@ const inboxSQL = `WITH page AS (
 	LEFT JOIN LATERAL (SELECT r.read_seq, r.muted_until, r.updated_at FROM read_state r
 		WHERE r.user_id = $1 AND r.conversation_id = x.conv LIMIT 1) r ON true
 )
-SELECT x.conv, x.top, COALESCE(d.delivered_seq, 0), x.first_joined, x.updated_at,
-	x.read_seq, x.muted_until, x.read_updated,
-	CASE WHEN x.top <= x.lo THEN 0 ELSE
+`
+	// inboxUnread is a floor row's unread count.
+	inboxUnread = `CASE WHEN x.top <= x.lo THEN 0 ELSE
 		(SELECT count(*) FROM messages u WHERE u.conversation_id = x.conv
 			AND u.seq > GREATEST(x.lo, x.top - $6::BIGINT) AND u.seq <= x.top AND u.sender_id <> $1 AND u.sender_id <> '')
-		+ GREATEST(0, x.top - $6::BIGINT - x.lo) END,
+		+ GREATEST(0, x.top - $6::BIGINT - x.lo) END`
+	inboxSQL = inboxFrom + `SELECT x.conv, x.top, COALESCE(d.delivered_seq, 0), x.first_joined, x.updated_at,
+	x.read_seq, x.muted_until, x.read_updated,
+	` + inboxUnread + `,
 	lm.msg_id, lm.sender_id, lm.sender_device_id, lm.client_msg_id, lm.content, lm.created_at,
 	g.name,
 	COALESCE(g.member_count, 0),
@@ -134,6 +140,11 @@ LEFT JOIN LATERAL (SELECT p.read_seq, p.delivered_seq, p.updated_at FROM read_st
 		AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = p.user_id AND b.blocked_id = $1)
 	LIMIT 1) p ON true
 ORDER BY x.updated_at DESC, x.conv`
+	// unreadTotalSQL sums inboxUnread over the whole inbox (no page: $3
+	// '', $5 NULL), reading nothing else: the badge of an offline push.
+	// $2 (the device) is unused; typed so the statement prepares.
+	unreadTotalSQL = inboxFrom + `SELECT COALESCE(sum(` + inboxUnread + `), 0)::BIGINT FROM floor x WHERE $2::TEXT IS NOT NULL OR true`
+)
 
 // Inbox implements storage.ReadState.
 func (s *Store) Inbox(ctx context.Context, q storage.InboxQuery) ([]storage.InboxEntry, error) {
@@ -179,6 +190,16 @@ func (s *Store) Inbox(ctx context.Context, q storage.InboxQuery) ([]storage.Inbo
 		return nil, fmt.Errorf("postgres: inbox of %q: %w", q.UserID, mapError(err))
 	}
 	return out, nil
+}
+
+// UnreadTotal implements storage.ReadState.
+func (s *Store) UnreadTotal(ctx context.Context, userID string) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, unreadTotalSQL, userID, "", "", int64(0), nil, int64(storage.UnreadScan)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: unread total of %q: %w", userID, mapError(err))
+	}
+	return n, nil
 }
 
 // ReadCursorOf implements storage.ReadState.

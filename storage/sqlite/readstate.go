@@ -93,12 +93,16 @@ func (s *Store) SetMute(ctx context.Context, userID, conversationID string, unti
 // the user's one-to-one and group conversations in inbox order; each row
 // then gets its cursors, its last message (the one at the visible top),
 // the group's name and size, the other user's cursor (one-to-one; none
-// while a block stands between the two, either way), and
-// the unread count: messages of others (system messages, sender "",
-// excluded) after max(read cursor, current
-// period's joined seq), looked at among the newest storage.UnreadScan,
-// plus those older than that window, counted by seq arithmetic.
-const inboxSQL = `WITH page AS (
+// while a block stands between the two, either way), and the unread
+// count (inboxUnread): messages of others (system messages, sender "",
+// excluded) after max(read cursor, current period's joined seq), looked
+// at among the newest storage.UnreadScan, plus those older than that
+// window, counted by seq arithmetic. unreadTotalSQL shares the page and
+// the count, so the badge and the inbox never disagree.
+const (
+	// inboxFrom is the page of conversations in inbox order, each with
+	// the user's read cursor and unread floor lo (the CTEs page and floor).
+	inboxFrom = `WITH page AS (
 	SELECT m.conversation_id AS conv, m.joined_seq AS cur_joined,
 		CASE WHEN m.left_seq IS NULL THEN c.latest_seq ELSE min(m.left_seq, c.latest_seq) END AS top,
 		coalesce((SELECT min(h.joined_seq) FROM membership_history h
@@ -115,12 +119,15 @@ const inboxSQL = `WITH page AS (
 		coalesce(r.muted_until, 0) AS muted_until, coalesce(r.updated_at, 0) AS read_updated
 	FROM page x LEFT JOIN read_state r ON r.user_id = ?1 AND r.conversation_id = x.conv
 )
-SELECT x.conv, x.top, coalesce(d.delivered_seq, 0), x.first_joined, x.updated_at,
-	x.read_seq, x.muted_until, x.read_updated,
-	CASE WHEN x.top <= x.lo THEN 0 ELSE
+`
+	// inboxUnread is a floor row's unread count.
+	inboxUnread = `CASE WHEN x.top <= x.lo THEN 0 ELSE
 		(SELECT count(*) FROM messages u WHERE u.conversation_id = x.conv
 			AND u.seq > max(x.lo, x.top - ?6) AND u.seq <= x.top AND u.sender_id <> ?1 AND u.sender_id <> '')
-		+ max(0, x.top - ?6 - x.lo) END,
+		+ max(0, x.top - ?6 - x.lo) END`
+	inboxSQL = inboxFrom + `SELECT x.conv, x.top, coalesce(d.delivered_seq, 0), x.first_joined, x.updated_at,
+	x.read_seq, x.muted_until, x.read_updated,
+	` + inboxUnread + `,
 	lm.msg_id, lm.sender_id, lm.sender_device_id, lm.client_msg_id, lm.content, lm.created_at,
 	g.name,
 	coalesce(g.member_count, 0),
@@ -133,6 +140,10 @@ LEFT JOIN read_state p ON substr(x.conv, 1, 4) = 'c2c:' AND p.conversation_id = 
 	AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = ?1 AND b.blocked_id = p.user_id)
 	AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = p.user_id AND b.blocked_id = ?1)
 ORDER BY x.updated_at DESC, x.conv`
+	// unreadTotalSQL sums inboxUnread over the whole inbox (no page:
+	// ?3 '', ?5 -1), reading nothing else: the badge of an offline push.
+	unreadTotalSQL = inboxFrom + `SELECT coalesce(sum(` + inboxUnread + `), 0) FROM floor x`
+)
 
 // Inbox implements storage.ReadState.
 func (s *Store) Inbox(ctx context.Context, q storage.InboxQuery) ([]storage.InboxEntry, error) {
@@ -176,6 +187,16 @@ func (s *Store) Inbox(ctx context.Context, q storage.InboxQuery) ([]storage.Inbo
 		return nil, fmt.Errorf("sqlite: inbox of %q: %w", q.UserID, mapErr(err))
 	}
 	return out, nil
+}
+
+// UnreadTotal implements storage.ReadState.
+func (s *Store) UnreadTotal(ctx context.Context, userID string) (int64, error) {
+	var n int64
+	err := s.reads.QueryRowContext(ctx, unreadTotalSQL, userID, "", "", 0, -1, storage.UnreadScan).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: unread total of %q: %w", userID, mapErr(err))
+	}
+	return n, nil
 }
 
 // ReadCursorOf implements storage.ReadState.

@@ -15,7 +15,8 @@ import (
 // all 1,000 in one listing (what ListConversations with page_size 0 does,
 // and the Welcome's summary);
 // FirstPage, the first page of 50 (an app's first screen); AllPages, every
-// page of 50 in turn, each continuing after the last (keyset paging). The
+// page of 50 in turn, each continuing after the last (keyset paging); and
+// UnreadTotal, the whole inbox's unread count alone (a push badge). The
 // target is at most 20 ms to list the inbox of 1,000 on every backend
 // (docs/social.md has the figures of both readings). settle, if not nil, runs after the data is written and
 // before the clock starts (PostgreSQL: ANALYZE, which autovacuum does on a
@@ -128,6 +129,24 @@ func BenchInbox(b *testing.B, s storage.Store, settle func()) {
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
 		})
 	}
+	// UnreadTotal: the badge of an offline push, the whole inbox's unread
+	// count without the rest; it must add up to the listing's counts.
+	all, err := s.Inbox(ctx, storage.InboxQuery{UserID: "me", DeviceID: "d"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var want int64
+	for _, e := range all {
+		want += e.Unread
+	}
+	b.Run("UnreadTotal", func(b *testing.B) {
+		for b.Loop() {
+			if n, err := s.UnreadTotal(ctx, "me"); err != nil || n != want || n == 0 {
+				b.Fatalf("unread total %d (%v), want %d", n, err, want)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
+	})
 }
 
 func uniq(ids []string) []string {

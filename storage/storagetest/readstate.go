@@ -24,8 +24,16 @@ func (fx *fixture) inbox(user string) map[string]storage.InboxEntry {
 	list, err := fx.s.Inbox(fx.t.Context(), storage.InboxQuery{UserID: user, DeviceID: "phone"})
 	must(fx.t, err, "inbox of "+user)
 	out := make(map[string]storage.InboxEntry, len(list))
+	var unread int64
 	for _, e := range list {
 		out[e.ConversationID] = e
+		unread += e.Unread
+	}
+	// Wherever the inbox is read, the badge's total agrees with it.
+	total, err := fx.s.UnreadTotal(fx.t.Context(), user)
+	must(fx.t, err, "unread total of "+user)
+	if total != unread {
+		fx.t.Fatalf("unread total of %s = %d; its inbox's counts add up to %d", user, total, unread)
 	}
 	return out
 }
@@ -95,6 +103,12 @@ func testInboxUnread(t *testing.T, f Factory) {
 	}
 	if got := in[ac].Unread; got != 0 {
 		t.Fatalf("alice's unread in ac (only her own) = %d, want 0", got)
+	}
+	if got, err := fx.s.UnreadTotal(t.Context(), "alice"); err != nil || got != 4 {
+		t.Fatalf("alice's unread total = %d (%v), want 4", got, err)
+	}
+	if got, err := fx.s.UnreadTotal(t.Context(), "nobody"); err != nil || got != 0 {
+		t.Fatalf("an unknown user's unread total = %d (%v), want 0", got, err)
 	}
 	if got := fx.inbox("bob")[ab].Unread; got != 2 {
 		t.Fatalf("bob's unread = %d, want 2", got)

@@ -110,8 +110,9 @@ func TestAdminClientCertificates(t *testing.T) {
 func testAdminClientCertificates(t *testing.T, b servertest.Backend) {
 	ca, rogue := newCA(t, "admin CA"), newCA(t, "rogue CA")
 	serverCert := ca.issue(t, "starling", x509.ExtKeyUsageServerAuth, time.Now().Add(time.Hour))
-	clientCAs := x509.NewCertPool()
-	clientCAs.AddCert(ca.cert)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	clientCAs := admin.NewCAs(pool)
 	keys, err := admin.NewKeys(
 		admin.Key{Name: "billing", CertCN: "billing-backend", Scopes: []string{admin.ScopeTokens}},
 		admin.Key{Name: "full", SHA256: admin.Hash(fullKey), CertCN: "ops", Scopes: []string{admin.ScopeAll}},
@@ -196,6 +197,19 @@ func testAdminClientCertificates(t *testing.T, b servertest.Backend) {
 	if online, err := ad.Presence(t.Context(), u.ID); err != nil || online[u.ID] {
 		t.Fatalf("client.NewAdmin with a certificate: %v %v", online, err)
 	}
+
+	// Rotating the CAs (the CA file reloaded) takes effect on the next
+	// call, on connections already open.
+	byRogue := starlingv1.NewAdminServiceClient(dial(rogue.issue(t, "ops", x509.ExtKeyUsageClientAuth, time.Now().Add(time.Hour))))
+	rotated := x509.NewCertPool()
+	rotated.AddCert(rogue.cert)
+	clientCAs.Set(rotated)
+	_, err = billing.IssueToken(t.Context(), issue)
+	wantCode(t, err, codes.Unauthenticated, "certificate of a CA rotated out")
+	if _, err := byRogue.GetPresence(t.Context(), presence); err != nil {
+		t.Fatalf("certificate of the CA rotated in: %v", err)
+	}
+	clientCAs.Set(pool)
 
 	// Revoking the entry (the key file reloaded) shuts its certificates out.
 	if err := keys.Set([]admin.Key{{Name: "billing", CertCN: "billing-backend", Scopes: []string{admin.ScopeTokens}, Revoked: true}}); err != nil {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/x509"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,7 +61,8 @@ type Config struct {
 	// names (admin.Key.CertCN). The node's TLS config must request client
 	// certificates without requiring them (tls.RequestClientCert):
 	// devices have none. A certificate never opens a user service.
-	AdminClientCAs *x509.CertPool
+	// CAs.Set may replace them while the node serves.
+	AdminClientCAs *admin.CAs
 	// PushWebhook, when set, receives offline notifications (a message to
 	// a user with no device online), coalesced per user over PushWindow
 	// (0: 2 s), with a text preview when PushPreview; nil: they are only

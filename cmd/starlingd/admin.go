@@ -32,11 +32,14 @@ func adminKeys(c config) (*admin.Keys, error) {
 	return admin.NewKeys(keys...)
 }
 
-// reloadAdminKeys re-reads --admin-keys-file on every SIGHUP until ctx
-// ends (a key added or revoked takes effect without a restart); a file
-// that does not load leaves the keys as they were.
-func reloadAdminKeys(ctx context.Context, c config, keys *admin.Keys, log *slog.Logger) func() {
-	if keys == nil || c.AdminKeysFile == "" {
+// reloadAdmin re-reads --admin-keys-file and --admin-client-ca on every
+// SIGHUP until ctx ends, so a key added or revoked and a CA rotated take
+// effect without a restart; a file that does not load leaves what it
+// holds as it was. The returned func stops it.
+func reloadAdmin(ctx context.Context, c config, keys *admin.Keys, cas *admin.CAs, log *slog.Logger) func() {
+	reloadKeys := keys != nil && c.AdminKeysFile != ""
+	reloadCAs := cas != nil && c.AdminClientCA != ""
+	if !reloadKeys && !reloadCAs {
 		return func() {}
 	}
 	hup := make(chan os.Signal, 1)
@@ -50,15 +53,25 @@ func reloadAdminKeys(ctx context.Context, c config, keys *admin.Keys, log *slog.
 			case <-ctx.Done():
 				return
 			case <-hup:
+			}
+			if reloadKeys {
 				fresh, err := adminKeys(c)
 				if err == nil && fresh != nil {
 					err = keys.Set(fresh.List())
 				}
 				if err != nil {
 					log.Error("admin keys: reload failed; keeping the old ones", "file", c.AdminKeysFile, "err", err)
-					continue
+				} else {
+					log.Info("admin keys: reloaded", "file", c.AdminKeysFile, "keys", keys.Len())
 				}
-				log.Info("admin keys: reloaded", "file", c.AdminKeysFile, "keys", keys.Len())
+			}
+			if reloadCAs {
+				if pool, err := admin.LoadCAs(c.AdminClientCA); err != nil {
+					log.Error("admin client CAs: reload failed; keeping the old ones", "file", c.AdminClientCA, "err", err)
+				} else {
+					cas.Set(pool)
+					log.Info("admin client CAs: reloaded", "file", c.AdminClientCA)
+				}
 			}
 		}
 	}()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -27,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/starling-im/starling/server"
+	"github.com/starling-im/starling/server/admin"
 	"github.com/starling-im/starling/server/chat"
 	"github.com/starling-im/starling/server/nodelease"
 	"github.com/starling-im/starling/server/push"
@@ -173,7 +173,7 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 		cfg.TracerProvider = tp
 	}
 
-	defer reloadAdminKeys(ctx, c, cfg.AdminKeys, log)()
+	defer reloadAdmin(ctx, c, cfg.AdminKeys, cfg.AdminClientCAs, log)()
 	srv, err := server.New(cfg, store, log, opts...)
 	if err != nil {
 		return err
@@ -197,15 +197,11 @@ func serverTLS(c config, cfg *server.Config) (credentials.TransportCredentials, 
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{cert}}
 	if c.AdminClientCA != "" {
-		pem, err := os.ReadFile(c.AdminClientCA)
+		pool, err := admin.LoadCAs(c.AdminClientCA)
 		if err != nil {
 			return nil, fmt.Errorf("--admin-client-ca: %w", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--admin-client-ca %s: no PEM certificate in it", c.AdminClientCA)
-		}
-		cfg.AdminClientCAs = pool
+		cfg.AdminClientCAs = admin.NewCAs(pool)
 		tc.ClientAuth = tls.RequestClientCert
 	}
 	return credentials.NewTLS(tc), nil

@@ -27,7 +27,7 @@ func (s *Server) authenticate(ctx context.Context) (Key, string, error) {
 	if carried {
 		return key, viaKey, err
 	}
-	if s.ClientCAs != nil {
+	if s.ClientCAs != nil && s.ClientCAs.Pool() != nil {
 		if chain := peerChain(ctx); len(chain) > 0 {
 			key, err := s.certKey(chain)
 			return key, viaCert, err
@@ -62,7 +62,7 @@ func (s *Server) certKey(chain []*x509.Certificate) (Key, error) {
 		inter.AddCert(c)
 	}
 	_, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         s.ClientCAs,
+		Roots:         s.ClientCAs.Pool(),
 		Intermediates: inter,
 		CurrentTime:   time.Now(),
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},

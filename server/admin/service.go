@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -44,7 +43,7 @@ type Server struct {
 	// AdminService as the key entry whose cert_cn it names (cert.go); nil:
 	// only API keys do. The node must request client certificates
 	// (tls.RequestClientCert) for any to be presented.
-	ClientCAs *x509.CertPool
+	ClientCAs *CAs
 	Accounts  *auth.Accounts
 	Chat      *chat.Service
 	Kicker    gateway.Kicker

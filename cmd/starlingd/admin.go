@@ -1,12 +1,7 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/starling-im/starling/server/admin"
 )
@@ -32,54 +27,30 @@ func adminKeys(c config) (*admin.Keys, error) {
 	return admin.NewKeys(keys...)
 }
 
-// reloadAdmin re-reads --admin-keys-file and --admin-client-ca on every
-// SIGHUP until ctx ends, so a key added or revoked and a CA rotated take
-// effect without a restart; a file that does not load leaves what it
-// holds as it was. The returned func stops it.
-func reloadAdmin(ctx context.Context, c config, keys *admin.Keys, cas *admin.CAs, log *slog.Logger) func() {
-	reloadKeys := keys != nil && c.AdminKeysFile != ""
-	reloadCAs := cas != nil && c.AdminClientCA != ""
-	if !reloadKeys && !reloadCAs {
-		return func() {}
+// adminReloads are the admin files SIGHUP re-reads: --admin-keys-file (a
+// key added or revoked) and --admin-client-ca (a CA rotated).
+func adminReloads(c config, keys *admin.Keys, cas *admin.CAs) []reloadable {
+	var out []reloadable
+	if keys != nil && c.AdminKeysFile != "" {
+		out = append(out, reloadable{what: "admin keys", file: c.AdminKeysFile, load: func() error {
+			fresh, err := adminKeys(c)
+			if err != nil {
+				return err
+			}
+			return keys.Set(fresh.List())
+		}})
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
+	if cas != nil && c.AdminClientCA != "" {
+		out = append(out, reloadable{what: "admin client CAs", file: c.AdminClientCA, load: func() error {
+			pool, err := admin.LoadCAs(c.AdminClientCA)
+			if err != nil {
+				return err
 			}
-			if reloadKeys {
-				fresh, err := adminKeys(c)
-				if err == nil && fresh != nil {
-					err = keys.Set(fresh.List())
-				}
-				if err != nil {
-					log.Error("admin keys: reload failed; keeping the old ones", "file", c.AdminKeysFile, "err", err)
-				} else {
-					log.Info("admin keys: reloaded", "file", c.AdminKeysFile, "keys", keys.Len())
-				}
-			}
-			if reloadCAs {
-				if pool, err := admin.LoadCAs(c.AdminClientCA); err != nil {
-					log.Error("admin client CAs: reload failed; keeping the old ones", "file", c.AdminClientCA, "err", err)
-				} else {
-					cas.Set(pool)
-					log.Info("admin client CAs: reloaded", "file", c.AdminClientCA)
-				}
-			}
-		}
-	}()
-	return func() {
-		signal.Stop(hup)
-		cancel()
-		<-done
+			cas.Set(pool)
+			return nil
+		}})
 	}
+	return out
 }
 
 var errShortAdminKey = errors.New("--admin-key must be at least 32 bytes (make one with: starlingd gen-secret)")

@@ -128,7 +128,7 @@ func newFlagSet(c *config, level *string) *flag.FlagSet {
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "starling:", "prefix of every Redis key and channel, so several clusters can share one Redis")
 	fs.DurationVar(&c.Resync, "resync-interval", time.Minute, "cluster mode: how often every stream re-reads what it is behind on and presence is re-read whole, the safety net for deliveries lost between nodes; 0: never")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "address for HTTP /metrics (Prometheus), /healthz and /readyz (default: off)")
-	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves gRPC over TLS")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves gRPC over TLS; both re-read on SIGHUP (a renewed certificate serves new connections)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&c.AdminKeysFile, "admin-keys-file", "", "JSON file of the API keys that open AdminService (name, SHA-256 of the key, scopes; see docs/operations.md); re-read on SIGHUP")
 	fs.StringVar(&c.AdminClientCA, "admin-client-ca", "", "PEM file of the CAs whose client certificates open AdminService (needs --tls-cert and --admin-keys-file): the node then requests, never requires, a client certificate; one signed by these CAs opens AdminService as the --admin-keys-file entry whose cert_cn is its subject common name or one of its DNS names, with that entry's scopes. A certificate never opens the user services; re-read on SIGHUP")

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,12 +91,14 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 	cfg.SessionGCBatch = c.SessionGCBatch
 
 	var opts []grpc.ServerOption
+	var reloads []reloadable // what SIGHUP re-reads
 	if c.TLSCert != "" {
-		creds, err := serverTLS(c, &cfg)
+		tc, cert, err := serverTLS(c, &cfg)
 		if err != nil {
 			return err
 		}
-		opts = append(opts, grpc.Creds(creds))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+		reloads = append(reloads, cert)
 	}
 	lis, err := net.Listen("tcp", c.Listen)
 	if err != nil {
@@ -173,7 +176,8 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 		cfg.TracerProvider = tp
 	}
 
-	defer reloadAdmin(ctx, c, cfg.AdminKeys, cfg.AdminClientCAs, log)()
+	reloads = append(reloads, adminReloads(c, cfg.AdminKeys, cfg.AdminClientCAs)...)
+	defer reloadOnHangUp(ctx, log, reloads...)()
 	srv, err := server.New(cfg, store, log, opts...)
 	if err != nil {
 		return err
@@ -189,22 +193,32 @@ func run(ctx context.Context, c config, logOut io.Writer) (err error) {
 // the CAs of admin client certificates: the handshake then requests a
 // client certificate without requiring or verifying it (devices have
 // none; one no admin CA signed is refused by AdminService with
-// UNAUTHENTICATED, not by a failed handshake).
-func serverTLS(c config, cfg *server.Config) (credentials.TransportCredentials, error) {
-	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
-	if err != nil {
-		return nil, fmt.Errorf("load TLS certificate: %w", err)
+// UNAUTHENTICATED, not by a failed handshake). The certificate is served
+// from a pointer the returned reloadable replaces (SIGHUP), so a renewed
+// certificate is served to new connections without a restart.
+func serverTLS(c config, cfg *server.Config) (*tls.Config, reloadable, error) {
+	var cert atomic.Pointer[tls.Certificate]
+	load := func() error {
+		kp, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		cert.Store(&kp)
+		return nil
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}}
+	if err := load(); err != nil {
+		return nil, reloadable{}, err
+	}
+	tc := &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert.Load(), nil }}
 	if c.AdminClientCA != "" {
 		pool, err := admin.LoadCAs(c.AdminClientCA)
 		if err != nil {
-			return nil, fmt.Errorf("--admin-client-ca: %w", err)
+			return nil, reloadable{}, fmt.Errorf("--admin-client-ca: %w", err)
 		}
 		cfg.AdminClientCAs = admin.NewCAs(pool)
 		tc.ClientAuth = tls.RequestClientCert
 	}
-	return credentials.NewTLS(tc), nil
+	return tc, reloadable{what: "TLS certificate", file: c.TLSCert, load: load}, nil
 }
 
 var errNoSharedSecret = errors.New("a token secret is required with --db (STARLING_TOKEN_SECRET, --token-secret-file or --token-secret; make one with: starlingd gen-secret): every node of a cluster must sign tokens with the same secret")

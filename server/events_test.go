@@ -2,9 +2,8 @@ package server_test
 
 import (
 	"encoding/json"
-	"io"
+	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -22,27 +21,23 @@ type rawEvent struct {
 	Data json.RawMessage `json:"data"`
 }
 
+// eventHeaderMatches: an event call's type header names its body's type.
+func eventHeaderMatches(r *http.Request, e rawEvent) error {
+	if h := r.Header.Get(push.HeaderEvent); h != e.Type {
+		return fmt.Errorf("header %s %q, body type %q", push.HeaderEvent, h, e.Type)
+	}
+	return nil
+}
+
 // TestEventWebhook: the enabled event types reach the event webhook,
 // signed; the others do not.
 func TestEventWebhook(t *testing.T) {
 	for _, b := range servertest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
-			got := make(chan rawEvent, 100)
-			hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				body, _ := io.ReadAll(r.Body)
-				if err := push.Verify(pushSecret, r.Header.Get(push.HeaderTimestamp), r.Header.Get(push.HeaderSignature), body, time.Now(), time.Minute); err != nil {
-					t.Errorf("event call: %v", err)
-				}
-				var e rawEvent
-				if err := json.Unmarshal(body, &e); err != nil || r.Header.Get(push.HeaderEvent) != e.Type {
-					t.Errorf("event body %s (header %q): %v", body, r.Header.Get(push.HeaderEvent), err)
-				}
-				got <- e
-			}))
-			defer hook.Close()
+			hookURL, got := signedWebhook(t, eventHeaderMatches)
 			srv := servertest.Start(t, servertest.WithStore(b.New(t)), servertest.WithConfig(func(c *server.Config) {
-				c.EventWebhook = &push.WebhookConfig{URL: hook.URL, Secret: pushSecret, Workers: 1}
+				c.EventWebhook = &push.WebhookConfig{URL: hookURL, Secret: pushSecret, Workers: 1}
 				c.EventTypes = []string{push.EventMessageStored, push.EventGroupChanged, push.EventUserOnline}
 			}))
 			next := func(want string) rawEvent {
@@ -96,23 +91,9 @@ func TestFriendEventWebhook(t *testing.T) {
 	for _, b := range servertest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
-			got := make(chan rawEvent, 100)
-			hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				body, _ := io.ReadAll(r.Body)
-				if err := push.Verify(pushSecret, r.Header.Get(push.HeaderTimestamp), r.Header.Get(push.HeaderSignature), body, time.Now(), time.Minute); err != nil {
-					t.Errorf("event call: %v", err)
-					http.Error(w, "bad signature", http.StatusUnauthorized)
-					return
-				}
-				var e rawEvent
-				if err := json.Unmarshal(body, &e); err != nil || r.Header.Get(push.HeaderEvent) != e.Type {
-					t.Errorf("event body %s (header %q): %v", body, r.Header.Get(push.HeaderEvent), err)
-				}
-				got <- e
-			}))
-			defer hook.Close()
+			hookURL, got := signedWebhook(t, eventHeaderMatches)
 			srv := servertest.Start(t, servertest.WithStore(b.New(t)), servertest.WithConfig(func(c *server.Config) {
-				c.EventWebhook = &push.WebhookConfig{URL: hook.URL, Secret: pushSecret, Workers: 1}
+				c.EventWebhook = &push.WebhookConfig{URL: hookURL, Secret: pushSecret, Workers: 1}
 				c.EventTypes = []string{push.EventFriendChanged}
 			}))
 			alice, bob, carol := srv.NewUser(t, "alice"), srv.NewUser(t, "bob"), srv.NewUser(t, "carol")

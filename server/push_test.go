@@ -25,21 +25,9 @@ func TestOfflinePush(t *testing.T) {
 	for _, b := range servertest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
-			got := make(chan push.Notification, 100)
-			hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				body, _ := io.ReadAll(r.Body)
-				if err := push.Verify(pushSecret, r.Header.Get(push.HeaderTimestamp), r.Header.Get(push.HeaderSignature), body, time.Now(), time.Minute); err != nil {
-					t.Errorf("webhook call: %v", err)
-				}
-				var n push.Notification
-				if err := json.Unmarshal(body, &n); err != nil {
-					t.Errorf("webhook body %s: %v", body, err)
-				}
-				got <- n
-			}))
-			defer hook.Close()
+			hookURL, got := signedWebhook[push.Notification](t, nil)
 			srv := servertest.Start(t, servertest.WithStore(b.New(t)), servertest.WithConfig(func(c *server.Config) {
-				c.PushWebhook = &push.WebhookConfig{URL: hook.URL, Secret: pushSecret, Backoff: 10 * time.Millisecond}
+				c.PushWebhook = &push.WebhookConfig{URL: hookURL, Secret: pushSecret, Backoff: 10 * time.Millisecond}
 				c.PushWindow = time.Second
 				c.PushPreview = true
 			}))
@@ -103,16 +91,9 @@ func TestOfflinePush(t *testing.T) {
 // TestOfflinePushSkipsEvents: a friend request to an offline user is an
 // event of their event stream, not a message: no push.
 func TestOfflinePushSkipsEvents(t *testing.T) {
-	got := make(chan push.Notification, 100)
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var n push.Notification
-		body, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(body, &n)
-		got <- n
-	}))
-	defer hook.Close()
+	hookURL, got := signedWebhook[push.Notification](t, nil)
 	srv := servertest.Start(t, servertest.WithConfig(func(c *server.Config) {
-		c.PushWebhook = &push.WebhookConfig{URL: hook.URL, Secret: pushSecret}
+		c.PushWebhook = &push.WebhookConfig{URL: hookURL, Secret: pushSecret}
 		c.PushWindow = 100 * time.Millisecond
 	}))
 	alice, bob, carol := srv.NewUser(t, "alice"), srv.NewUser(t, "bob"), srv.NewUser(t, "carol")
@@ -140,21 +121,9 @@ func TestOfflinePushBadge(t *testing.T) {
 	for _, b := range servertest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
-			got := make(chan push.Notification, 100)
-			hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				body, _ := io.ReadAll(r.Body)
-				if err := push.Verify(pushSecret, r.Header.Get(push.HeaderTimestamp), r.Header.Get(push.HeaderSignature), body, time.Now(), time.Minute); err != nil {
-					t.Errorf("webhook call: %v", err)
-				}
-				var n push.Notification
-				if err := json.Unmarshal(body, &n); err != nil {
-					t.Errorf("webhook body %s: %v", body, err)
-				}
-				got <- n
-			}))
-			defer hook.Close()
+			hookURL, got := signedWebhook[push.Notification](t, nil)
 			srv := servertest.Start(t, servertest.WithStore(b.New(t)), servertest.WithConfig(func(c *server.Config) {
-				c.PushWebhook = &push.WebhookConfig{URL: hook.URL, Secret: pushSecret, Backoff: 10 * time.Millisecond}
+				c.PushWebhook = &push.WebhookConfig{URL: hookURL, Secret: pushSecret, Backoff: 10 * time.Millisecond}
 				c.PushWindow = 100 * time.Millisecond
 			}))
 			alice, bob, carol := srv.NewUser(t, "alice"), srv.NewUser(t, "bob"), srv.NewUser(t, "carol")
@@ -219,4 +188,32 @@ func TestOfflinePushBadge(t *testing.T) {
 			}
 		})
 	}
+}
+
+// signedWebhook is a local receiver of the node's webhook calls: each
+// body must carry a good signature with pushSecret (else 401 and a test
+// error), and is decoded into a T sent on the returned channel; check, if
+// not nil, looks at the request and the decoded value too.
+func signedWebhook[T any](t *testing.T, check func(r *http.Request, v T) error) (string, <-chan T) {
+	t.Helper()
+	got := make(chan T, 100)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := push.Verify(pushSecret, r.Header.Get(push.HeaderTimestamp), r.Header.Get(push.HeaderSignature), body, time.Now(), time.Minute); err != nil {
+			t.Errorf("webhook call: %v", err)
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		var v T
+		err := json.Unmarshal(body, &v)
+		if err == nil && check != nil {
+			err = check(r, v)
+		}
+		if err != nil {
+			t.Errorf("webhook body %s: %v", body, err)
+		}
+		got <- v
+	}))
+	t.Cleanup(hook.Close)
+	return hook.URL, got
 }

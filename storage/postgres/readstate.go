@@ -100,9 +100,9 @@ const (
 	FROM memberships m
 	JOIN conversations c ON c.id = m.conversation_id
 	WHERE m.user_id = $1 AND substr(m.conversation_id, 1, 4) IN ('c2c:', 'grp:')
-		AND ($3::TEXT = '' OR c.updated_at < $4::BIGINT OR (c.updated_at = $4::BIGINT AND m.conversation_id > $3::TEXT))
+		AND ($2::TEXT = '' OR c.updated_at < $3::BIGINT OR (c.updated_at = $3::BIGINT AND m.conversation_id > $2::TEXT))
 	ORDER BY c.updated_at DESC, m.conversation_id
-	LIMIT $5
+	LIMIT $4
 ), floor AS (
 	SELECT x.*, COALESCE(r.read_seq, 0) AS read_seq, GREATEST(COALESCE(r.read_seq, 0), x.cur_joined) AS lo,
 		COALESCE(r.muted_until, 0) AS muted_until, COALESCE(r.updated_at, 0) AS read_updated
@@ -117,8 +117,8 @@ const (
 	// inboxUnread is a floor row's unread count.
 	inboxUnread = `CASE WHEN x.top <= x.lo THEN 0 ELSE
 		(SELECT count(*) FROM messages u WHERE u.conversation_id = x.conv
-			AND u.seq > GREATEST(x.lo, x.top - $6::BIGINT) AND u.seq <= x.top AND u.sender_id <> $1 AND u.sender_id <> '')
-		+ GREATEST(0, x.top - $6::BIGINT - x.lo) END`
+			AND u.seq > GREATEST(x.lo, x.top - $5::BIGINT) AND u.seq <= x.top AND u.sender_id <> $1 AND u.sender_id <> '')
+		+ GREATEST(0, x.top - $5::BIGINT - x.lo) END`
 	inboxSQL = inboxFrom + `SELECT x.conv, x.top, COALESCE(d.delivered_seq, 0), x.first_joined, x.updated_at,
 	x.read_seq, x.muted_until, x.read_updated,
 	` + inboxUnread + `,
@@ -128,7 +128,7 @@ const (
 	COALESCE(p.read_seq, 0), COALESCE(p.delivered_seq, 0), COALESCE(p.updated_at, 0)
 FROM floor x
 LEFT JOIN LATERAL (SELECT d.delivered_seq FROM device_cursors d
-	WHERE d.user_id = $1 AND d.device_id = $2 AND d.conversation_id = x.conv LIMIT 1) d ON true
+	WHERE d.user_id = $1 AND d.device_id = $6 AND d.conversation_id = x.conv LIMIT 1) d ON true
 LEFT JOIN messages lm ON lm.conversation_id = x.conv AND lm.seq = x.top
 LEFT JOIN groups g ON substr(x.conv, 1, 4) = 'grp:' AND g.id = substr(x.conv, 5)
 -- The other user's row: a lookup per row too (a plain join may scan every
@@ -140,10 +140,10 @@ LEFT JOIN LATERAL (SELECT p.read_seq, p.delivered_seq, p.updated_at FROM read_st
 		AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = p.user_id AND b.blocked_id = $1)
 	LIMIT 1) p ON true
 ORDER BY x.updated_at DESC, x.conv`
-	// unreadTotalSQL sums inboxUnread over the whole inbox (no page: $3
-	// '', $5 NULL), reading nothing else: the badge of an offline push.
-	// $2 (the device) is unused; typed so the statement prepares.
-	unreadTotalSQL = inboxFrom + `SELECT COALESCE(sum(` + inboxUnread + `), 0)::BIGINT FROM floor x WHERE $2::TEXT IS NOT NULL OR true`
+	// unreadTotalSQL sums inboxUnread over the whole inbox (no page: $2
+	// '', $4 NULL), reading nothing else: the badge of an offline push.
+	// It takes $1–$5; the device ($6) is only the listing's.
+	unreadTotalSQL = inboxFrom + `SELECT COALESCE(sum(` + inboxUnread + `), 0)::BIGINT FROM floor x`
 )
 
 // Inbox implements storage.ReadState.
@@ -153,7 +153,7 @@ func (s *Store) Inbox(ctx context.Context, q storage.InboxQuery) ([]storage.Inbo
 		l := int64(q.Limit)
 		limit = &l
 	}
-	rows, err := s.pool.Query(ctx, inboxSQL, q.UserID, q.DeviceID, q.After.ConversationID, q.After.UpdatedAt.UnixMilli(), limit, int64(storage.UnreadScan))
+	rows, err := s.pool.Query(ctx, inboxSQL, q.UserID, q.After.ConversationID, q.After.UpdatedAt.UnixMilli(), limit, int64(storage.UnreadScan), q.DeviceID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: inbox of %q: %w", q.UserID, mapError(err))
 	}
@@ -195,7 +195,7 @@ func (s *Store) Inbox(ctx context.Context, q storage.InboxQuery) ([]storage.Inbo
 // UnreadTotal implements storage.ReadState.
 func (s *Store) UnreadTotal(ctx context.Context, userID string) (int64, error) {
 	var n int64
-	err := s.pool.QueryRow(ctx, unreadTotalSQL, userID, "", "", int64(0), nil, int64(storage.UnreadScan)).Scan(&n)
+	err := s.pool.QueryRow(ctx, unreadTotalSQL, userID, "", int64(0), nil, int64(storage.UnreadScan)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: unread total of %q: %w", userID, mapError(err))
 	}

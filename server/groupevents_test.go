@@ -271,6 +271,13 @@ func testGroupEventMembersTold(t *testing.T, srv *servertest.Server) {
 		}
 	}
 	by := servertest.WithToken(t.Context(), o.token)
+	// A refused change tells nobody anything.
+	bad := "anna's"
+	_, err := gs.UpdateGroup(servertest.WithToken(t.Context(), a.token), &starlingv1.UpdateGroupRequest{GroupId: g.GetGroupId(), Name: &bad})
+	wantRefusal(t, err, apierr.NotGroupAdmin, "a member renames")
+	for _, d := range []device{o, a, a2} {
+		quiet(t, d, 50*time.Millisecond)
+	}
 	name := "team"
 	type step struct {
 		kind starlingv1.GroupChange_Kind
